@@ -1,0 +1,27 @@
+//! The master's local API, spoken over HTTP on 127.0.0.1 with a bearer token.
+//!
+//! - [`types`]: requests and responses (JSON), shared by the master's server and clients.
+//! - [`client`] (feature `client`): a blocking client; the `drover` CLI's only way in.
+//! - [`ApiInfo`]: `DIR/api.json`, where the master says how to reach it.
+//!
+//! Routes (all under `/api/v1`, all need `Authorization: Bearer <token>`):
+//! `POST /jobs` runs a job ([`RunRequest`] → [`RunResponse`]), `GET /jobs` lists jobs,
+//! `GET /jobs/{jid}` shows one ([`JobDetail`]), `GET /keys` and `POST /keys` list and
+//! change minion keys, `GET /minions` lists minions with their connection state.
+
+pub mod types;
+
+#[cfg(feature = "client")]
+pub mod client;
+
+pub use types::*;
+
+/// The file name the master writes under its directory once it serves its API.
+pub const API_FILE: &str = "api.json";
+
+/// Contents of `DIR/api.json` (mode 0600): where the API listens and its bearer token.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct ApiInfo {
+    pub url: String,
+    pub token: String,
+}

@@ -1,0 +1,222 @@
+//! Request and response bodies of the master's API.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// How a target string is read (Salt's `tgt_type`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetType {
+    /// Shell glob on minion ids (the default).
+    #[default]
+    Glob,
+    /// Regular expression on minion ids (`-E`).
+    Pcre,
+    /// Comma-separated list of ids (`-L`).
+    List,
+    /// `grain:glob` (`-G`).
+    Grain,
+    /// Compound: `G@os:debian and web-* or L@a,b` (`-C`).
+    Compound,
+}
+
+/// `-b N` or `-b N%`: at most this many minions busy with the job at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Batch {
+    Count(u32),
+    Percent(u32),
+}
+
+impl Batch {
+    /// The window size for `targeted` minions: never less than 1.
+    pub fn window(self, targeted: usize) -> usize {
+        match self {
+            Batch::Count(n) => n as usize,
+            Batch::Percent(p) => (targeted * p as usize).div_ceil(100),
+        }
+        .max(1)
+    }
+}
+
+impl FromStr for Batch {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("invalid batch {s:?}: expected a count like 10 or a percentage like 25%");
+        match s.strip_suffix('%') {
+            Some(p) => match p.parse::<u32>() {
+                Ok(p) if (1..=100).contains(&p) => Ok(Batch::Percent(p)),
+                _ => Err(bad()),
+            },
+            None => match s.parse::<u32>() {
+                Ok(n) if n >= 1 => Ok(Batch::Count(n)),
+                _ => Err(bad()),
+            },
+        }
+    }
+}
+
+impl fmt::Display for Batch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Batch::Count(n) => write!(f, "{n}"),
+            Batch::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+/// `POST /jobs`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunRequest {
+    pub target: String,
+    #[serde(default)]
+    pub tgt_type: TargetType,
+    pub fun: String,
+    #[serde(default)]
+    pub args: Vec<Value>,
+    #[serde(default)]
+    pub kwargs: BTreeMap<String, Value>,
+    /// Seconds to wait for each minion's return, counted from when it was sent the job.
+    pub timeout_secs: f64,
+    #[serde(default)]
+    pub batch: Option<Batch>,
+    /// `false` (`--async`): answer as soon as the job is published, with the jid only.
+    #[serde(default = "yes")]
+    pub wait: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One minion's return as the API shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MinionReturn {
+    pub success: bool,
+    pub retcode: i32,
+    pub ret: Value,
+    /// When the minion started and finished the job (ms since the Unix epoch, its clock).
+    pub started_ms: u64,
+    pub finished_ms: u64,
+}
+
+/// Answer to `POST /jobs`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RunResponse {
+    pub jid: String,
+    /// Every minion the target selected, sorted.
+    pub targeted: Vec<String>,
+    /// Returns received before the answer (empty with `wait: false`).
+    pub returns: BTreeMap<String, MinionReturn>,
+    /// Connected minions that did not return within the timeout.
+    pub timed_out: Vec<String>,
+    /// Targeted minions that were not connected, so never got the job.
+    pub not_connected: Vec<String>,
+}
+
+/// One row of `GET /jobs`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JobSummary {
+    pub jid: String,
+    pub fun: String,
+    pub args: Vec<Value>,
+    pub kwargs: BTreeMap<String, Value>,
+    pub target: String,
+    pub tgt_type: TargetType,
+    pub created_ms: u64,
+    pub targeted: usize,
+    pub returned: usize,
+    pub failed: usize,
+}
+
+/// `GET /jobs/{jid}`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JobDetail {
+    #[serde(flatten)]
+    pub summary: JobSummary,
+    pub minions: Vec<String>,
+    pub returns: BTreeMap<String, MinionReturn>,
+}
+
+/// A key's state, as its folder under `DIR/pki/` says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyState {
+    Accepted,
+    Pending,
+    Rejected,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KeyEntry {
+    pub id: String,
+    pub fingerprint: String,
+    pub state: KeyState,
+}
+
+/// `GET /keys`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KeyList {
+    pub master_fingerprint: String,
+    pub keys: Vec<KeyEntry>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyAction {
+    Accept,
+    Reject,
+    Delete,
+}
+
+/// `POST /keys`: act on one id, or on every key the action applies to (`all`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KeyActionRequest {
+    pub action: KeyAction,
+    pub id: Option<String>,
+    #[serde(default)]
+    pub all: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KeyActionResponse {
+    /// Ids whose key changed state.
+    pub changed: Vec<String>,
+}
+
+/// One row of `GET /minions`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MinionStatus {
+    pub id: String,
+    pub connected: bool,
+    /// Last message from the minion, ms since the Unix epoch (0: never since master start).
+    pub last_seen_ms: u64,
+    pub grains: BTreeMap<String, Value>,
+}
+
+/// Body of every error answer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ApiError {
+    pub error: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_parse_and_size_windows() {
+        assert_eq!("2".parse(), Ok(Batch::Count(2)));
+        assert_eq!("25%".parse(), Ok(Batch::Percent(25)));
+        for bad in ["0", "0%", "101%", "x", "-1", "", "%"] {
+            assert!(bad.parse::<Batch>().is_err(), "{bad}");
+        }
+        assert_eq!(Batch::Percent(10).window(50), 5);
+        assert_eq!(Batch::Percent(10).window(3), 1);
+        assert_eq!(Batch::Count(2).window(20), 2);
+    }
+}

@@ -1,0 +1,232 @@
+//! CURVE keypairs on disk, public-key fingerprints and the routing ids built from them.
+//!
+//! Keys are kept as Z85 text (40 characters), the form libzmq takes and the form a user can
+//! read with `cat`: `NAME.pub` holds the public key, `NAME.key` the secret one (mode 0600).
+
+use std::fmt;
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::MinionId;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{what}: not a CURVE key (expected 40 Z85 characters)")]
+    Malformed { what: String },
+    #[error("cannot generate a CURVE keypair: {0} (is libzmq built with libsodium?)")]
+    Generate(zmq::Error),
+}
+
+/// A CURVE public key in Z85 form, checked to decode to 32 bytes.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PublicKey(String);
+
+impl PublicKey {
+    pub fn parse(z85: &str) -> Result<Self, KeyError> {
+        let z85 = z85.trim();
+        match zmq::z85_decode(z85) {
+            Ok(raw) if raw.len() == 32 && z85.len() == 40 => Ok(Self(z85.to_string())),
+            _ => Err(KeyError::Malformed { what: format!("{z85:?}") }),
+        }
+    }
+
+    pub fn z85(&self) -> &str {
+        &self.0
+    }
+
+    /// The 32 raw key bytes.
+    pub fn raw(&self) -> Vec<u8> {
+        zmq::z85_decode(&self.0).expect("checked at construction")
+    }
+
+    /// SHA-256 of the raw key, as colon-separated hex pairs (like `salt-key -F`).
+    pub fn fingerprint(&self) -> String {
+        let digest = Sha256::digest(self.raw());
+        let hex = hex::encode(digest);
+        let pairs: Vec<&str> = (0..hex.len()).step_by(2).map(|i| &hex[i..i + 2]).collect();
+        pairs.join(":")
+    }
+
+    /// The first 8 hex digits of the fingerprint, for routing ids and short displays.
+    pub fn short_fingerprint(&self) -> String {
+        hex::encode(&Sha256::digest(self.raw())[..4])
+    }
+
+    /// Reads a public key from a file holding its Z85 form.
+    pub fn read(path: &Path) -> Result<Self, KeyError> {
+        let text = fs::read_to_string(path).map_err(|source| KeyError::Io { path: path.into(), source })?;
+        Self::parse(&text).map_err(|_| KeyError::Malformed { what: path.display().to_string() })
+    }
+}
+
+impl TryFrom<String> for PublicKey {
+    type Error = KeyError;
+    fn try_from(s: String) -> Result<Self, KeyError> {
+        Self::parse(&s)
+    }
+}
+
+impl From<PublicKey> for String {
+    fn from(k: PublicKey) -> String {
+        k.0
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({})", self.short_fingerprint())
+    }
+}
+
+impl fmt::Display for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A CURVE keypair. The secret key never leaves this struct except to configure a socket.
+#[derive(Clone)]
+pub struct KeyPair {
+    pub public: PublicKey,
+    secret: String,
+}
+
+impl fmt::Debug for KeyPair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyPair").field("public", &self.public).finish_non_exhaustive()
+    }
+}
+
+impl KeyPair {
+    pub fn generate() -> Result<Self, KeyError> {
+        let pair = zmq::CurveKeyPair::new().map_err(KeyError::Generate)?;
+        let public = zmq::z85_encode(&pair.public_key).expect("32 bytes encode");
+        let secret = zmq::z85_encode(&pair.secret_key).expect("32 bytes encode");
+        Ok(Self { public: PublicKey(public), secret })
+    }
+
+    pub fn secret_z85(&self) -> &str {
+        &self.secret
+    }
+
+    pub fn secret_raw(&self) -> Vec<u8> {
+        zmq::z85_decode(&self.secret).expect("checked at construction")
+    }
+
+    /// Loads `dir/NAME.pub` + `dir/NAME.key`, or creates both (the secret with mode 0600)
+    /// when neither exists. Returns the pair and whether it was created.
+    pub fn load_or_create(dir: &Path, name: &str) -> Result<(Self, bool), KeyError> {
+        let pub_path = dir.join(format!("{name}.pub"));
+        let key_path = dir.join(format!("{name}.key"));
+        if key_path.exists() {
+            let public = PublicKey::read(&pub_path)?;
+            let secret = fs::read_to_string(&key_path).map_err(|source| KeyError::Io { path: key_path.clone(), source })?;
+            let secret = secret.trim().to_string();
+            match zmq::z85_decode(&secret) {
+                Ok(raw) if raw.len() == 32 => {}
+                _ => return Err(KeyError::Malformed { what: key_path.display().to_string() }),
+            }
+            return Ok((Self { public, secret }, false));
+        }
+        let pair = Self::generate()?;
+        pair.write(dir, name)?;
+        Ok((pair, true))
+    }
+
+    /// Writes `dir/NAME.pub` (0644) and `dir/NAME.key` (0600), creating `dir` (0700).
+    pub fn write(&self, dir: &Path, name: &str) -> Result<(), KeyError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| KeyError::Io { path, source }
+        };
+        fs::create_dir_all(dir).map_err(io(dir))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
+        let key_path = dir.join(format!("{name}.key"));
+        let tmp = dir.join(format!(".{name}.key.tmp"));
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io(&tmp))?;
+        writeln!(f, "{}", self.secret).map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+        fs::rename(&tmp, &key_path).map_err(io(&key_path))?;
+        write_atomic(&dir.join(format!("{name}.pub")), format!("{}\n", self.public).as_bytes())
+            .map_err(io(&dir.join(format!("{name}.pub"))))?;
+        Ok(())
+    }
+}
+
+/// Writes `path` through a temporary file and a rename, so readers never see half a file.
+pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    let mut f = fs::File::create(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)
+}
+
+/// The ZeroMQ routing id a minion's DEALER announces: `<id>#<short fingerprint>`.
+///
+/// The minion id alone would let a second process claiming an accepted id collide with the
+/// real minion inside libzmq, where the master could neither see nor report it; with the
+/// key's fingerprint in it, an impostor gets its own route, reaches the master, and is
+/// refused and reported there. The master still checks the full key (ZAP `User-Id`).
+pub fn routing_id(id: &MinionId, key: &PublicKey) -> Vec<u8> {
+    format!("{id}#{}", key.short_fingerprint()).into_bytes()
+}
+
+/// The minion id part of a routing id made by [`routing_id`].
+pub fn id_from_routing_id(routing: &[u8]) -> Option<MinionId> {
+    let text = std::str::from_utf8(routing).ok()?;
+    let (id, _fp) = text.rsplit_once('#')?;
+    MinionId::new(id).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip_through_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, created) = KeyPair::load_or_create(dir.path(), "minion").unwrap();
+        assert!(created);
+        let (b, created) = KeyPair::load_or_create(dir.path(), "minion").unwrap();
+        assert!(!created);
+        assert_eq!(a.public, b.public);
+        assert_eq!(a.secret_z85(), b.secret_z85());
+        let mode = fs::metadata(dir.path().join("minion.key")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn fingerprints_and_routing_ids() {
+        let k = KeyPair::generate().unwrap().public;
+        let fp = k.fingerprint();
+        assert_eq!(fp.len(), 32 * 3 - 1);
+        assert!(fp.replace(':', "").starts_with(&k.short_fingerprint()));
+        let id = MinionId::new("web-1").unwrap();
+        assert_eq!(id_from_routing_id(&routing_id(&id, &k)), Some(id));
+        assert_eq!(id_from_routing_id(b"no-hash"), None);
+        assert_eq!(id_from_routing_id(b"bad id#1234"), None);
+        assert_eq!(id_from_routing_id(&[0xff, b'#']), None);
+    }
+
+    #[test]
+    fn malformed_keys_are_refused() {
+        assert!(PublicKey::parse("short").is_err());
+        assert!(PublicKey::parse(&",".repeat(40)).is_err());
+    }
+}

@@ -1,0 +1,16 @@
+//! drover's wire protocol, shared by master and minion.
+//!
+//! - [`id`]: minion ids and job ids (jids): validation and generation.
+//! - [`keys`]: CURVE keypairs on disk, fingerprints, routing ids.
+//! - [`msg`]: the versioned messages both ends exchange, and their size-limited framing.
+//!
+//! Only this crate defines what travels between master and minion; nothing here does I/O
+//! beyond reading and writing key files.
+
+pub mod id;
+pub mod keys;
+pub mod msg;
+
+pub use id::{Jid, MinionId};
+pub use keys::{KeyPair, PublicKey};
+pub use msg::{Hello, Job, JobReturn, ToMaster, ToMinion, WireError};

@@ -1,0 +1,234 @@
+//! Messages between master and minion, and their framing.
+//!
+//! Every ZeroMQ message body is one [`Envelope`]: a protocol version and a message, encoded
+//! as MessagePack with field names (so fields can be added with `#[serde(default)]` without
+//! breaking older peers). A body larger than [`MAX_FRAME`] is refused before decoding; the
+//! master also sets `ZMQ_MAXMSGSIZE` so libzmq drops such a peer before reading it whole.
+
+use std::collections::BTreeMap;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{Jid, MinionId, PublicKey};
+
+/// The protocol version both ends speak; a message with another version is refused.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// The largest message body either end accepts (8 MiB).
+pub const MAX_FRAME: usize = 8 << 20;
+
+/// The largest output one job may return; longer outputs are cut (and say so).
+pub const MAX_OUTPUT: usize = 1 << 20;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WireError {
+    #[error("frame of {0} bytes exceeds the {MAX_FRAME}-byte limit")]
+    TooLarge(usize),
+    #[error("undecodable frame: {0}")]
+    Decode(String),
+    #[error("protocol version {got} not supported (this build speaks {PROTOCOL_VERSION})")]
+    Version { got: u16 },
+    #[error("cannot encode message: {0}")]
+    Encode(String),
+}
+
+#[derive(Serialize, Deserialize)]
+struct Envelope<T> {
+    v: u16,
+    msg: T,
+}
+
+#[derive(Deserialize)]
+struct VersionOnly {
+    v: u16,
+}
+
+/// Encodes a message into one frame body.
+pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, WireError> {
+    let bytes = rmp_serde::to_vec_named(&Envelope { v: PROTOCOL_VERSION, msg })
+        .map_err(|e| WireError::Encode(e.to_string()))?;
+    if bytes.len() > MAX_FRAME {
+        return Err(WireError::TooLarge(bytes.len()));
+    }
+    Ok(bytes)
+}
+
+/// Decodes one frame body, checking its size and protocol version.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
+    if bytes.len() > MAX_FRAME {
+        return Err(WireError::TooLarge(bytes.len()));
+    }
+    match rmp_serde::from_slice::<Envelope<T>>(bytes) {
+        Ok(env) if env.v == PROTOCOL_VERSION => Ok(env.msg),
+        Ok(env) => Err(WireError::Version { got: env.v }),
+        Err(e) => match rmp_serde::from_slice::<VersionOnly>(bytes) {
+            Ok(VersionOnly { v }) if v != PROTOCOL_VERSION => Err(WireError::Version { got: v }),
+            _ => Err(WireError::Decode(e.to_string())),
+        },
+    }
+}
+
+/// Grains: facts a minion reports about itself.
+pub type Grains = BTreeMap<String, Value>;
+
+/// Minion → master.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ToMaster {
+    /// First message on every (re)connection, and the answer to [`ToMinion::Rehello`].
+    Hello(Hello),
+    /// Sent every heartbeat interval; the master answers [`ToMinion::HeartbeatAck`].
+    Heartbeat { seq: u64 },
+    /// A job's result; resent until the master answers [`ToMinion::Ack`].
+    Return(JobReturn),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    pub id: MinionId,
+    /// The minion's drover version.
+    pub version: String,
+    pub grains: Grains,
+}
+
+/// Master → minion.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ToMinion {
+    /// The minion's key is accepted: it will receive jobs. Heartbeat every `heartbeat_ms`.
+    Welcome { heartbeat_ms: u64 },
+    /// The minion's key waits in `pending/` for `drover key accept`.
+    Pending,
+    /// The master will not talk to this minion (rejected key, or another key for its id).
+    Refused { reason: String },
+    /// The master does not know this connection (it restarted): send [`ToMaster::Hello`].
+    Rehello,
+    HeartbeatAck { seq: u64 },
+    Job(Job),
+    /// The return for `jid` is stored; stop resending it.
+    Ack { jid: Jid },
+}
+
+/// One targeted function call.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub jid: Jid,
+    pub fun: String,
+    #[serde(default)]
+    pub args: Vec<Value>,
+    #[serde(default)]
+    pub kwargs: BTreeMap<String, Value>,
+    /// How long the caller waits; functions with their own timeout may use it as a default.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+}
+
+/// One minion's result for one job.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobReturn {
+    pub jid: Jid,
+    pub id: MinionId,
+    pub fun: String,
+    /// Whether the function did what was asked (`cmd.run`: exit status 0).
+    pub success: bool,
+    /// 0 on success; the command's exit status for `cmd.run`; 1 for other failures.
+    pub retcode: i32,
+    /// What the function returned, or a message saying why it failed.
+    pub ret: Value,
+    /// When the minion started and finished the job, in ms since the Unix epoch.
+    pub started_ms: u64,
+    pub finished_ms: u64,
+}
+
+/// What the master's key port (the listen port + 1, no encryption) answers, so a minion can
+/// pin the master's key on first use. The key is public; trusting it is the minion's choice.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KeyInfo {
+    pub public_key: PublicKey,
+    pub fingerprint: String,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    chrono::Utc::now().timestamp_millis().max(0) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sample_return() -> ToMaster {
+        ToMaster::Return(JobReturn {
+            jid: Jid::generate(),
+            id: MinionId::new("m1").unwrap(),
+            fun: "cmd.run".into(),
+            success: false,
+            retcode: 3,
+            ret: json!({"stdout": "x", "retcode": 3}),
+            started_ms: 1,
+            finished_ms: 2,
+        })
+    }
+
+    #[test]
+    fn messages_round_trip() {
+        let msgs = [
+            sample_return(),
+            ToMaster::Heartbeat { seq: 7 },
+            ToMaster::Hello(Hello {
+                id: MinionId::new("m1").unwrap(),
+                version: "0.0.0".into(),
+                grains: [("os".to_string(), json!("Debian"))].into(),
+            }),
+        ];
+        for m in msgs {
+            assert_eq!(decode::<ToMaster>(&encode(&m).unwrap()).unwrap(), m);
+        }
+        let job = ToMinion::Job(Job {
+            jid: Jid::generate(),
+            fun: "test.echo".into(),
+            args: vec![json!("hi")],
+            kwargs: BTreeMap::new(),
+            timeout_ms: Some(5000),
+        });
+        assert_eq!(decode::<ToMinion>(&encode(&job).unwrap()).unwrap(), job);
+    }
+
+    #[test]
+    fn bad_frames_are_errors_not_panics() {
+        let good = encode(&sample_return()).unwrap();
+        for cut in 0..good.len() {
+            assert!(decode::<ToMaster>(&good[..cut]).is_err(), "truncated at {cut}");
+        }
+        assert!(matches!(decode::<ToMaster>(b"\xff\x00garbage"), Err(WireError::Decode(_))));
+        assert_eq!(decode::<ToMaster>(&vec![0u8; MAX_FRAME + 1]), Err(WireError::TooLarge(MAX_FRAME + 1)));
+        // a message for another side is refused too
+        assert!(decode::<ToMinion>(&good).is_err());
+    }
+
+    #[test]
+    fn other_versions_are_named() {
+        #[derive(Serialize)]
+        struct Future {
+            v: u16,
+            msg: u8,
+        }
+        let bytes = rmp_serde::to_vec_named(&Future { v: 9, msg: 1 }).unwrap();
+        assert_eq!(decode::<ToMaster>(&bytes), Err(WireError::Version { got: 9 }));
+    }
+
+    #[test]
+    fn bad_ids_in_frames_are_refused() {
+        let m = ToMaster::Heartbeat { seq: 1 };
+        let mut v = serde_json::to_value(&m).unwrap();
+        v["type"] = json!("hello");
+        v["id"] = json!("../etc");
+        v["version"] = json!("x");
+        v["grains"] = json!({});
+        let bytes = rmp_serde::to_vec_named(&json!({"v": PROTOCOL_VERSION, "msg": v})).unwrap();
+        assert!(decode::<ToMaster>(&bytes).is_err());
+    }
+}
