@@ -32,8 +32,10 @@ pub struct PublicKey(String);
 impl PublicKey {
     pub fn parse(z85: &str) -> Result<Self, KeyError> {
         let z85 = z85.trim();
-        match zmq::z85_decode(z85) {
-            Ok(raw) if raw.len() == 32 && z85.len() == 40 => Ok(Self(z85.to_string())),
+        // zmq::z85_decode does not reject characters outside the Z85 alphabet
+        let alphabet_ok = z85.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:+=^!/*?&<>()[]{}@%$#".contains(&b));
+        match zmq::z85_decode(z85).ok().filter(|_| alphabet_ok) {
+            Some(raw) if raw.len() == 32 && z85.len() == 40 => Ok(Self(z85.to_string())),
             _ => Err(KeyError::Malformed { what: format!("{z85:?}") }),
         }
     }
