@@ -1,0 +1,1 @@
+//! benchmarks: minion swarm and timing tables, side by side with Salt

@@ -1,0 +1,1 @@
+//! the drover command line

@@ -1,0 +1,1 @@
+//! drover-minion: connects to the master, runs jobs
