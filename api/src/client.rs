@@ -53,7 +53,11 @@ impl Client {
             .timeout_connect(Some(Duration::from_secs(5)))
             .build()
             .into();
-        Self { base: format!("{}/api/v1", info.url.trim_end_matches('/')), auth: format!("Bearer {}", info.token), agent }
+        Self {
+            base: format!("{}/api/v1", info.url.trim_end_matches('/')),
+            auth: format!("Bearer {}", info.token),
+            agent,
+        }
     }
 
     pub fn run(&self, req: &RunRequest) -> Result<RunResponse, ClientError> {

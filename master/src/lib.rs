@@ -1,0 +1,118 @@
+//! drover-master: holds the truth and pushes jobs to minions.
+//!
+//! - [`config`]: the daemon's settings.
+//! - [`pki`]: the master keypair and minion keys (accepted / pending / rejected files).
+//! - [`transport`]: the ZeroMQ I/O thread (CURVE ROUTER, ZAP, key port).
+//! - [`hub`]: the single owner of sessions and in-flight jobs.
+//! - [`store`]: SQLite job store (jobs, returns, grains, events) on its own thread.
+//! - [`target`]: target expressions (glob, regex, list, grain, compound).
+//! - [`server`]: the local HTTP API.
+//!
+//! [`run`] wires them together and serves until the cancellation token fires.
+
+pub mod config;
+pub mod hub;
+pub mod pki;
+pub mod server;
+pub mod store;
+pub mod target;
+pub mod transport;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MasterError {
+    #[error(transparent)]
+    Pki(#[from] pki::PkiError),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Transport(#[from] transport::TransportError),
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> MasterError {
+    let what = what.into();
+    move |source| MasterError::Io { what, source }
+}
+
+/// A random API token: 32 bytes from the kernel's CSPRNG, hex-encoded.
+fn new_token() -> Result<String, MasterError> {
+    let mut buf = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut buf))
+        .map_err(io("read /dev/urandom"))?;
+    Ok(hex::encode(buf))
+}
+
+/// Runs the master until `token` is cancelled.
+pub async fn run(cfg: Config, token: CancellationToken) -> Result<(), MasterError> {
+    std::fs::create_dir_all(&cfg.dir).map_err(io(format!("create {}", cfg.dir.display())))?;
+    let keys = pki::KeyStore::open(&cfg.dir.join("pki"))?;
+    let master_key = keys.master().clone();
+
+    let (stored_tx, stored_rx) = mpsc::unbounded_channel();
+    let store = store::Store::open(&cfg.dir.join("drover.db"), stored_tx)?;
+    let known: HashMap<_, _> =
+        store.minions().await?.into_iter().map(|m| (m.id, (m.grains, m.last_seen_ms))).collect();
+
+    let (in_tx, in_rx) = mpsc::channel(65_536);
+    let (transport, outgoing, bound) = transport::start(&master_key, &cfg.listen, in_tx)?;
+    tracing::info!(
+        listen = %bound.router, key_port = %bound.key_port,
+        fingerprint = %master_key.public.fingerprint(), "master listening"
+    );
+
+    let (cmd_tx, cmd_rx) = mpsc::channel(1024);
+    let hub = hub::Hub::new(keys, store.clone(), outgoing, cfg.heartbeat, cfg.auto_accept, known);
+    let hub_task = tokio::spawn(hub.run(in_rx, stored_rx, cmd_rx, token.clone()));
+
+    let listener =
+        tokio::net::TcpListener::bind(&cfg.api).await.map_err(io(format!("listen on {}", cfg.api)))?;
+    let addr = listener.local_addr().map_err(io("read the API address"))?;
+    let api_token = new_token()?;
+    let info = serde_json::json!({
+        "url": format!("http://{addr}"),
+        "token": api_token,
+        "listen": bound.router,
+        "key_port": bound.key_port,
+        "fingerprint": master_key.public.fingerprint(),
+    });
+    let api_path = cfg.dir.join(api::API_FILE);
+    write_private(&api_path, info.to_string().as_bytes())?;
+    tracing::info!(url = %format!("http://{addr}"), "API serving");
+
+    let app = server::router(server::ApiState { hub: cmd_tx, store, token: api_token });
+    let shutdown = token.clone();
+    let served =
+        axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;
+    let _ = std::fs::remove_file(&api_path);
+    token.cancel();
+    let _ = hub_task.await;
+    drop(transport);
+    served.map_err(io("serve the API"))?;
+    tracing::info!("master stopped");
+    Ok(())
+}
+
+/// Writes a file only its owner can read (the API token is a credential).
+fn write_private(path: &std::path::Path, data: &[u8]) -> Result<(), MasterError> {
+    let tmp = path.with_extension("json.tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io(format!("write {}", tmp.display())))?;
+    f.write_all(data).map_err(io(format!("write {}", tmp.display())))?;
+    std::fs::rename(&tmp, path).map_err(io(format!("write {}", path.display())))
+}

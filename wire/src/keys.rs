@@ -33,7 +33,8 @@ impl PublicKey {
     pub fn parse(z85: &str) -> Result<Self, KeyError> {
         let z85 = z85.trim();
         // zmq::z85_decode does not reject characters outside the Z85 alphabet
-        let alphabet_ok = z85.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:+=^!/*?&<>()[]{}@%$#".contains(&b));
+        let alphabet_ok =
+            z85.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:+=^!/*?&<>()[]{}@%$#".contains(&b));
         match zmq::z85_decode(z85).ok().filter(|_| alphabet_ok) {
             Some(raw) if raw.len() == 32 && z85.len() == 40 => Ok(Self(z85.to_string())),
             _ => Err(KeyError::Malformed { what: format!("{z85:?}") }),
@@ -130,7 +131,8 @@ impl KeyPair {
         let key_path = dir.join(format!("{name}.key"));
         if key_path.exists() {
             let public = PublicKey::read(&pub_path)?;
-            let secret = fs::read_to_string(&key_path).map_err(|source| KeyError::Io { path: key_path.clone(), source })?;
+            let secret = fs::read_to_string(&key_path)
+                .map_err(|source| KeyError::Io { path: key_path.clone(), source })?;
             let secret = secret.trim().to_string();
             match zmq::z85_decode(&secret) {
                 Ok(raw) if raw.len() == 32 => {}

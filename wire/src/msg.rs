@@ -98,17 +98,25 @@ pub struct Hello {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ToMinion {
     /// The minion's key is accepted: it will receive jobs. Heartbeat every `heartbeat_ms`.
-    Welcome { heartbeat_ms: u64 },
+    Welcome {
+        heartbeat_ms: u64,
+    },
     /// The minion's key waits in `pending/` for `drover key accept`.
     Pending,
     /// The master will not talk to this minion (rejected key, or another key for its id).
-    Refused { reason: String },
+    Refused {
+        reason: String,
+    },
     /// The master does not know this connection (it restarted): send [`ToMaster::Hello`].
     Rehello,
-    HeartbeatAck { seq: u64 },
+    HeartbeatAck {
+        seq: u64,
+    },
     Job(Job),
     /// The return for `jid` is stored; stop resending it.
-    Ack { jid: Jid },
+    Ack {
+        jid: Jid,
+    },
 }
 
 /// One targeted function call.

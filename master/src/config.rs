@@ -1,0 +1,20 @@
+//! The master's settings, as `drover-master`'s flags give them.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where keys (`pki/`), the job store (`drover.db`) and `api.json` live.
+    pub dir: PathBuf,
+    /// ZeroMQ address minions connect to (`ADDR:PORT`; the key port is PORT + 1).
+    pub listen: String,
+    /// HTTP API address (`ADDR:PORT`, loopback by default).
+    pub api: String,
+    /// The config repository (git) holding `roles/` and `states/`.
+    pub repo: PathBuf,
+    /// Accept every new minion key (development only).
+    pub auto_accept: bool,
+    /// How often minions send heartbeats; three missed ones mark a minion disconnected.
+    pub heartbeat: Duration,
+}

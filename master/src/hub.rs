@@ -1,0 +1,518 @@
+//! The hub: the one owner of connection state and in-flight jobs, fed by messages.
+//!
+//! Inputs: decoded frames from the transport, returns the store has committed, commands
+//! from the API, and a tick. Outputs: frames to minions (through [`Outgoing`]), writes to
+//! the store, answers to the API. Nothing else holds a session or a job, so there are no
+//! locks to order.
+//!
+//! A minion is *connected* when it said `Hello` with the key accepted for its id and has
+//! been heard from within three heartbeat intervals. Only connected minions are sent jobs.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use api::{
+    Batch, KeyAction, KeyActionRequest, KeyActionResponse, KeyList, KeyState, MinionReturn, MinionStatus,
+    RunResponse, TargetType,
+};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use wire::keys::id_from_routing_id;
+use wire::msg::{decode, encode, now_ms};
+use wire::{Hello, Jid, Job, JobReturn, MinionId, PublicKey, ToMaster, ToMinion};
+
+use crate::pki::KeyStore;
+use crate::store::Store;
+use crate::target::{Candidate, Target};
+use crate::transport::{Incoming, Outgoing};
+
+/// What the API asks of the hub.
+pub enum Command {
+    /// Which accepted minions `target` selects.
+    Resolve {
+        target: String,
+        tgt_type: TargetType,
+        reply: oneshot::Sender<Result<Vec<MinionId>, String>>,
+    },
+    /// Publish a job already recorded in the store; `reply` fires when every targeted
+    /// minion returned or timed out.
+    Start {
+        job: Job,
+        targeted: Vec<MinionId>,
+        timeout: Duration,
+        batch: Option<Batch>,
+        reply: oneshot::Sender<RunResponse>,
+    },
+    Keys {
+        reply: oneshot::Sender<KeyList>,
+    },
+    KeyAction {
+        req: KeyActionRequest,
+        reply: oneshot::Sender<Result<KeyActionResponse, String>>,
+    },
+    Minions {
+        reply: oneshot::Sender<Vec<MinionStatus>>,
+    },
+}
+
+struct Session {
+    routing: Vec<u8>,
+    key: PublicKey,
+    last_seen: Instant,
+}
+
+struct ActiveJob {
+    body: Vec<u8>,
+    targeted: Vec<MinionId>,
+    timeout: Duration,
+    window: usize,
+    queue: VecDeque<MinionId>,
+    in_flight: HashMap<MinionId, Instant>,
+    returns: BTreeMap<String, MinionReturn>,
+    timed_out: Vec<String>,
+    not_connected: Vec<String>,
+    reply: Option<oneshot::Sender<RunResponse>>,
+}
+
+pub struct Hub {
+    keys: KeyStore,
+    store: Store,
+    out: Outgoing,
+    heartbeat: Duration,
+    auto_accept: bool,
+    sessions: HashMap<MinionId, Session>,
+    /// Connections of minions whose key waits in `pending/`, to nudge them on accept.
+    pending_routes: HashMap<MinionId, Vec<u8>>,
+    /// Last grains and last-seen time of every minion ever seen (from the store at start).
+    known: HashMap<MinionId, (Value, u64)>,
+    jobs: HashMap<Jid, ActiveJob>,
+}
+
+fn minion_return(r: &JobReturn) -> MinionReturn {
+    MinionReturn {
+        success: r.success,
+        retcode: r.retcode,
+        ret: r.ret.clone(),
+        started_ms: r.started_ms,
+        finished_ms: r.finished_ms,
+    }
+}
+
+impl Hub {
+    pub fn new(
+        keys: KeyStore,
+        store: Store,
+        out: Outgoing,
+        heartbeat: Duration,
+        auto_accept: bool,
+        known: HashMap<MinionId, (Value, u64)>,
+    ) -> Self {
+        Self {
+            keys,
+            store,
+            out,
+            heartbeat,
+            auto_accept,
+            sessions: HashMap::new(),
+            pending_routes: HashMap::new(),
+            known,
+            jobs: HashMap::new(),
+        }
+    }
+
+    pub async fn run(
+        mut self,
+        mut incoming: mpsc::Receiver<Incoming>,
+        mut stored: mpsc::UnboundedReceiver<Vec<JobReturn>>,
+        mut commands: mpsc::Receiver<Command>,
+        token: CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = token.cancelled() => break,
+                Some(msg) = incoming.recv() => {
+                    self.on_incoming(msg);
+                    while let Ok(msg) = incoming.try_recv() {
+                        self.on_incoming(msg);
+                    }
+                }
+                Some(rets) = stored.recv() => self.on_stored(rets),
+                Some(cmd) = commands.recv() => self.on_command(cmd),
+                _ = tick.tick() => self.on_tick(),
+                else => break,
+            }
+        }
+    }
+
+    fn send(&self, routing: &[u8], msg: &ToMinion) {
+        match encode(msg) {
+            Ok(body) => self.out.send(routing, &body),
+            Err(e) => tracing::error!(error = %e, "cannot encode a message for a minion"),
+        }
+    }
+
+    fn event(&self, tag: &str, data: Value) {
+        if let Err(e) = self.store.event(tag, data) {
+            tracing::error!(error = %e, "cannot record event");
+        }
+    }
+
+    /// The session `id` has on this connection, if the connection is that session's.
+    fn session_for(&mut self, id: &MinionId, routing: &[u8], key: &PublicKey) -> Option<&mut Session> {
+        self.sessions.get_mut(id).filter(|s| s.routing == routing && &s.key == key)
+    }
+
+    fn on_incoming(&mut self, Incoming { routing, key, body }: Incoming) {
+        let (Some(key), Some(id)) = (key, id_from_routing_id(&routing)) else {
+            tracing::debug!(routing = %String::from_utf8_lossy(&routing), "message from a connection without a valid id or key");
+            return;
+        };
+        let msg = match decode::<ToMaster>(&body) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(%id, error = %e, "dropped a bad frame");
+                return;
+            }
+        };
+        match msg {
+            ToMaster::Hello(hello) if hello.id == id => self.on_hello(routing, key, hello),
+            ToMaster::Hello(hello) => {
+                tracing::warn!(%id, claimed = %hello.id, "hello names another id than its connection");
+                self.send(
+                    &routing,
+                    &ToMinion::Refused { reason: "hello id does not match the connection".into() },
+                );
+            }
+            ToMaster::Heartbeat { seq } => match self.session_for(&id, &routing, &key) {
+                Some(s) => {
+                    s.last_seen = Instant::now();
+                    self.send(&routing, &ToMinion::HeartbeatAck { seq });
+                }
+                None => self.send(&routing, &ToMinion::Rehello),
+            },
+            ToMaster::Return(ret) => match self.session_for(&id, &routing, &key) {
+                Some(s) if ret.id == id => {
+                    s.last_seen = Instant::now();
+                    if let Err(e) = self.store.insert_return(ret) {
+                        tracing::error!(error = %e, "cannot queue a return");
+                    }
+                }
+                Some(_) => tracing::warn!(%id, claimed = %ret.id, "dropped a return for another minion"),
+                None => self.send(&routing, &ToMinion::Rehello),
+            },
+        }
+    }
+
+    fn on_hello(&mut self, routing: Vec<u8>, key: PublicKey, hello: Hello) {
+        let id = hello.id.clone();
+        let known = self.keys.lookup(&id);
+        match known {
+            Some((KeyState::Accepted, k)) if k == key => self.welcome(routing, key, hello),
+            Some((state, k)) if k != key && state != KeyState::Rejected => {
+                tracing::warn!(
+                    %id, presented = %key.fingerprint(), expected = %k.fingerprint(),
+                    "refused a connection: another key is registered for this id"
+                );
+                self.event(
+                    "drover/key/mismatch",
+                    json!({"id": id, "presented": key.fingerprint(), "registered": k.fingerprint(), "state": state}),
+                );
+                self.send(
+                    &routing,
+                    &ToMinion::Refused {
+                        reason: format!(
+                            "another key is registered for '{id}'; if this minion's key really changed, \
+                             run 'drover key delete {id}' on the master"
+                        ),
+                    },
+                );
+            }
+            Some((KeyState::Rejected, _)) => {
+                self.send(&routing, &ToMinion::Refused { reason: format!("the key of '{id}' is rejected") });
+            }
+            Some((KeyState::Pending, _)) | None => {
+                let state = if self.auto_accept { KeyState::Accepted } else { KeyState::Pending };
+                if let Err(e) = self.keys.put(state, &id, &key) {
+                    tracing::error!(%id, error = %e, "cannot record a minion key");
+                    return;
+                }
+                if known.is_none() {
+                    tracing::info!(%id, fingerprint = %key.fingerprint(), ?state, "new minion key");
+                    self.event(
+                        "drover/key/new",
+                        json!({"id": id, "fingerprint": key.fingerprint(), "state": state}),
+                    );
+                }
+                if self.auto_accept {
+                    self.welcome(routing, key, hello);
+                } else {
+                    self.send(&routing, &ToMinion::Pending);
+                    self.pending_routes.insert(id, routing);
+                }
+            }
+            Some((KeyState::Accepted, _)) => unreachable!("matched above"),
+        }
+    }
+
+    fn welcome(&mut self, routing: Vec<u8>, key: PublicKey, hello: Hello) {
+        let id = hello.id;
+        let now = now_ms();
+        let grains = Value::Object(hello.grains.into_iter().collect());
+        if let Err(e) = self.store.save_minion(id.clone(), grains.clone(), now) {
+            tracing::error!(error = %e, "cannot save grains");
+        }
+        self.known.insert(id.clone(), (grains, now));
+        self.pending_routes.remove(&id);
+        let new = self
+            .sessions
+            .insert(id.clone(), Session { routing: routing.clone(), key, last_seen: Instant::now() });
+        if new.is_none() {
+            tracing::info!(%id, "minion connected");
+            self.event("drover/minion/connected", json!({"id": id}));
+        }
+        self.send(&routing, &ToMinion::Welcome { heartbeat_ms: self.heartbeat.as_millis() as u64 });
+    }
+
+    fn on_stored(&mut self, rets: Vec<JobReturn>) {
+        let mut touched = Vec::new();
+        for r in rets {
+            if let Some(s) = self.sessions.get(&r.id) {
+                self.send(&s.routing.clone(), &ToMinion::Ack { jid: r.jid.clone() });
+            }
+            if let Some(job) = self.jobs.get_mut(&r.jid)
+                && job.in_flight.remove(&r.id).is_some()
+            {
+                job.returns.insert(r.id.to_string(), minion_return(&r));
+                touched.push(r.jid.clone());
+            }
+        }
+        touched.dedup();
+        for jid in touched {
+            self.pump(&jid);
+        }
+    }
+
+    /// Sends the job to as many queued minions as its window allows; completes it when
+    /// nothing is queued or in flight.
+    fn pump(&mut self, jid: &Jid) {
+        let Some(job) = self.jobs.get_mut(jid) else { return };
+        while job.in_flight.len() < job.window {
+            let Some(id) = job.queue.pop_front() else { break };
+            match self.sessions.get(&id) {
+                Some(s) => {
+                    self.out.send(&s.routing, &job.body);
+                    job.in_flight.insert(id, Instant::now() + job.timeout);
+                }
+                None => job.not_connected.push(id.to_string()),
+            }
+        }
+        if job.queue.is_empty() && job.in_flight.is_empty() {
+            let job = self.jobs.remove(jid).expect("present");
+            if let Some(reply) = job.reply {
+                let _ = reply.send(RunResponse {
+                    jid: jid.to_string(),
+                    targeted: job.targeted.iter().map(ToString::to_string).collect(),
+                    returns: job.returns,
+                    timed_out: job.timed_out,
+                    not_connected: job.not_connected,
+                });
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = Instant::now();
+        let mut touched = Vec::new();
+        for (jid, job) in &mut self.jobs {
+            let before = job.in_flight.len();
+            job.in_flight.retain(|id, deadline| {
+                let keep = *deadline > now;
+                if !keep {
+                    job.timed_out.push(id.to_string());
+                }
+                keep
+            });
+            if job.in_flight.len() != before {
+                job.timed_out.sort();
+                touched.push(jid.clone());
+            }
+        }
+        for jid in touched {
+            self.pump(&jid);
+        }
+        let limit = self.heartbeat * 3;
+        let gone: Vec<MinionId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| now.duration_since(s.last_seen) > limit)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in gone {
+            self.sessions.remove(&id);
+            tracing::info!(%id, "minion disconnected (no heartbeat)");
+            self.event("drover/minion/disconnected", json!({"id": id}));
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Resolve { target, tgt_type, reply } => {
+                let _ = reply.send(self.resolve(&target, tgt_type));
+            }
+            Command::Start { job, targeted, timeout, batch, reply } => {
+                self.start(job, targeted, timeout, batch, reply)
+            }
+            Command::Keys { reply } => {
+                let _ = reply.send(KeyList {
+                    master_fingerprint: self.keys.master().public.fingerprint(),
+                    keys: self.keys.list(),
+                });
+            }
+            Command::KeyAction { req, reply } => {
+                let _ = reply.send(self.key_action(req));
+            }
+            Command::Minions { reply } => {
+                let _ = reply.send(self.minions());
+            }
+        }
+    }
+
+    fn resolve(&self, target: &str, tgt_type: TargetType) -> Result<Vec<MinionId>, String> {
+        let target = Target::parse(target, tgt_type).map_err(|e| e.to_string())?;
+        let empty = json!({});
+        Ok(self
+            .keys
+            .ids(KeyState::Accepted)
+            .into_iter()
+            .filter(|id| {
+                let grains = self.known.get(id).map(|(g, _)| g).unwrap_or(&empty);
+                target.matches(&Candidate { id: id.as_str(), grains })
+            })
+            .collect())
+    }
+
+    fn start(
+        &mut self,
+        job: Job,
+        targeted: Vec<MinionId>,
+        timeout: Duration,
+        batch: Option<Batch>,
+        reply: oneshot::Sender<RunResponse>,
+    ) {
+        let jid = job.jid.clone();
+        let body = match encode(&ToMinion::Job(job)) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(%jid, error = %e, "cannot encode job");
+                return;
+            }
+        };
+        let window = batch.map_or(targeted.len(), |b| b.window(targeted.len())).max(1);
+        self.jobs.insert(
+            jid.clone(),
+            ActiveJob {
+                body,
+                queue: targeted.iter().cloned().collect(),
+                targeted,
+                timeout,
+                window,
+                in_flight: HashMap::new(),
+                returns: BTreeMap::new(),
+                timed_out: Vec::new(),
+                not_connected: Vec::new(),
+                reply: Some(reply),
+            },
+        );
+        self.pump(&jid);
+    }
+
+    fn key_action(&mut self, req: KeyActionRequest) -> Result<KeyActionResponse, String> {
+        let ids: Vec<MinionId> = match (&req.id, req.all) {
+            (Some(_), true) => return Err("give an id or --all, not both".into()),
+            (None, false) => return Err("give a minion id or --all".into()),
+            (Some(id), false) => {
+                let id = MinionId::new(id.as_str()).map_err(|e| e.to_string())?;
+                if self.keys.lookup(&id).is_none() {
+                    return Err(format!("no key for minion '{id}' (see 'drover key list')"));
+                }
+                vec![id]
+            }
+            (None, true) => match req.action {
+                KeyAction::Accept | KeyAction::Reject => self.keys.ids(KeyState::Pending),
+                KeyAction::Delete => [KeyState::Accepted, KeyState::Pending, KeyState::Rejected]
+                    .into_iter()
+                    .flat_map(|s| self.keys.ids(s))
+                    .collect(),
+            },
+        };
+        let mut changed = Vec::new();
+        for id in ids {
+            let done = match req.action {
+                KeyAction::Accept => self.keys.transition(&id, KeyState::Accepted),
+                KeyAction::Reject => self.keys.transition(&id, KeyState::Rejected),
+                KeyAction::Delete => self.keys.delete(&id),
+            }
+            .map_err(|e| e.to_string())?;
+            if !done {
+                continue;
+            }
+            let tag = match req.action {
+                KeyAction::Accept => "accept",
+                KeyAction::Reject => "reject",
+                KeyAction::Delete => "delete",
+            };
+            tracing::info!(%id, action = tag, "key changed");
+            self.event(&format!("drover/key/{tag}"), json!({"id": id}));
+            match req.action {
+                // A waiting minion says hello again and is welcomed at once.
+                KeyAction::Accept => {
+                    if let Some(routing) = self.pending_routes.remove(&id) {
+                        self.send(&routing, &ToMinion::Rehello);
+                    }
+                }
+                KeyAction::Reject => {
+                    if let Some(s) = self.sessions.remove(&id) {
+                        self.send(
+                            &s.routing,
+                            &ToMinion::Refused { reason: format!("the key of '{id}' was rejected") },
+                        );
+                    }
+                }
+                // A deleted minion comes back as pending when it says hello again.
+                KeyAction::Delete => {
+                    if let Some(s) = self.sessions.remove(&id) {
+                        self.send(&s.routing, &ToMinion::Rehello);
+                    }
+                    self.pending_routes.remove(&id);
+                }
+            }
+            changed.push(id.to_string());
+        }
+        Ok(KeyActionResponse { changed })
+    }
+
+    fn minions(&self) -> Vec<MinionStatus> {
+        let mut out: Vec<MinionStatus> = self
+            .keys
+            .ids(KeyState::Accepted)
+            .into_iter()
+            .map(|id| {
+                let (grains, seen) = self.known.get(&id).cloned().unwrap_or((json!({}), 0));
+                MinionStatus {
+                    connected: self.sessions.contains_key(&id),
+                    last_seen_ms: seen,
+                    grains: match grains {
+                        Value::Object(m) => m.into_iter().collect(),
+                        _ => BTreeMap::new(),
+                    },
+                    id: id.to_string(),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    }
+}

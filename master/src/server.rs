@@ -1,0 +1,201 @@
+//! The local HTTP API (axum), the only way in for the `drover` CLI and, later, the web
+//! dashboard. Every route needs `Authorization: Bearer <token>` from `DIR/api.json`.
+//! Handlers validate, then ask the hub (state) or the store (history); they hold nothing.
+
+use std::time::Duration;
+
+use api::{ApiError, KeyActionRequest, RunRequest, RunResponse};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use tokio::sync::{mpsc, oneshot};
+use wire::{Jid, Job};
+
+use crate::hub::Command;
+use crate::store::{JobRecord, Store};
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub hub: mpsc::Sender<Command>,
+    pub store: Store,
+    pub token: String,
+}
+
+/// An error answer: status + `{"error": ...}`.
+pub struct Failure(StatusCode, String);
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        (self.0, Json(ApiError { error: self.1 })).into_response()
+    }
+}
+
+fn bad(msg: impl Into<String>) -> Failure {
+    Failure(StatusCode::BAD_REQUEST, msg.into())
+}
+
+fn internal(msg: impl ToString) -> Failure {
+    Failure(StatusCode::INTERNAL_SERVER_ERROR, msg.to_string())
+}
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/api/v1/jobs", get(list_jobs).post(run))
+        .route("/api/v1/jobs/{jid}", get(show_job))
+        .route("/api/v1/keys", get(keys).post(key_action))
+        .route("/api/v1/minions", get(minions))
+        .layer(middleware::from_fn_with_state(state.clone(), auth))
+        .with_state(state)
+}
+
+async fn auth(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+    let ok = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| constant_time_eq(t.as_bytes(), state.token.as_bytes()));
+    if ok {
+        next.run(req).await
+    } else {
+        Failure(StatusCode::UNAUTHORIZED, "missing or wrong bearer token (see api.json)".into())
+            .into_response()
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn ask<T>(state: &ApiState, cmd: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Failure> {
+    let (tx, rx) = oneshot::channel();
+    state.hub.send(cmd(tx)).await.map_err(|_| internal("the master is shutting down"))?;
+    rx.await.map_err(|_| internal("the master is shutting down"))
+}
+
+/// The longest a job may wait for its returns.
+const MAX_TIMEOUT_SECS: f64 = 86_400.0;
+
+#[tracing::instrument(skip_all, fields(target = %req.target, fun = %req.fun))]
+async fn run(
+    State(state): State<ApiState>,
+    Json(req): Json<RunRequest>,
+) -> Result<Json<RunResponse>, Failure> {
+    if !(req.timeout_secs > 0.0 && req.timeout_secs <= MAX_TIMEOUT_SECS) {
+        return Err(bad(format!(
+            "timeout must be between 0 and {MAX_TIMEOUT_SECS} seconds, got {}",
+            req.timeout_secs
+        )));
+    }
+    if !valid_function_name(&req.fun) {
+        return Err(bad(format!(
+            "bad function name {:?}: expected module.function, like test.ping",
+            req.fun
+        )));
+    }
+    let (target, tgt_type) = (req.target.clone(), req.tgt_type);
+    let targeted = ask(&state, |reply| Command::Resolve { target, tgt_type, reply }).await?.map_err(bad)?;
+    if targeted.is_empty() {
+        return Ok(Json(RunResponse::default()));
+    }
+    let jid = Jid::generate();
+    let timeout = Duration::from_secs_f64(req.timeout_secs);
+    state
+        .store
+        .insert_job(JobRecord {
+            jid: jid.clone(),
+            fun: req.fun.clone(),
+            args: req.args.clone(),
+            kwargs: req.kwargs.clone(),
+            target: req.target.clone(),
+            tgt_type: req.tgt_type,
+            minions: targeted.clone(),
+            created_ms: wire::msg::now_ms(),
+        })
+        .await
+        .map_err(internal)?;
+    let job = Job {
+        jid: jid.clone(),
+        fun: req.fun,
+        args: req.args,
+        kwargs: req.kwargs,
+        timeout_ms: Some(timeout.as_millis() as u64),
+    };
+    let names = targeted.iter().map(ToString::to_string).collect();
+    let (tx, rx) = oneshot::channel();
+    state
+        .hub
+        .send(Command::Start { job, targeted, timeout, batch: req.batch, reply: tx })
+        .await
+        .map_err(|_| internal("the master is shutting down"))?;
+    if !req.wait {
+        return Ok(Json(RunResponse { jid: jid.to_string(), targeted: names, ..Default::default() }));
+    }
+    rx.await.map(Json).map_err(|_| internal("the master is shutting down"))
+}
+
+fn valid_function_name(f: &str) -> bool {
+    let mut parts = f.split('.');
+    let ok = |p: Option<&str>| {
+        p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+    };
+    ok(parts.next()) && ok(parts.next()) && parts.next().is_none()
+}
+
+#[derive(serde::Deserialize)]
+struct ListQuery {
+    limit: Option<usize>,
+}
+
+async fn list_jobs(
+    State(state): State<ApiState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Vec<api::JobSummary>>, Failure> {
+    state.store.list_jobs(q.limit.unwrap_or(100).min(10_000)).await.map(Json).map_err(internal)
+}
+
+async fn show_job(
+    State(state): State<ApiState>,
+    Path(jid): Path<String>,
+) -> Result<Json<api::JobDetail>, Failure> {
+    if !Jid::is_valid(&jid) {
+        return Err(bad(format!("bad jid {jid:?}: expected 20 digits, as 'drover jobs list' shows")));
+    }
+    match state.store.show_job(Jid(jid.clone())).await.map_err(internal)? {
+        Some(d) => Ok(Json(d)),
+        None => Err(Failure(StatusCode::NOT_FOUND, format!("no job {jid} (see 'drover jobs list')"))),
+    }
+}
+
+async fn keys(State(state): State<ApiState>) -> Result<Json<api::KeyList>, Failure> {
+    ask(&state, |reply| Command::Keys { reply }).await.map(Json)
+}
+
+async fn key_action(
+    State(state): State<ApiState>,
+    Json(req): Json<KeyActionRequest>,
+) -> Result<Json<api::KeyActionResponse>, Failure> {
+    ask(&state, |reply| Command::KeyAction { req, reply }).await?.map(Json).map_err(bad)
+}
+
+async fn minions(State(state): State<ApiState>) -> Result<Json<Vec<api::MinionStatus>>, Failure> {
+    ask(&state, |reply| Command::Minions { reply }).await.map(Json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn function_names() {
+        for good in ["test.ping", "cmd.run", "grains.get", "sys.list_functions"] {
+            assert!(valid_function_name(good), "{good}");
+        }
+        for bad in ["", "test", "test.", ".ping", "a.b.c", "te st.ping", "x.y;z"] {
+            assert!(!valid_function_name(bad), "{bad}");
+        }
+    }
+}
