@@ -1,1 +1,17 @@
-//! the drover command line
+//! The `drover` command line: Salt-style targeted jobs, keys and jobs, spoken to the master
+//! only through [`api::client::Client`].
+//!
+//! - [`cli`]: the top-level clap parser and the options every command shares.
+//! - [`commands`]: one file per command, and the dispatch from parsed arguments to them.
+//! - [`args`]: a function's words: positional arguments and `key=value` keyword arguments.
+//! - [`output`]: the output formats (`--out text|json|yaml|highstate`).
+//! - [`exit`]: the exit statuses and what each one means.
+
+pub mod args;
+pub mod cli;
+pub mod commands;
+pub mod exit;
+pub mod output;
+
+pub use cli::Cli;
+pub use exit::Exit;

@@ -1,0 +1,74 @@
+//! The top-level parser: the options every command shares, the run form
+//! (`drover TARGET FUNCTION ARGS...`) and the subcommands.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::commands::Command;
+use crate::commands::run::RunArgs;
+use crate::output::Out;
+
+const USAGE: &str = "\
+drover [OPTIONS] <TARGET> <FUNCTION> [ARGS]... [KEY=VALUE]...
+       drover [OPTIONS] -E|-L|-G|-R|-C <TARGET> <FUNCTION> [ARGS]... [KEY=VALUE]...
+       drover [OPTIONS] <COMMAND>";
+
+const EXAMPLES: &str = "\
+Options go before the target: every word after it is the function and its arguments,
+passed on as typed (so `cmd.run ls -la` keeps its `-la`). `key=value` words are keyword
+arguments, their values read as YAML. Words that are commands (key, jobs, completions)
+are reserved: target a minion named like one with -L.
+
+Examples:
+  drover '*' test.ping
+  drover 'web-*' cmd.run ls -la
+  drover -G os:debian cmd.run uptime
+  drover -E 'web-[0-9]+' grains.get os
+  drover -L web-1,db-1 state.apply test=true
+  drover -L key test.ping                    # a minion named `key`
+  drover -R worker daemon.status
+  drover -C 'G@os:debian and web-* or L@a,b' test.ping
+  drover --out json -t 30 -b 25% '*' cmd.run 'apt-get update' shell=true
+  drover --async '*' test.sleep 60
+  drover key list
+  drover key accept web-1
+  drover jobs show 20250101120000123456 --out json
+  drover completions bash > /etc/bash_completion.d/drover
+
+Exit status: 0 every targeted minion returned success; 1 some returned a failure;
+2 usage or configuration error (or no minion matched the target); 3 some minions did not
+return (timed out, or not connected).";
+
+/// Salt-like configuration management for fleets of immutable containers.
+///
+/// Runs a function on the minions a target selects, and manages minion keys and jobs.
+/// drover finds the master through DIR/api.json, which drover-master writes once it serves.
+#[derive(Debug, Parser)]
+#[command(name = "drover", version, override_usage = USAGE, after_long_help = EXAMPLES)]
+#[command(arg_required_else_help = true, max_term_width = 100)]
+pub struct Cli {
+    /// The master's directory, where it writes api.json [default: /var/lib/drover/master]
+    #[arg(long, global = true, value_name = "DIR", env = "DROVER_DIR")]
+    pub dir: Option<PathBuf>,
+
+    /// Output format: text (Salt-like), json or yaml (a job: minion id → return), highstate
+    #[arg(long, global = true, value_enum, value_name = "FORMAT", default_value_t)]
+    pub out: Out,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The master's directory when neither `--dir` nor `$DROVER_DIR` names one.
+pub const DEFAULT_DIR: &str = "/var/lib/drover/master";
+
+impl Cli {
+    /// `--dir`, else `$DROVER_DIR`, else [`DEFAULT_DIR`].
+    pub fn dir(&self) -> PathBuf {
+        self.dir.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DIR))
+    }
+}

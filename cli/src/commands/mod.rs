@@ -1,0 +1,168 @@
+//! One file per command. Adding a command is one [`Command`] variant and one file here.
+
+pub mod completions;
+pub mod jobs;
+pub mod key;
+pub mod run;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use api::client::{Client, ClientError};
+use clap::Subcommand;
+
+use crate::cli::Cli;
+use crate::exit::Exit;
+use crate::output::Out;
+
+/// The subcommands. Their names are reserved words: they cannot be targets in the run form
+/// (`drover -L key test.ping` targets a minion named `key`).
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List, accept, reject and delete minion keys
+    Key(key::KeyArgs),
+    /// List jobs and show one job's returns
+    Jobs(jobs::JobsArgs),
+    /// Print a shell completion script
+    Completions(completions::CompletionsArgs),
+}
+
+/// What every command gets: the shared options and where to print.
+pub struct Ctx<'a> {
+    /// The master's directory (`--dir`, `$DROVER_DIR`, or the default).
+    pub dir: PathBuf,
+    pub out: Out,
+    /// Whether to color text output.
+    pub color: bool,
+    pub stdout: &'a mut dyn Write,
+    pub stderr: &'a mut dyn Write,
+}
+
+impl Ctx<'_> {
+    /// A client for the master named by `DIR/api.json`.
+    pub fn client(&self) -> anyhow::Result<Client> {
+        Client::from_dir(&self.dir).map_err(api_error)
+    }
+
+    pub fn print(&mut self, text: &str) -> anyhow::Result<()> {
+        self.stdout.write_all(text.as_bytes()).context("cannot write to stdout")
+    }
+
+    /// A line on stderr, for what is not the command's result (minions that did not return).
+    pub fn note(&mut self, line: &str) -> anyhow::Result<()> {
+        writeln!(self.stderr, "{line}").context("cannot write to stderr")
+    }
+}
+
+/// A client error as one message. Its text already names its cause, so the cause is not
+/// chained again (`{:#}` would print it twice).
+pub fn api_error(err: ClientError) -> anyhow::Error {
+    anyhow::Error::msg(err.to_string())
+}
+
+/// Runs what the command line asks for.
+pub fn dispatch(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<Exit> {
+    let exit = match cli.command {
+        None => run::run(cli.run, ctx)?,
+        Some(command) => {
+            if let Some(flag) = cli.run.flag_given() {
+                anyhow::bail!("{flag} applies only to running a function, not to a subcommand");
+            }
+            match command {
+                Command::Key(args) => key::run(args, ctx)?,
+                Command::Jobs(args) => jobs::run(args, ctx)?,
+                Command::Completions(args) => completions::run(args, ctx)?,
+            }
+        }
+    };
+    ctx.stdout.flush().context("cannot write to stdout")?;
+    Ok(exit)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+    use crate::commands::jobs::JobsCommand;
+    use crate::commands::key::KeyCommand;
+
+    fn parse(argv: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("drover").chain(argv.iter().copied()))
+            .unwrap_or_else(|e| panic!("{argv:?}: {e}"))
+    }
+
+    #[test]
+    fn reserved_words_are_subcommands() {
+        let cli = parse(&["key", "list"]);
+        assert!(matches!(cli.command, Some(Command::Key(key::KeyArgs { action: KeyCommand::List }))));
+        assert_eq!(cli.out, Out::Text);
+
+        let cli = parse(&["--out", "json", "key", "accept", "--all"]);
+        assert!(
+            matches!(&cli.command, Some(Command::Key(key::KeyArgs { action: KeyCommand::Accept(s) })) if s.all && s.id.is_none())
+        );
+        assert_eq!(cli.out, Out::Json);
+
+        let cli = parse(&["key", "reject", "web-1", "--out", "yaml", "--dir", "/srv/m"]);
+        assert!(
+            matches!(&cli.command, Some(Command::Key(key::KeyArgs { action: KeyCommand::Reject(s) })) if s.id.as_deref() == Some("web-1"))
+        );
+        assert_eq!(cli.out, Out::Yaml);
+        assert_eq!(cli.dir(), Path::new("/srv/m"));
+
+        let cli = parse(&["jobs", "show", "20250101", "--out", "json"]);
+        assert!(
+            matches!(&cli.command, Some(Command::Jobs(jobs::JobsArgs { action: JobsCommand::Show { jid } })) if jid == "20250101")
+        );
+        assert_eq!(cli.out, Out::Json);
+
+        assert!(matches!(parse(&["jobs", "list"]).command, Some(Command::Jobs(_))));
+        assert!(matches!(parse(&["completions", "zsh"]).command, Some(Command::Completions(_))));
+
+        // a target flag's value is never a subcommand
+        let cli = parse(&["-L", "key", "test.ping"]);
+        assert!(cli.command.is_none());
+        assert_eq!(cli.run.target.list.as_deref(), Some("key"));
+
+        // run-only flags before a subcommand are refused at dispatch
+        let cli = parse(&["-t", "5", "key", "list"]);
+        assert_eq!(cli.run.flag_given(), Some("-t/--timeout"));
+        assert_eq!(parse(&["-R", "x", "jobs", "list"]).run.flag_given(), Some("-R/--role"));
+        assert_eq!(parse(&["--dir", "/x", "--out", "json", "jobs", "list"]).run.flag_given(), None);
+    }
+
+    #[test]
+    fn bad_subcommand_lines_are_refused() {
+        let table: &[&[&str]] = &[
+            &["key"],
+            &["key", "accept"],
+            &["key", "accept", "a", "--all"],
+            &["key", "list", "-t", "5"],
+            &["jobs", "show"],
+            &["jobs", "list", "extra"],
+            &["completions", "tcsh"],
+        ];
+        for argv in table {
+            let argv: Vec<&str> = std::iter::once("drover").chain(argv.iter().copied()).collect();
+            assert!(Cli::try_parse_from(&argv).is_err(), "{argv:?}");
+        }
+    }
+
+    #[test]
+    fn subcommands_refuse_run_flags() {
+        let cli = parse(&["--async", "jobs", "list"]);
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut ctx = Ctx { dir: cli.dir(), out: cli.out, color: false, stdout: &mut out, stderr: &mut err };
+        let e = dispatch(cli, &mut ctx).unwrap_err();
+        assert_eq!(format!("{e:#}"), "--async applies only to running a function, not to a subcommand");
+    }
+
+    #[test]
+    fn parser_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}
