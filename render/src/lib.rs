@@ -1,1 +1,39 @@
-//! roles and states: parse, render with Tera, validate, plan (pure, no I/O)
+//! Roles and states: parse, render with Tera, validate, plan. Pure: no file, network or
+//! process I/O; every input is in memory, every problem is a [`Diagnostic`] (`file:line:col`).
+//!
+//! - `diag`: [`Diagnostic`], the one error type, pointing into a user's file
+//! - `path`: [`Files`] (path → contents), [`StateId`] (`a.b` ↔ `states/a/b.yaml`), sources
+//! - `role`: `roles/<name>.yaml` → [`Role`]
+//! - `top`: `roles/top.yaml` → [`TopFile`] (target → roles; matching is the caller's)
+//! - `repo`: every role and the top file of a commit, cross-checked → [`Repo`]
+//! - `template`: the Tera [`Context`] (`id, grains, roles, pillar, peers`), [`render_source`]
+//! - `state`: a rendered state file → declarations, in Salt's structure
+//! - `function`: the state functions and their typed arguments ([`Function`])
+//! - `plan`: a minion's resources in apply order with requisite edges → [`plan()`], [`Plan`]
+//!
+//! Internal: `locate` finds keys in (rendered) text, `args` reads arguments, `graph` orders.
+
+mod args;
+mod diag;
+mod function;
+mod graph;
+mod locate;
+mod path;
+mod plan;
+mod repo;
+mod role;
+mod state;
+mod template;
+mod top;
+
+pub use diag::Diagnostic;
+pub use function::{
+    CmdRun, DaemonDead, DaemonRunning, FileAbsent, FileDirectory, FileManaged, FileSymlink, Function, Health,
+    HealthCheck, Mode, Restart, TemplateEngine,
+};
+pub use path::{Files, ROLES_DIR, STATES_DIR, StateId, TOP_FILE, is_name, role_path, source_path};
+pub use plan::{Edge, Plan, RequisiteKind, Resource, ResourceRef, check_sources, plan};
+pub use repo::Repo;
+pub use role::Role;
+pub use template::{Context, MAX_OUTPUT, Minion, Peer, render_source};
+pub use top::{TopEntry, TopFile};
