@@ -1,1 +1,25 @@
-//! drover-minion: connects to the master, runs jobs
+//! drover-minion: connects to the master, reports grains, runs jobs.
+//!
+//! - [`config`]: command-line flags and the configuration [`run`] takes.
+//! - [`session`]: the session with the master (hello, heartbeats, reconnects, jobs); [`run`].
+//! - [`transport`]: the OS thread that owns the ZeroMQ socket to the master.
+//! - [`pki`]: which master key to trust; asking the master's key port.
+//! - [`outbox`]: job returns spooled to disk until the master acknowledges them.
+//! - [`functions`]: the functions jobs call (`test.*`, `cmd.run`, `grains.*`, `sys.*`).
+//! - [`grains`]: the facts the minion reports.
+//! - [`backoff`]: jittered exponential backoff.
+//! - [`error`]: the error [`run`] can end with.
+
+pub mod backoff;
+pub mod config;
+pub mod error;
+pub mod functions;
+pub mod grains;
+pub mod outbox;
+pub mod pki;
+pub mod session;
+pub mod transport;
+
+pub use config::{Cli, Config};
+pub use error::Error;
+pub use session::run;

@@ -1,0 +1,71 @@
+//! The `drover-minion` binary: flags, logs, signals, then [`minion::run`].
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::prelude::*;
+
+fn main() -> ExitCode {
+    let cli = minion::Cli::parse();
+    // `Targets` (level, or target=level list) rather than EnvFilter: same syntax for what a
+    // minion needs, without a regex engine in the binary
+    let filter = match cli.log_level.parse::<Targets>() {
+        Ok(filter) => filter,
+        Err(e) => {
+            eprintln!(
+                "drover-minion: invalid --log-level {:?}: {e} (expected error, warn, info, debug or trace)",
+                cli.log_level
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let ansi = std::io::stderr().is_terminal();
+    let fmt = tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(std::io::stderr);
+    tracing_subscriber::registry().with(fmt).with(filter).init();
+
+    match serve(cli.into_config()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("drover-minion: {e:#}");
+            let config_error = e.downcast_ref::<minion::Error>().is_some_and(minion::Error::is_config);
+            ExitCode::from(if config_error { 2 } else { 1 })
+        }
+    }
+}
+
+fn serve(config: minion::Config) -> anyhow::Result<()> {
+    // one thread: an idle minion should cost little memory
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(4)
+        .thread_keep_alive(std::time::Duration::from_secs(1))
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(stop_on_signal(shutdown.clone()));
+        minion::run(config, shutdown).await
+    });
+    // a key-port request may still wait on a blocking thread: do not wait for it
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    Ok(result?)
+}
+
+/// Cancels `shutdown` on SIGTERM or SIGINT.
+async fn stop_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        tracing::error!("cannot listen for SIGTERM/SIGINT; stop the minion with SIGKILL");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    shutdown.cancel();
+}

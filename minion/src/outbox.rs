@@ -1,0 +1,197 @@
+//! The outbox: job returns not yet acknowledged by the master, spooled to disk.
+//!
+//! A return is written to `DIR/returns/<jid>.ret` (the very frame that carries it: a
+//! `ToMaster::Return` in MessagePack, written atomically) before it is first sent, and deleted when the master acknowledges it; so a return survives a minion
+//! restart, a master restart and a lost connection. On start the spool is loaded back.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use wire::{Jid, JobReturn, ToMaster};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("return for job {jid}: {source}")]
+    Encode { jid: Jid, source: wire::WireError },
+}
+
+#[derive(Debug)]
+pub struct Outbox {
+    dir: PathBuf,
+    /// The frame (a `ToMaster::Return`) of every unacknowledged return, by jid.
+    entries: BTreeMap<Jid, Vec<u8>>,
+}
+
+impl Outbox {
+    /// Opens the spool directory (creating it) and loads every spooled return. A spool file
+    /// that cannot be read back is renamed to `<name>.bad` and reported, never fatal.
+    pub fn load(dir: &Path) -> Result<Self, OutboxError> {
+        let io_err = |source| OutboxError::Io { path: dir.to_path_buf(), source };
+        fs::create_dir_all(dir).map_err(io_err)?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err)?;
+        let mut outbox = Self { dir: dir.to_path_buf(), entries: BTreeMap::new() };
+        for entry in fs::read_dir(dir).map_err(io_err)? {
+            let path = entry.map_err(io_err)?.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+            if name.starts_with('.') || !name.ends_with(".ret") {
+                continue;
+            }
+            match Self::read_spooled(&path) {
+                Ok((jid, frame)) if Some(jid.as_str()) == name.strip_suffix(".ret") => {
+                    outbox.entries.insert(jid, frame);
+                }
+                Ok(_) => outbox.set_aside(&path, "its job id does not match its file name"),
+                Err(e) => outbox.set_aside(&path, &e),
+            }
+        }
+        Ok(outbox)
+    }
+
+    fn read_spooled(path: &Path) -> Result<(Jid, Vec<u8>), String> {
+        let bytes = fs::read(path).map_err(|e| e.to_string())?;
+        match wire::msg::decode::<ToMaster>(&bytes).map_err(|e| e.to_string())? {
+            ToMaster::Return(ret) => Ok((ret.jid, bytes)),
+            _ => Err("not a job return".into()),
+        }
+    }
+
+    fn set_aside(&self, path: &Path, why: &str) {
+        let bad = path.with_extension("ret.bad");
+        tracing::warn!(file = %path.display(), moved_to = %bad.display(), "spooled return unreadable ({why}); set aside");
+        if let Err(e) = fs::rename(path, &bad) {
+            tracing::warn!(file = %path.display(), cause = %e, "cannot set aside spooled return");
+        }
+    }
+
+    /// Spools `ret` to disk and keeps it until [`Outbox::ack`]. Returns the frame to send.
+    /// A return that cannot be encoded (too large) is refused; one that cannot be written
+    /// to disk is still kept in memory and sent, and the write error is logged.
+    pub fn add(&mut self, ret: JobReturn) -> Result<&[u8], OutboxError> {
+        let jid = ret.jid.clone();
+        let frame = wire::msg::encode(&ToMaster::Return(ret))
+            .map_err(|source| OutboxError::Encode { jid: jid.clone(), source })?;
+        let path = self.path_of(&jid);
+        if let Err(e) = wire::keys::write_atomic(&path, &frame) {
+            tracing::error!(file = %path.display(), cause = %e, "cannot spool a return; it is lost if the minion stops");
+        }
+        let slot = self.entries.entry(jid).or_default();
+        *slot = frame;
+        Ok(slot)
+    }
+
+    /// Drops the return for `jid` and its spool file. Whether it was there.
+    pub fn ack(&mut self, jid: &Jid) -> bool {
+        let known = self.entries.remove(jid).is_some();
+        let path = self.path_of(jid);
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(file = %path.display(), cause = %e, "cannot delete acknowledged return"),
+        }
+        known
+    }
+
+    pub fn contains(&self, jid: &Jid) -> bool {
+        self.entries.contains_key(jid)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The frames of every unacknowledged return, oldest job first.
+    pub fn frames(&self) -> impl Iterator<Item = &[u8]> {
+        self.entries.values().map(Vec::as_slice)
+    }
+
+    /// The jids of every unacknowledged return, oldest first.
+    pub fn jids(&self) -> impl Iterator<Item = &Jid> {
+        self.entries.keys()
+    }
+
+    fn path_of(&self, jid: &Jid) -> PathBuf {
+        // jids are checked to be 20 digits before a job runs, so this stays inside `dir`
+        self.dir.join(format!("{jid}.ret"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use wire::MinionId;
+
+    fn ret(jid: &Jid) -> JobReturn {
+        JobReturn {
+            jid: jid.clone(),
+            id: MinionId::new("m1").unwrap(),
+            fun: "test.echo".into(),
+            success: true,
+            retcode: 0,
+            ret: json!("hi"),
+            started_ms: 1,
+            finished_ms: 2,
+        }
+    }
+
+    #[test]
+    fn spool_survives_a_reload_and_acks_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("returns");
+        let (a, b) = (Jid::generate(), Jid::generate());
+        {
+            let mut outbox = Outbox::load(&spool).unwrap();
+            assert!(outbox.is_empty());
+            let frame = outbox.add(ret(&a)).unwrap().to_vec();
+            assert_eq!(wire::msg::decode::<ToMaster>(&frame).unwrap(), ToMaster::Return(ret(&a)));
+            outbox.add(ret(&b)).unwrap();
+            assert!(spool.join(format!("{a}.ret")).exists());
+        }
+        let mut outbox = Outbox::load(&spool).unwrap();
+        assert_eq!(outbox.len(), 2);
+        assert!(outbox.contains(&a) && outbox.contains(&b));
+        let first = outbox.frames().next().unwrap();
+        assert_eq!(wire::msg::decode::<ToMaster>(first).unwrap(), ToMaster::Return(ret(&a)));
+        assert_eq!(outbox.frames().count(), 2);
+
+        assert!(outbox.ack(&a));
+        assert!(!outbox.ack(&a));
+        assert!(!spool.join(format!("{a}.ret")).exists());
+        let outbox = Outbox::load(&spool).unwrap();
+        assert_eq!(outbox.jids().cloned().collect::<Vec<_>>(), vec![b]);
+    }
+
+    #[test]
+    fn unreadable_spool_files_are_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = Jid::generate();
+        {
+            let mut outbox = Outbox::load(dir.path()).unwrap();
+            outbox.add(ret(&good)).unwrap();
+        }
+        fs::write(dir.path().join("20260101000000000000.ret"), b"garbage").unwrap();
+        // a valid return under another jid's name, and another message than a return
+        fs::write(
+            dir.path().join("20260101000000000002.ret"),
+            wire::msg::encode(&ToMaster::Heartbeat { seq: 1 }).unwrap(),
+        )
+        .unwrap();
+        fs::copy(dir.path().join(format!("{good}.ret")), dir.path().join("20260101000000000001.ret"))
+            .unwrap();
+        fs::write(dir.path().join(".x.ret.tmp"), b"half").unwrap();
+        let outbox = Outbox::load(dir.path()).unwrap();
+        assert_eq!(outbox.len(), 1);
+        assert!(dir.path().join("20260101000000000000.ret.bad").exists());
+        assert!(dir.path().join("20260101000000000001.ret.bad").exists());
+        assert!(dir.path().join("20260101000000000002.ret.bad").exists());
+    }
+}

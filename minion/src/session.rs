@@ -1,0 +1,483 @@
+//! The session with the master: hello, heartbeats, reconnection, jobs and their returns.
+//!
+//! One task owns every piece of session state and is fed by messages: frames from the
+//! socket thread, finished jobs, timers and the shutdown token. It never blocks on zmq.
+//!
+//! - On connect it sends `Hello` and resends it every interval until `Welcome` (`Pending`
+//!   is logged once; after `Refused` it retries every 30 s).
+//! - Once welcomed it sends `Heartbeat` every interval and resends unacknowledged returns
+//!   every [`RESEND_EVERY`] and right after every `Welcome`.
+//! - When the master is silent for [`SILENT_INTERVALS`] intervals it drops the socket, waits
+//!   a jittered backoff, resolves the master's name again and connects a fresh socket. If
+//!   nothing at all came back on that socket, it asks the key port whether the master now
+//!   shows another key and says so (it never switches keys itself).
+
+use std::collections::{HashSet, VecDeque};
+use std::fs;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, error, info, warn};
+use wire::msg::{Grains, Hello};
+use wire::{Jid, Job, JobReturn, KeyPair, PublicKey, ToMaster, ToMinion};
+
+use crate::backoff::Backoff;
+use crate::config::Config;
+use crate::error::Error;
+use crate::functions::{self, Call, Outcome};
+use crate::outbox::{Outbox, OutboxError};
+use crate::transport::{self, Identity, Transport};
+use crate::{grains, pki};
+
+/// How often unacknowledged returns are sent again.
+pub const RESEND_EVERY: Duration = Duration::from_secs(2);
+/// How many heartbeat intervals of silence mean the master is gone.
+pub const SILENT_INTERVALS: u32 = 3;
+/// How often a refused minion says hello again.
+pub const REFUSED_RETRY: Duration = Duration::from_secs(30);
+/// How many acknowledged jids are remembered to ignore a job sent twice.
+const REMEMBERED_JIDS: usize = 4096;
+
+/// Runs the minion until `shutdown`: keys, grains, the spooled returns, the master key
+/// (trusted on first use if need be), then the session.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
+    fs::create_dir_all(&config.dir).map_err(|source| Error::Dir { path: config.dir.clone(), source })?;
+    let (keys, created) = KeyPair::load_or_create(&config.pki_dir(), "minion")?;
+    if created {
+        info!(fingerprint = %keys.public.fingerprint(), "generated this minion's key");
+    }
+    let grains = grains::collect(&config.id, &config.grains_file(), &config.grains)?;
+    let outbox = Outbox::load(&config.returns_dir())?;
+    if !outbox.is_empty() {
+        info!(count = outbox.len(), "spooled returns will be sent once connected");
+    }
+    let ctx = zmq::Context::new();
+    let Some(master_key) = pki::master_key(&config, &ctx, &shutdown).await? else {
+        return Ok(());
+    };
+    info!(
+        id = %config.id,
+        master = %config.master,
+        master_fingerprint = %master_key.fingerprint(),
+        fingerprint = %keys.public.fingerprint(),
+        "minion starting"
+    );
+    let session = Session::new(config, ctx, keys, master_key, grains, outbox)?;
+    session.run(shutdown).await
+}
+
+/// Where the link to the master stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    /// No socket; the next attempt is at this instant.
+    Down { retry_at: Instant },
+    /// Hello sent, no answer yet.
+    Hello,
+    /// The master knows the key but it is not accepted yet.
+    Pending,
+    /// The master refuses this minion.
+    Refused,
+    /// Welcomed: heartbeats flow, jobs come, returns go.
+    Up,
+}
+
+struct Session {
+    config: Config,
+    master_key: PublicKey,
+    ctx: zmq::Context,
+    transport: Transport,
+    incoming: mpsc::UnboundedReceiver<ToMinion>,
+    hello: Vec<u8>,
+    grains: Arc<Grains>,
+    outbox: Outbox,
+    jobs: Jobs,
+    link: Link,
+    backoff: Backoff,
+    interval: Duration,
+    /// The address the current socket dials.
+    addr: Option<SocketAddr>,
+    last_heard: Instant,
+    /// Whether anything came back on the current socket (i.e. the handshake worked).
+    heard_on_socket: bool,
+    next_beat: Instant,
+    next_resend: Instant,
+    seq: u64,
+    told_pending: bool,
+    /// The background check of the master's key, if one ran.
+    key_check: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Session {
+    fn new(
+        config: Config,
+        ctx: zmq::Context,
+        keys: KeyPair,
+        master_key: PublicKey,
+        grains: Grains,
+        outbox: Outbox,
+    ) -> Result<Self, Error> {
+        let (tx, incoming) = mpsc::unbounded_channel();
+        let identity = Identity { id: config.id.clone(), keys, master_key: master_key.clone() };
+        let transport = Transport::start(&ctx, identity, tx)?;
+        let hello = ToMaster::Hello(Hello {
+            id: config.id.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            grains: grains.clone(),
+        });
+        let hello = wire::msg::encode(&hello).map_err(Error::Hello)?;
+        let now = Instant::now();
+        Ok(Self {
+            interval: config.heartbeat,
+            config,
+            master_key,
+            ctx,
+            transport,
+            incoming,
+            hello,
+            grains: Arc::new(grains),
+            outbox,
+            jobs: Jobs::new(),
+            link: Link::Down { retry_at: now },
+            backoff: Backoff::default(),
+            addr: None,
+            last_heard: now,
+            heard_on_socket: false,
+            next_beat: now,
+            next_resend: now,
+            seq: 0,
+            told_pending: false,
+            key_check: None,
+        })
+    }
+
+    async fn run(mut self, shutdown: CancellationToken) -> Result<(), Error> {
+        loop {
+            let wake = self.next_wake();
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                msg = self.incoming.recv() => match msg {
+                    Some(msg) => self.on_message(msg),
+                    None => return Err(Error::TransportStopped),
+                },
+                Some(ret) = self.jobs.done.recv() => self.on_finished(ret),
+                () = tokio::time::sleep_until(wake) => self.on_timer(&shutdown).await,
+            }
+        }
+        info!("stopping");
+        Ok(())
+    }
+
+    /// The interval of hellos or heartbeats in the current state.
+    fn period(&self) -> Duration {
+        if self.link == Link::Refused { REFUSED_RETRY } else { self.interval }
+    }
+
+    fn silence_deadline(&self) -> Instant {
+        self.last_heard + self.period() * SILENT_INTERVALS
+    }
+
+    fn next_wake(&self) -> Instant {
+        match self.link {
+            Link::Down { retry_at } => retry_at,
+            Link::Up if !self.outbox.is_empty() => {
+                self.next_beat.min(self.silence_deadline()).min(self.next_resend)
+            }
+            _ => self.next_beat.min(self.silence_deadline()),
+        }
+    }
+
+    async fn on_timer(&mut self, shutdown: &CancellationToken) {
+        let now = Instant::now();
+        if let Link::Down { retry_at } = self.link {
+            if now >= retry_at {
+                self.connect(shutdown).await;
+            }
+            return;
+        }
+        if now >= self.silence_deadline() {
+            self.lost();
+            return;
+        }
+        if now >= self.next_beat {
+            match self.link {
+                Link::Up => {
+                    self.seq += 1;
+                    self.send(&ToMaster::Heartbeat { seq: self.seq });
+                }
+                _ => self.transport.send(&self.hello),
+            }
+            self.next_beat = now + self.period();
+        }
+        if self.link == Link::Up && now >= self.next_resend {
+            self.resend_returns(now);
+        }
+    }
+
+    /// Resolves the master again and dials it with a fresh socket.
+    async fn connect(&mut self, shutdown: &CancellationToken) {
+        let resolved = tokio::select! {
+            r = transport::resolve(&self.config.master) => r,
+            () = shutdown.cancelled() => return,
+        };
+        let now = Instant::now();
+        let addr = match resolved {
+            Ok(addr) => addr,
+            Err(e) => {
+                warn!(master = %self.config.master, cause = %e, "cannot resolve the master; retrying");
+                self.link = Link::Down { retry_at: now + self.backoff.next_delay() };
+                return;
+            }
+        };
+        debug!(%addr, "connecting to the master");
+        self.transport.connect(addr);
+        self.addr = Some(addr);
+        self.heard_on_socket = false;
+        self.last_heard = now;
+        self.link = Link::Hello;
+        self.transport.send(&self.hello);
+        self.next_beat = now + self.period();
+    }
+
+    /// The master went silent: drop the socket and plan the next attempt.
+    fn lost(&mut self) {
+        let silent = Instant::now() - self.last_heard;
+        warn!(master = %self.config.master, "no answer from the master for {:.0?}; reconnecting", silent);
+        self.transport.disconnect();
+        if !self.heard_on_socket {
+            self.check_master_key();
+        }
+        self.link = Link::Down { retry_at: Instant::now() + self.backoff.next_delay() };
+    }
+
+    /// Nothing came back on a socket: a CURVE handshake with the wrong server key fails
+    /// silently, so ask the key port (in the background) whether the master now shows
+    /// another key, and say so. The trusted key never changes here.
+    fn check_master_key(&mut self) {
+        let Some(addr) = self.addr else { return };
+        if self.key_check.as_ref().is_some_and(|t| !t.is_finished()) {
+            return;
+        }
+        let key_addr = SocketAddr::new(addr.ip(), self.config.master.key_port());
+        let (ctx, trusted) = (self.ctx.clone(), self.master_key.clone());
+        let (master, pinned) = (self.config.master.clone(), self.config.master_pub());
+        self.key_check = Some(tokio::spawn(async move {
+            match pki::fetch(&ctx, key_addr).await {
+                Ok(key) if key != trusted => error!(
+                    trusted = %trusted.fingerprint(),
+                    presented = %key.fingerprint(),
+                    "the master at {master} presents key {} but this minion trusts {}: not connecting; if the \
+                     master was replaced on purpose, delete {} (and drop --master-key) to trust the new master",
+                    key.fingerprint(),
+                    trusted.fingerprint(),
+                    pinned.display()
+                ),
+                Ok(_) => debug!("the master presents the trusted key but did not answer"),
+                Err(e) => debug!(cause = %e, "cannot ask the master's key port"),
+            }
+        }));
+    }
+
+    fn on_message(&mut self, msg: ToMinion) {
+        let now = Instant::now();
+        if let Link::Down { .. } = self.link {
+            // left over from the socket just closed: jobs and acks still count, the rest
+            // belongs to a session that is over
+            match msg {
+                ToMinion::Job(job) => self.start_job(job),
+                ToMinion::Ack { jid } => self.acknowledged(jid),
+                _ => {}
+            }
+            return;
+        }
+        self.last_heard = now;
+        self.heard_on_socket = true;
+        match msg {
+            ToMinion::Welcome { heartbeat_ms } => {
+                if heartbeat_ms > 0 {
+                    self.interval = Duration::from_millis(heartbeat_ms.clamp(100, 3_600_000));
+                }
+                if self.link != Link::Up {
+                    info!(master = %self.config.master, heartbeat = ?self.interval, "connected to the master");
+                }
+                self.link = Link::Up;
+                self.told_pending = false;
+                self.backoff.reset();
+                self.next_beat = now + self.interval;
+                self.resend_returns(now);
+            }
+            ToMinion::Pending => {
+                if !self.told_pending {
+                    warn!("key not accepted yet: run 'drover key accept {}' on the master", self.config.id);
+                    self.told_pending = true;
+                }
+                self.link = Link::Pending;
+            }
+            ToMinion::Refused { reason } => {
+                error!(%reason, "the master refuses this minion; trying again every {:?}", REFUSED_RETRY);
+                self.link = Link::Refused;
+                self.next_beat = now + REFUSED_RETRY;
+            }
+            ToMinion::Rehello => {
+                debug!("the master asks for a new hello");
+                self.link = Link::Hello;
+                self.transport.send(&self.hello);
+                self.next_beat = now + self.period();
+            }
+            ToMinion::HeartbeatAck { .. } => {}
+            ToMinion::Job(job) => self.start_job(job),
+            ToMinion::Ack { jid } => self.acknowledged(jid),
+        }
+    }
+
+    fn acknowledged(&mut self, jid: Jid) {
+        self.outbox.ack(&jid);
+        self.jobs.remember(jid);
+    }
+
+    fn start_job(&mut self, job: Job) {
+        if !Jid::is_valid(job.jid.as_str()) {
+            warn!(jid = %job.jid, fun = %job.fun, "ignoring a job whose jid is not 20 digits");
+            return;
+        }
+        if self.jobs.running.contains(&job.jid) || self.outbox.contains(&job.jid) || self.jobs.seen(&job.jid)
+        {
+            debug!(jid = %job.jid, "ignoring a job already running or returned");
+            return;
+        }
+        debug!(jid = %job.jid, fun = %job.fun, "running job");
+        self.jobs.running.insert(job.jid.clone());
+        let done = self.jobs.done_tx.clone();
+        let id = self.config.id.clone();
+        let grains = Arc::clone(&self.grains);
+        let span = tracing::info_span!("job", jid = %job.jid, fun = %job.fun);
+        let task = async move {
+            let started_ms = wire::msg::now_ms();
+            let Job { jid, fun, args, kwargs, timeout_ms: _ } = job;
+            let call = Call { fun: fun.clone(), args, kwargs, grains };
+            // a panicking function must still produce a return
+            let outcome = match tokio::spawn(functions::call(call)).await {
+                Ok(outcome) => outcome,
+                Err(e) => Outcome::fail(format!("{fun} stopped unexpectedly: {e}")),
+            };
+            let ret = JobReturn {
+                jid,
+                id,
+                fun,
+                success: outcome.success,
+                retcode: outcome.retcode,
+                ret: outcome.ret,
+                started_ms,
+                finished_ms: wire::msg::now_ms(),
+            };
+            let _ = done.send(ret);
+        };
+        tokio::spawn(task.instrument(span));
+    }
+
+    fn on_finished(&mut self, ret: JobReturn) {
+        self.jobs.running.remove(&ret.jid);
+        let jid = ret.jid.clone();
+        // what a stand-in return needs if this one is too large to send
+        let stand_in = JobReturn {
+            jid: ret.jid.clone(),
+            id: ret.id.clone(),
+            fun: ret.fun.clone(),
+            success: false,
+            retcode: 1,
+            ret: Value::Null,
+            started_ms: ret.started_ms,
+            finished_ms: ret.finished_ms,
+        };
+        let result = match self.outbox.add(ret) {
+            Err(e @ OutboxError::Encode { .. }) => {
+                warn!(%jid, cause = %e, "return too large to send; sending an error instead");
+                let ret = format!("{}: the return is too large to send ({e})", stand_in.fun).into();
+                self.outbox.add(JobReturn { ret, ..stand_in })
+            }
+            other => other,
+        };
+        match result {
+            Ok(frame) => {
+                if self.link == Link::Up {
+                    self.transport.send(frame);
+                }
+            }
+            Err(e) => error!(%jid, cause = %e, "cannot keep the return of a job"),
+        }
+        let now = Instant::now();
+        if self.next_resend <= now {
+            self.next_resend = now + RESEND_EVERY;
+        }
+    }
+
+    fn resend_returns(&mut self, now: Instant) {
+        for frame in self.outbox.frames() {
+            self.transport.send(frame);
+        }
+        self.next_resend = now + RESEND_EVERY;
+    }
+
+    fn send(&self, msg: &ToMaster) {
+        match wire::msg::encode(msg) {
+            Ok(frame) => self.transport.send(&frame),
+            Err(e) => error!(cause = %e, "cannot encode a message for the master"),
+        }
+    }
+}
+
+/// Jobs running now, and jids already returned and acknowledged.
+struct Jobs {
+    running: HashSet<Jid>,
+    acked: HashSet<Jid>,
+    acked_order: VecDeque<Jid>,
+    done_tx: mpsc::UnboundedSender<JobReturn>,
+    done: mpsc::UnboundedReceiver<JobReturn>,
+}
+
+impl Jobs {
+    fn new() -> Self {
+        let (done_tx, done) = mpsc::unbounded_channel();
+        Self { running: HashSet::new(), acked: HashSet::new(), acked_order: VecDeque::new(), done_tx, done }
+    }
+
+    /// Remembers an acknowledged jid (the last [`REMEMBERED_JIDS`] of them).
+    fn remember(&mut self, jid: Jid) {
+        if self.acked.insert(jid.clone()) {
+            self.acked_order.push_back(jid);
+            if self.acked_order.len() > REMEMBERED_JIDS {
+                if let Some(old) = self.acked_order.pop_front() {
+                    self.acked.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn seen(&self, jid: &Jid) -> bool {
+        self.acked.contains(jid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acknowledged_jids_are_remembered_up_to_a_bound() {
+        let mut jobs = Jobs::new();
+        let first = Jid::generate();
+        jobs.remember(first.clone());
+        jobs.remember(first.clone());
+        assert!(jobs.seen(&first));
+        assert_eq!(jobs.acked_order.len(), 1);
+        for _ in 0..REMEMBERED_JIDS {
+            jobs.remember(Jid::generate());
+        }
+        assert!(!jobs.seen(&first));
+        assert_eq!(jobs.acked.len(), REMEMBERED_JIDS);
+    }
+}
