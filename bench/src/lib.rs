@@ -1,1 +1,12 @@
-//! benchmarks: minion swarm and timing tables, side by side with Salt
+//! drover's benchmarks (the `drover-bench` binary).
+//!
+//! - [`swarm`]: one process simulating N minions with real CURVE sockets, like Salt's
+//!   `minionswarm.py`: it says hello, heartbeats, and answers `test.ping`/`test.echo`.
+//! - [`measure`]: starts the real binaries and the swarm, times jobs, reads memory.
+//! - [`salt`]: runs `../shared/bench/salt-baseline.sh` and reads its figures.
+//! - [`table`]: prints figures side by side, with ratios.
+
+pub mod measure;
+pub mod salt;
+pub mod swarm;
+pub mod table;

@@ -1,0 +1,91 @@
+//! `drover-bench`: measures drover with its real binaries and a minion swarm, optionally
+//! side by side with Salt, and prints Markdown tables (see bench/RESULTS.md).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bench::{measure, salt, swarm, table};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about, version)]
+struct Args {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Measure drover (and Salt with --salt) and print the tables
+    Run {
+        /// Swarm sizes to measure test.ping at
+        #[arg(long, value_delimiter = ',', default_value = "50,1000")]
+        sizes: Vec<usize>,
+        /// Repetitions per timing
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        /// Where the drover binaries are [default: the folder of this binary]
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+        /// The master's port for the run (the key port is +1)
+        #[arg(long, default_value_t = 24506)]
+        port: u16,
+        /// Also run Salt's baseline at N minions (installs Salt into a temp venv)
+        #[arg(long, value_name = "N")]
+        salt: Option<usize>,
+        /// The Salt baseline script
+        #[arg(long, default_value = "../shared/bench/salt-baseline.sh")]
+        salt_script: PathBuf,
+    },
+    /// Run a swarm of simulated minions against a master until interrupted
+    Swarm {
+        #[arg(long, value_name = "HOST:PORT")]
+        master: String,
+        /// The master's public key (Z85), or a path to master.pub
+        #[arg(long)]
+        master_key: String,
+        #[arg(short, long, default_value_t = 100)]
+        count: usize,
+        #[arg(long, default_value = "swarm")]
+        prefix: String,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Args::parse().cmd {
+        Cmd::Run { sizes, runs, bin_dir, port, salt: salt_n, salt_script } => {
+            let bin_dir = match bin_dir {
+                Some(d) => d,
+                None => std::env::current_exe()?.parent().expect("bin dir").to_path_buf(),
+            };
+            let mut figures = table::Figures::default();
+            eprintln!("drover ({}):", bin_dir.display());
+            measure::run(&measure::Options { bin_dir, swarm_sizes: sizes, runs, port }, &mut figures)?;
+            let salt = match salt_n {
+                Some(n) => Some(salt::run(&salt_script, n)?),
+                None => None,
+            };
+            table::print(&figures, salt.as_ref());
+        }
+        Cmd::Swarm { master, master_key, count, prefix } => {
+            let key = match wire::PublicKey::parse(&master_key) {
+                Ok(k) => k,
+                Err(_) => wire::PublicKey::read(std::path::Path::new(&master_key))?,
+            };
+            let cfg = swarm::SwarmConfig {
+                master,
+                master_key: key,
+                count,
+                prefix,
+                heartbeat: Duration::from_secs(5),
+            };
+            let s = swarm::Swarm::start(&cfg)?;
+            let took = s.wait_connected(count, Duration::from_secs(600))?;
+            eprintln!("{count} minions connected in {:.0} ms; Ctrl-C to stop", took.as_secs_f64() * 1000.0);
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,179 @@
+//! A minion swarm: N simulated minions in one process, each with its own CURVE keypair and
+//! DEALER socket, speaking the real protocol. Functions: `test.ping`, `test.echo`; anything
+//! else fails as "not available in the swarm".
+//!
+//! Sockets are spread over several ZeroMQ contexts (libzmq allows 1,023 sockets per
+//! context by default) and polled by one thread per 500 minions.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use wire::msg::{decode, encode, now_ms};
+use wire::{Hello, JobReturn, KeyPair, MinionId, PublicKey, ToMaster, ToMinion};
+
+/// Minions per thread and per context (libzmq allows 1,023 sockets per context).
+const PER_THREAD: usize = 500;
+
+pub struct SwarmConfig {
+    pub master: String,
+    pub master_key: PublicKey,
+    pub count: usize,
+    pub prefix: String,
+    pub heartbeat: Duration,
+}
+
+/// A running swarm; stops when dropped.
+pub struct Swarm {
+    stop: Arc<AtomicBool>,
+    pub connected: Arc<AtomicUsize>,
+    threads: Vec<thread::JoinHandle<()>>,
+}
+
+impl Drop for Swarm {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Sim {
+    id: MinionId,
+    sock: zmq::Socket,
+    welcomed: bool,
+    last_hello: Instant,
+    last_beat: Instant,
+    seq: u64,
+}
+
+impl Swarm {
+    pub fn start(cfg: &SwarmConfig) -> anyhow::Result<Swarm> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let connected = Arc::new(AtomicUsize::new(0));
+        let mut threads = Vec::new();
+        let ids: Vec<usize> = (1..=cfg.count).collect();
+        for chunk in ids.chunks(PER_THREAD) {
+            let ctx = zmq::Context::new();
+            let mut sims = Vec::new();
+            for &i in chunk {
+                let id = MinionId::new(format!("{}{i:05}", cfg.prefix))?;
+                let keys = KeyPair::generate()?;
+                let sock = ctx.socket(zmq::DEALER)?;
+                sock.set_curve_serverkey(&cfg.master_key.raw())?;
+                sock.set_curve_publickey(&keys.public.raw())?;
+                sock.set_curve_secretkey(&keys.secret_raw())?;
+                sock.set_identity(&wire::keys::routing_id(&id, &keys.public))?;
+                sock.set_linger(0)?;
+                sock.connect(&format!("tcp://{}", cfg.master))?;
+                let past = Instant::now() - Duration::from_secs(3600);
+                sims.push(Sim { id, sock, welcomed: false, last_hello: past, last_beat: past, seq: 0 });
+            }
+            let (stop, connected, beat) = (stop.clone(), connected.clone(), cfg.heartbeat);
+            threads.push(thread::spawn(move || run(ctx, sims, beat, stop, connected)));
+        }
+        Ok(Swarm { stop, connected, threads })
+    }
+
+    /// Waits until every simulated minion was welcomed; returns how long that took.
+    pub fn wait_connected(&self, count: usize, limit: Duration) -> anyhow::Result<Duration> {
+        let t0 = Instant::now();
+        while self.connected.load(Ordering::Relaxed) < count {
+            anyhow::ensure!(
+                t0.elapsed() < limit,
+                "only {} of {count} swarm minions connected after {limit:?}",
+                self.connected.load(Ordering::Relaxed)
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+        Ok(t0.elapsed())
+    }
+}
+
+fn grains(id: &MinionId) -> wire::msg::Grains {
+    [
+        ("id".to_string(), json!(id.as_str())),
+        ("os".to_string(), json!("Debian")),
+        ("os_family".to_string(), json!("Debian")),
+        ("kernel".to_string(), json!("Linux")),
+        ("swarm".to_string(), json!(true)),
+    ]
+    .into()
+}
+
+fn answer(job: &wire::Job) -> (bool, Value) {
+    match job.fun.as_str() {
+        "test.ping" => (true, json!(true)),
+        "test.echo" => (true, job.args.first().cloned().unwrap_or(Value::Null)),
+        other => (false, json!(format!("'{other}' is not available in the swarm"))),
+    }
+}
+
+fn run(
+    _ctx: zmq::Context,
+    mut sims: Vec<Sim>,
+    beat: Duration,
+    stop: Arc<AtomicBool>,
+    connected: Arc<AtomicUsize>,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        for s in sims.iter_mut() {
+            if !s.welcomed && now.duration_since(s.last_hello) > Duration::from_secs(1) {
+                let hello = ToMaster::Hello(Hello {
+                    id: s.id.clone(),
+                    version: "swarm".into(),
+                    grains: grains(&s.id),
+                });
+                let _ = s.sock.send(encode(&hello).expect("encodes"), zmq::DONTWAIT);
+                s.last_hello = now;
+            }
+            if s.welcomed && now.duration_since(s.last_beat) > beat {
+                s.seq += 1;
+                let _ =
+                    s.sock.send(encode(&ToMaster::Heartbeat { seq: s.seq }).expect("encodes"), zmq::DONTWAIT);
+                s.last_beat = now;
+            }
+        }
+        let mut items: Vec<zmq::PollItem> = sims.iter().map(|s| s.sock.as_poll_item(zmq::POLLIN)).collect();
+        if zmq::poll(&mut items, 50).unwrap_or(0) == 0 {
+            continue;
+        }
+        let ready: Vec<bool> = items.iter().map(|i| i.is_readable()).collect();
+        drop(items);
+        for (s, ready) in sims.iter_mut().zip(ready) {
+            if !ready {
+                continue;
+            }
+            while let Ok(body) = s.sock.recv_bytes(zmq::DONTWAIT) {
+                match decode::<ToMinion>(&body) {
+                    Ok(ToMinion::Welcome { .. }) if !s.welcomed => {
+                        s.welcomed = true;
+                        s.last_beat = Instant::now();
+                        connected.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(ToMinion::Rehello) => s.last_hello = Instant::now() - Duration::from_secs(3600),
+                    Ok(ToMinion::Job(job)) => {
+                        let started = now_ms();
+                        let (success, ret) = answer(&job);
+                        let r = ToMaster::Return(JobReturn {
+                            jid: job.jid.clone(),
+                            id: s.id.clone(),
+                            fun: job.fun.clone(),
+                            success,
+                            retcode: if success { 0 } else { 1 },
+                            ret,
+                            started_ms: started,
+                            finished_ms: now_ms(),
+                        });
+                        let _ = s.sock.send(encode(&r).expect("encodes"), zmq::DONTWAIT);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}

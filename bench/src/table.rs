@@ -1,0 +1,87 @@
+//! Figures and the side-by-side table.
+
+use std::collections::BTreeMap;
+
+#[derive(Default)]
+pub struct Figures {
+    pub rows: Vec<(String, f64, String)>,
+}
+
+impl Figures {
+    pub fn add(&mut self, name: &str, value: f64, unit: &str) {
+        eprintln!("  {name:<36} {value:>12.2} {unit}");
+        self.rows.push((name.to_string(), value, unit.to_string()));
+    }
+
+    pub fn get(&self, name: &str) -> Option<f64> {
+        self.rows.iter().find(|r| r.0 == name).map(|r| r.1)
+    }
+}
+
+/// A comparison row: drover's figure, Salt's (converted to drover's unit), and what
+/// "better" means.
+pub struct Compare {
+    pub label: &'static str,
+    pub drover: &'static str,
+    pub salt: &'static str,
+    /// Multiply Salt's value by this to get drover's unit (e.g. s → ms: 1000).
+    pub salt_scale: f64,
+    pub target: &'static str,
+}
+
+pub const COMPARISONS: &[Compare] = &[
+    Compare {
+        label: "test.ping, N=50 (median)",
+        drover: "test_ping_50_p50",
+        salt: "test_ping_median",
+        salt_scale: 1000.0,
+        target: ">= 100x faster",
+    },
+    Compare {
+        label: "CLI start (--version)",
+        drover: "cli_version_p50",
+        salt: "cli_salt_version_median",
+        salt_scale: 1000.0,
+        target: "",
+    },
+    Compare {
+        label: "idle minion RSS",
+        drover: "minion_idle_rss",
+        salt: "minion_one_rss_idle",
+        salt_scale: 1.0,
+        target: "< 8 MiB",
+    },
+    Compare {
+        label: "master RSS, N=50",
+        drover: "master_rss_50_connected",
+        salt: "master_rss_sum_idle",
+        salt_scale: 1.0,
+        target: "",
+    },
+    Compare {
+        label: "all N=50 minions connected",
+        drover: "swarm_50_connect_all",
+        salt: "minions_keys_accepted",
+        salt_scale: 1000.0,
+        target: "",
+    },
+];
+
+/// Prints drover's figures, then the comparison with Salt when there is one, as Markdown.
+pub fn print(figures: &Figures, salt: Option<&BTreeMap<String, f64>>) {
+    println!("| figure | drover | unit |");
+    println!("|---|---:|---|");
+    for (name, value, unit) in &figures.rows {
+        println!("| {name} | {value:.2} | {unit} |");
+    }
+    let Some(salt) = salt else { return };
+    println!();
+    println!("| side by side | drover | Salt | Salt / drover | target |");
+    println!("|---|---:|---:|---:|---|");
+    for c in COMPARISONS {
+        let (Some(d), Some(s)) = (figures.get(c.drover), salt.get(c.salt)) else { continue };
+        let s = s * c.salt_scale;
+        let unit = figures.rows.iter().find(|r| r.0 == c.drover).map(|r| r.2.as_str()).unwrap_or("");
+        println!("| {} | {d:.2} {unit} | {s:.2} {unit} | {:.0}x | {} |", c.label, s / d.max(1e-9), c.target);
+    }
+}

@@ -1,0 +1,119 @@
+//! Faults: bad frames at the master's port, `kill -9` of the master mid-job, reconnection.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::Duration;
+
+use serde_json::json;
+use tests::{Master, Minion, minions, show, wait_until};
+use wire::{KeyPair, MinionId, PublicKey};
+
+/// A CURVE client with a key of its own, claiming `id`.
+fn curve_client(ctx: &zmq::Context, master: &Master, id: &str) -> zmq::Socket {
+    let info = std::fs::read_to_string(master.state_dir().join("pki/master.pub")).unwrap();
+    let server = PublicKey::parse(&info).unwrap();
+    let me = KeyPair::generate().unwrap();
+    let s = ctx.socket(zmq::DEALER).unwrap();
+    s.set_curve_serverkey(&server.raw()).unwrap();
+    s.set_curve_publickey(&me.public.raw()).unwrap();
+    s.set_curve_secretkey(&me.secret_raw()).unwrap();
+    s.set_identity(&wire::keys::routing_id(&MinionId::new(id).unwrap(), &me.public)).unwrap();
+    s.set_linger(0).unwrap();
+    s.connect(&format!("tcp://{}", master.address())).unwrap();
+    s
+}
+
+#[test]
+fn garbage_truncated_and_oversized_frames_leave_the_master_serving() {
+    let master = Master::start(&["--auto-accept"]);
+    let _m = minions(&master, "ok", 2, &[]);
+    master.wait_for_minions(2);
+
+    // raw TCP garbage, a truncated ZMTP greeting, and a greeting followed by nonsense
+    for payload in [
+        b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+        vec![0xff, 0, 0, 0, 0, 0, 0, 0, 1, 0x7f],
+        [vec![0xff, 0, 0, 0, 0, 0, 0, 0, 1, 0x7f, 3, 0], b"CURVE".to_vec(), vec![0xAA; 4000]].concat(),
+        (0..65536u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect(),
+    ] {
+        let mut s = TcpStream::connect(master.address()).unwrap();
+        let _ = s.write_all(&payload);
+        drop(s);
+    }
+
+    // authenticated (CURVE) but malformed: garbage bodies, extra frames, a body that is
+    // valid MessagePack of the wrong shape, a return from a minion without a session, and a
+    // frame over the 8 MiB limit (libzmq drops that peer)
+    let ctx = zmq::Context::new();
+    let c = curve_client(&ctx, &master, "garbler");
+    c.send(&b"\x00\x01garbage"[..], 0).unwrap();
+    c.send_multipart([&b"a"[..], b"b", b"c"], 0).unwrap();
+    c.send(&rmp_like_map(), 0).unwrap();
+    c.send(&vec![0u8; 0], 0).unwrap();
+    let big = curve_client(&ctx, &master, "big");
+    big.send(vec![7u8; 9 << 20], 0).unwrap();
+    // the key port answers garbage requests with the key, and keeps answering
+    let kp = ctx.socket(zmq::REQ).unwrap();
+    kp.set_linger(0).unwrap();
+    kp.set_rcvtimeo(5000).unwrap();
+    kp.connect(&format!("tcp://127.0.0.1:{}", master.port + 1)).unwrap();
+    kp.send(&b"\xde\xad"[..], 0).unwrap();
+    let info: wire::msg::KeyInfo = wire::msg::decode(&kp.recv_bytes(0).unwrap()).unwrap();
+    assert_eq!(info.public_key.fingerprint(), info.fingerprint);
+
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, v, stderr) = master.drover_json(&["*", "test.ping"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(v, json!({"ok-01": true, "ok-02": true}));
+    // the garblers never became minions that jobs could reach
+    let (_, keys, _) = master.drover_json(&["key", "list"]);
+    let ids: Vec<&str> = keys["keys"].as_array().unwrap().iter().filter_map(|k| k["id"].as_str()).collect();
+    assert!(!ids.contains(&"big"), "{ids:?}");
+}
+
+/// A MessagePack map `{"v": 1, "msg": 5}`: the right envelope around the wrong message.
+fn rmp_like_map() -> Vec<u8> {
+    let mut v = vec![0x82, 0xa1, b'v', 0x01, 0xa3];
+    v.extend(b"msg");
+    v.push(0x05);
+    v
+}
+
+#[test]
+fn kill_9_of_the_master_loses_no_return_and_minions_come_back() {
+    let mut master = Master::start(&["--auto-accept"]);
+    let _m = minions(&master, "s", 10, &[]);
+    master.wait_for_minions(10);
+
+    let out = master.drover(&["--async", "*", "test.sleep", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let jid = text.split_whitespace().find(|w| w.len() == 20 && w.bytes().all(|b| b.is_ascii_digit()));
+    let jid = jid.unwrap_or_else(|| panic!("no jid in {text:?}")).to_string();
+    // let the job reach the minions, then kill the master while they sleep
+    std::thread::sleep(Duration::from_millis(700));
+    master.kill9();
+    std::thread::sleep(Duration::from_secs(2));
+    master.restart();
+
+    wait_until(Duration::from_secs(60), "all 10 returns to be stored", || {
+        let (_, v, _) = master.drover_json(&["jobs", "show", &jid]);
+        v["returns"].as_object().is_some_and(|r| r.len() == 10)
+    });
+    let (_, v, _) = master.drover_json(&["jobs", "show", &jid]);
+    assert!(v["returns"].as_object().unwrap().values().all(|r| r["success"] == json!(true)), "{v}");
+    // and the minions reconnected by themselves
+    master.wait_for_minions(10);
+}
+
+#[test]
+fn minions_reconnect_after_a_clean_master_restart() {
+    let mut master = Master::start(&["--auto-accept"]);
+    let mut m = Minion::start(&master, "r1", &[]);
+    master.wait_for_minions(1);
+    master.stop();
+    std::thread::sleep(Duration::from_secs(2));
+    master.restart();
+    master.wait_for_minions(1);
+    assert!(m.running());
+}
