@@ -48,8 +48,8 @@ fn garbage_truncated_and_oversized_frames_leave_the_master_serving() {
     let c = curve_client(&ctx, &master, "garbler");
     c.send(&b"\x00\x01garbage"[..], 0).unwrap();
     c.send_multipart([&b"a"[..], b"b", b"c"], 0).unwrap();
-    c.send(&rmp_like_map(), 0).unwrap();
-    c.send(&vec![0u8; 0], 0).unwrap();
+    c.send(rmp_like_map(), 0).unwrap();
+    c.send(Vec::<u8>::new(), 0).unwrap();
     let big = curve_client(&ctx, &master, "big");
     big.send(vec![7u8; 9 << 20], 0).unwrap();
     // the key port answers garbage requests with the key, and keeps answering
