@@ -7,7 +7,10 @@
 //! Routes (all under `/api/v1`, all need `Authorization: Bearer <token>`):
 //! `POST /jobs` runs a job ([`RunRequest`] → [`RunResponse`]), `GET /jobs` lists jobs,
 //! `GET /jobs/{jid}` shows one ([`JobDetail`]), `GET /keys` and `POST /keys` list and
-//! change minion keys, `GET /minions` lists minions with their connection state.
+//! change minion keys, `GET /minions` lists minions with their connection state,
+//! `POST /roles/apply` ([`RolesApplyRequest`]), `GET /roles/diff?commit=REV`, `GET /roles/status`,
+//! `GET /events?since=SEQ&follow=true` (newline-delimited JSON [`Event`]s; with `follow` the
+//! answer stays open and streams new events as they happen).
 
 pub mod types;
 

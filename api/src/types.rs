@@ -202,6 +202,89 @@ pub struct MinionStatus {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ApiError {
     pub error: String,
+    /// Problems in the user's files, one `file:line:col: message` each (`roles apply`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub diagnostics: Vec<String>,
+}
+
+/// `POST /roles/apply`: validate and push the roles at a commit (default: HEAD).
+/// A commit with any problem is refused whole (HTTP 422, `ApiError::diagnostics`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RolesApplyRequest {
+    #[serde(default)]
+    pub commit: Option<String>,
+}
+
+/// One minion's part in a roles apply.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MinionAssignment {
+    pub id: String,
+    pub roles: Vec<String>,
+    /// Whether its assignment differs from the one it had.
+    pub changed: bool,
+    /// Whether it was connected, so the assignment was sent now (else: when it connects).
+    pub connected: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RolesApplyResponse {
+    /// The full commit id applied.
+    pub commit: String,
+    pub minions: Vec<MinionAssignment>,
+}
+
+/// `GET /roles/diff?commit=REV`: what `roles apply` at REV would change.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RolesDiff {
+    /// The commit compared with the current assignments.
+    pub commit: String,
+    /// The commit of the current assignments, if any was applied.
+    pub current_commit: Option<String>,
+    /// Only the minions that would change.
+    pub minions: Vec<MinionDiff>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MinionDiff {
+    pub id: String,
+    pub roles_added: Vec<String>,
+    pub roles_removed: Vec<String>,
+    /// Repo paths whose content differs, was added, or was removed for this minion.
+    pub files_changed: Vec<String>,
+    pub files_added: Vec<String>,
+    pub files_removed: Vec<String>,
+}
+
+/// One row of `GET /roles/status`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RoleStatus {
+    pub id: String,
+    pub connected: bool,
+    pub roles: Vec<String>,
+    /// The commit of the assignment the master last gave it.
+    pub assigned_commit: Option<String>,
+    /// The commit it last reported converging to.
+    pub converged_commit: Option<String>,
+    /// Result of its last apply: true all states succeeded, false some failed, null never applied.
+    pub result: Option<bool>,
+    /// Ids of the states that failed in its last apply.
+    pub failing: Vec<String>,
+    /// Roles it waits for (`requires`) before starting daemons.
+    pub waiting: Vec<String>,
+    pub comment: String,
+}
+
+/// One event, as `GET /events` streams them (one JSON object per line).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Increasing; `GET /events?since=SEQ` starts after it.
+    pub seq: u64,
+    pub time_ms: u64,
+    /// `drover/daemon/worker/crashed`, `drover/minion/connected`, `drover/key/accept`...
+    pub tag: String,
+    /// The minion it comes from, when it comes from one.
+    pub minion: Option<String>,
+    pub data: Value,
 }
 
 #[cfg(test)]

@@ -203,6 +203,9 @@ impl Hub {
                 Some(_) => tracing::warn!(%id, claimed = %ret.id, "dropped a return for another minion"),
                 None => self.send(&routing, &ToMinion::Rehello),
             },
+            ToMaster::Fetch { .. } | ToMaster::Converged(_) | ToMaster::Event(_) => {
+                tracing::debug!(%id, "dropped a message this master does not handle yet");
+            }
         }
     }
 

@@ -29,7 +29,7 @@ pub struct Failure(StatusCode, String);
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
-        (self.0, Json(ApiError { error: self.1 })).into_response()
+        (self.0, Json(ApiError { error: self.1, diagnostics: Vec::new() })).into_response()
     }
 }
 

@@ -13,4 +13,7 @@ pub mod msg;
 
 pub use id::{Jid, MinionId};
 pub use keys::{KeyPair, PublicKey};
-pub use msg::{Hello, Job, JobReturn, ToMaster, ToMinion, WireError};
+pub use msg::{
+    Assignment, Blob, Converged, Event, Hello, Job, JobReturn, Peer, StateResult, ToMaster, ToMinion,
+    WireError,
+};

@@ -83,6 +83,13 @@ pub enum ToMaster {
     Heartbeat { seq: u64 },
     /// A job's result; resent until the master answers [`ToMinion::Ack`].
     Return(JobReturn),
+    /// Asks for files by sha256 (hex); the master answers [`ToMinion::Files`], serving only
+    /// hashes in this minion's current assignment.
+    Fetch { sha256: Vec<String> },
+    /// The outcome of applying an assignment.
+    Converged(Converged),
+    /// Something happened on the minion (a daemon crashed, restarted, changed health...).
+    Event(Event),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -117,6 +124,118 @@ pub enum ToMinion {
     Ack {
         jid: Jid,
     },
+    /// The roles this minion has and everything it needs to render and apply them.
+    Assign(Assignment),
+    /// Answer to [`ToMaster::Fetch`]: the files found, and the hashes the master will not
+    /// serve (unknown, or not in this minion's assignment).
+    Files {
+        blobs: Vec<Blob>,
+        missing: Vec<String>,
+    },
+}
+
+/// A role assignment, pushed on `drover roles apply`, to every minion that connects, and
+/// again when the peers of a role change.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Assignment {
+    /// The config repo's commit (full hex) the files come from.
+    pub commit: String,
+    /// Increases with every assignment the master sends this minion; echoed in [`Converged`].
+    pub serial: u64,
+    /// Role names, in the order they were given.
+    pub roles: Vec<String>,
+    /// Repo path → sha256 (hex) of each file the minion needs: `roles/<role>.yaml` for each
+    /// of its roles, their state files, and the template sources those name.
+    pub files: BTreeMap<String, String>,
+    /// Pillar of this minion alone, merged over its roles' pillars (which are in the role files).
+    #[serde(default)]
+    pub pillar: serde_json::Map<String, Value>,
+    /// Role name → its connected, converged members.
+    #[serde(default)]
+    pub peers: BTreeMap<String, Vec<Peer>>,
+}
+
+/// Another minion, as templates see it in `peers.<role>`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Peer {
+    pub id: String,
+    /// Its first IPv4 address, as its grains say.
+    pub address: String,
+    #[serde(default)]
+    pub grains: serde_json::Map<String, Value>,
+}
+
+/// A file's content, named by its sha256 (hex).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Blob {
+    pub sha256: String,
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
+}
+
+/// What a minion reports after applying an assignment.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Converged {
+    pub commit: String,
+    pub serial: u64,
+    /// Every state succeeded (and no role waits for another).
+    pub result: bool,
+    /// Ids of the states that failed.
+    pub failed: Vec<String>,
+    /// How many states changed something.
+    pub changed: usize,
+    /// Roles named in `requires` that have no converged member yet; daemons wait for them.
+    #[serde(default)]
+    pub waiting: Vec<String>,
+    /// A one-line account for `drover roles status` (first error, or what it waits for).
+    #[serde(default)]
+    pub comment: String,
+}
+
+/// An event from a minion. Tags are paths: `drover/daemon/<name>/crashed`,
+/// `drover/daemon/<name>/restarted`, `drover/daemon/<name>/health`, ...
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub tag: String,
+    pub data: Value,
+    pub time_ms: u64,
+}
+
+/// The sha256 (hex) of `data`, as [`Blob`]s and [`Assignment::files`] name contents.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(data))
+}
+
+/// One state's result, as `state.apply` returns it (Salt's shape). A `state.apply` return
+/// is a map from `"<module>_|-<id>_|-<name>_|-<function>"` to this.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StateResult {
+    /// The state's id (the YAML key).
+    #[serde(rename = "__id__")]
+    pub id: String,
+    /// `file.managed`, `daemon.running`, ...
+    pub function: String,
+    pub name: String,
+    /// true: done (or nothing to do); false: failed; null: would change (`test=true`).
+    pub result: Option<bool>,
+    pub comment: String,
+    /// What changed (`{}` when nothing did); `file.managed` carries a unified `diff`.
+    pub changes: Value,
+    /// Milliseconds spent.
+    pub duration: f64,
+    /// Position in the apply order.
+    #[serde(rename = "__run_num__")]
+    pub run_num: usize,
+}
+
+impl StateResult {
+    /// The key of this result in a `state.apply` return.
+    pub fn key(&self) -> String {
+        let module = self.function.split('.').next().unwrap_or("");
+        let fun = self.function.split('.').nth(1).unwrap_or("");
+        format!("{module}_|-{}_|-{}_|-{fun}", self.id, self.name)
+    }
 }
 
 /// One targeted function call.
