@@ -331,6 +331,9 @@ impl Session {
             ToMinion::HeartbeatAck { .. } => {}
             ToMinion::Job(job) => self.start_job(job),
             ToMinion::Ack { jid } => self.acknowledged(jid),
+            ToMinion::Assign(_) | ToMinion::Files { .. } => {
+                debug!("dropped a message this minion does not handle yet");
+            }
         }
     }
 
