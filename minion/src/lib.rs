@@ -7,11 +7,13 @@
 //! - [`outbox`]: job returns spooled to disk until the master acknowledges them.
 //! - [`functions`]: the functions jobs call (`test.*`, `cmd.run`, `grains.*`, `sys.*`).
 //! - [`grains`]: the facts the minion reports.
+//! - [`daemons`]: the `Daemons` trait, the seam between the state engine and the supervisor.
 //! - [`backoff`]: jittered exponential backoff.
 //! - [`error`]: the error [`run`] can end with.
 
 pub mod backoff;
 pub mod config;
+pub mod daemons;
 pub mod error;
 pub mod functions;
 pub mod grains;
