@@ -21,6 +21,9 @@ enum Cmd {
         /// Swarm sizes to measure test.ping at
         #[arg(long, value_delimiter = ',', default_value = "50,1000")]
         sizes: Vec<usize>,
+        /// Real drover-minion processes to measure with (0: none)
+        #[arg(long, default_value_t = 50)]
+        real: usize,
         /// Repetitions per timing
         #[arg(long, default_value_t = 20)]
         runs: usize,
@@ -36,6 +39,9 @@ enum Cmd {
         /// The Salt baseline script
         #[arg(long, default_value = "../shared/bench/salt-baseline.sh")]
         salt_script: PathBuf,
+        /// Also write Salt's own table to this file
+        #[arg(long)]
+        salt_out: Option<PathBuf>,
     },
     /// Run a swarm of simulated minions against a master until interrupted
     Swarm {
@@ -53,16 +59,19 @@ enum Cmd {
 
 fn main() -> anyhow::Result<()> {
     match Args::parse().cmd {
-        Cmd::Run { sizes, runs, bin_dir, port, salt: salt_n, salt_script } => {
+        Cmd::Run { sizes, real, runs, bin_dir, port, salt: salt_n, salt_script, salt_out } => {
             let bin_dir = match bin_dir {
                 Some(d) => d,
                 None => std::env::current_exe()?.parent().expect("bin dir").to_path_buf(),
             };
             let mut figures = table::Figures::default();
             eprintln!("drover ({}):", bin_dir.display());
-            measure::run(&measure::Options { bin_dir, swarm_sizes: sizes, runs, port }, &mut figures)?;
+            measure::run(
+                &measure::Options { bin_dir, swarm_sizes: sizes, real_minions: real, runs, port },
+                &mut figures,
+            )?;
             let salt = match salt_n {
-                Some(n) => Some(salt::run(&salt_script, n)?),
+                Some(n) => Some(salt::run(&salt_script, n, salt_out.as_deref())?),
                 None => None,
             };
             table::print(&figures, salt.as_ref());

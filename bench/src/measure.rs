@@ -15,6 +15,8 @@ use crate::table::Figures;
 pub struct Options {
     pub bin_dir: PathBuf,
     pub swarm_sizes: Vec<usize>,
+    /// How many real `drover-minion` processes to measure with (Salt's baseline runs 50).
+    pub real_minions: usize,
     pub runs: usize,
     pub port: u16,
 }
@@ -60,24 +62,42 @@ fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) -> anyh
 }
 
 fn ping(client: &Client, target: &str, tgt_type: TargetType, expect: usize) -> anyhow::Result<Duration> {
+    job(client, target, tgt_type, "test.ping", &[], None, expect)
+}
+
+/// Runs one job and waits for it; checks every targeted minion returned success.
+fn job(
+    client: &Client,
+    target: &str,
+    tgt_type: TargetType,
+    fun: &str,
+    args: &[&str],
+    batch: Option<api::Batch>,
+    expect: usize,
+) -> anyhow::Result<Duration> {
     let t0 = Instant::now();
     let resp = client.run(&RunRequest {
         target: target.into(),
         tgt_type,
-        fun: "test.ping".into(),
-        args: vec![],
+        fun: fun.into(),
+        args: args.iter().map(|a| serde_json::json!(a)).collect(),
         kwargs: Default::default(),
         timeout_secs: 60.0,
-        batch: None,
+        batch,
         wait: true,
     })?;
     let took = t0.elapsed();
-    ensure!(
-        resp.returns.len() == expect,
-        "test.ping on {target}: {} of {expect} returned",
-        resp.returns.len()
-    );
+    let ok = resp.returns.values().filter(|r| r.success).count();
+    ensure!(ok == expect, "{fun} on {target}: {ok} of {expect} returned success");
     Ok(took)
+}
+
+fn timed(runs: usize, mut f: impl FnMut() -> anyhow::Result<Duration>) -> anyhow::Result<(f64, f64, f64)> {
+    let mut walls = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        walls.push(f()?);
+    }
+    Ok(percentiles(&mut walls))
 }
 
 pub fn run(opts: &Options, figures: &mut Figures) -> anyhow::Result<()> {
@@ -158,6 +178,52 @@ fn run_in(opts: &Options, work: &Path, figures: &mut Figures) -> anyhow::Result<
     std::thread::sleep(Duration::from_secs(2));
     figures.add("minion_idle_rss", rss_kib(minion.0.id())? as f64 / 1024.0, "MiB");
 
+    // N real minions, as Salt's baseline runs them
+    let n = opts.real_minions;
+    if n > 0 {
+        let t0 = Instant::now();
+        let mut real = Vec::new();
+        for i in 1..=n {
+            let id = format!("real-n{i:03}");
+            let dir = work.join(&id);
+            real.push(spawn(
+                &bin("drover-minion"),
+                &["--id", &id, "--master", &listen, "--dir", dir.to_str().unwrap()],
+                &work.join(format!("{id}.log")),
+            )?);
+        }
+        wait_for(Duration::from_secs(120), "the real minions", || {
+            client
+                .minions()
+                .map(|m| m.iter().filter(|s| s.id.starts_with("real-n") && s.connected).count() == n)
+                .unwrap_or(false)
+        })?;
+        figures.add(&format!("real_{n}_start_to_all_connected"), t0.elapsed().as_secs_f64() * 1000.0, "ms");
+        let (p50, p99, _) = timed(opts.runs, || ping(&client, "real-n*", TargetType::Glob, n))?;
+        figures.add(&format!("real_{n}_test_ping_p50"), p50, "ms");
+        figures.add(&format!("real_{n}_test_ping_p99"), p99, "ms");
+        let (p50, p99, _) = timed(opts.runs, || {
+            job(&client, "real-n*", TargetType::Glob, "cmd.run", &["/bin/true"], None, n)
+        })?;
+        figures.add(&format!("real_{n}_cmd_run_p50"), p50, "ms");
+        figures.add(&format!("real_{n}_cmd_run_p99"), p99, "ms");
+        let (p50, _, _) = timed(opts.runs.min(5), || {
+            job(
+                &client,
+                "real-n*",
+                TargetType::Glob,
+                "cmd.run",
+                &["/bin/true"],
+                Some(api::Batch::Percent(10)),
+                n,
+            )
+        })?;
+        figures.add(&format!("real_{n}_cmd_run_batch_10pct_p50"), p50, "ms");
+        let total: u64 = real.iter().map(|d| rss_kib(d.0.id()).unwrap_or(0)).sum();
+        figures.add(&format!("real_{n}_minion_rss_mean"), total as f64 / n as f64 / 1024.0, "MiB");
+        drop(real);
+    }
+
     let master_key = wire::PublicKey::read(&mdir.join("pki/master.pub"))?;
     for (i, &n) in opts.swarm_sizes.iter().enumerate() {
         let prefix = format!("s{i}x");
@@ -172,11 +238,7 @@ fn run_in(opts: &Options, work: &Path, figures: &mut Figures) -> anyhow::Result<
         figures.add(&format!("swarm_{n}_connect_all"), took.as_secs_f64() * 1000.0, "ms");
         let target = format!("{prefix}*");
         ping(&client, &target, TargetType::Glob, n)?; // warm-up
-        let mut walls = Vec::new();
-        for _ in 0..opts.runs {
-            walls.push(ping(&client, &target, TargetType::Glob, n)?);
-        }
-        let (p50, p99, _) = percentiles(&mut walls);
+        let (p50, p99, _) = timed(opts.runs, || ping(&client, &target, TargetType::Glob, n))?;
         figures.add(&format!("test_ping_{n}_p50"), p50, "ms");
         figures.add(&format!("test_ping_{n}_p99"), p99, "ms");
         figures.add(&format!("test_ping_{n}_returns_per_s"), n as f64 / (p50 / 1000.0), "ret/s");

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, ensure};
 
 /// Runs the baseline script; returns figure name → value (in the script's units).
-pub fn run(script: &Path, n: usize) -> anyhow::Result<BTreeMap<String, f64>> {
+pub fn run(script: &Path, n: usize, raw_out: Option<&Path>) -> anyhow::Result<BTreeMap<String, f64>> {
     eprintln!("running {} {n} (installs Salt into a temp venv; takes minutes)", script.display());
     let out = Command::new("bash")
         .arg(script)
@@ -18,7 +18,11 @@ pub fn run(script: &Path, n: usize) -> anyhow::Result<BTreeMap<String, f64>> {
         .output()
         .with_context(|| format!("run {}", script.display()))?;
     ensure!(out.status.success(), "{} failed", script.display());
-    Ok(parse(&String::from_utf8_lossy(&out.stdout)))
+    let text = String::from_utf8_lossy(&out.stdout);
+    if let Some(path) = raw_out {
+        std::fs::write(path, text.as_bytes()).with_context(|| format!("write {}", path.display()))?;
+    }
+    Ok(parse(&text))
 }
 
 /// Reads `name value unit` lines; skips comments, the header and anything unparseable.
