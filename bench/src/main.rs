@@ -42,6 +42,9 @@ enum Cmd {
         /// Also write Salt's own table to this file
         #[arg(long)]
         salt_out: Option<PathBuf>,
+        /// Compare with a Salt table saved before (--salt-out) instead of running Salt
+        #[arg(long, conflicts_with = "salt")]
+        salt_table: Option<PathBuf>,
     },
     /// Run a swarm of simulated minions against a master until interrupted
     Swarm {
@@ -59,7 +62,7 @@ enum Cmd {
 
 fn main() -> anyhow::Result<()> {
     match Args::parse().cmd {
-        Cmd::Run { sizes, real, runs, bin_dir, port, salt: salt_n, salt_script, salt_out } => {
+        Cmd::Run { sizes, real, runs, bin_dir, port, salt: salt_n, salt_script, salt_out, salt_table } => {
             let bin_dir = match bin_dir {
                 Some(d) => d,
                 None => std::env::current_exe()?.parent().expect("bin dir").to_path_buf(),
@@ -70,9 +73,10 @@ fn main() -> anyhow::Result<()> {
                 &measure::Options { bin_dir, swarm_sizes: sizes, real_minions: real, runs, port },
                 &mut figures,
             )?;
-            let salt = match salt_n {
-                Some(n) => Some(salt::run(&salt_script, n, salt_out.as_deref())?),
-                None => None,
+            let salt = match (salt_n, salt_table) {
+                (Some(n), _) => Some(salt::run(&salt_script, n, salt_out.as_deref())?),
+                (None, Some(path)) => Some(salt::parse(&std::fs::read_to_string(&path)?)),
+                (None, None) => None,
             };
             table::print(&figures, salt.as_ref());
         }

@@ -31,7 +31,42 @@ pub struct Compare {
 
 pub const COMPARISONS: &[Compare] = &[
     Compare {
-        label: "test.ping, N=50 (median)",
+        label: "test.ping, 50 real minions (median)",
+        drover: "real_50_test_ping_p50",
+        salt: "test_ping_median",
+        salt_scale: 1000.0,
+        target: ">= 100x faster",
+    },
+    Compare {
+        label: "cmd.run /bin/true, 50 real minions",
+        drover: "real_50_cmd_run_p50",
+        salt: "cmd_run_all",
+        salt_scale: 1000.0,
+        target: "",
+    },
+    Compare {
+        label: "cmd.run, batch 10%, 50 real minions",
+        drover: "real_50_cmd_run_batch_10pct_p50",
+        salt: "cmd_run_batch_10pct",
+        salt_scale: 1000.0,
+        target: "",
+    },
+    Compare {
+        label: "50 real minions: start to all answering",
+        drover: "real_50_start_to_all_connected",
+        salt: "minions_all_up_manage_up",
+        salt_scale: 1000.0,
+        target: "",
+    },
+    Compare {
+        label: "minion RSS, mean of 50",
+        drover: "real_50_minion_rss_mean",
+        salt: "minions_rss_per_minion_idle",
+        salt_scale: 1.0,
+        target: "< 8 MiB",
+    },
+    Compare {
+        label: "test.ping, swarm N=50 (median)",
         drover: "test_ping_50_p50",
         salt: "test_ping_median",
         salt_scale: 1000.0,
