@@ -1,6 +1,10 @@
 //! A blocking client for the master's API (ureq: one small synchronous request per CLI
 //! call keeps the `drover` binary free of an async runtime and quick to start).
+//!
+//! No request has an overall timeout (only connecting has one): `roles apply` renders every
+//! state before it answers, and `events` with `follow` stays open as long as the user wants.
 
+use std::io::{BufRead, BufReader, Lines};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -20,11 +24,18 @@ pub enum ClientError {
     /// The master understood the request and refused it (HTTP 4xx): a usage error.
     #[error("{0}")]
     Refused(String),
+    /// The user's files are broken (HTTP 422): `diagnostics` has one `file:line:col: message`
+    /// each. Only `error` is in the message, so a caller prints the diagnostics itself.
+    #[error("{error}")]
+    Invalid { error: String, diagnostics: Vec<String> },
     /// The master failed (HTTP 5xx).
     #[error("master error: {0}")]
     Master(String),
     #[error("bad answer from the master: {0}")]
     BadAnswer(String),
+    /// A streamed answer broke off.
+    #[error("lost the connection to the master at {url}: {source}")]
+    Lost { url: String, source: std::io::Error },
 }
 
 pub struct Client {
@@ -84,10 +95,65 @@ impl Client {
         self.get("/minions")
     }
 
+    /// Validates and pushes the roles at a commit. A commit with problems in its files is
+    /// refused whole with [`ClientError::Invalid`] and its diagnostics.
+    pub fn roles_apply(&self, req: &RolesApplyRequest) -> Result<RolesApplyResponse, ClientError> {
+        self.post("/roles/apply", req)
+    }
+
+    /// What `roles_apply` at `commit` (default: HEAD) would change.
+    pub fn roles_diff(&self, commit: Option<&str>) -> Result<RolesDiff, ClientError> {
+        self.get_with("/roles/diff", &[("commit", commit)])
+    }
+
+    pub fn roles_status(&self) -> Result<Vec<RoleStatus>, ClientError> {
+        self.get("/roles/status")
+    }
+
+    /// The event stream, after event `since` (without it: where the master starts). With
+    /// `follow` it does not end: it yields new events as they happen, until the master
+    /// closes it. A read that fails ends the stream after one [`ClientError::Lost`].
+    pub fn events(&self, since: Option<u64>, follow: bool) -> Result<Events, ClientError> {
+        let since = since.map(|s| s.to_string());
+        let query = [("since", since.as_deref()), ("follow", Some(if follow { "true" } else { "false" }))];
+        let (url, resp) = self.call_get("/events", &query);
+        let mut resp = resp.map_err(|source| ClientError::Unreachable { url: url.clone(), source })?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(refusal(status, body_text(&mut resp)?));
+        }
+        let reader = BufReader::new(resp.into_body().into_reader());
+        Ok(Events { url, lines: reader.lines(), done: false })
+    }
+
     fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        let url = format!("{}{path}", self.base);
-        let resp = self.agent.get(&url).header("Authorization", &self.auth).call();
+        self.get_with(path, &[])
+    }
+
+    /// A GET with query parameters, those given `None` left out; values are percent-encoded.
+    fn get_with<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, Option<&str>)],
+    ) -> Result<T, ClientError> {
+        let (url, resp) = self.call_get(path, query);
         self.answer(&url, resp)
+    }
+
+    fn call_get(
+        &self,
+        path: &str,
+        query: &[(&str, Option<&str>)],
+    ) -> (String, Result<ureq::http::Response<ureq::Body>, ureq::Error>) {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.agent.get(&url).header("Authorization", &self.auth);
+        for (key, value) in query {
+            if let Some(value) = value {
+                req = req.query(key, value);
+            }
+        }
+        let resp = req.call();
+        (url, resp)
     }
 
     fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
@@ -103,16 +169,97 @@ impl Client {
     ) -> Result<T, ClientError> {
         let mut resp = resp.map_err(|source| ClientError::Unreachable { url: url.to_string(), source })?;
         let status = resp.status();
-        let text = resp
-            .body_mut()
-            .with_config()
-            .limit(1 << 30)
-            .read_to_string()
-            .map_err(|e| ClientError::BadAnswer(e.to_string()))?;
+        let text = body_text(&mut resp)?;
         if status.is_success() {
             return serde_json::from_str(&text).map_err(|e| ClientError::BadAnswer(e.to_string()));
         }
-        let msg = serde_json::from_str::<ApiError>(&text).map(|e| e.error).unwrap_or(text);
-        if status.is_client_error() { Err(ClientError::Refused(msg)) } else { Err(ClientError::Master(msg)) }
+        Err(refusal(status, text))
+    }
+}
+
+fn body_text(resp: &mut ureq::http::Response<ureq::Body>) -> Result<String, ClientError> {
+    resp.body_mut()
+        .with_config()
+        .limit(1 << 30)
+        .read_to_string()
+        .map_err(|e| ClientError::BadAnswer(e.to_string()))
+}
+
+/// The error an answer that is not a success stands for: its body is an [`ApiError`].
+fn refusal(status: ureq::http::StatusCode, text: String) -> ClientError {
+    let (error, diagnostics) = match serde_json::from_str::<ApiError>(&text) {
+        Ok(e) => (e.error, e.diagnostics),
+        Err(_) => (text, Vec::new()),
+    };
+    if status == ureq::http::StatusCode::UNPROCESSABLE_ENTITY {
+        ClientError::Invalid { error, diagnostics }
+    } else if status.is_client_error() {
+        ClientError::Refused(error)
+    } else {
+        ClientError::Master(error)
+    }
+}
+
+/// The events of `GET /events`, read line by line as the master sends them (blank lines,
+/// which a master may send to keep the connection alive, are skipped).
+pub struct Events {
+    url: String,
+    lines: Lines<BufReader<ureq::BodyReader<'static>>>,
+    done: bool,
+}
+
+impl Iterator for Events {
+    type Item = Result<Event, ClientError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        loop {
+            match self.lines.next()? {
+                Ok(line) if line.trim().is_empty() => continue,
+                Ok(line) => {
+                    return Some(
+                        serde_json::from_str(&line)
+                            .map_err(|e| ClientError::BadAnswer(format!("event {line:?}: {e}"))),
+                    );
+                }
+                Err(source) => {
+                    self.done = true;
+                    return Some(Err(ClientError::Lost { url: self.url.clone(), source }));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ureq::http::StatusCode;
+
+    use super::*;
+
+    #[test]
+    fn refusals_become_errors_by_status() {
+        let body = r#"{"error": "commit abc has 1 error", "diagnostics": ["roles/a.yaml:1:1: bad"]}"#;
+        match refusal(StatusCode::UNPROCESSABLE_ENTITY, body.to_string()) {
+            ClientError::Invalid { error, diagnostics } => {
+                assert_eq!(error, "commit abc has 1 error");
+                assert_eq!(diagnostics, ["roles/a.yaml:1:1: bad"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        let table = [
+            (StatusCode::BAD_REQUEST, r#"{"error": "bad target"}"#, "Refused(\"bad target\")"),
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "not json",
+                "Invalid { error: \"not json\", diagnostics: [] }",
+            ),
+            (StatusCode::INTERNAL_SERVER_ERROR, r#"{"error": "locked"}"#, "Master(\"locked\")"),
+        ];
+        for (status, body, want) in table {
+            assert_eq!(format!("{:?}", refusal(status, body.to_string())), want, "{status}");
+        }
     }
 }

@@ -17,16 +17,20 @@ drover [OPTIONS] <TARGET> <FUNCTION> [ARGS]... [KEY=VALUE]...
 const EXAMPLES: &str = "\
 Options go before the target: every word after it is the function and its arguments,
 passed on as typed (so `cmd.run ls -la` keeps its `-la`). `key=value` words are keyword
-arguments, their values read as YAML. Words that are commands (key, jobs, completions)
-are reserved: target a minion named like one with -L.
+arguments, their values read as YAML. Words that are commands (key, jobs, roles, events,
+completions) are reserved: target a minion named like one with -L.
+
+state.apply and state.highstate print as highstate (each state, then a summary per minion)
+unless --out says otherwise.
 
 Examples:
   drover '*' test.ping
   drover 'web-*' cmd.run ls -la
   drover -G os:debian cmd.run uptime
   drover -E 'web-[0-9]+' grains.get os
-  drover -L web-1,db-1 state.apply test=true
-  drover -L key test.ping                    # a minion named `key`
+  drover -L web-1,db-1 state.apply test=true   # what would change, as highstate
+  drover --out json '*' state.apply            # each minion's state results as json
+  drover -L key test.ping                      # a minion named `key`
   drover -R worker daemon.status
   drover -C 'G@os:debian and web-* or L@a,b' test.ping
   drover --out json -t 30 -b 25% '*' cmd.run 'apt-get update' shell=true
@@ -34,15 +38,20 @@ Examples:
   drover key list
   drover key accept web-1
   drover jobs show 20250101120000123456 --out json
+  drover roles diff --commit HEAD~1
+  drover roles apply
+  drover roles status
+  drover events --out json | jq .tag
   drover completions bash > /etc/bash_completion.d/drover
 
 Exit status: 0 every targeted minion returned success; 1 some returned a failure;
-2 usage or configuration error (or no minion matched the target); 3 some minions did not
-return (timed out, or not connected).";
+2 usage or configuration error (or no minion matched the target, or a roles commit with
+errors); 3 some minions did not return (timed out, or not connected). `roles status` exits 1
+when some minion's last apply failed.";
 
 /// Salt-like configuration management for fleets of immutable containers.
 ///
-/// Runs a function on the minions a target selects, and manages minion keys and jobs.
+/// Runs a function on the minions a target selects, and manages minion keys, jobs and roles.
 /// drover finds the master through DIR/api.json, which drover-master writes once it serves.
 #[derive(Debug, Parser)]
 #[command(name = "drover", version, override_usage = USAGE, after_long_help = EXAMPLES)]
@@ -53,8 +62,9 @@ pub struct Cli {
     pub dir: Option<PathBuf>,
 
     /// Output format: text (Salt-like), json or yaml (a job: minion id → return), highstate
-    #[arg(long, global = true, value_enum, value_name = "FORMAT", default_value_t)]
-    pub out: Out,
+    /// (state results) [default: text; highstate for state.apply and state.highstate]
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    pub out: Option<Out>,
 
     #[command(flatten)]
     pub run: RunArgs,

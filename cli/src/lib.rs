@@ -1,10 +1,11 @@
-//! The `drover` command line: Salt-style targeted jobs, keys and jobs, spoken to the master
-//! only through [`api::client::Client`].
+//! The `drover` command line: Salt-style targeted jobs, keys, jobs, roles and events, spoken
+//! to the master only through [`api::client::Client`].
 //!
 //! - [`cli`]: the top-level clap parser and the options every command shares.
 //! - [`commands`]: one file per command, and the dispatch from parsed arguments to them.
 //! - [`args`]: a function's words: positional arguments and `key=value` keyword arguments.
-//! - [`output`]: the output formats (`--out text|json|yaml|highstate`).
+//! - [`output`]: the output formats (`--out text|json|yaml|highstate`); `output::highstate`
+//!   lays out state results.
 //! - [`exit`]: the exit statuses and what each one means.
 
 pub mod args;

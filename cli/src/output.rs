@@ -1,8 +1,10 @@
 //! Output formats: how returns, keys and jobs print.
 //!
 //! `json` and `yaml` print structures (for returns: minion id → its `ret`, Salt's `--static`
-//! shape); `text` prints for people, Salt-like; `highstate` is text until state returns
-//! get their own layout.
+//! shape); `text` prints for people, Salt-like; `highstate` prints state results the way
+//! Salt's highstate outputter does ([`highstate`]), and anything else as text.
+
+pub mod highstate;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -19,11 +21,11 @@ pub enum Out {
     /// Salt-like text for people
     #[default]
     Text,
-    /// One pretty-printed JSON document
+    /// One pretty-printed JSON document (events: one JSON object per line)
     Json,
     /// One YAML document
     Yaml,
-    /// State returns (for now: the same as text)
+    /// State results per minion, then a summary (other returns: as text)
     Highstate,
 }
 
@@ -66,9 +68,9 @@ pub fn returns_text(returns: &BTreeMap<String, MinionReturn>, color: bool) -> St
     out
 }
 
-/// State returns. They print as text until `state.apply` returns take their final shape.
+/// State returns as Salt's highstate outputter prints them; other returns as text.
 pub fn returns_highstate(returns: &BTreeMap<String, MinionReturn>, color: bool) -> String {
-    returns_text(returns, color)
+    highstate::returns(returns, color)
 }
 
 /// A value as an indented YAML-ish block: scalars on one line, maps as `key: value`
@@ -161,6 +163,7 @@ fn inline(value: &Value) -> Option<String> {
 pub enum Paint {
     Green,
     Red,
+    Yellow,
     Blue,
 }
 
@@ -172,6 +175,7 @@ impl Paint {
         let code = match self {
             Paint::Green => 32,
             Paint::Red => 31,
+            Paint::Yellow => 33,
             Paint::Blue => 34,
         };
         format!("\x1b[{code}m{s}\x1b[0m")

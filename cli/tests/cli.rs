@@ -18,7 +18,22 @@ struct Request {
     body: Value,
 }
 
-type Route = dyn Fn(&Request) -> (u16, Value) + Send + Sync;
+/// What the fake master answers.
+enum Reply {
+    /// A JSON body of this status.
+    Json(u16, Value),
+    /// A 200 answer streamed with chunked encoding, one chunk each; then the body ends, or
+    /// with `open` stays open until the client goes away (a `follow` stream).
+    Chunks { chunks: Vec<String>, open: bool },
+}
+
+impl From<(u16, Value)> for Reply {
+    fn from((status, body): (u16, Value)) -> Self {
+        Reply::Json(status, body)
+    }
+}
+
+type Route = dyn Fn(&Request) -> Reply + Send + Sync;
 
 /// A fake master: answers every request with `route`, records what it got.
 struct FakeMaster {
@@ -27,11 +42,12 @@ struct FakeMaster {
 }
 
 impl FakeMaster {
-    fn start(route: impl Fn(&Request) -> (u16, Value) + Send + Sync + 'static) -> Self {
+    fn start<R: Into<Reply>>(route: impl Fn(&Request) -> R + Send + Sync + 'static) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let dir = write_api_file(&format!("http://{}", listener.local_addr().unwrap()));
         let requests = Arc::new(Mutex::new(Vec::new()));
-        let (seen, route): (_, Arc<Route>) = (requests.clone(), Arc::new(route));
+        let route: Arc<Route> = Arc::new(move |req: &Request| route(req).into());
+        let seen = requests.clone();
         thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
@@ -83,15 +99,36 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<Request>>, route: &Route) {
     reader.read_exact(&mut body).unwrap();
     let body = if body.is_empty() { Value::Null } else { serde_json::from_slice(&body).unwrap() };
     let req = Request { method, path, auth, body };
-    let (status, answer) = route(&req);
+    let reply = route(&req);
     seen.lock().unwrap().push(req);
-    let answer = answer.to_string();
     let mut stream = stream;
-    let _ = write!(
-        stream,
-        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
-        answer.len()
-    );
+    match reply {
+        Reply::Json(status, answer) => {
+            let answer = answer.to_string();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+        }
+        Reply::Chunks { chunks, open } => {
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n\r\n"
+            );
+            for chunk in chunks {
+                let _ = write!(stream, "{:x}\r\n{chunk}\r\n", chunk.len());
+                let _ = stream.flush();
+            }
+            if open {
+                // Until the client closes its end.
+                let mut buf = [0; 64];
+                while matches!(reader.read(&mut buf), Ok(n) if n > 0) {}
+            } else {
+                let _ = write!(stream, "0\r\n\r\n");
+            }
+        }
+    }
 }
 
 fn drover(dir: &std::path::Path, args: &[&str]) -> Output {
@@ -388,5 +425,344 @@ fn completions_need_no_master() {
         let out = drover(empty.path(), &["completions", shell]);
         assert_eq!(out.status.code(), Some(0), "{shell}: {}", stderr(&out));
         assert!(stdout(&out).contains("drover"), "{shell}");
+    }
+}
+
+/// A `state.apply` return: one state changed a file, one failed.
+fn state_return() -> Value {
+    json!({
+        "file_|-conf_|-/etc/app.conf_|-managed": {
+            "__id__": "conf", "function": "file.managed", "name": "/etc/app.conf", "result": true,
+            "comment": "updated /etc/app.conf", "changes": {"diff": "@@ -1 +1 @@\n-a\n+b\n"},
+            "duration": 1.25, "__run_num__": 0
+        },
+        "daemon_|-app_|-app_|-running": {
+            "__id__": "app", "function": "daemon.running", "name": "app", "result": false,
+            "comment": "exited with status 1", "changes": {}, "duration": 2.5, "__run_num__": 1
+        }
+    })
+}
+
+const STATE_HIGHSTATE: &str = "\
+web-1:
+----------
+          ID: conf
+    Function: file.managed
+        Name: /etc/app.conf
+      Result: True
+     Comment: updated /etc/app.conf
+    Duration: 1.250 ms
+     Changes:
+              diff:
+                  @@ -1 +1 @@
+                  -a
+                  +b
+----------
+          ID: app
+    Function: daemon.running
+        Name: app
+      Result: False
+     Comment: exited with status 1
+    Duration: 2.500 ms
+     Changes:
+
+Summary for web-1
+------------
+Succeeded: 1 (changed=1)
+Failed:    1
+------------
+Total states run:     2
+Total run time:   3.750 ms
+";
+
+#[test]
+fn state_apply_prints_highstate_unless_told_otherwise() {
+    let master = job_master(&["web-1"], json!({"web-1": minion_return(false, state_return())}), &[], &[]);
+    let out = master.drover(&["web-1", "state.apply"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(stdout(&out), STATE_HIGHSTATE);
+
+    let out = master.drover(&["web-1", "state.highstate"]);
+    assert_eq!(stdout(&out), STATE_HIGHSTATE);
+
+    let out = master.drover(&["--out", "json", "web-1", "state.apply"]);
+    assert_eq!(out.status.code(), Some(1));
+    let printed: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(printed, json!({"web-1": state_return()}));
+
+    let out = master.drover(&["--out", "text", "web-1", "state.apply"]);
+    assert!(stdout(&out).starts_with("web-1:\n    daemon_|-app_|-app_|-running:\n"), "{}", stdout(&out));
+
+    // other functions stay text, unless --out highstate (which falls back to text for them)
+    let master = job_master(&["web-1"], json!({"web-1": minion_return(true, json!("up"))}), &[], &[]);
+    for args in [&["web-1", "cmd.run", "uptime"][..], &["--out", "highstate", "web-1", "cmd.run", "uptime"]] {
+        let out = master.drover(args);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert_eq!(stdout(&out), "web-1:\n    up\n", "{args:?}");
+    }
+}
+
+#[test]
+fn jobs_show_prints_a_state_job_as_highstate() {
+    let detail = json!({
+        "jid": "20250101120000000001", "fun": "state.apply", "args": [], "kwargs": {},
+        "target": "web-1", "tgt_type": "glob", "created_ms": 999,
+        "targeted": 1, "returned": 1, "failed": 1,
+        "minions": ["web-1"],
+        "returns": {"web-1": minion_return(false, state_return())},
+    });
+    let master = FakeMaster::start(move |_| (200, detail.clone()));
+    let out = master.drover(&["jobs", "show", "20250101120000000001"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), STATE_HIGHSTATE);
+}
+
+const COMMIT: &str = "3f2a1c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b";
+
+#[test]
+fn roles_apply_prints_each_minion_and_a_summary() {
+    let master = FakeMaster::start(|_| {
+        (
+            200,
+            json!({"commit": COMMIT, "minions": [
+                {"id": "web-1", "roles": ["webui", "worker"], "changed": true, "connected": true},
+                {"id": "db-1", "roles": ["datastore"], "changed": false, "connected": false},
+            ]}),
+        )
+    });
+    let out = master.drover(&["roles", "apply", "--commit", "v1.4"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "ID     ROLES         CHANGED  CONNECTED\n\
+         db-1   datastore     no       no\n\
+         web-1  webui,worker  yes      yes\n\
+         applied 3f2a1c9 to 2 minions: 1 changed, 1 unchanged, 1 not connected (sent when it connects)\n"
+    );
+    assert_eq!(stderr(&out), "");
+
+    let out = master.drover(&["roles", "apply", "--out", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let printed: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(printed["commit"], COMMIT);
+    assert_eq!(printed["minions"][1]["roles"], json!(["datastore"]));
+
+    let reqs = master.requests();
+    assert_eq!((reqs[0].method.as_str(), reqs[0].path.as_str()), ("POST", "/api/v1/roles/apply"));
+    assert_eq!(reqs[0].auth, "Bearer secret");
+    assert_eq!(reqs[0].body, json!({"commit": "v1.4"}));
+    assert_eq!(reqs[1].body, json!({"commit": null}));
+}
+
+#[test]
+fn roles_apply_of_a_broken_commit_prints_its_diagnostics_and_exits_2() {
+    let master = FakeMaster::start(|_| {
+        (
+            422,
+            json!({
+                "error": "commit 3f2a1c9 has 2 errors; nothing was applied",
+                "diagnostics": [
+                    "roles/worker.yaml:3:9: unknown state coins.wrker",
+                    "states/coins/worker.yaml:12:5: expected a list of requisites, got a map",
+                ],
+            }),
+        )
+    });
+    for args in [&["roles", "apply"][..], &["roles", "apply", "--out", "json"], &["roles", "diff"]] {
+        let out = master.drover(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert_eq!(stdout(&out), "", "{args:?}");
+        assert_eq!(
+            stderr(&out),
+            "roles/worker.yaml:3:9: unknown state coins.wrker\n\
+             states/coins/worker.yaml:12:5: expected a list of requisites, got a map\n\
+             drover: commit 3f2a1c9 has 2 errors; nothing was applied\n",
+            "{args:?}"
+        );
+    }
+    // any other refusal is one line
+    let master = FakeMaster::start(|_| (404, json!({"error": "unknown revision nope"})));
+    let out = master.drover(&["roles", "apply", "--commit", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(stderr(&out), "drover: unknown revision nope\n");
+}
+
+#[test]
+fn roles_diff_asks_for_a_commit_and_prints_the_changes() {
+    let diff = json!({
+        "commit": COMMIT, "current_commit": null,
+        "minions": [{"id": "web-1", "roles_added": ["worker"], "roles_removed": [],
+                     "files_changed": [], "files_added": ["states/coins/worker.yaml"], "files_removed": []}],
+    });
+    let answer = diff.clone();
+    let master = FakeMaster::start(move |_| (200, answer.clone()));
+    let out = master.drover(&["roles", "diff", "--commit", "HEAD~1", "--out", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let printed: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(printed, diff);
+
+    let out = master.drover(&["roles", "diff"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "from nothing applied to 3f2a1c9\nweb-1:\n    + role worker\n    + states/coins/worker.yaml\n1 minion would change\n"
+    );
+
+    // a revision with characters a URL reserves is percent-encoded
+    let out = master.drover(&["roles", "diff", "--commit", "release/1.0&x=y"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let paths: Vec<String> = master.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(
+        paths,
+        [
+            "/api/v1/roles/diff?commit=HEAD~1",
+            "/api/v1/roles/diff",
+            "/api/v1/roles/diff?commit=release%2F1.0%26x%3Dy",
+        ]
+    );
+}
+
+#[test]
+fn roles_status_exits_1_when_a_minion_failed() {
+    let row = |id: &str, result: Value| {
+        json!({"id": id, "connected": true, "roles": ["worker"], "assigned_commit": COMMIT,
+               "converged_commit": COMMIT, "result": result, "failing": [], "waiting": [], "comment": ""})
+    };
+    let rows = json!([row("b", json!(true)), row("a", json!(null))]);
+    let answer = rows.clone();
+    let master = FakeMaster::start(move |_| (200, answer.clone()));
+    let out = master.drover(&["roles", "status", "--out", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let printed: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(printed, rows);
+    assert_eq!(master.requests()[0].path, "/api/v1/roles/status");
+
+    let out = master.drover(&["roles", "status"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "ID  CONNECTED  ROLES   COMMIT   RESULT  DETAIL\n\
+         a   yes        worker  3f2a1c9  never\n\
+         b   yes        worker  3f2a1c9  ok\n"
+    );
+
+    let mut failed = row("c", json!(false));
+    failed["failing"] = json!(["worker"]);
+    let rows = json!([row("a", json!(true)), failed]);
+    let master = FakeMaster::start(move |_| (200, rows.clone()));
+    for args in [&["roles", "status"][..], &["roles", "status", "--out", "yaml"]] {
+        let out = master.drover(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert_eq!(stderr(&out), "", "{args:?}");
+    }
+    let out = master.drover(&["roles", "status"]);
+    assert!(
+        stdout(&out).contains("\nc   yes        worker  3f2a1c9  failed  failing: worker\n"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+fn event(seq: u64, tag: &str, minion: Option<&str>, data: Value) -> Value {
+    json!({"seq": seq, "time_ms": 1_735_732_800_000u64 + seq, "tag": tag, "minion": minion, "data": data})
+}
+
+/// Three events, cut into chunks across and inside lines, with a blank keep-alive line.
+fn event_chunks() -> (Vec<Value>, Vec<String>) {
+    let events = vec![
+        event(6, "drover/minion/connected", Some("web-1"), json!({"address": "10.0.0.5"})),
+        event(7, "drover/key/accept", None, json!({"id": "web-2"})),
+        event(8, "drover/daemon/worker/crashed", Some("web-1"), json!({"status": 137})),
+    ];
+    let text: String = events
+        .iter()
+        .map(|e| format!("{e}\n"))
+        .collect::<String>()
+        .replace("}\n{\"seq\":8", "}\n\n{\"seq\":8");
+    let cuts = [10, text.find('\n').unwrap() + 1, text.len() - 5];
+    let chunks = vec![
+        text[..cuts[0]].to_string(),
+        text[cuts[0]..cuts[1]].to_string(),
+        text[cuts[1]..cuts[2]].to_string(),
+        text[cuts[2]..].to_string(),
+    ];
+    (events, chunks)
+}
+
+#[test]
+fn events_stream_one_line_each_until_the_end() {
+    let (events, chunks) = event_chunks();
+    let master = FakeMaster::start(move |_| Reply::Chunks { chunks: chunks.clone(), open: false });
+    let out = master.drover(&["events", "--since", "5", "--no-follow"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "2025-01-01T12:00:00.006Z  drover/minion/connected  web-1  {\"address\":\"10.0.0.5\"}\n\
+         2025-01-01T12:00:00.007Z  drover/key/accept  -  {\"id\":\"web-2\"}\n\
+         2025-01-01T12:00:00.008Z  drover/daemon/worker/crashed  web-1  {\"status\":137}\n"
+    );
+    assert_eq!(stderr(&out), "");
+
+    // json: one object per line
+    let out = master.drover(&["events", "--out", "json", "--no-follow"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let printed: Vec<Value> = stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(printed, events);
+
+    // following, the end of the stream is the master going away: said on stderr
+    let out = master.drover(&["events"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().count(), 3);
+    assert_eq!(stderr(&out), "the master closed the event stream\n");
+
+    let paths: Vec<String> = master.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(
+        paths,
+        ["/api/v1/events?since=5&follow=false", "/api/v1/events?follow=false", "/api/v1/events?follow=true"]
+    );
+    assert_eq!(master.requests()[0].auth, "Bearer secret");
+}
+
+#[test]
+fn a_bad_event_line_exits_2() {
+    let master =
+        FakeMaster::start(|_| Reply::Chunks { chunks: vec!["{\"seq\": 1}\n".to_string()], open: false });
+    let out = master.drover(&["events", "--no-follow"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).starts_with("drover: bad answer from the master: event "), "{}", stderr(&out));
+}
+
+#[test]
+fn ctrl_c_ends_a_followed_stream_with_exit_0() {
+    let (_, chunks) = event_chunks();
+    let first = chunks[..2].to_vec();
+    let master = FakeMaster::start(move |_| Reply::Chunks { chunks: first.clone(), open: true });
+    let mut child = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(["events", "--out", "json"])
+        .env("DROVER_DIR", master.dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first event is printed: drover is streaming, and waits for more.
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(line["seq"], 6);
+
+    let pid = nix::unistd::Pid::from_raw(child.id().try_into().unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert!(lines.next().is_none());
+}
+
+#[test]
+fn new_subcommands_complete() {
+    let empty = tempfile::tempdir().unwrap();
+    let out = drover(empty.path(), &["completions", "bash"]);
+    let script = stdout(&out);
+    for word in ["roles", "events", "apply", "--no-follow", "--since", "--commit"] {
+        assert!(script.contains(word), "{word}");
     }
 }

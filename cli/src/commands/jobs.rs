@@ -24,7 +24,8 @@ pub struct JobsArgs {
 pub enum JobsCommand {
     /// List jobs, newest last: function, target, returns and failures
     List,
-    /// Show one job's returns (json and yaml: the whole job, with each minion's times)
+    /// Show one job's returns (json and yaml: the whole job, with each minion's times;
+    /// state.apply and state.highstate jobs print as highstate unless --out says otherwise)
     Show {
         /// The job id, as `drover --async` or `jobs list` print it
         jid: String,
@@ -37,7 +38,7 @@ pub fn run(args: JobsArgs, ctx: &mut Ctx) -> anyhow::Result<Exit> {
         JobsCommand::List => {
             let mut jobs = client.jobs().map_err(api_error)?;
             jobs.sort_by(|a, b| (a.created_ms, &a.jid).cmp(&(b.created_ms, &b.jid)));
-            let text = match ctx.out {
+            let text = match ctx.out() {
                 Out::Json => output::json(&jobs)?,
                 Out::Yaml => output::yaml(&jobs)?,
                 Out::Text | Out::Highstate => list_text(&jobs),
@@ -46,14 +47,15 @@ pub fn run(args: JobsArgs, ctx: &mut Ctx) -> anyhow::Result<Exit> {
         }
         JobsCommand::Show { jid } => {
             let job = client.job(&jid).map_err(api_error)?;
-            let text = match ctx.out {
+            let out = ctx.out_for(&job.summary.fun);
+            let text = match out {
                 Out::Json => output::json(&job)?,
                 Out::Yaml => output::yaml(&job)?,
                 Out::Text => output::returns_text(&job.returns, ctx.color),
                 Out::Highstate => output::returns_highstate(&job.returns, ctx.color),
             };
             ctx.print(&text)?;
-            if matches!(ctx.out, Out::Text | Out::Highstate) {
+            if matches!(out, Out::Text | Out::Highstate) {
                 let missing = no_return(&job);
                 if !missing.is_empty() {
                     ctx.note(&format!("no return: {}", missing.join(", ")))?;

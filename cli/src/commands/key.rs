@@ -52,7 +52,7 @@ pub fn run(args: KeyArgs, ctx: &mut Ctx) -> anyhow::Result<Exit> {
     let (action, select) = match args.action {
         KeyCommand::List => {
             let keys = client.keys().map_err(api_error)?;
-            let text = match ctx.out {
+            let text = match ctx.out() {
                 Out::Json => output::json(&keys)?,
                 Out::Yaml => output::yaml(&keys)?,
                 Out::Text | Out::Highstate => list_text(&keys, ctx.color),
@@ -66,7 +66,7 @@ pub fn run(args: KeyArgs, ctx: &mut Ctx) -> anyhow::Result<Exit> {
     };
     let req = KeyActionRequest { action, id: select.id, all: select.all };
     let resp = client.key_action(&req).map_err(api_error)?;
-    let text = match ctx.out {
+    let text = match ctx.out() {
         Out::Json => output::json(&resp)?,
         Out::Yaml => output::yaml(&resp)?,
         Out::Text | Out::Highstate => action_text(&req, &resp),

@@ -1,8 +1,10 @@
 //! One file per command. Adding a command is one [`Command`] variant and one file here.
 
 pub mod completions;
+pub mod events;
 pub mod jobs;
 pub mod key;
+pub mod roles;
 pub mod run;
 
 use std::io::Write;
@@ -14,7 +16,7 @@ use clap::Subcommand;
 
 use crate::cli::Cli;
 use crate::exit::Exit;
-use crate::output::Out;
+use crate::output::{self, Out};
 
 /// The subcommands. Their names are reserved words: they cannot be targets in the run form
 /// (`drover -L key test.ping` targets a minion named `key`).
@@ -24,6 +26,10 @@ pub enum Command {
     Key(key::KeyArgs),
     /// List jobs and show one job's returns
     Jobs(jobs::JobsArgs),
+    /// Apply the roles of a git commit, see what it would change, see each minion's state
+    Roles(roles::RolesArgs),
+    /// Print the master's events as they happen (Ctrl-C ends it)
+    Events(events::EventsArgs),
     /// Print a shell completion script
     Completions(completions::CompletionsArgs),
 }
@@ -32,7 +38,8 @@ pub enum Command {
 pub struct Ctx<'a> {
     /// The master's directory (`--dir`, `$DROVER_DIR`, or the default).
     pub dir: PathBuf,
-    pub out: Out,
+    /// `--out`, if given; see [`Ctx::out`] and [`Ctx::out_for`].
+    pub out: Option<Out>,
     /// Whether to color text output.
     pub color: bool,
     pub stdout: &'a mut dyn Write,
@@ -43,6 +50,17 @@ impl Ctx<'_> {
     /// A client for the master named by `DIR/api.json`.
     pub fn client(&self) -> anyhow::Result<Client> {
         Client::from_dir(&self.dir).map_err(api_error)
+    }
+
+    /// The output format: `--out`, else text.
+    pub fn out(&self) -> Out {
+        self.out.unwrap_or_default()
+    }
+
+    /// The output format for the returns of `fun`: `--out`, else highstate for the
+    /// functions that return state results (as Salt does), else text.
+    pub fn out_for(&self, fun: &str) -> Out {
+        self.out.unwrap_or(if output::highstate::is_state_function(fun) { Out::Highstate } else { Out::Text })
     }
 
     pub fn print(&mut self, text: &str) -> anyhow::Result<()> {
@@ -72,6 +90,8 @@ pub fn dispatch(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<Exit> {
             match command {
                 Command::Key(args) => key::run(args, ctx)?,
                 Command::Jobs(args) => jobs::run(args, ctx)?,
+                Command::Roles(args) => roles::run(args, ctx)?,
+                Command::Events(args) => events::run(args, ctx)?,
                 Command::Completions(args) => completions::run(args, ctx)?,
             }
         }
@@ -89,6 +109,7 @@ mod tests {
     use super::*;
     use crate::commands::jobs::JobsCommand;
     use crate::commands::key::KeyCommand;
+    use crate::commands::roles::RolesCommand;
 
     fn parse(argv: &[&str]) -> Cli {
         Cli::try_parse_from(std::iter::once("drover").chain(argv.iter().copied()))
@@ -99,29 +120,51 @@ mod tests {
     fn reserved_words_are_subcommands() {
         let cli = parse(&["key", "list"]);
         assert!(matches!(cli.command, Some(Command::Key(key::KeyArgs { action: KeyCommand::List }))));
-        assert_eq!(cli.out, Out::Text);
+        assert_eq!(cli.out, None);
 
         let cli = parse(&["--out", "json", "key", "accept", "--all"]);
         assert!(
             matches!(&cli.command, Some(Command::Key(key::KeyArgs { action: KeyCommand::Accept(s) })) if s.all && s.id.is_none())
         );
-        assert_eq!(cli.out, Out::Json);
+        assert_eq!(cli.out, Some(Out::Json));
 
         let cli = parse(&["key", "reject", "web-1", "--out", "yaml", "--dir", "/srv/m"]);
         assert!(
             matches!(&cli.command, Some(Command::Key(key::KeyArgs { action: KeyCommand::Reject(s) })) if s.id.as_deref() == Some("web-1"))
         );
-        assert_eq!(cli.out, Out::Yaml);
+        assert_eq!(cli.out, Some(Out::Yaml));
         assert_eq!(cli.dir(), Path::new("/srv/m"));
 
         let cli = parse(&["jobs", "show", "20250101", "--out", "json"]);
         assert!(
             matches!(&cli.command, Some(Command::Jobs(jobs::JobsArgs { action: JobsCommand::Show { jid } })) if jid == "20250101")
         );
-        assert_eq!(cli.out, Out::Json);
+        assert_eq!(cli.out, Some(Out::Json));
 
         assert!(matches!(parse(&["jobs", "list"]).command, Some(Command::Jobs(_))));
         assert!(matches!(parse(&["completions", "zsh"]).command, Some(Command::Completions(_))));
+
+        let cli = parse(&["roles", "apply", "--commit", "HEAD~1"]);
+        assert!(
+            matches!(&cli.command, Some(Command::Roles(roles::RolesArgs { action: RolesCommand::Apply(c) })) if c.commit.as_deref() == Some("HEAD~1"))
+        );
+        let cli = parse(&["--out", "json", "roles", "diff"]);
+        assert!(
+            matches!(&cli.command, Some(Command::Roles(roles::RolesArgs { action: RolesCommand::Diff(c) })) if c.commit.is_none())
+        );
+        assert_eq!(cli.out, Some(Out::Json));
+        assert!(matches!(
+            parse(&["roles", "status", "--out", "yaml"]).command,
+            Some(Command::Roles(roles::RolesArgs { action: RolesCommand::Status }))
+        ));
+        let cli = parse(&["events", "--since", "42", "--no-follow", "--out", "json"]);
+        assert!(matches!(&cli.command, Some(Command::Events(e)) if e.since == Some(42) && e.no_follow));
+        assert!(
+            matches!(parse(&["events"]).command, Some(Command::Events(e)) if e.since.is_none() && !e.no_follow)
+        );
+        // `-L roles` and `-L events` target minions so named
+        assert_eq!(parse(&["-L", "roles", "test.ping"]).run.target.list.as_deref(), Some("roles"));
+        assert_eq!(parse(&["-L", "events", "test.ping"]).run.target.list.as_deref(), Some("events"));
 
         // a target flag's value is never a subcommand
         let cli = parse(&["-L", "key", "test.ping"]);
@@ -145,6 +188,14 @@ mod tests {
             &["jobs", "show"],
             &["jobs", "list", "extra"],
             &["completions", "tcsh"],
+            &["roles"],
+            &["roles", "apply", "HEAD"],
+            &["roles", "apply", "--commit"],
+            &["roles", "status", "--commit", "x"],
+            &["roles", "undo"],
+            &["events", "--since", "-1"],
+            &["events", "--since", "x"],
+            &["events", "extra"],
         ];
         for argv in table {
             let argv: Vec<&str> = std::iter::once("drover").chain(argv.iter().copied()).collect();
@@ -159,6 +210,23 @@ mod tests {
         let mut ctx = Ctx { dir: cli.dir(), out: cli.out, color: false, stdout: &mut out, stderr: &mut err };
         let e = dispatch(cli, &mut ctx).unwrap_err();
         assert_eq!(format!("{e:#}"), "--async applies only to running a function, not to a subcommand");
+    }
+
+    #[test]
+    fn out_defaults_to_highstate_for_state_functions() {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut ctx =
+            Ctx { dir: PathBuf::new(), out: None, color: false, stdout: &mut out, stderr: &mut err };
+        assert_eq!(ctx.out(), Out::Text);
+        assert_eq!(ctx.out_for("state.apply"), Out::Highstate);
+        assert_eq!(ctx.out_for("state.highstate"), Out::Highstate);
+        assert_eq!(ctx.out_for("test.ping"), Out::Text);
+        ctx.out = Some(Out::Json);
+        assert_eq!(ctx.out_for("state.apply"), Out::Json);
+        ctx.out = Some(Out::Text);
+        assert_eq!(ctx.out_for("state.apply"), Out::Text);
+        ctx.out = Some(Out::Highstate);
+        assert_eq!((ctx.out(), ctx.out_for("cmd.run")), (Out::Highstate, Out::Highstate));
     }
 
     #[test]

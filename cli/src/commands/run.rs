@@ -152,7 +152,7 @@ pub fn run(run: RunArgs, ctx: &mut Ctx) -> anyhow::Result<Exit> {
     let resp = ctx.client()?.run(&req).map_err(api_error)?;
     if !req.wait {
         let jid = json!({"jid": resp.jid});
-        let text = match ctx.out {
+        let text = match ctx.out() {
             Out::Json => output::json(&jid)?,
             Out::Yaml => output::yaml(&jid)?,
             Out::Text | Out::Highstate => format!("jid: {}\n", resp.jid),
@@ -163,7 +163,7 @@ pub fn run(run: RunArgs, ctx: &mut Ctx) -> anyhow::Result<Exit> {
     if resp.targeted.is_empty() {
         bail!("no minions matched the target '{}'", req.target);
     }
-    ctx.print(&output::returns(ctx.out, &resp.returns, ctx.color)?)?;
+    ctx.print(&output::returns(ctx.out_for(&req.fun), &resp.returns, ctx.color)?)?;
     let missing = Missing::of(&resp);
     if !missing.timed_out.is_empty() {
         ctx.note(&format!("timed out: {}", missing.timed_out.join(", ")))?;
