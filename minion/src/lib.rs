@@ -8,6 +8,7 @@
 //! - [`functions`]: the functions jobs call (`test.*`, `cmd.run`, `grains.*`, `sys.*`).
 //! - [`grains`]: the facts the minion reports.
 //! - [`daemons`]: the `Daemons` trait, the seam between the state engine and the supervisor.
+//! - [`state`]: the state engine: applies a rendered plan, Salt's way ([`state::apply`]).
 //! - [`backoff`]: jittered exponential backoff.
 //! - [`error`]: the error [`run`] can end with.
 
@@ -20,6 +21,7 @@ pub mod grains;
 pub mod outbox;
 pub mod pki;
 pub mod session;
+pub mod state;
 pub mod transport;
 
 pub use config::{Cli, Config};
