@@ -7,13 +7,18 @@
 //!
 //! A minion is *connected* when it said `Hello` with the key accepted for its id and has
 //! been heard from within three heartbeat intervals. Only connected minions are sent jobs.
+//!
+//! The roles side (assignments, reports, peers, the file server) is [`RoleState`], a part
+//! of the hub: told of every connection and disconnection, it answers with the messages to
+//! send. Plans it asks for run on blocking threads and come back on their own channel.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use api::{
     Batch, KeyAction, KeyActionRequest, KeyActionResponse, KeyList, KeyState, MinionReturn, MinionStatus,
-    RunResponse, TargetType,
+    RoleStatus, RolesApplyResponse, RunResponse, TargetType,
 };
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
@@ -22,7 +27,9 @@ use wire::keys::id_from_routing_id;
 use wire::msg::{decode, encode, now_ms};
 use wire::{Hello, Jid, Job, JobReturn, MinionId, PublicKey, ToMaster, ToMinion};
 
+use crate::assign::{Applied, Planned};
 use crate::pki::KeyStore;
+use crate::roles::{Out, PlanDone, RoleState, RolesInput};
 use crate::store::Store;
 use crate::target::{Candidate, Target};
 use crate::transport::{Incoming, Outgoing};
@@ -54,7 +61,23 @@ pub enum Command {
     Minions {
         reply: oneshot::Sender<Vec<MinionStatus>>,
     },
+    /// What a `roles apply` or `roles diff` plans from.
+    RolesInput {
+        reply: oneshot::Sender<RolesInput>,
+    },
+    /// Record and push the assignments of a validated commit, planned from `RolesInput`.
+    RolesApply {
+        applied: Arc<Applied>,
+        planned: BTreeMap<MinionId, Planned>,
+        reply: oneshot::Sender<RolesApplyResponse>,
+    },
+    RolesStatus {
+        reply: oneshot::Sender<Vec<RoleStatus>>,
+    },
 }
+
+/// The most bytes the JSON data of one minion event may take.
+const MAX_EVENT_DATA: usize = 64 << 10;
 
 struct Session {
     routing: Vec<u8>,
@@ -87,6 +110,9 @@ pub struct Hub {
     /// Last grains and last-seen time of every minion ever seen (from the store at start).
     known: HashMap<MinionId, (Value, u64)>,
     jobs: HashMap<Jid, ActiveJob>,
+    roles: RoleState,
+    /// Finished plans of `roles`; taken by `run`.
+    plans: Option<mpsc::UnboundedReceiver<PlanDone>>,
 }
 
 fn minion_return(r: &JobReturn) -> MinionReturn {
@@ -107,6 +133,7 @@ impl Hub {
         heartbeat: Duration,
         auto_accept: bool,
         known: HashMap<MinionId, (Value, u64)>,
+        roles: (RoleState, mpsc::UnboundedReceiver<PlanDone>),
     ) -> Self {
         Self {
             keys,
@@ -118,6 +145,8 @@ impl Hub {
             pending_routes: HashMap::new(),
             known,
             jobs: HashMap::new(),
+            roles: roles.0,
+            plans: Some(roles.1),
         }
     }
 
@@ -130,6 +159,7 @@ impl Hub {
     ) {
         let mut tick = tokio::time::interval(Duration::from_millis(50));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut plans = self.plans.take().expect("run once");
         loop {
             tokio::select! {
                 _ = token.cancelled() => break,
@@ -141,6 +171,10 @@ impl Hub {
                 }
                 Some(rets) = stored.recv() => self.on_stored(rets),
                 Some(cmd) = commands.recv() => self.on_command(cmd),
+                Some(done) = plans.recv() => {
+                    let out = self.roles.planned(done);
+                    self.deliver(out);
+                }
                 _ = tick.tick() => self.on_tick(),
                 else => break,
             }
@@ -154,8 +188,17 @@ impl Hub {
         }
     }
 
-    fn event(&self, tag: &str, data: Value) {
-        if let Err(e) = self.store.event(tag, data) {
+    /// Sends each message to its minion, if it is connected.
+    fn deliver(&self, out: Vec<Out>) {
+        for (id, msg) in out {
+            if let Some(s) = self.sessions.get(&id) {
+                self.send(&s.routing, &msg);
+            }
+        }
+    }
+
+    fn event(&self, minion: &MinionId, tag: &str, data: Value) {
+        if let Err(e) = self.store.event(Some(minion), tag, data) {
             tracing::error!(error = %e, "cannot record event");
         }
     }
@@ -203,9 +246,36 @@ impl Hub {
                 Some(_) => tracing::warn!(%id, claimed = %ret.id, "dropped a return for another minion"),
                 None => self.send(&routing, &ToMinion::Rehello),
             },
-            ToMaster::Fetch { .. } | ToMaster::Converged(_) | ToMaster::Event(_) => {
-                tracing::debug!(%id, "dropped a message this master does not handle yet");
-            }
+            ToMaster::Fetch { sha256 } => match self.session_for(&id, &routing, &key) {
+                Some(s) => {
+                    s.last_seen = Instant::now();
+                    for answer in self.roles.fetch(&id, sha256) {
+                        self.send(&routing, &answer);
+                    }
+                }
+                None => self.send(&routing, &ToMinion::Rehello),
+            },
+            ToMaster::Converged(report) => match self.session_for(&id, &routing, &key) {
+                Some(s) => {
+                    s.last_seen = Instant::now();
+                    self.roles.converged(&id, report);
+                }
+                None => self.send(&routing, &ToMinion::Rehello),
+            },
+            ToMaster::Event(event) => match self.session_for(&id, &routing, &key) {
+                Some(s) => {
+                    s.last_seen = Instant::now();
+                    match check_event(&event) {
+                        Ok(()) => {
+                            if let Err(e) = self.store.minion_event(&id, event) {
+                                tracing::error!(error = %e, "cannot record event");
+                            }
+                        }
+                        Err(why) => tracing::warn!(%id, why, "dropped an event"),
+                    }
+                }
+                None => self.send(&routing, &ToMinion::Rehello),
+            },
         }
     }
 
@@ -220,6 +290,7 @@ impl Hub {
                     "refused a connection: another key is registered for this id"
                 );
                 self.event(
+                    &id,
                     "drover/key/mismatch",
                     json!({"id": id, "presented": key.fingerprint(), "registered": k.fingerprint(), "state": state}),
                 );
@@ -245,6 +316,7 @@ impl Hub {
                 if known.is_none() {
                     tracing::info!(%id, fingerprint = %key.fingerprint(), ?state, "new minion key");
                     self.event(
+                        &id,
                         "drover/key/new",
                         json!({"id": id, "fingerprint": key.fingerprint(), "state": state}),
                     );
@@ -267,16 +339,18 @@ impl Hub {
         if let Err(e) = self.store.save_minion(id.clone(), grains.clone(), now) {
             tracing::error!(error = %e, "cannot save grains");
         }
-        self.known.insert(id.clone(), (grains, now));
+        self.known.insert(id.clone(), (grains.clone(), now));
         self.pending_routes.remove(&id);
         let new = self
             .sessions
             .insert(id.clone(), Session { routing: routing.clone(), key, last_seen: Instant::now() });
         if new.is_none() {
             tracing::info!(%id, "minion connected");
-            self.event("drover/minion/connected", json!({"id": id}));
+            self.event(&id, "drover/minion/connected", json!({"id": id}));
         }
         self.send(&routing, &ToMinion::Welcome { heartbeat_ms: self.heartbeat.as_millis() as u64 });
+        let out = self.roles.connected(&id, grains);
+        self.deliver(out);
     }
 
     fn on_stored(&mut self, rets: Vec<JobReturn>) {
@@ -355,9 +429,11 @@ impl Hub {
             .collect();
         for id in gone {
             self.sessions.remove(&id);
+            self.roles.disconnected(&id);
             tracing::info!(%id, "minion disconnected (no heartbeat)");
-            self.event("drover/minion/disconnected", json!({"id": id}));
+            self.event(&id, "drover/minion/disconnected", json!({"id": id}));
         }
+        self.roles.tick(now);
     }
 
     fn on_command(&mut self, cmd: Command) {
@@ -380,9 +456,32 @@ impl Hub {
             Command::Minions { reply } => {
                 let _ = reply.send(self.minions());
             }
+            Command::RolesInput { reply } => {
+                let accepted = self
+                    .keys
+                    .ids(KeyState::Accepted)
+                    .into_iter()
+                    .map(|id| {
+                        let grains = self.known.get(&id).map(|(g, _)| g.clone()).unwrap_or_else(|| json!({}));
+                        (id, grains)
+                    })
+                    .collect();
+                let _ = reply.send(self.roles.input(accepted));
+            }
+            Command::RolesApply { applied, planned, reply } => {
+                let accepted = self.keys.ids(KeyState::Accepted);
+                let (answer, out) = self.roles.apply(applied, planned, &accepted);
+                self.deliver(out);
+                let _ = reply.send(answer);
+            }
+            Command::RolesStatus { reply } => {
+                let _ = reply.send(self.roles.status(&self.keys.ids(KeyState::Accepted)));
+            }
         }
     }
 
+    /// Which accepted minions `target` selects. `R@role` matches the roles a minion is
+    /// assigned as well as those its grains report.
     fn resolve(&self, target: &str, tgt_type: TargetType) -> Result<Vec<MinionId>, String> {
         let target = Target::parse(target, tgt_type).map_err(|e| e.to_string())?;
         let empty = json!({});
@@ -392,7 +491,13 @@ impl Hub {
             .into_iter()
             .filter(|id| {
                 let grains = self.known.get(id).map(|(g, _)| g).unwrap_or(&empty);
-                target.matches(&Candidate { id: id.as_str(), grains })
+                match self.roles.roles_of(id).filter(|r| !r.is_empty()) {
+                    Some(assigned) => {
+                        let grains = with_roles(grains, assigned);
+                        target.matches(&Candidate { id: id.as_str(), grains: &grains })
+                    }
+                    None => target.matches(&Candidate { id: id.as_str(), grains }),
+                }
             })
             .collect())
     }
@@ -468,7 +573,7 @@ impl Hub {
                 KeyAction::Delete => "delete",
             };
             tracing::info!(%id, action = tag, "key changed");
-            self.event(&format!("drover/key/{tag}"), json!({"id": id}));
+            self.event(&id, &format!("drover/key/{tag}"), json!({"id": id}));
             match req.action {
                 // A waiting minion says hello again and is welcomed at once.
                 KeyAction::Accept => {
@@ -477,6 +582,7 @@ impl Hub {
                     }
                 }
                 KeyAction::Reject => {
+                    self.roles.disconnected(&id);
                     if let Some(s) = self.sessions.remove(&id) {
                         self.send(
                             &s.routing,
@@ -486,6 +592,7 @@ impl Hub {
                 }
                 // A deleted minion comes back as pending when it says hello again.
                 KeyAction::Delete => {
+                    self.roles.forget(&id);
                     if let Some(s) = self.sessions.remove(&id) {
                         self.send(&s.routing, &ToMinion::Rehello);
                     }
@@ -518,4 +625,33 @@ impl Hub {
         out.sort_by(|a, b| a.id.cmp(&b.id));
         out
     }
+}
+
+/// `grains` with `roles` holding the reported roles and `assigned` ones.
+fn with_roles(grains: &Value, assigned: &[String]) -> Value {
+    let mut grains = grains.clone();
+    if let Value::Object(map) = &mut grains {
+        let mut roles: Vec<Value> = match map.get("roles") {
+            Some(Value::Array(reported)) => reported.clone(),
+            _ => Vec::new(),
+        };
+        roles.extend(assigned.iter().map(|r| Value::from(r.as_str())));
+        map.insert("roles".into(), Value::Array(roles));
+    }
+    grains
+}
+
+/// Whether a minion's event may be recorded: a tag like `drover/daemon/worker/crashed`
+/// (printable, no spaces, at most 256 bytes) and data of at most [`MAX_EVENT_DATA`] bytes.
+fn check_event(event: &wire::Event) -> Result<(), &'static str> {
+    if event.tag.is_empty() || event.tag.len() > 256 {
+        return Err("its tag is empty or longer than 256 bytes");
+    }
+    if event.tag.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err("its tag has spaces or control characters");
+    }
+    if serde_json::to_vec(&event.data).map_or(true, |d| d.len() > MAX_EVENT_DATA) {
+        return Err("its data is larger than 64 KiB");
+    }
+    Ok(())
 }

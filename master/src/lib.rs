@@ -4,15 +4,25 @@
 //! - [`pki`]: the master keypair and minion keys (accepted / pending / rejected files).
 //! - [`transport`]: the ZeroMQ I/O thread (CURVE ROUTER, ZAP, key port).
 //! - [`hub`]: the single owner of sessions and in-flight jobs.
-//! - [`store`]: SQLite job store (jobs, returns, grains, events) on its own thread.
+//! - [`roles`]: the hub's roles side: assignments, reports, peers, the file server.
+//! - [`repo`]: reads `roles/` and `states/` of the config repository at a commit (git CLI).
+//! - [`assign`]: what a commit gives each minion: roles, plan, manifest, peers (no I/O).
+//! - [`peers`]: the peer table: which minions serve each role.
+//! - [`content`]: the applied commit's files on disk, named by sha256; restored at start.
+//! - [`store`]: SQLite store (jobs, returns, grains, events, assignments) on its own thread.
 //! - [`target`]: target expressions (glob, regex, list, grain, compound).
 //! - [`server`]: the local HTTP API.
 //!
 //! [`run`] wires them together and serves until the cancellation token fires.
 
+pub mod assign;
 pub mod config;
+pub mod content;
 pub mod hub;
+pub mod peers;
 pub mod pki;
+pub mod repo;
+pub mod roles;
 pub mod server;
 pub mod store;
 pub mod target;
@@ -21,6 +31,7 @@ pub mod transport;
 use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -63,6 +74,21 @@ pub async fn run(cfg: Config, token: CancellationToken) -> Result<(), MasterErro
     let store = store::Store::open(&cfg.dir.join("drover.db"), stored_tx)?;
     let known: HashMap<_, _> =
         store.minions().await?.into_iter().map(|m| (m.id, (m.grains, m.last_seen_ms))).collect();
+    let content = Arc::new(
+        content::ContentStore::open(&cfg.dir.join("files"))
+            .map_err(io(format!("create {}", cfg.dir.join("files").display())))?,
+    );
+    let saved = store.load_roles().await?;
+    let applied = match saved.applied.clone() {
+        Some((commit, tree)) => {
+            let (content, repo) = (content.clone(), cfg.repo.clone());
+            tokio::task::spawn_blocking(move || content::restore_applied(&content, &repo, commit, &tree))
+                .await
+                .unwrap_or(None)
+        }
+        None => None,
+    };
+    let roles = roles::RoleState::new(store.clone(), saved, applied);
 
     let (in_tx, in_rx) = mpsc::channel(65_536);
     let (transport, outgoing, bound) = transport::start(&master_key, &cfg.listen, in_tx)?;
@@ -72,7 +98,7 @@ pub async fn run(cfg: Config, token: CancellationToken) -> Result<(), MasterErro
     );
 
     let (cmd_tx, cmd_rx) = mpsc::channel(1024);
-    let hub = hub::Hub::new(keys, store.clone(), outgoing, cfg.heartbeat, cfg.auto_accept, known);
+    let hub = hub::Hub::new(keys, store.clone(), outgoing, cfg.heartbeat, cfg.auto_accept, known, roles);
     let hub_task = tokio::spawn(hub.run(in_rx, stored_rx, cmd_rx, token.clone()));
 
     let listener =
@@ -90,7 +116,15 @@ pub async fn run(cfg: Config, token: CancellationToken) -> Result<(), MasterErro
     write_private(&api_path, info.to_string().as_bytes())?;
     tracing::info!(url = %format!("http://{addr}"), "API serving");
 
-    let app = server::router(server::ApiState { hub: cmd_tx, store, token: api_token });
+    let app = server::router(server::ApiState {
+        hub: cmd_tx,
+        store,
+        token: api_token,
+        repo: cfg.repo.clone(),
+        content,
+        applying: Arc::new(tokio::sync::Mutex::new(())),
+        shutdown: token.clone(),
+    });
     let shutdown = token.clone();
     let served =
         axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;

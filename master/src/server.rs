@@ -1,7 +1,16 @@
 //! The local HTTP API (axum), the only way in for the `drover` CLI and, later, the web
 //! dashboard. Every route needs `Authorization: Bearer <token>` from `DIR/api.json`.
 //! Handlers validate, then ask the hub (state) or the store (history); they hold nothing.
+//!
+//! - jobs, keys, minions: here;
+//! - `roles`: `POST /roles/apply`, `GET /roles/diff`, `GET /roles/status`;
+//! - `events`: `GET /events` (newline-delimited JSON, optionally followed live).
 
+mod events;
+mod roles;
+
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use api::{ApiError, KeyActionRequest, RunRequest, RunResponse};
@@ -12,8 +21,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 use wire::{Jid, Job};
 
+use crate::content::ContentStore;
 use crate::hub::Command;
 use crate::store::{JobRecord, Store};
 
@@ -22,23 +33,41 @@ pub struct ApiState {
     pub hub: mpsc::Sender<Command>,
     pub store: Store,
     pub token: String,
+    /// The config repository (`--repo`).
+    pub repo: PathBuf,
+    /// Where applied files are kept (`DIR/files`).
+    pub content: Arc<ContentStore>,
+    /// Held through a `roles apply`, so that two applies do not interleave.
+    pub applying: Arc<tokio::sync::Mutex<()>>,
+    /// Fires when the master stops: followed event streams end.
+    pub shutdown: CancellationToken,
 }
 
-/// An error answer: status + `{"error": ...}`.
-pub struct Failure(StatusCode, String);
+/// An error answer: status + `{"error": ..., "diagnostics": [...]}`.
+pub struct Failure {
+    status: StatusCode,
+    error: String,
+    diagnostics: Vec<String>,
+}
+
+impl Failure {
+    pub fn new(status: StatusCode, error: impl Into<String>) -> Self {
+        Failure { status, error: error.into(), diagnostics: Vec::new() }
+    }
+}
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
-        (self.0, Json(ApiError { error: self.1, diagnostics: Vec::new() })).into_response()
+        (self.status, Json(ApiError { error: self.error, diagnostics: self.diagnostics })).into_response()
     }
 }
 
 fn bad(msg: impl Into<String>) -> Failure {
-    Failure(StatusCode::BAD_REQUEST, msg.into())
+    Failure::new(StatusCode::BAD_REQUEST, msg)
 }
 
 fn internal(msg: impl ToString) -> Failure {
-    Failure(StatusCode::INTERNAL_SERVER_ERROR, msg.to_string())
+    Failure::new(StatusCode::INTERNAL_SERVER_ERROR, msg.to_string())
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -47,6 +76,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/jobs/{jid}", get(show_job))
         .route("/api/v1/keys", get(keys).post(key_action))
         .route("/api/v1/minions", get(minions))
+        .route("/api/v1/roles/apply", axum::routing::post(roles::apply))
+        .route("/api/v1/roles/diff", get(roles::diff))
+        .route("/api/v1/roles/status", get(roles::status))
+        .route("/api/v1/events", get(events::events))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .with_state(state)
 }
@@ -61,8 +94,7 @@ async fn auth(State(state): State<ApiState>, req: Request, next: Next) -> Respon
     if ok {
         next.run(req).await
     } else {
-        Failure(StatusCode::UNAUTHORIZED, "missing or wrong bearer token (see api.json)".into())
-            .into_response()
+        Failure::new(StatusCode::UNAUTHORIZED, "missing or wrong bearer token (see api.json)").into_response()
     }
 }
 
@@ -166,7 +198,7 @@ async fn show_job(
     }
     match state.store.show_job(Jid(jid.clone())).await.map_err(internal)? {
         Some(d) => Ok(Json(d)),
-        None => Err(Failure(StatusCode::NOT_FOUND, format!("no job {jid} (see 'drover jobs list')"))),
+        None => Err(Failure::new(StatusCode::NOT_FOUND, format!("no job {jid} (see 'drover jobs list')"))),
     }
 }
 

@@ -4,6 +4,10 @@
 //! one transaction and commits once, then answers. A return is acknowledged to its minion
 //! only after the commit that holds it ([`Store::insert_return`] reports back through the
 //! `stored` channel), so a return the minion saw acknowledged survives `kill -9`.
+//!
+//! Besides jobs it keeps the roles side (the applied commit, each minion's assignment and
+//! its last convergence report) and the events, which it broadcasts once committed, with
+//! their sequence numbers, to live streams ([`Store::subscribe`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,8 +16,8 @@ use std::thread;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
-use wire::{Jid, JobReturn, MinionId};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use wire::{Converged, Jid, JobReturn, MinionId};
 
 use api::{JobDetail, JobSummary, MinionReturn, TargetType};
 
@@ -48,21 +52,58 @@ pub struct KnownMinion {
     pub last_seen_ms: u64,
 }
 
+/// One minion's assignment as stored (see `roles::Assigned`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AssignmentRecord {
+    pub commit: String,
+    pub serial: u64,
+    pub roles: Vec<String>,
+    /// Repo path → sha256.
+    pub files: BTreeMap<String, String>,
+    /// Role → the serial it was first pushed with.
+    pub role_since: BTreeMap<String, u64>,
+    /// The roles whose peers it sees.
+    pub view: Vec<String>,
+    pub grains_digest: String,
+}
+
+/// The roles side as the store has it, read once at start.
+#[derive(Clone, Debug, Default)]
+pub struct RolesRecord {
+    /// The applied commit and its tree (path → sha256 of each file of `roles/` and `states/`).
+    pub applied: Option<(String, BTreeMap<String, String>)>,
+    pub assignments: Vec<(MinionId, AssignmentRecord)>,
+    /// Each minion's last report and when it came (ms since the epoch).
+    pub converged: Vec<(MinionId, Converged, u64)>,
+}
+
 enum Op {
     InsertJob(JobRecord, oneshot::Sender<Result<(), StoreError>>),
     InsertReturn(JobReturn),
     SaveMinion { id: MinionId, grains: Value, seen_ms: u64 },
-    Event { tag: String, data: Value },
+    Event { tag: String, minion: Option<String>, data: Value, time_ms: u64 },
+    Events { since: u64, limit: usize, reply: oneshot::Sender<Result<Vec<api::Event>, StoreError>> },
+    LastEvent(oneshot::Sender<Result<u64, StoreError>>),
     ListJobs(usize, oneshot::Sender<Result<Vec<JobSummary>, StoreError>>),
     ShowJob(Jid, oneshot::Sender<Result<Option<JobDetail>, StoreError>>),
     Minions(oneshot::Sender<Result<Vec<KnownMinion>, StoreError>>),
+    SaveApplied { commit: String, tree: BTreeMap<String, String> },
+    SaveAssignment(MinionId, AssignmentRecord),
+    DeleteRoles(MinionId),
+    SaveConverged(MinionId, Converged, u64),
+    LoadRoles(oneshot::Sender<Result<RolesRecord, StoreError>>),
 }
 
 /// A handle on the store thread. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     tx: std_mpsc::Sender<Op>,
+    events: broadcast::Sender<api::Event>,
 }
+
+/// How many committed events a live stream may fall behind before it catches up from the
+/// table (see `server::events`).
+const EVENT_BACKLOG: usize = 4096;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS jobs (
@@ -76,7 +117,30 @@ CREATE TABLE IF NOT EXISTS minions (
     id TEXT PRIMARY KEY, grains TEXT NOT NULL, last_seen_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, time_ms INTEGER NOT NULL, tag TEXT NOT NULL, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS applied (
+    id INTEGER PRIMARY KEY CHECK (id = 1), commit_id TEXT NOT NULL, tree TEXT NOT NULL,
+    applied_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS assignments (
+    minion TEXT PRIMARY KEY, commit_id TEXT NOT NULL, serial INTEGER NOT NULL, roles TEXT NOT NULL,
+    files TEXT NOT NULL, role_since TEXT NOT NULL, view TEXT NOT NULL, grains_digest TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS converged (
+    minion TEXT PRIMARY KEY, commit_id TEXT NOT NULL, serial INTEGER NOT NULL, result INTEGER NOT NULL,
+    failed TEXT NOT NULL, changed INTEGER NOT NULL, waiting TEXT NOT NULL, comment TEXT NOT NULL,
+    time_ms INTEGER NOT NULL);
 ";
+
+/// Adds the columns later versions added to tables an older master created.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let has_column = |table: &str, column: &str| -> rusqlite::Result<bool> {
+        let mut stmt = conn.prepare(&format!("PRAGMA table_info({table})"))?;
+        let names = stmt.query_map([], |row| row.get::<_, String>(1))?.collect::<Result<Vec<_>, _>>()?;
+        Ok(names.iter().any(|n| n == column))
+    };
+    if !has_column("events", "minion")? {
+        conn.execute_batch("ALTER TABLE events ADD COLUMN minion TEXT")?;
+    }
+    Ok(())
+}
 
 /// The most operations one transaction takes.
 const BATCH: usize = 4096;
@@ -90,12 +154,15 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        migrate(&conn)?;
         let (tx, rx) = std_mpsc::channel();
+        let (events, _) = broadcast::channel(EVENT_BACKLOG);
+        let published = events.clone();
         thread::Builder::new()
             .name("drover-store".into())
-            .spawn(move || run(conn, rx, stored))
+            .spawn(move || run(conn, rx, stored, published))
             .expect("spawn store thread");
-        Ok(Self { tx })
+        Ok(Self { tx, events })
     }
 
     fn send(&self, op: Op) -> Result<(), StoreError> {
@@ -127,8 +194,57 @@ impl Store {
         self.send(Op::SaveMinion { id, grains, seen_ms })
     }
 
-    pub fn event(&self, tag: &str, data: Value) -> Result<(), StoreError> {
-        self.send(Op::Event { tag: tag.to_string(), data })
+    /// Records an event of the master's, about `minion` if given.
+    pub fn event(&self, minion: Option<&MinionId>, tag: &str, data: Value) -> Result<(), StoreError> {
+        self.send(Op::Event {
+            tag: tag.to_string(),
+            minion: minion.map(ToString::to_string),
+            data,
+            time_ms: wire::msg::now_ms(),
+        })
+    }
+
+    /// Records an event a minion sent, with the time it gives.
+    pub fn minion_event(&self, minion: &MinionId, event: wire::Event) -> Result<(), StoreError> {
+        let time_ms = if event.time_ms == 0 { wire::msg::now_ms() } else { event.time_ms };
+        self.send(Op::Event { tag: event.tag, minion: Some(minion.to_string()), data: event.data, time_ms })
+    }
+
+    /// Events committed from now on, in order, with their sequence numbers.
+    pub fn subscribe(&self) -> broadcast::Receiver<api::Event> {
+        self.events.subscribe()
+    }
+
+    /// Up to `limit` events after `since`, oldest first.
+    pub async fn events(&self, since: u64, limit: usize) -> Result<Vec<api::Event>, StoreError> {
+        self.ask(|reply| Op::Events { since, limit, reply }).await
+    }
+
+    /// The sequence number of the last event (0: none).
+    pub async fn last_event(&self) -> Result<u64, StoreError> {
+        self.ask(Op::LastEvent).await
+    }
+
+    pub fn save_applied(&self, commit: String, tree: BTreeMap<String, String>) -> Result<(), StoreError> {
+        self.send(Op::SaveApplied { commit, tree })
+    }
+
+    pub fn save_assignment(&self, id: MinionId, record: AssignmentRecord) -> Result<(), StoreError> {
+        self.send(Op::SaveAssignment(id, record))
+    }
+
+    /// Forgets a minion's assignment and report (its key was deleted).
+    pub fn delete_roles(&self, id: MinionId) -> Result<(), StoreError> {
+        self.send(Op::DeleteRoles(id))
+    }
+
+    pub fn save_converged(&self, id: MinionId, report: Converged, time_ms: u64) -> Result<(), StoreError> {
+        self.send(Op::SaveConverged(id, report, time_ms))
+    }
+
+    /// The applied commit, every assignment and every last report.
+    pub async fn load_roles(&self) -> Result<RolesRecord, StoreError> {
+        self.ask(Op::LoadRoles).await
     }
 
     pub async fn list_jobs(&self, limit: usize) -> Result<Vec<JobSummary>, StoreError> {
@@ -145,7 +261,12 @@ impl Store {
     }
 }
 
-fn run(mut conn: Connection, rx: std_mpsc::Receiver<Op>, stored: mpsc::UnboundedSender<Vec<JobReturn>>) {
+fn run(
+    mut conn: Connection,
+    rx: std_mpsc::Receiver<Op>,
+    stored: mpsc::UnboundedSender<Vec<JobReturn>>,
+    published: broadcast::Sender<api::Event>,
+) {
     while let Ok(first) = rx.recv() {
         let mut ops = vec![first];
         while ops.len() < BATCH {
@@ -155,6 +276,7 @@ fn run(mut conn: Connection, rx: std_mpsc::Receiver<Op>, stored: mpsc::Unbounded
             }
         }
         let mut done_returns = Vec::new();
+        let mut new_events = Vec::new();
         // job inserts answer after the commit: (this insert's own error, reply)
         let mut replies = Vec::new();
         let result = (|| -> rusqlite::Result<()> {
@@ -180,13 +302,55 @@ fn run(mut conn: Connection, rx: std_mpsc::Receiver<Op>, stored: mpsc::Unbounded
                             tracing::error!(%id, error = %e, "cannot store grains");
                         }
                     }
-                    Op::Event { tag, data } => {
-                        if let Err(e) = tx.execute(
-                            "INSERT INTO events (time_ms, tag, data) VALUES (?1, ?2, ?3)",
-                            params![wire::msg::now_ms() as i64, tag, data.to_string()],
-                        ) {
-                            tracing::error!(%tag, error = %e, "cannot store event");
+                    Op::Event { tag, minion, data, time_ms } => match tx.execute(
+                        "INSERT INTO events (time_ms, tag, minion, data) VALUES (?1, ?2, ?3, ?4)",
+                        params![time_ms as i64, tag, minion, data.to_string()],
+                    ) {
+                        Ok(_) => {
+                            let seq = tx.last_insert_rowid() as u64;
+                            new_events.push(api::Event { seq, time_ms, tag, minion, data });
                         }
+                        Err(e) => tracing::error!(%tag, error = %e, "cannot store event"),
+                    },
+                    Op::Events { since, limit, reply } => {
+                        let _ = reply.send(events(&tx, since, limit).map_err(StoreError::from));
+                    }
+                    Op::LastEvent(reply) => {
+                        let last = tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| {
+                            r.get::<_, i64>(0)
+                        });
+                        let _ = reply.send(last.map(|n| n as u64).map_err(StoreError::from));
+                    }
+                    Op::SaveApplied { commit, tree } => {
+                        if let Err(e) = tx.execute(
+                            "INSERT INTO applied (id, commit_id, tree, applied_ms) VALUES (1, ?1, ?2, ?3)
+                             ON CONFLICT(id) DO UPDATE SET commit_id = ?1, tree = ?2, applied_ms = ?3",
+                            params![commit, json(&tree), wire::msg::now_ms() as i64],
+                        ) {
+                            tracing::error!(%commit, error = %e, "cannot store the applied commit");
+                        }
+                    }
+                    Op::SaveAssignment(id, a) => {
+                        if let Err(e) = save_assignment(&tx, &id, &a) {
+                            tracing::error!(%id, error = %e, "cannot store an assignment");
+                        }
+                    }
+                    Op::DeleteRoles(id) => {
+                        let deleted =
+                            tx.execute("DELETE FROM assignments WHERE minion = ?1", [id.as_str()]).and_then(
+                                |_| tx.execute("DELETE FROM converged WHERE minion = ?1", [id.as_str()]),
+                            );
+                        if let Err(e) = deleted {
+                            tracing::error!(%id, error = %e, "cannot forget an assignment");
+                        }
+                    }
+                    Op::SaveConverged(id, c, time_ms) => {
+                        if let Err(e) = save_converged(&tx, &id, &c, time_ms) {
+                            tracing::error!(%id, error = %e, "cannot store a convergence report");
+                        }
+                    }
+                    Op::LoadRoles(reply) => {
+                        let _ = reply.send(load_roles(&tx).map_err(StoreError::from));
                     }
                     Op::ListJobs(limit, reply) => {
                         let _ = reply.send(list_jobs(&tx, limit).map_err(StoreError::from));
@@ -204,6 +368,10 @@ fn run(mut conn: Connection, rx: std_mpsc::Receiver<Op>, stored: mpsc::Unbounded
         let commit = result.map_err(|e| e.to_string());
         match &commit {
             Ok(()) => {
+                for event in new_events {
+                    // no live stream is no error
+                    let _ = published.send(event);
+                }
                 if !done_returns.is_empty() && stored.send(done_returns).is_err() {
                     return;
                 }
@@ -344,6 +512,124 @@ fn minions(tx: &rusqlite::Transaction) -> rusqlite::Result<Vec<KnownMinion>> {
     Ok(rows)
 }
 
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+fn events(tx: &rusqlite::Transaction, since: u64, limit: usize) -> rusqlite::Result<Vec<api::Event>> {
+    let mut stmt = tx
+        .prepare("SELECT seq, time_ms, tag, minion, data FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
+    stmt.query_map(params![since as i64, limit as i64], |row| {
+        let data: String = row.get(4)?;
+        Ok(api::Event {
+            seq: row.get::<_, i64>(0)? as u64,
+            time_ms: row.get::<_, i64>(1)? as u64,
+            tag: row.get(2)?,
+            minion: row.get(3)?,
+            data: serde_json::from_str(&data).unwrap_or(Value::String(data)),
+        })
+    })?
+    .collect()
+}
+
+fn save_assignment(tx: &rusqlite::Transaction, id: &MinionId, a: &AssignmentRecord) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO assignments (minion, commit_id, serial, roles, files, role_since, view, grains_digest)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT(minion) DO UPDATE SET commit_id = ?2, serial = ?3, roles = ?4, files = ?5,
+         role_since = ?6, view = ?7, grains_digest = ?8",
+        params![
+            id.as_str(),
+            a.commit,
+            a.serial as i64,
+            json(&a.roles),
+            json(&a.files),
+            json(&a.role_since),
+            json(&a.view),
+            a.grains_digest,
+        ],
+    )?;
+    Ok(())
+}
+
+fn save_converged(
+    tx: &rusqlite::Transaction,
+    id: &MinionId,
+    c: &Converged,
+    time_ms: u64,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO converged (minion, commit_id, serial, result, failed, changed, waiting, comment, time_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         ON CONFLICT(minion) DO UPDATE SET commit_id = ?2, serial = ?3, result = ?4, failed = ?5,
+         changed = ?6, waiting = ?7, comment = ?8, time_ms = ?9",
+        params![
+            id.as_str(),
+            c.commit,
+            c.serial as i64,
+            c.result,
+            json(&c.failed),
+            c.changed as i64,
+            json(&c.waiting),
+            c.comment,
+            time_ms as i64,
+        ],
+    )?;
+    Ok(())
+}
+
+fn load_roles(tx: &rusqlite::Transaction) -> rusqlite::Result<RolesRecord> {
+    let applied = tx
+        .query_row("SELECT commit_id, tree FROM applied WHERE id = 1", [], |row| {
+            Ok((row.get::<_, String>(0)?, parse(row.get(1)?)))
+        })
+        .optional()?;
+    let mut stmt = tx.prepare(
+        "SELECT minion, commit_id, serial, roles, files, role_since, view, grains_digest FROM assignments",
+    )?;
+    let assignments = stmt
+        .query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                AssignmentRecord {
+                    commit: row.get(1)?,
+                    serial: row.get::<_, i64>(2)? as u64,
+                    roles: parse(row.get(3)?),
+                    files: parse(row.get(4)?),
+                    role_since: parse(row.get(5)?),
+                    view: parse(row.get(6)?),
+                    grains_digest: row.get(7)?,
+                },
+            ))
+        })?
+        .filter_map(|r| r.ok())
+        .filter_map(|(id, a)| Some((MinionId::new(id).ok()?, a)))
+        .collect();
+    let mut stmt = tx.prepare(
+        "SELECT minion, commit_id, serial, result, failed, changed, waiting, comment, time_ms FROM converged",
+    )?;
+    let converged = stmt
+        .query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                Converged {
+                    commit: row.get(1)?,
+                    serial: row.get::<_, i64>(2)? as u64,
+                    result: row.get(3)?,
+                    failed: parse(row.get(4)?),
+                    changed: row.get::<_, i64>(5)? as usize,
+                    waiting: parse(row.get(6)?),
+                    comment: row.get(7)?,
+                },
+                row.get::<_, i64>(8)? as u64,
+            ))
+        })?
+        .filter_map(|r| r.ok())
+        .filter_map(|(id, c, t)| Some((MinionId::new(id).ok()?, c, t)))
+        .collect();
+    Ok(RolesRecord { applied, assignments, converged })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -403,5 +689,99 @@ mod tests {
         assert_eq!(list.len(), 1);
         assert_eq!(list[0].jid, jid.as_str());
         assert!(store.show_job(Jid::generate()).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn events_get_a_minion_column_on_old_databases_and_are_broadcast_once_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("drover.db");
+        {
+            // a database made by a master before events had a minion
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, time_ms INTEGER NOT NULL,
+                 tag TEXT NOT NULL, data TEXT NOT NULL);
+                 INSERT INTO events (time_ms, tag, data) VALUES (5, 'drover/old', '{\"a\":1}');",
+            )
+            .unwrap();
+        }
+        let (tx, _stored) = mpsc::unbounded_channel();
+        let store = Store::open(&path, tx).unwrap();
+        let mut live = store.subscribe();
+        let m1 = MinionId::new("m1").unwrap();
+        store.event(Some(&m1), "drover/minion/connected", json!({"id": "m1"})).unwrap();
+        store
+            .minion_event(
+                &m1,
+                wire::Event { tag: "drover/daemon/w/crashed".into(), data: json!(1), time_ms: 77 },
+            )
+            .unwrap();
+        let first = live.recv().await.unwrap();
+        assert_eq!(
+            (first.seq, first.tag.as_str(), first.minion.as_deref()),
+            (2, "drover/minion/connected", Some("m1"))
+        );
+        let second = live.recv().await.unwrap();
+        assert_eq!((second.seq, second.time_ms), (3, 77));
+        let all = store.events(0, 10).await.unwrap();
+        assert_eq!(all.len(), 3);
+        assert_eq!(
+            (all[0].tag.as_str(), all[0].minion.as_deref(), &all[0].data),
+            ("drover/old", None, &json!({"a": 1}))
+        );
+        assert_eq!(all[2], second);
+        assert_eq!(store.events(1, 1).await.unwrap(), vec![first]);
+        assert_eq!(store.last_event().await.unwrap(), 3);
+        drop(store);
+        // opening again migrates nothing twice
+        let (tx, _stored) = mpsc::unbounded_channel();
+        let store = Store::open(&path, tx).unwrap();
+        assert_eq!(store.events(0, 10).await.unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn roles_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("drover.db");
+        let id = MinionId::new("m1").unwrap();
+        let record = AssignmentRecord {
+            commit: "c".repeat(40),
+            serial: 7,
+            roles: vec!["web".into()],
+            files: [("roles/web.yaml".to_string(), "ab".repeat(32))].into(),
+            role_since: [("web".to_string(), 3)].into(),
+            view: vec!["db".into()],
+            grains_digest: "d".into(),
+        };
+        let report = Converged {
+            commit: "c".repeat(40),
+            serial: 7,
+            result: false,
+            failed: vec!["x".into()],
+            changed: 2,
+            waiting: vec!["db".into()],
+            comment: "waits for db".into(),
+        };
+        {
+            let (tx, _stored) = mpsc::unbounded_channel();
+            let store = Store::open(&path, tx).unwrap();
+            store
+                .save_applied("c".repeat(40), [("roles/web.yaml".to_string(), "ab".repeat(32))].into())
+                .unwrap();
+            store.save_assignment(id.clone(), record.clone()).unwrap();
+            store.save_converged(id.clone(), report.clone(), 99).unwrap();
+            let other = MinionId::new("gone").unwrap();
+            store.save_assignment(other.clone(), record.clone()).unwrap();
+            store.delete_roles(other).unwrap();
+            // reads answer inside their batch: the second comes after the first's commit
+            store.load_roles().await.unwrap();
+            store.load_roles().await.unwrap();
+        }
+        let (tx, _stored) = mpsc::unbounded_channel();
+        let store = Store::open(&path, tx).unwrap();
+        let roles = store.load_roles().await.unwrap();
+        assert_eq!(roles.applied.unwrap().0, "c".repeat(40));
+        assert_eq!(roles.assignments, vec![(id.clone(), record)]);
+        assert_eq!(roles.converged, vec![(id, report, 99)]);
     }
 }

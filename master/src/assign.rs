@@ -1,0 +1,596 @@
+//! What each minion gets from one commit: its roles (the union over every role source), its
+//! plan (rendered and checked by `render`), its manifest (the only files it may fetch) and
+//! the peers it sees. No I/O: [`crate::repo`] reads the commit, [`crate::roles`] owns the
+//! results.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use api::{MinionDiff, TargetType};
+use render::{Context, Diagnostic, Files, Repo, TOP_FILE, TopFile, role_path};
+use serde_json::{Map, Value};
+use wire::MinionId;
+use wire::msg::sha256_hex;
+
+use crate::peers::{self, Member, PeerMap};
+use crate::repo::Commit;
+use crate::target::{Candidate, Target};
+
+/// Where a minion's roles come from. A minion gets the union of what every source gives
+/// it: `roles/top.yaml` for plain hosts ([`TopRoles`]); the fleet's containers will get
+/// theirs from `fleet.yaml` through another source.
+pub trait RoleSource: Send + Sync {
+    fn roles_for(&self, id: &str, grains: &Value) -> BTreeSet<String>;
+}
+
+/// `roles/top.yaml`, its targets parsed once (as compound targets; a bare glob is one).
+pub struct TopRoles {
+    top: TopFile,
+    targets: HashMap<String, Target>,
+}
+
+impl TopRoles {
+    /// Parses every target of `top`; a bad one is a diagnostic on its line of `text`.
+    pub fn new(top: TopFile, text: &str) -> Result<TopRoles, Vec<Diagnostic>> {
+        let mut targets = HashMap::new();
+        let mut diags = Vec::new();
+        for entry in &top.entries {
+            match Target::parse(&entry.target, TargetType::Compound) {
+                Ok(t) => {
+                    targets.insert(entry.target.clone(), t);
+                }
+                Err(e) => {
+                    let (line, col) = locate(text, &entry.target);
+                    diags.push(Diagnostic::new(
+                        TOP_FILE,
+                        line,
+                        col,
+                        format!(
+                            "bad target `{}`: {e}; expected a glob or a compound target such as \
+                             'G@os_family:debian and db-*'",
+                            entry.target
+                        ),
+                    ));
+                }
+            }
+        }
+        if diags.is_empty() { Ok(TopRoles { top, targets }) } else { Err(diags) }
+    }
+}
+
+/// The first line (1-based) and column where `needle` appears in `text`, else (0, 0).
+fn locate(text: &str, needle: &str) -> (usize, usize) {
+    text.lines()
+        .enumerate()
+        .find_map(|(i, line)| line.find(needle).map(|at| (i + 1, line[..at].chars().count() + 1)))
+        .unwrap_or((0, 0))
+}
+
+impl RoleSource for TopRoles {
+    fn roles_for(&self, id: &str, grains: &Value) -> BTreeSet<String> {
+        let candidate = Candidate { id, grains };
+        self.top.roles_for(|target| self.targets.get(target).is_some_and(|t| t.matches(&candidate)))
+    }
+}
+
+/// One commit, validated as a whole, ready to plan minions with and to serve files from.
+pub struct Applied {
+    /// The full commit id.
+    pub commit: String,
+    pub files: Files,
+    /// Path → sha256 of every file in `files`.
+    pub tree: BTreeMap<String, String>,
+    /// sha256 → a path with that content.
+    by_sha: HashMap<String, String>,
+    pub repo: Repo,
+    sources: Vec<Box<dyn RoleSource>>,
+}
+
+impl Applied {
+    /// Parses and cross-checks every role and the top file of `commit`.
+    pub fn load(commit: Commit) -> Result<Applied, Vec<Diagnostic>> {
+        let top_text = commit.files.get(TOP_FILE).map(String::as_str).unwrap_or("");
+        let repo = match Repo::load(&commit.files) {
+            Ok(repo) => repo,
+            Err(mut diags) => {
+                // report bad targets too, in the same answer
+                if let Ok(top) = TopFile::parse(top_text, |_| true)
+                    && let Err(more) = TopRoles::new(top, top_text)
+                {
+                    diags.extend(more);
+                }
+                return Err(diags);
+            }
+        };
+        let top = TopRoles::new(repo.top.clone(), top_text)?;
+        let tree: BTreeMap<String, String> =
+            commit.files.iter().map(|(path, text)| (path.clone(), sha256_hex(text.as_bytes()))).collect();
+        let by_sha = tree.iter().map(|(path, sha)| (sha.clone(), path.clone())).collect();
+        Ok(Applied {
+            commit: commit.id,
+            files: commit.files,
+            tree,
+            by_sha,
+            repo,
+            sources: vec![Box::new(top)],
+        })
+    }
+
+    /// The first 12 digits of the commit id.
+    pub fn short(&self) -> &str {
+        short(&self.commit)
+    }
+
+    /// The content named `sha`, if this commit has it.
+    pub fn blob(&self, sha: &str) -> Option<&[u8]> {
+        self.by_sha.get(sha).and_then(|path| self.files.get(path)).map(String::as_bytes)
+    }
+
+    /// The roles of a minion: the union over every role source, sorted.
+    pub fn roles_for(&self, id: &str, grains: &Value) -> Vec<String> {
+        let mut roles = BTreeSet::new();
+        for source in &self.sources {
+            roles.extend(source.roles_for(id, grains));
+        }
+        roles.into_iter().collect()
+    }
+
+    /// Every role name of the commit.
+    pub fn role_names(&self) -> impl Iterator<Item = &String> {
+        self.repo.roles.keys()
+    }
+}
+
+pub fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(12)]
+}
+
+/// What one minion gets from a commit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Planned {
+    pub roles: Vec<String>,
+    /// Repo path → sha256: its role files, their state files, the sources its plan names.
+    pub files: BTreeMap<String, String>,
+    /// The roles whose peers it sees: the roles its roles `require`, and those its files
+    /// read from `peers` (see [`peer_reads`]).
+    pub view: BTreeSet<String>,
+    /// The peers it was rendered with (the roles of `view`).
+    pub peers: PeerMap,
+    /// The grains it was planned with (`grains_digest`).
+    pub grains_digest: String,
+}
+
+/// A digest of grains, to tell whether a minion's grains changed since it was planned.
+pub fn grains_digest(grains: &Value) -> String {
+    let sorted: BTreeMap<&String, &Value> =
+        grains.as_object().map(|m| m.iter().collect()).unwrap_or_default();
+    sha256_hex(serde_json::to_string(&sorted).unwrap_or_default().as_bytes())
+}
+
+fn render_peers(peers: &PeerMap) -> BTreeMap<String, Vec<render::Peer>> {
+    peers
+        .iter()
+        .map(|(role, list)| {
+            let list = list
+                .iter()
+                .map(|p| render::Peer {
+                    id: p.id.clone(),
+                    address: p.address.clone(),
+                    grains: p.grains.clone(),
+                })
+                .collect();
+            (role.clone(), list)
+        })
+        .collect()
+}
+
+/// Adds to `names` the roles `text` reads from `peers` as `peers.<name>` or
+/// `peers["<name>"]`; false if it uses `peers` any other way (`{% for r, m in peers %}`,
+/// `peers[var]`, or just the word), which then means every role.
+pub fn peer_reads(text: &str, names: &mut BTreeSet<String>) -> bool {
+    let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let bytes = text.as_bytes();
+    let mut from = 0;
+    while let Some(at) = text[from..].find("peers") {
+        let (start, end) = (from + at, from + at + "peers".len());
+        from = end;
+        if (start > 0 && ident(bytes[start - 1])) || bytes.get(end).is_some_and(|&b| ident(b)) {
+            continue; // part of another word
+        }
+        let rest = &text[end..];
+        if let Some(after) = rest.strip_prefix('.') {
+            let name: String = after.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            if name.is_empty() {
+                return false;
+            }
+            names.insert(name);
+            continue;
+        }
+        let quoted = rest.strip_prefix('[').map(str::trim_start).and_then(|inside| {
+            let quote = inside.chars().next().filter(|q| *q == '"' || *q == '\'')?;
+            let body = &inside[1..];
+            body.find(quote).map(|close| body[..close].to_string())
+        });
+        match quoted {
+            Some(name) => {
+                names.insert(name);
+            }
+            None => return false,
+        }
+    }
+    true
+}
+
+/// Plans one minion with the roles its role sources give it.
+pub fn plan_minion(
+    applied: &Applied,
+    id: &str,
+    grains: &Value,
+    table: &PeerMap,
+) -> Result<Planned, Vec<Diagnostic>> {
+    plan_roles(applied, id, grains, applied.roles_for(id, grains), table)
+}
+
+/// Plans one minion with `roles`: renders every state file and template source it would
+/// apply, with the peers of its view taken from `table`.
+///
+/// Its files decide its view (the roles whose members it is given, and whose changes re-plan
+/// and re-push it): the roles they read from `peers`, or every role if one uses `peers` in
+/// a way that names none (see [`peer_reads`]); a minion whose files never mention `peers`
+/// cannot render differently when they change. The roles its roles `require` are in every
+/// view, so the minion can tell when they have a member to wait for. A name that is no role
+/// is left out, so `peers.typo` fails to render here, with its file and line.
+pub fn plan_roles(
+    applied: &Applied,
+    id: &str,
+    grains: &Value,
+    roles: Vec<String>,
+    table: &PeerMap,
+) -> Result<Planned, Vec<Diagnostic>> {
+    let files = &applied.files;
+    let role_defs = applied.repo.roles_named(&roles)?;
+    let mut manifest = BTreeSet::new();
+    for role in &role_defs {
+        manifest.insert(role_path(&role.name));
+        manifest.extend(role.states.iter().map(|s| s.path()));
+    }
+    let mut view: BTreeSet<String> = role_defs.iter().flat_map(|r| r.requires.iter().cloned()).collect();
+    let widen = |view: &mut BTreeSet<String>, paths: &mut dyn Iterator<Item = &String>| {
+        let mut named = BTreeSet::new();
+        // once one file reads every role, the names read by the others do not matter
+        let every = paths.filter_map(|p| files.get(p)).any(|text| !peer_reads(text, &mut named));
+        let before = view.len();
+        if every {
+            view.extend(applied.role_names().cloned());
+        } else {
+            view.extend(named.into_iter().filter(|n| applied.repo.roles.contains_key(n)));
+        }
+        view.len() != before
+    };
+    widen(&mut view, &mut manifest.iter());
+    let grains_map: Map<String, Value> = grains.as_object().cloned().unwrap_or_default();
+    let context = |view: &BTreeSet<String>| {
+        let minion = render::Minion {
+            id: id.to_string(),
+            grains: grains_map.clone(),
+            pillar: Map::new(),
+            peers: render_peers(&peers::view_of(table, view)),
+        };
+        Context::new(&minion, &role_defs)
+    };
+    let mut ctx = context(&view);
+    let plan = render::plan(files, &role_defs, &ctx)?;
+    let sources: Vec<String> = plan.sources().into_iter().map(String::from).collect();
+    // the state files did not read these peers (or the plan would differ): only the sources do
+    if widen(&mut view, &mut sources.iter()) {
+        ctx = context(&view);
+    }
+    render::check_sources(&plan, files, &ctx)?;
+    manifest.extend(sources);
+    let files = manifest
+        .into_iter()
+        .map(|path| {
+            let sha = applied.tree.get(&path).cloned().unwrap_or_default();
+            (path, sha)
+        })
+        .collect();
+    Ok(Planned {
+        roles,
+        files,
+        peers: peers::view_of(table, &view),
+        view,
+        grains_digest: grains_digest(grains),
+    })
+}
+
+/// One accepted minion, as a `roles apply` or `roles diff` sees it.
+#[derive(Clone, Debug)]
+pub struct MinionInput {
+    pub id: MinionId,
+    /// Its last grains (`{}` if it never connected).
+    pub grains: Value,
+    /// The roles it serves now (see [`crate::peers`]); only those it keeps count as peers.
+    pub serving: BTreeSet<String>,
+}
+
+/// Plans every minion for `applied`, peers included: a role's members are the minions that
+/// serve it now and keep it. Every problem of every minion, or every plan.
+pub fn plan_all(
+    applied: &Applied,
+    minions: &[MinionInput],
+) -> Result<BTreeMap<MinionId, Planned>, Vec<(Diagnostic, MinionId)>> {
+    let roles: Vec<Vec<String>> =
+        minions.iter().map(|m| applied.roles_for(m.id.as_str(), &m.grains)).collect();
+    let members: Vec<Member> = minions
+        .iter()
+        .zip(&roles)
+        .map(|(m, roles)| Member {
+            id: m.id.as_str(),
+            grains: &m.grains,
+            roles,
+            serving: roles.iter().filter(|r| m.serving.contains(*r)).map(String::as_str).collect(),
+        })
+        .collect();
+    let table = peers::table(applied.role_names(), &members);
+    let mut planned = BTreeMap::new();
+    let mut problems = Vec::new();
+    for (m, roles) in minions.iter().zip(roles) {
+        match plan_roles(applied, m.id.as_str(), &m.grains, roles, &table) {
+            Ok(p) => {
+                planned.insert(m.id.clone(), p);
+            }
+            Err(diags) => problems.extend(diags.into_iter().map(|d| (d, m.id.clone()))),
+        }
+    }
+    if problems.is_empty() { Ok(planned) } else { Err(problems) }
+}
+
+/// The most diagnostics one refusal lists.
+const MAX_LISTED: usize = 200;
+
+/// The lines of a refusal: each distinct problem once, in file order, naming the minion it
+/// was found rendering for (and how many more). Also returns how many distinct problems.
+pub fn refusal_lines(problems: Vec<(Diagnostic, Option<MinionId>)>) -> (usize, Vec<String>) {
+    let mut grouped: BTreeMap<Diagnostic, Vec<MinionId>> = BTreeMap::new();
+    for (diag, minion) in problems {
+        let ids = grouped.entry(diag).or_default();
+        ids.extend(minion);
+    }
+    let count = grouped.len();
+    let mut lines: Vec<String> = grouped
+        .into_iter()
+        .take(MAX_LISTED)
+        .map(|(diag, mut ids)| {
+            ids.sort();
+            ids.dedup();
+            match ids.as_slice() {
+                [] => diag.to_string(),
+                [one] => format!("{diag} (rendering for {one})"),
+                [first, rest @ ..] => format!("{diag} (rendering for {first} and {} more)", rest.len()),
+            }
+        })
+        .collect();
+    if count > MAX_LISTED {
+        lines.push(format!("... and {} more", count - MAX_LISTED));
+    }
+    (count, lines)
+}
+
+/// What changes for one minion from `old` (roles, manifest) to `new`; `None` if nothing.
+pub fn diff(
+    id: &str,
+    old: Option<(&[String], &BTreeMap<String, String>)>,
+    new: (&[String], &BTreeMap<String, String>),
+) -> Option<MinionDiff> {
+    let empty = BTreeMap::new();
+    let (old_roles, old_files) = old.unwrap_or((&[], &empty));
+    let (new_roles, new_files) = new;
+    let d = MinionDiff {
+        id: id.to_string(),
+        roles_added: new_roles.iter().filter(|r| !old_roles.contains(r)).cloned().collect(),
+        roles_removed: old_roles.iter().filter(|r| !new_roles.contains(r)).cloned().collect(),
+        files_changed: new_files
+            .iter()
+            .filter(|(path, sha)| old_files.get(*path).is_some_and(|old| old != *sha))
+            .map(|(path, _)| path.clone())
+            .collect(),
+        files_added: new_files.keys().filter(|path| !old_files.contains_key(*path)).cloned().collect(),
+        files_removed: old_files.keys().filter(|path| !new_files.contains_key(*path)).cloned().collect(),
+    };
+    let same = d.roles_added.is_empty()
+        && d.roles_removed.is_empty()
+        && d.files_changed.is_empty()
+        && d.files_added.is_empty()
+        && d.files_removed.is_empty();
+    (!same).then_some(d)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use serde_json::json;
+
+    pub fn commit(files: &[(&str, &str)]) -> Commit {
+        Commit {
+            id: "c0ffee".repeat(7)[..40].to_string(),
+            files: files.iter().map(|(p, t)| (p.to_string(), t.to_string())).collect(),
+        }
+    }
+
+    pub fn input(id: &str, grains: Value) -> MinionInput {
+        MinionInput { id: MinionId::new(id).unwrap(), grains, serving: BTreeSet::new() }
+    }
+
+    /// A small cloud: a datastore, workers that find it through peers, a web UI.
+    pub const CLOUD: &[(&str, &str)] = &[
+        (
+            "roles/top.yaml",
+            "'web-*': [webui]\n'G@os_family:debian and db-*': [datastore]\n'L@w1,w2': [worker]\n",
+        ),
+        ("roles/webui.yaml", "states: [web.ui]\n"),
+        ("roles/datastore.yaml", "states: [db.server]\npillar: {password: s3cret}\n"),
+        ("roles/worker.yaml", "states: [coins.worker]\nrequires: [datastore]\n"),
+        ("roles/unused.yaml", "states: [web.ui]\n"),
+        (
+            "states/web/ui.yaml",
+            "ui:\n  file.managed:\n    - name: /etc/ui.conf\n    - source: web/ui.conf\n    - template: tera\n",
+        ),
+        ("states/web/ui.conf", "listen = {{ grains.ipv4 | first }}\n"),
+        ("states/web/unused.conf", "not named by any plan\n"),
+        (
+            "states/db/server.yaml",
+            "db:\n  file.managed:\n    - name: /etc/db.conf\n    - contents: \"{{ pillar.password }}\"\n",
+        ),
+        (
+            "states/coins/worker.yaml",
+            "cfg:\n  file.managed:\n    - name: /etc/worker.toml\n    - source: coins/worker.toml\n    - template: tera\n",
+        ),
+        ("states/coins/worker.toml", "{% for p in peers.datastore %}db = \"{{ p.address }}\"\n{% endfor %}"),
+    ];
+
+    fn minions() -> Vec<MinionInput> {
+        vec![
+            input("web-1", json!({"ipv4": ["10.0.0.1"], "os_family": "Debian"})),
+            input("db-1", json!({"ipv4": ["10.0.0.2"], "os_family": "Debian"})),
+            input("db-2", json!({"ipv4": ["10.0.0.3"], "os_family": "RedHat"})),
+            input("w1", json!({})),
+            input("other", json!({})),
+        ]
+    }
+
+    #[test]
+    fn top_file_targets_give_roles_glob_and_compound_with_grains() {
+        let applied = Applied::load(commit(CLOUD)).unwrap();
+        let roles = |id: &str, grains: Value| applied.roles_for(id, &grains);
+        assert_eq!(roles("web-1", json!({})), ["webui"]);
+        assert_eq!(roles("db-1", json!({"os_family": "Debian"})), ["datastore"]);
+        assert!(roles("db-2", json!({"os_family": "RedHat"})).is_empty(), "grain does not match");
+        assert!(roles("db-3", json!({})).is_empty(), "no grains, no grain match");
+        assert_eq!(roles("w1", json!({})), ["worker"]);
+        assert!(roles("other", json!({})).is_empty());
+        let both = Applied::load(commit(&[
+            ("roles/top.yaml", "'*': [a]\n'x*': [b, a]\n"),
+            ("roles/a.yaml", ""),
+            ("roles/b.yaml", ""),
+        ]))
+        .unwrap();
+        assert_eq!(both.roles_for("x1", &json!({})), ["a", "b"], "union of every matching entry");
+    }
+
+    #[test]
+    fn a_bad_target_is_a_diagnostic_on_its_line() {
+        let err = Applied::load(commit(&[
+            ("roles/top.yaml", "'web-*': [a]\n'G@os and (x': [a]\n"),
+            ("roles/a.yaml", ""),
+        ]))
+        .err()
+        .unwrap();
+        assert_eq!(err.len(), 1, "{err:?}");
+        assert!(err[0].to_string().starts_with("roles/top.yaml:2:2: bad target `G@os and (x`"), "{}", err[0]);
+    }
+
+    #[test]
+    fn manifest_is_role_files_state_files_and_named_sources_only() {
+        let applied = Applied::load(commit(CLOUD)).unwrap();
+        let planned = plan_all(&applied, &minions()).unwrap();
+        let paths = |id: &str| planned[&MinionId::new(id).unwrap()].files.keys().cloned().collect::<Vec<_>>();
+        assert_eq!(paths("web-1"), ["roles/webui.yaml", "states/web/ui.conf", "states/web/ui.yaml"]);
+        assert_eq!(paths("db-1"), ["roles/datastore.yaml", "states/db/server.yaml"]);
+        assert_eq!(
+            paths("w1"),
+            ["roles/worker.yaml", "states/coins/worker.toml", "states/coins/worker.yaml"]
+        );
+        assert!(paths("db-2").is_empty() && paths("other").is_empty());
+        let web = &planned[&MinionId::new("web-1").unwrap()];
+        assert_eq!(web.files["states/web/ui.conf"], sha256_hex(b"listen = {{ grains.ipv4 | first }}\n"));
+        assert!(web.view.is_empty(), "no peers in its files, no requires");
+        let worker = &planned[&MinionId::new("w1").unwrap()];
+        assert_eq!(worker.view.iter().collect::<Vec<_>>(), ["datastore"], "what it requires and reads");
+        assert!(worker.peers["datastore"].is_empty(), "no member serves yet");
+    }
+
+    #[test]
+    fn peers_at_apply_are_the_members_that_serve_and_keep_their_role() {
+        let applied = Applied::load(commit(CLOUD)).unwrap();
+        let mut ms = minions();
+        ms[1].serving = ["datastore".to_string()].into(); // db-1 serves
+        ms[2].serving = ["datastore".to_string()].into(); // db-2 did, but loses the role
+        let planned = plan_all(&applied, &ms).unwrap();
+        let worker = &planned[&MinionId::new("w1").unwrap()];
+        let ids: Vec<&str> = worker.peers["datastore"].iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(ids, ["db-1"]);
+        assert_eq!(worker.peers["datastore"][0].address, "10.0.0.2");
+    }
+
+    #[test]
+    fn broken_files_give_diagnostics_with_file_and_line() {
+        let mut files: Vec<(&str, &str)> = CLOUD.to_vec();
+        files.push(("states/db/server.yaml", "db:\n  file.managed:\n    - name: {{ pillar.nope }}\n"));
+        let applied = Applied::load(commit(&files)).unwrap();
+        let problems = plan_all(&applied, &minions()).unwrap_err();
+        let (count, lines) = refusal_lines(problems.into_iter().map(|(d, m)| (d, Some(m))).collect());
+        assert_eq!(count, 1);
+        assert!(lines[0].starts_with("states/db/server.yaml:3:"), "{lines:?}");
+        assert!(lines[0].ends_with("(rendering for db-1)"), "{lines:?}");
+
+        let bad_yaml = Applied::load(commit(&[("roles/a.yaml", "states: [x\n")])).err().unwrap();
+        assert!(bad_yaml[0].to_string().starts_with("roles/a.yaml:"), "{bad_yaml:?}");
+        assert!(bad_yaml[0].line > 0, "{bad_yaml:?}");
+    }
+
+    #[test]
+    fn peer_reads_by_name_or_every_role() {
+        let reads = |text: &str| {
+            let mut names = BTreeSet::new();
+            peer_reads(text, &mut names).then(|| names.into_iter().collect::<Vec<_>>())
+        };
+        assert_eq!(reads("no mention"), Some(vec![]));
+        assert_eq!(
+            reads("{% for p in peers.db %}{{ peers['web-ui'][0].address }}{{ peers[ \"x\" ] }}"),
+            Some(vec!["db".into(), "web-ui".into(), "x".into()])
+        );
+        assert_eq!(reads("mypeers.a peership"), Some(vec![]), "other words");
+        assert_eq!(reads("{% for role, members in peers %}"), None);
+        assert_eq!(reads("{{ peers[pillar.role] }}"), None);
+        assert_eq!(reads("description: finds its peers"), None);
+        assert_eq!(reads("{{ peers.db }} {{ peers | json }}"), None);
+    }
+
+    #[test]
+    fn a_source_reading_every_peer_widens_the_view_to_every_role() {
+        let mut files: Vec<(&str, &str)> = CLOUD.to_vec();
+        files.push(("states/coins/worker.toml", "{% for role, members in peers %}{{ role }}\n{% endfor %}"));
+        let applied = Applied::load(commit(&files)).unwrap();
+        let planned = plan_all(&applied, &minions()).unwrap();
+        let worker = &planned[&MinionId::new("w1").unwrap()];
+        assert_eq!(worker.view.iter().collect::<Vec<_>>(), ["datastore", "unused", "webui", "worker"]);
+        let mut typo: Vec<(&str, &str)> = CLOUD.to_vec();
+        typo.push(("states/coins/worker.toml", "{{ peers.datastor }}"));
+        let applied = Applied::load(commit(&typo)).unwrap();
+        let problems = plan_all(&applied, &minions()).unwrap_err();
+        assert!(problems[0].0.to_string().starts_with("states/coins/worker.toml:1:"), "{problems:?}");
+    }
+
+    #[test]
+    fn diffs_name_roles_and_files() {
+        let old_files: BTreeMap<String, String> =
+            [("a".into(), "1".into()), ("b".into(), "2".into()), ("c".into(), "3".into())].into();
+        let new_files: BTreeMap<String, String> =
+            [("a".into(), "1".into()), ("b".into(), "9".into()), ("d".into(), "4".into())].into();
+        let old_roles = vec!["x".to_string(), "y".to_string()];
+        let new_roles = vec!["y".to_string(), "z".to_string()];
+        let d = diff("m", Some((&old_roles, &old_files)), (&new_roles, &new_files)).unwrap();
+        assert_eq!(
+            d,
+            MinionDiff {
+                id: "m".into(),
+                roles_added: vec!["z".into()],
+                roles_removed: vec!["x".into()],
+                files_changed: vec!["b".into()],
+                files_added: vec!["d".into()],
+                files_removed: vec!["c".into()],
+            }
+        );
+        assert_eq!(diff("m", Some((&new_roles, &new_files)), (&new_roles, &new_files)), None);
+        assert_eq!(diff("m", None, (&[], &BTreeMap::new())), None, "nothing to nothing");
+    }
+}
