@@ -8,6 +8,9 @@
 //! - [`functions`]: the functions jobs call (`test.*`, `cmd.run`, `grains.*`, `sys.*`).
 //! - [`grains`]: the facts the minion reports.
 //! - [`daemons`]: the `Daemons` trait, the seam between the state engine and the supervisor.
+//! - [`supervisor`]: starts, restarts (with backoff), health-checks and stops the daemons.
+//! - [`reaper`]: reaps orphans (PID 1 or child subreaper); every child is spawned through it.
+//! - [`runas`]: running a child as another user (`user:`, `runas=`).
 //! - [`state`]: the state engine: applies a rendered plan, Salt's way ([`state::apply`]).
 //! - [`backoff`]: jittered exponential backoff.
 //! - [`error`]: the error [`run`] can end with.
@@ -20,8 +23,11 @@ pub mod functions;
 pub mod grains;
 pub mod outbox;
 pub mod pki;
+pub mod reaper;
+pub mod runas;
 pub mod session;
 pub mod state;
+pub mod supervisor;
 pub mod transport;
 
 pub use config::{Cli, Config};

@@ -27,6 +27,13 @@ fn main() -> ExitCode {
     let fmt = tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(std::io::stderr);
     tracing_subscriber::registry().with(fmt).with(filter).init();
 
+    // before any child exists: PID 1 reaps the container's orphans; elsewhere the minion
+    // becomes a child subreaper so its daemons' orphans come back to it (see `reaper`)
+    match minion::reaper::install() {
+        Ok(role) => minion::reaper::log_role(role),
+        Err(e) => tracing::warn!(cause = %e, "orphans of daemons will not be reaped by the minion"),
+    }
+
     match serve(cli.into_config()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -3,6 +3,9 @@
 //! The arguments are the argv; a single string is split like a shell would split words
 //! (no expansion). `shell=true` runs `/bin/sh -c "<the arguments joined>"` instead. The
 //! program gets its own process group, so a timeout kills everything it started.
+//! `runas=USER` runs it as that user (with the user's groups, `HOME`, `USER`, `LOGNAME`,
+//! `SHELL`); only a minion running as root can do that. Children are started through
+//! [`reaper::spawn`], so the reaper never takes their exit status.
 
 use std::io;
 use std::os::unix::process::ExitStatusExt;
@@ -18,10 +21,12 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use wire::msg::MAX_OUTPUT;
 
 use super::{BoxFuture, Call, Outcome, arity, boolean, known_kwargs, scalar_string, seconds};
+use crate::reaper;
+use crate::runas::Account;
 
 const USAGE: &str = "cmd.run <command line> | cmd.run <program> <arg>... \
-                     [shell=true] [cwd=DIR] [env={K: V}] [timeout=SECS] [stdin=TEXT]";
-const KWARGS: &[&str] = &["shell", "cwd", "env", "timeout", "stdin"];
+                     [shell=true] [cwd=DIR] [env={K: V}] [timeout=SECS] [stdin=TEXT] [runas=USER]";
+const KWARGS: &[&str] = &["shell", "cwd", "env", "timeout", "stdin", "runas"];
 
 /// The retcode of a command killed on timeout, as timeout(1) reports it.
 pub const TIMEOUT_RETCODE: i32 = 124;
@@ -37,6 +42,7 @@ struct Spec {
     env: Vec<(String, String)>,
     timeout: Option<Duration>,
     stdin: Option<String>,
+    runas: Option<Account>,
 }
 
 pub fn run(call: Call) -> BoxFuture {
@@ -125,23 +131,37 @@ impl Spec {
             Some(Value::String(s)) => Some(s.clone()),
             Some(v) => return Err(fail(format!("stdin= expects a string, got {v}"))),
         };
-        Ok(Self { argv, cwd, env, timeout, stdin })
+        let runas = match kw.get("runas") {
+            None => None,
+            Some(Value::String(user)) if !user.is_empty() => {
+                let account = Account::lookup(user).and_then(|a| a.check().map(|()| a));
+                Some(account.map_err(|e| fail(format!("runas={user}: {e}")))?)
+            }
+            Some(v) => return Err(fail(format!("runas= expects a user name, got {v}"))),
+        };
+        Ok(Self { argv, cwd, env, timeout, stdin, runas })
     }
 
     async fn run(self) -> Outcome {
         let program = &self.argv[0];
         let mut cmd = tokio::process::Command::new(program);
         cmd.args(&self.argv[1..])
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(if self.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
+        if let Some(account) = &self.runas {
+            // the user's HOME etc. first, so that env= can still override them
+            if let Err(e) = account.apply(cmd.as_std_mut()) {
+                return Outcome::fail(format!("cmd.run: {e}"));
+            }
+        }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         if let Some(dir) = &self.cwd {
             cmd.current_dir(dir);
         }
-        let mut child = match cmd.spawn() {
+        let mut child = match reaper::spawn(&mut cmd) {
             Ok(child) => child,
             Err(e) => return spawn_failure(program, &e),
         };
@@ -408,6 +428,29 @@ mod tests {
                 fields.len() > 2 && fields[0] != "Z" && fields[2].parse::<i64>().ok() == Some(pgid)
             })
             .count()
+    }
+
+    #[tokio::test]
+    async fn runas_switches_user() {
+        let o = run("cmd.run", vec![json!("id -un")], &[("runas", json!("no-such-user-drover"))]).await;
+        assert_eq!(
+            o.ret,
+            json!(format!(
+                "cmd.run: runas=no-such-user-drover: no user named 'no-such-user-drover' on this minion; usage: {USAGE}"
+            ))
+        );
+        let o = run(
+            "cmd.run",
+            vec![json!("echo $(id -un) $HOME $X")],
+            &[("runas", json!("nobody")), ("shell", json!(true)), ("env", json!({"X": "x"}))],
+        )
+        .await;
+        if nix::unistd::geteuid().is_root() {
+            let home = Account::lookup("nobody").unwrap().home;
+            assert_eq!(o.ret["stdout"], json!(format!("nobody {} x", home.display())), "{o:?}");
+        } else {
+            assert!(o.ret.as_str().unwrap().contains("switching users needs root"), "{o:?}");
+        }
     }
 
     #[tokio::test]

@@ -1,10 +1,11 @@
-//! The functions a job can call, one module per function module (`test.*`, `cmd.*`, ...),
-//! and the registry that maps a function's name to its handler.
+//! The functions a job can call, one module per function module (`test.*`, `cmd.*`,
+//! `daemon.*`, ...), and the registry that maps a function's name to its handler.
 //!
 //! A handler never panics and never fails with an error type: whatever goes wrong becomes
 //! an [`Outcome`] with `success: false` and a message saying what was expected.
 
 mod cmd;
+mod daemon;
 mod grains;
 mod sys;
 mod test;
@@ -18,6 +19,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use wire::msg::Grains;
+
+pub use daemon::set_supervisor;
 
 /// One call of a function: its arguments and what the minion knows.
 #[derive(Clone, Debug)]
@@ -59,6 +62,10 @@ enum Handler {
 /// Every function, by name; `sys.list_functions` lists these.
 const FUNCTIONS: &[(&str, Handler)] = &[
     ("cmd.run", Handler::Later(cmd::run)),
+    ("daemon.list", Handler::Later(daemon::run)),
+    ("daemon.logs", Handler::Later(daemon::run)),
+    ("daemon.restart", Handler::Later(daemon::run)),
+    ("daemon.status", Handler::Later(daemon::run)),
     ("grains.get", Handler::Now(grains::get)),
     ("grains.items", Handler::Now(grains::items)),
     ("sys.list_functions", Handler::Now(sys::list_functions)),

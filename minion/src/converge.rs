@@ -1,0 +1,317 @@
+//! The converger: the one owner of this minion's role assignment. It fetches the files an
+//! assignment names (by sha256, cached under `DIR/cache/`), renders them with the pure
+//! `render` crate, applies the plan with the state engine against the supervisor, and
+//! reports the outcome to the master.
+//!
+//! It is fed by messages and handles them one at a time, so applies never overlap: an
+//! assignment pushed while one is applied waits for it, and `state.apply` from a job
+//! queues behind both. Messages for the master go out through the session's channel.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+use wire::msg::{Grains, sha256_hex};
+use wire::{Assignment, Blob, Converged, ToMaster};
+
+use crate::daemons::Daemons;
+use crate::functions::Outcome;
+use crate::state::{self, ApplyOptions};
+
+/// What a job asks of the converger.
+#[derive(Clone, Debug, Default)]
+pub struct ApplyRequest {
+    /// State files (`a.b`) or state ids to apply; empty: everything the roles ask for.
+    pub only: Vec<String>,
+    pub test: bool,
+}
+
+enum Msg {
+    Assign(Assignment),
+    Files { blobs: Vec<Blob>, missing: Vec<String> },
+    Apply(ApplyRequest, oneshot::Sender<Outcome>),
+    Roles(oneshot::Sender<Value>),
+}
+
+/// A handle on the converger task. Cheap to clone.
+#[derive(Clone)]
+pub struct Converger {
+    tx: mpsc::UnboundedSender<Msg>,
+}
+
+impl Converger {
+    /// Starts the converger. `to_master` carries `Fetch` and `Converged` messages.
+    pub fn start<D: Daemons + Send + Sync + 'static>(
+        id: String,
+        grains: Arc<Grains>,
+        cache_dir: PathBuf,
+        daemons: D,
+        to_master: mpsc::UnboundedSender<ToMaster>,
+    ) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let owner = Owner { id, grains, cache_dir, daemons, to_master, current: None, fetching: None };
+        tokio::spawn(owner.run(rx));
+        Self { tx }
+    }
+
+    pub fn assign(&self, a: Assignment) {
+        let _ = self.tx.send(Msg::Assign(a));
+    }
+
+    pub fn files(&self, blobs: Vec<Blob>, missing: Vec<String>) {
+        let _ = self.tx.send(Msg::Files { blobs, missing });
+    }
+
+    /// `state.apply` / `state.highstate`.
+    pub async fn apply(&self, req: ApplyRequest) -> Outcome {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Msg::Apply(req, tx)).is_err() {
+            return Outcome::fail("the minion is stopping");
+        }
+        rx.await.unwrap_or_else(|_| Outcome::fail("the minion is stopping"))
+    }
+
+    /// `role.list`: the roles, commit and serial of the current assignment.
+    pub async fn roles(&self) -> Value {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Msg::Roles(tx)).is_err() {
+            return Value::Null;
+        }
+        rx.await.unwrap_or(Value::Null)
+    }
+}
+
+struct Owner<D> {
+    id: String,
+    grains: Arc<Grains>,
+    cache_dir: PathBuf,
+    daemons: D,
+    to_master: mpsc::UnboundedSender<ToMaster>,
+    /// The assignment last applied (or being fetched for).
+    current: Option<Assignment>,
+    /// An assignment waiting for files from the master.
+    fetching: Option<Assignment>,
+}
+
+/// Everything needed to apply an assignment, made from the cached files.
+struct Prepared {
+    plan: render::Plan,
+    files: render::Files,
+    ctx: render::Context,
+    /// Roles named in `requires` with no converged member yet.
+    waiting: Vec<String>,
+}
+
+impl<D: Daemons + Send + Sync + 'static> Owner<D> {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
+        while let Some(msg) = rx.recv().await {
+            match msg {
+                Msg::Assign(a) => self.on_assign(a).await,
+                Msg::Files { blobs, missing } => self.on_files(blobs, missing).await,
+                Msg::Apply(req, reply) => {
+                    let _ = reply.send(self.on_apply(req).await);
+                }
+                Msg::Roles(reply) => {
+                    let _ = reply.send(match &self.current {
+                        Some(a) => json!({"roles": a.roles, "commit": a.commit, "serial": a.serial}),
+                        None => json!({"roles": [], "commit": null, "serial": 0}),
+                    });
+                }
+            }
+        }
+    }
+
+    fn cached(&self, sha: &str) -> PathBuf {
+        self.cache_dir.join(sha)
+    }
+
+    fn missing(&self, a: &Assignment) -> Vec<String> {
+        let set: BTreeSet<&String> = a.files.values().filter(|sha| !self.cached(sha).exists()).collect();
+        set.into_iter().cloned().collect()
+    }
+
+    async fn on_assign(&mut self, a: Assignment) {
+        info!(commit = %short(&a.commit), serial = a.serial, roles = ?a.roles, "assignment received");
+        let missing = self.missing(&a);
+        if missing.is_empty() {
+            self.fetching = None;
+            self.converge(a).await;
+        } else {
+            debug!(count = missing.len(), "fetching files from the master");
+            let _ = self.to_master.send(ToMaster::Fetch { sha256: missing });
+            self.fetching = Some(a);
+        }
+    }
+
+    async fn on_files(&mut self, blobs: Vec<Blob>, refused: Vec<String>) {
+        if let Err(e) = fs::create_dir_all(&self.cache_dir) {
+            warn!(dir = %self.cache_dir.display(), cause = %e, "cannot create the file cache");
+        }
+        for blob in blobs {
+            if sha256_hex(&blob.data) != blob.sha256 {
+                warn!(sha256 = %blob.sha256, "dropped a file whose content does not match its hash");
+                continue;
+            }
+            let path = self.cached(&blob.sha256);
+            if let Err(e) = wire::keys::write_atomic(&path, &blob.data) {
+                warn!(path = %path.display(), cause = %e, "cannot cache a file");
+            }
+        }
+        let Some(a) = self.fetching.take() else { return };
+        if !refused.is_empty() {
+            let comment = format!("the master did not serve {} file(s) of commit {}", refused.len(), short(&a.commit));
+            self.report(&a, false, Vec::new(), 0, Vec::new(), comment);
+            self.current = Some(a);
+            return;
+        }
+        if self.missing(&a).is_empty() {
+            self.converge(a).await;
+        } else {
+            self.fetching = Some(a);
+        }
+    }
+
+    /// Reads the cached files of `a` and plans them.
+    fn prepare(&self, a: &Assignment) -> Result<Prepared, String> {
+        let mut files = render::Files::new();
+        for (path, sha) in &a.files {
+            let bytes = fs::read(self.cached(sha)).map_err(|e| format!("{path}: cannot read the cached copy: {e}"))?;
+            let text = String::from_utf8(bytes).map_err(|_| format!("{path}: not UTF-8"))?;
+            files.insert(path.clone(), text);
+        }
+        let mut roles = Vec::new();
+        for name in &a.roles {
+            let path = render::role_path(name);
+            let text = files.get(&path).ok_or_else(|| format!("{path} is not in the assignment"))?;
+            roles.push(render::Role::parse(name, text).map_err(diagnostics)?);
+        }
+        let minion = render::Minion {
+            id: self.id.clone(),
+            grains: self.grains.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            pillar: a.pillar.clone(),
+            peers: a
+                .peers
+                .iter()
+                .map(|(role, peers)| {
+                    let peers = peers
+                        .iter()
+                        .map(|p| render::Peer { id: p.id.clone(), address: p.address.clone(), grains: p.grains.clone() })
+                        .collect();
+                    (role.clone(), peers)
+                })
+                .collect(),
+        };
+        let ctx = render::Context::new(&minion, &roles);
+        let plan = render::plan(&files, &roles, &ctx).map_err(diagnostics)?;
+        let mut waiting: Vec<String> = roles
+            .iter()
+            .flat_map(|r| r.requires.iter())
+            .filter(|req| a.peers.get(*req).is_none_or(Vec::is_empty))
+            .cloned()
+            .collect();
+        waiting.sort();
+        waiting.dedup();
+        Ok(Prepared { plan, files, ctx, waiting })
+    }
+
+    /// Applies an assignment in full and reports to the master.
+    async fn converge(&mut self, a: Assignment) {
+        let outcome = match self.prepare(&a) {
+            Ok(p) => {
+                let opts = ApplyOptions {
+                    test: false,
+                    only: None,
+                    hold_daemons: !p.waiting.is_empty(),
+                    hold_reason: p.waiting.iter().map(|r| format!("role {r}")).collect::<Vec<_>>().join(", "),
+                };
+                let applied = state::apply(&p.plan, &p.files, &p.ctx, &opts, &self.daemons).await;
+                let comment = if let Some(first) = applied.results.iter().find(|r| r.result == Some(false)) {
+                    format!("{}: {}", first.id, first.comment)
+                } else if !p.waiting.is_empty() {
+                    format!("daemons wait for {}", opts.hold_reason)
+                } else {
+                    String::new()
+                };
+                if !applied.stopped.is_empty() {
+                    info!(stopped = ?applied.stopped, "stopped daemons no state asks for");
+                }
+                Some((applied.failed.is_empty(), applied.failed, applied.changed, p.waiting, comment))
+            }
+            Err(e) => {
+                warn!(commit = %short(&a.commit), error = %e, "cannot plan the assignment");
+                Some((false, Vec::new(), 0, Vec::new(), e))
+            }
+        };
+        if let Some((ok, failed, changed, waiting, comment)) = outcome {
+            info!(commit = %short(&a.commit), ok, changed, failed = ?failed, waiting = ?waiting, "converged");
+            self.report(&a, ok, failed, changed, waiting, comment);
+        }
+        self.current = Some(a);
+    }
+
+    fn report(&self, a: &Assignment, result: bool, failed: Vec<String>, changed: usize, waiting: Vec<String>, comment: String) {
+        let _ = self.to_master.send(ToMaster::Converged(Converged {
+            commit: a.commit.clone(),
+            serial: a.serial,
+            result,
+            failed,
+            changed,
+            waiting,
+            comment,
+        }));
+    }
+
+    /// `state.apply [ids] [test=true]` on the current assignment.
+    async fn on_apply(&mut self, req: ApplyRequest) -> Outcome {
+        let Some(a) = self.current.clone() else {
+            return Outcome::fail("no roles are assigned to this minion yet (run 'drover roles apply' on the master)");
+        };
+        if !self.missing(&a).is_empty() {
+            return Outcome::fail("the files of the current assignment are still being fetched; try again");
+        }
+        let p = match self.prepare(&a) {
+            Ok(p) => p,
+            Err(e) => return Outcome::fail(e),
+        };
+        // `ids` may name state files (`a.b`, as Salt's state.apply names SLS files) or states
+        let only = (!req.only.is_empty()).then(|| {
+            let mut ids = Vec::new();
+            for want in &req.only {
+                let by_file: Vec<String> =
+                    p.plan.resources.iter().filter(|r| r.state.to_string() == *want).map(|r| r.id.clone()).collect();
+                if by_file.is_empty() { ids.push(want.clone()) } else { ids.extend(by_file) }
+            }
+            ids
+        });
+        let opts = ApplyOptions {
+            test: req.test,
+            only,
+            hold_daemons: !p.waiting.is_empty(),
+            hold_reason: p.waiting.iter().map(|r| format!("role {r}")).collect::<Vec<_>>().join(", "),
+        };
+        let applied = state::apply(&p.plan, &p.files, &p.ctx, &opts, &self.daemons).await;
+        if !applied.unknown.is_empty() {
+            return Outcome::fail(format!(
+                "no state file or state named {} in this minion's roles ({})",
+                applied.unknown.join(", "),
+                a.roles.join(", ")
+            ));
+        }
+        let success = applied.success();
+        let ret = applied.to_return();
+        if success { Outcome::ok(ret) } else { Outcome { success: false, retcode: 1, ret } }
+    }
+}
+
+fn diagnostics(d: Vec<render::Diagnostic>) -> String {
+    d.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
+fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(7)]
+}
+
