@@ -163,7 +163,8 @@ impl<D: Daemons + Send + Sync + 'static> Owner<D> {
         }
         let Some(a) = self.fetching.take() else { return };
         if !refused.is_empty() {
-            let comment = format!("the master did not serve {} file(s) of commit {}", refused.len(), short(&a.commit));
+            let comment =
+                format!("the master did not serve {} file(s) of commit {}", refused.len(), short(&a.commit));
             self.report(&a, false, Vec::new(), 0, Vec::new(), comment);
             self.current = Some(a);
             return;
@@ -179,7 +180,8 @@ impl<D: Daemons + Send + Sync + 'static> Owner<D> {
     fn prepare(&self, a: &Assignment) -> Result<Prepared, String> {
         let mut files = render::Files::new();
         for (path, sha) in &a.files {
-            let bytes = fs::read(self.cached(sha)).map_err(|e| format!("{path}: cannot read the cached copy: {e}"))?;
+            let bytes = fs::read(self.cached(sha))
+                .map_err(|e| format!("{path}: cannot read the cached copy: {e}"))?;
             let text = String::from_utf8(bytes).map_err(|_| format!("{path}: not UTF-8"))?;
             files.insert(path.clone(), text);
         }
@@ -199,7 +201,11 @@ impl<D: Daemons + Send + Sync + 'static> Owner<D> {
                 .map(|(role, peers)| {
                     let peers = peers
                         .iter()
-                        .map(|p| render::Peer { id: p.id.clone(), address: p.address.clone(), grains: p.grains.clone() })
+                        .map(|p| render::Peer {
+                            id: p.id.clone(),
+                            address: p.address.clone(),
+                            grains: p.grains.clone(),
+                        })
                         .collect();
                     (role.clone(), peers)
                 })
@@ -253,7 +259,15 @@ impl<D: Daemons + Send + Sync + 'static> Owner<D> {
         self.current = Some(a);
     }
 
-    fn report(&self, a: &Assignment, result: bool, failed: Vec<String>, changed: usize, waiting: Vec<String>, comment: String) {
+    fn report(
+        &self,
+        a: &Assignment,
+        result: bool,
+        failed: Vec<String>,
+        changed: usize,
+        waiting: Vec<String>,
+        comment: String,
+    ) {
         let _ = self.to_master.send(ToMaster::Converged(Converged {
             commit: a.commit.clone(),
             serial: a.serial,
@@ -268,7 +282,9 @@ impl<D: Daemons + Send + Sync + 'static> Owner<D> {
     /// `state.apply [ids] [test=true]` on the current assignment.
     async fn on_apply(&mut self, req: ApplyRequest) -> Outcome {
         let Some(a) = self.current.clone() else {
-            return Outcome::fail("no roles are assigned to this minion yet (run 'drover roles apply' on the master)");
+            return Outcome::fail(
+                "no roles are assigned to this minion yet (run 'drover roles apply' on the master)",
+            );
         };
         if !self.missing(&a).is_empty() {
             return Outcome::fail("the files of the current assignment are still being fetched; try again");
@@ -281,8 +297,13 @@ impl<D: Daemons + Send + Sync + 'static> Owner<D> {
         let only = (!req.only.is_empty()).then(|| {
             let mut ids = Vec::new();
             for want in &req.only {
-                let by_file: Vec<String> =
-                    p.plan.resources.iter().filter(|r| r.state.to_string() == *want).map(|r| r.id.clone()).collect();
+                let by_file: Vec<String> = p
+                    .plan
+                    .resources
+                    .iter()
+                    .filter(|r| r.state.to_string() == *want)
+                    .map(|r| r.id.clone())
+                    .collect();
                 if by_file.is_empty() { ids.push(want.clone()) } else { ids.extend(by_file) }
             }
             ids
@@ -314,4 +335,3 @@ fn diagnostics(d: Vec<render::Diagnostic>) -> String {
 fn short(commit: &str) -> &str {
     &commit[..commit.len().min(7)]
 }
-

@@ -7,6 +7,7 @@
 //! - [`outbox`]: job returns spooled to disk until the master acknowledges them.
 //! - [`functions`]: the functions jobs call (`test.*`, `cmd.run`, `grains.*`, `sys.*`).
 //! - [`grains`]: the facts the minion reports.
+//! - [`converge`]: the owner of the role assignment: fetch files, render, apply, report.
 //! - [`daemons`]: the `Daemons` trait, the seam between the state engine and the supervisor.
 //! - [`supervisor`]: starts, restarts (with backoff), health-checks and stops the daemons.
 //! - [`reaper`]: reaps orphans (PID 1 or child subreaper); every child is spawned through it.
@@ -17,6 +18,7 @@
 
 pub mod backoff;
 pub mod config;
+pub mod converge;
 pub mod daemons;
 pub mod error;
 pub mod functions;

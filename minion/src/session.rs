@@ -28,9 +28,11 @@ use wire::{Jid, Job, JobReturn, KeyPair, PublicKey, ToMaster, ToMinion};
 
 use crate::backoff::Backoff;
 use crate::config::Config;
+use crate::converge::Converger;
 use crate::error::Error;
 use crate::functions::{self, Call, Outcome};
 use crate::outbox::{Outbox, OutboxError};
+use crate::supervisor::Supervisor;
 use crate::transport::{self, Identity, Transport};
 use crate::{grains, pki};
 
@@ -67,8 +69,36 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         fingerprint = %keys.public.fingerprint(),
         "minion starting"
     );
-    let session = Session::new(config, ctx, keys, master_key, grains, outbox)?;
-    session.run(shutdown).await
+    let grains = Arc::new(grains);
+    let (events_tx, events) = mpsc::unbounded_channel();
+    let supervisor = Supervisor::start(config.dir.join("daemons"), events_tx);
+    functions::set_supervisor(supervisor.clone());
+    let (to_master, from_converger) = mpsc::unbounded_channel();
+    let converger = Converger::start(
+        config.id.to_string(),
+        grains.clone(),
+        config.dir.join("cache"),
+        supervisor.clone(),
+        to_master,
+    );
+    functions::set_converger(converger.clone());
+    let links = Links { converger, from_converger, events };
+    let result = match Session::new(config, ctx, keys, master_key, grains, outbox, links) {
+        Ok(session) => session.run(shutdown).await,
+        Err(e) => Err(e),
+    };
+    // every daemon stops, latest started first, before the minion exits (as PID 1 too)
+    supervisor.shutdown().await;
+    result
+}
+
+/// The session's links to the rest of the minion.
+struct Links {
+    converger: Converger,
+    /// `Fetch` and `Converged` messages from the converger, for the master.
+    from_converger: mpsc::UnboundedReceiver<ToMaster>,
+    /// Daemon events from the supervisor, for the master.
+    events: mpsc::UnboundedReceiver<wire::Event>,
 }
 
 /// Where the link to the master stands.
@@ -96,6 +126,7 @@ struct Session {
     grains: Arc<Grains>,
     outbox: Outbox,
     jobs: Jobs,
+    links: Links,
     link: Link,
     backoff: Backoff,
     interval: Duration,
@@ -118,8 +149,9 @@ impl Session {
         ctx: zmq::Context,
         keys: KeyPair,
         master_key: PublicKey,
-        grains: Grains,
+        grains: Arc<Grains>,
         outbox: Outbox,
+        links: Links,
     ) -> Result<Self, Error> {
         let (tx, incoming) = mpsc::unbounded_channel();
         let identity = Identity { id: config.id.clone(), keys, master_key: master_key.clone() };
@@ -127,7 +159,7 @@ impl Session {
         let hello = ToMaster::Hello(Hello {
             id: config.id.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
-            grains: grains.clone(),
+            grains: (*grains).clone(),
         });
         let hello = wire::msg::encode(&hello).map_err(Error::Hello)?;
         let now = Instant::now();
@@ -139,9 +171,10 @@ impl Session {
             transport,
             incoming,
             hello,
-            grains: Arc::new(grains),
+            grains,
             outbox,
             jobs: Jobs::new(),
+            links,
             link: Link::Down { retry_at: now },
             backoff: Backoff::default(),
             addr: None,
@@ -165,6 +198,8 @@ impl Session {
                     None => return Err(Error::TransportStopped),
                 },
                 Some(ret) = self.jobs.done.recv() => self.on_finished(ret),
+                Some(msg) = self.links.from_converger.recv() => self.to_master(msg),
+                Some(event) = self.links.events.recv() => self.to_master(ToMaster::Event(event)),
                 () = tokio::time::sleep_until(wake) => self.on_timer(&shutdown).await,
             }
         }
@@ -331,9 +366,8 @@ impl Session {
             ToMinion::HeartbeatAck { .. } => {}
             ToMinion::Job(job) => self.start_job(job),
             ToMinion::Ack { jid } => self.acknowledged(jid),
-            ToMinion::Assign(_) | ToMinion::Files { .. } => {
-                debug!("dropped a message this minion does not handle yet");
-            }
+            ToMinion::Assign(a) => self.links.converger.assign(a),
+            ToMinion::Files { blobs, missing } => self.links.converger.files(blobs, missing),
         }
     }
 
@@ -423,6 +457,17 @@ impl Session {
             self.transport.send(frame);
         }
         self.next_resend = now + RESEND_EVERY;
+    }
+
+    /// Sends what the converger or the supervisor has for the master; while the link is
+    /// down it is dropped (the master pushes the assignment again after the next Welcome,
+    /// and the converger reports again then).
+    fn to_master(&self, msg: ToMaster) {
+        if self.link == Link::Up {
+            self.send(&msg);
+        } else {
+            debug!("not connected: dropped a message for the master");
+        }
     }
 
     fn send(&self, msg: &ToMaster) {

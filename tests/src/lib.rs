@@ -199,22 +199,40 @@ pub struct Minion {
     pub dir: tempfile::TempDir,
     master: String,
     args: Vec<String>,
+    /// A command the minion runs under (e.g. `unshare --pid --fork` for PID-1 mode).
+    wrapper: Vec<String>,
     child: Option<Child>,
     starts: usize,
 }
 
 impl Minion {
     pub fn start(master: &Master, id: &str, extra: &[&str]) -> Self {
+        Self::start_under(&[], master, id, extra)
+    }
+
+    /// Starts the minion as PID 1 of a new PID namespace (as in a container), with a
+    /// fresh /proc; needs root, as CI has.
+    pub fn start_pid1(master: &Master, id: &str, extra: &[&str]) -> Self {
+        Self::start_under(&["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"], master, id, extra)
+    }
+
+    fn start_under(wrapper: &[&str], master: &Master, id: &str, extra: &[&str]) -> Self {
         let mut m = Minion {
             id: id.to_string(),
             dir: tempfile::tempdir().expect("temp dir"),
             master: master.address(),
             args: extra.iter().map(|s| s.to_string()).collect(),
+            wrapper: wrapper.iter().map(|s| s.to_string()).collect(),
             child: None,
             starts: 0,
         };
         m.restart();
         m
+    }
+
+    /// The pid of the child the harness started (the wrapper's, with a wrapper).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn state_dir(&self) -> PathBuf {
@@ -225,7 +243,14 @@ impl Minion {
         assert!(self.child.is_none(), "minion already running");
         self.starts += 1;
         let log = self.dir.path().join(format!("minion.{}.log", self.starts));
-        let mut cmd = Command::new(bin("drover-minion"));
+        let mut cmd = match self.wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(bin("drover-minion"));
+                c
+            }
+            None => Command::new(bin("drover-minion")),
+        };
         cmd.args(["--id", &self.id, "--master", &self.master, "--heartbeat", "0.5"])
             .arg("--dir")
             .arg(self.state_dir())
@@ -270,4 +295,106 @@ pub fn show(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+/// A config repository (git) in a temp dir, as the master's `--repo`.
+pub struct ConfigRepo {
+    pub dir: tempfile::TempDir,
+}
+
+impl Default for ConfigRepo {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ConfigRepo {
+    pub fn new() -> Self {
+        let repo = ConfigRepo { dir: tempfile::tempdir().expect("temp dir") };
+        repo.git(&["init", "-q", "-b", "main"]);
+        repo
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn git(&self, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(self.path())
+            .args(["-c", "user.name=drover-tests", "-c", "user.email=tests@drover.invalid"])
+            .args(args)
+            .output()
+            .expect("run git");
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Writes `files` (path → contents; an empty contents removes the file) and commits
+    /// them; returns the commit id.
+    pub fn commit(&self, message: &str, files: &[(&str, &str)]) -> String {
+        for (path, contents) in files {
+            let full = self.path().join(path);
+            if contents.is_empty() {
+                let _ = std::fs::remove_file(&full);
+                continue;
+            }
+            std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+            std::fs::write(&full, contents).unwrap();
+        }
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "--allow-empty", "-m", message]);
+        self.git(&["rev-parse", "HEAD"])
+    }
+}
+
+/// Pids of the processes whose command line is exactly `argv`.
+pub fn pids_of(argv: &[&str]) -> Vec<u32> {
+    let want: Vec<u8> = argv.iter().flat_map(|a| a.bytes().chain([0])).collect();
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        if std::fs::read(entry.path().join("cmdline")).is_ok_and(|c| c == want) && !is_zombie(pid) {
+            pids.push(pid);
+        }
+    }
+    pids.sort();
+    pids
+}
+
+/// (state, parent pid) of a process, from /proc/PID/stat.
+pub fn proc_stat(pid: u32) -> Option<(char, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((state, ppid))
+}
+
+pub fn is_zombie(pid: u32) -> bool {
+    proc_stat(pid).is_some_and(|(s, _)| s == 'Z')
+}
+
+/// Zombie processes whose parent is `parent`.
+pub fn zombies_of(parent: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter(|&pid| proc_stat(pid) == Some(('Z', parent)))
+        .collect()
+}
+
+/// Direct children of `parent`.
+pub fn children_of(parent: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter(|&pid| proc_stat(pid).is_some_and(|(_, pp)| pp == parent))
+        .collect()
 }

@@ -7,6 +7,7 @@
 mod cmd;
 mod daemon;
 mod grains;
+mod state;
 mod sys;
 mod test;
 
@@ -21,6 +22,7 @@ use serde_json::Value;
 use wire::msg::Grains;
 
 pub use daemon::set_supervisor;
+pub use state::set_converger;
 
 /// One call of a function: its arguments and what the minion knows.
 #[derive(Clone, Debug)]
@@ -68,6 +70,9 @@ const FUNCTIONS: &[(&str, Handler)] = &[
     ("daemon.status", Handler::Later(daemon::run)),
     ("grains.get", Handler::Now(grains::get)),
     ("grains.items", Handler::Now(grains::items)),
+    ("role.list", Handler::Later(state::roles)),
+    ("state.apply", Handler::Later(state::apply)),
+    ("state.highstate", Handler::Later(state::apply)),
     ("sys.list_functions", Handler::Now(sys::list_functions)),
     ("test.echo", Handler::Now(test::echo)),
     ("test.ping", Handler::Now(test::ping)),

@@ -1,0 +1,71 @@
+//! `state.apply [ids] [test=true]`, `state.highstate [test=true]` and `role.list`: they ask
+//! the minion's one [`Converger`], given once with [`set_converger`] (as `daemon.*` get the
+//! supervisor; see `daemon.rs` for why it is not a field of `Call`).
+
+use std::sync::{PoisonError, RwLock};
+
+use super::{BoxFuture, Call, Outcome, arity, boolean, known_kwargs, scalar_string};
+use crate::converge::{ApplyRequest, Converger};
+
+static CONVERGER: RwLock<Option<Converger>> = RwLock::new(None);
+
+/// Makes `state.*` and `role.list` answer from `converger`.
+pub fn set_converger(converger: Converger) {
+    *CONVERGER.write().unwrap_or_else(PoisonError::into_inner) = Some(converger);
+}
+
+fn converger() -> Result<Converger, Outcome> {
+    CONVERGER
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
+        .ok_or_else(|| Outcome::fail("the state engine is not running on this minion"))
+}
+
+const APPLY_USAGE: &str = "state.apply [STATE-FILE-OR-ID...] [test=true]";
+
+pub fn apply(call: Call) -> BoxFuture {
+    Box::pin(async move {
+        let usage = if call.fun == "state.highstate" { "state.highstate [test=true]" } else { APPLY_USAGE };
+        if let Err(o) = known_kwargs(&call, &["test"], usage) {
+            return o;
+        }
+        if call.fun == "state.highstate"
+            && let Err(o) = arity(&call, 0..=0, usage)
+        {
+            return o;
+        }
+        let test = match call.kwargs.get("test").map(boolean) {
+            None => false,
+            Some(Some(t)) => t,
+            Some(None) => return Outcome::fail(format!("test= takes true or false; usage: {usage}")),
+        };
+        let mut only = Vec::new();
+        for a in &call.args {
+            match scalar_string(a) {
+                // Salt also accepts a comma list: state.apply a.b,c.d
+                Some(s) => {
+                    only.extend(s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from))
+                }
+                None => return Outcome::fail(format!("state names are strings; usage: {usage}")),
+            }
+        }
+        match converger() {
+            Ok(c) => c.apply(ApplyRequest { only, test }).await,
+            Err(o) => o,
+        }
+    })
+}
+
+pub fn roles(call: Call) -> BoxFuture {
+    Box::pin(async move {
+        if let Err(o) = arity(&call, 0..=0, "role.list").and_then(|()| known_kwargs(&call, &[], "role.list"))
+        {
+            return o;
+        }
+        match converger() {
+            Ok(c) => Outcome::ok(c.roles().await),
+            Err(o) => o,
+        }
+    })
+}

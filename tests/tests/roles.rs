@@ -1,0 +1,318 @@
+//! Roles and states from git: assignments pushed by the master, states applied and daemons
+//! supervised by the minions. Every daemon here is `/bin/sleep <unique number>` (or a
+//! shell around it) so the process table tells exactly which ones run.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tests::{ConfigRepo, Master, Minion, children_of, pids_of, show, wait_until, zombies_of};
+
+const LONG: Duration = Duration::from_secs(30);
+
+fn master_for(repo: &ConfigRepo) -> Master {
+    Master::start(&["--auto-accept", "--repo", repo.path().to_str().unwrap()])
+}
+
+fn apply(master: &Master) {
+    let out = master.drover(&["roles", "apply"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+}
+
+fn daemon_state(name: &str, argv: &[&str]) -> String {
+    let argv: Vec<String> = argv.iter().map(|a| format!("{a:?}")).collect();
+    format!("{name}:\n  daemon.running:\n    - cmd: [{}]\n", argv.join(", "))
+}
+
+fn one_pid(argv: &[&str]) -> u32 {
+    let mut pids = Vec::new();
+    wait_until(LONG, &format!("{argv:?} to run"), || {
+        pids = pids_of(argv);
+        pids.len() == 1
+    });
+    pids[0]
+}
+
+fn status(master: &Master, id: &str) -> Value {
+    let (_, v, _) = master.drover_json(&["roles", "status"]);
+    v.as_array().and_then(|a| a.iter().find(|s| s["id"] == json!(id)).cloned()).unwrap_or(Value::Null)
+}
+
+#[test]
+fn a_role_change_stops_one_daemon_and_starts_another() {
+    let (a, b) = (["/bin/sleep", "3001"], ["/bin/sleep", "3002"]);
+    let repo = ConfigRepo::new();
+    repo.commit(
+        "a and b",
+        &[
+            ("roles/a.yaml", "description: runs a\nstates: [t.a]\n"),
+            ("roles/b.yaml", "description: runs b\nstates: [t.b]\n"),
+            ("states/t/a.yaml", &daemon_state("a", &a)),
+            ("states/t/b.yaml", &daemon_state("b", &b)),
+            ("roles/top.yaml", "'m1': [a]\n"),
+        ],
+    );
+    let master = master_for(&repo);
+    let _m = Minion::start(&master, "m1", &[]);
+    master.wait_for_minions(1);
+    apply(&master);
+    one_pid(&a);
+    assert!(pids_of(&b).is_empty());
+
+    repo.commit("m1 becomes b", &[("roles/top.yaml", "'m1': [b]\n")]);
+    apply(&master);
+    one_pid(&b);
+    wait_until(LONG, "daemon a to stop", || pids_of(&a).is_empty());
+    wait_until(LONG, "m1 to report convergence", || status(&master, "m1")["result"] == json!(true));
+    assert_eq!(status(&master, "m1")["roles"], json!(["b"]));
+}
+
+#[test]
+fn editing_a_watched_file_restarts_exactly_the_watching_daemon() {
+    let (d1, d2) = (["/bin/sleep", "3011"], ["/bin/sleep", "3012"]);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let states = format!(
+        "f1:\n  file.managed:\n    - name: {d}/f1.conf\n    - source: t/f1.conf\n    - template: tera\n\
+         f2:\n  file.managed:\n    - name: {d}/f2.conf\n    - source: t/f2.conf\n\
+         d1:\n  daemon.running:\n    - cmd: [\"/bin/sleep\", \"3011\"]\n    - watch:\n      - file: f1\n\
+         d2:\n  daemon.running:\n    - cmd: [\"/bin/sleep\", \"3012\"]\n    - watch:\n      - file: f2\n"
+    );
+    let repo = ConfigRepo::new();
+    repo.commit(
+        "two watched daemons",
+        &[
+            ("roles/w.yaml", "description: watch\nstates: [t.w]\n"),
+            ("states/t/w.yaml", &states),
+            ("states/t/f1.conf", "one = 1 # on {{ id }}\n"),
+            ("states/t/f2.conf", "two = 2\n"),
+            ("roles/top.yaml", "'*': [w]\n"),
+        ],
+    );
+    let master = master_for(&repo);
+    let _m = Minion::start(&master, "m1", &[]);
+    master.wait_for_minions(1);
+    apply(&master);
+    let (p1, p2) = (one_pid(&d1), one_pid(&d2));
+    assert_eq!(std::fs::read_to_string(dir.path().join("f1.conf")).unwrap(), "one = 1 # on m1\n");
+
+    repo.commit("edit f1", &[("states/t/f1.conf", "one = 11 # on {{ id }}\n")]);
+    apply(&master);
+    wait_until(LONG, "d1 to restart", || pids_of(&d1).first().is_some_and(|p| *p != p1));
+    assert_eq!(std::fs::read_to_string(dir.path().join("f1.conf")).unwrap(), "one = 11 # on m1\n");
+    wait_until(LONG, "m1 to converge", || status(&master, "m1")["result"] == json!(true));
+    assert_eq!(pids_of(&d2), vec![p2], "d2 does not watch f1 and must not restart");
+}
+
+#[test]
+fn a_crashing_daemon_is_restarted_and_its_crash_is_an_event() {
+    let repo = ConfigRepo::new();
+    let crasher = "crasher:\n  daemon.running:\n    - cmd: [\"/bin/sh\", \"-c\", \"sleep 0.2; exit 3\"]\n    - restart: always\n";
+    repo.commit(
+        "a crasher",
+        &[
+            ("roles/c.yaml", "description: crashes\nstates: [t.c]\n"),
+            ("states/t/c.yaml", crasher),
+            ("roles/top.yaml", "'*': [c]\n"),
+        ],
+    );
+    let master = master_for(&repo);
+    let _m = Minion::start(&master, "m1", &[]);
+    master.wait_for_minions(1);
+    apply(&master);
+    let events = || {
+        let out = master.drover(&["--out", "json", "events", "--no-follow"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .collect::<Vec<Value>>()
+    };
+    wait_until(LONG, "two crashes and a restart in drover events", || {
+        let ev = events();
+        let n = |what: &str| {
+            ev.iter()
+                .filter(|e| {
+                    let tag = e["tag"].as_str().unwrap_or("");
+                    tag.contains("crasher") && tag.ends_with(what) && e["minion"] == json!("m1")
+                })
+                .count()
+        };
+        n("crashed") >= 2 && n("restarted") >= 1
+    });
+}
+
+#[test]
+fn broken_commits_are_refused_with_file_and_line_and_change_nothing() {
+    let daemon = ["/bin/sleep", "3021"];
+    let repo = ConfigRepo::new();
+    let good = repo.commit(
+        "good",
+        &[
+            ("roles/g.yaml", "description: good\nstates: [t.g]\npillar: {n: 1}\n"),
+            ("states/t/g.yaml", &daemon_state("g", &daemon)),
+            ("roles/top.yaml", "'*': [g]\n"),
+        ],
+    );
+    let master = master_for(&repo);
+    let _m = Minion::start(&master, "m1", &[]);
+    master.wait_for_minions(1);
+    apply(&master);
+    let pid = one_pid(&daemon);
+    wait_until(LONG, "m1 to converge", || status(&master, "m1")["converged_commit"] == json!(good));
+
+    let broken = [
+        // Tera: an undefined variable on line 3
+        (
+            "broken tera",
+            "g:\n  daemon.running:\n    - cmd: [\"/bin/sleep\", \"{{ pillar.nosuch }}\"]\n",
+            "states/t/g.yaml:3",
+        ),
+        // YAML: a mapping where a list item was expected
+        (
+            "broken yaml",
+            "g:\n  daemon.running:\n    - cmd: [\"/bin/sleep\", \"3022\"\n  oops: : :\n",
+            "states/t/g.yaml:",
+        ),
+        // a requisite cycle, named with its members
+        (
+            "cycle",
+            "x:\n  file.absent:\n    - name: /tmp/drover-x\n    - require:\n      - file: y\n\
+             y:\n  file.absent:\n    - name: /tmp/drover-y\n    - require:\n      - file: x\n",
+            "cycle",
+        ),
+    ];
+    for (what, text, expect) in broken {
+        let bad = repo.commit(what, &[("states/t/g.yaml", text)]);
+        let out = master.drover(&["roles", "apply"]);
+        assert_eq!(out.status.code(), Some(2), "{what}: {}", show(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expect), "{what}: expected {expect:?} in stderr:\n{}", show(&out));
+        if what == "cycle" {
+            assert!(err.contains('x') && err.contains('y'), "the cycle names its members: {err}");
+        }
+        // diff refuses it the same way
+        let out = master.drover(&["roles", "diff", "--commit", &bad]);
+        assert_eq!(out.status.code(), Some(2), "{what}: {}", show(&out));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(pids_of(&daemon), vec![pid], "the daemon of the good commit still runs, untouched");
+    let s = status(&master, "m1");
+    assert_eq!((&s["assigned_commit"], &s["converged_commit"]), (&json!(good), &json!(good)), "{s}");
+}
+
+#[test]
+fn test_true_changes_nothing_and_says_what_would_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("managed.conf");
+    let states =
+        format!("conf:\n  file.managed:\n    - name: {}\n    - contents: \"wanted\\n\"\n", file.display());
+    let repo = ConfigRepo::new();
+    repo.commit(
+        "a managed file",
+        &[
+            ("roles/f.yaml", "description: file\nstates: [t.f]\n"),
+            ("states/t/f.yaml", &states),
+            ("roles/top.yaml", "'*': [f]\n"),
+        ],
+    );
+    let master = master_for(&repo);
+    let _m = Minion::start(&master, "m1", &[]);
+    master.wait_for_minions(1);
+    apply(&master);
+    wait_until(LONG, "the file to be written", || {
+        std::fs::read_to_string(&file).is_ok_and(|t| t == "wanted\n")
+    });
+
+    std::fs::write(&file, "changed by hand\n").unwrap();
+    let (code, v, stderr) = master.drover_json(&["m1", "state.apply", "test=true"]);
+    assert_eq!(code, 0, "{stderr} {v}");
+    let results: Vec<&Value> = v["m1"].as_object().expect("a state return").values().collect();
+    assert_eq!(results.len(), 1, "{v}");
+    assert_eq!(results[0]["result"], Value::Null, "test=true reports null for a change: {v}");
+    let diff = results[0]["changes"]["diff"].as_str().unwrap_or_default();
+    assert!(diff.contains("-changed by hand") && diff.contains("+wanted"), "{v}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "changed by hand\n", "test=true touched the disk");
+
+    // highstate output is the default for state.apply
+    let out = master.drover(&["m1", "state.apply", "test=true"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Summary for m1") && text.contains("conf"), "{}", show(&out));
+
+    // and a real apply puts it back
+    let (code, v, _) = master.drover_json(&["m1", "state.apply"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "wanted\n");
+}
+
+#[test]
+fn a_peer_joining_a_role_rerenders_the_dependant_and_restarts_its_daemon() {
+    let client = ["/bin/sleep", "3031"];
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("client.conf");
+    let states = format!(
+        "client-conf:\n  file.managed:\n    - name: {}\n    - source: t/client.conf\n    - template: tera\n\
+         client:\n  daemon.running:\n    - cmd: [\"/bin/sleep\", \"3031\"]\n    - watch:\n      - file: client-conf\n",
+        conf.display()
+    );
+    let repo = ConfigRepo::new();
+    repo.commit(
+        "servers and a client",
+        &[
+            ("roles/server.yaml", "description: serves\nstates: [t.server]\n"),
+            ("states/t/server.yaml", "marker:\n  file.absent:\n    - name: /tmp/drover-nothing-here\n"),
+            ("roles/client.yaml", "description: uses servers\nstates: [t.client]\n"),
+            ("states/t/client.yaml", &states),
+            (
+                "states/t/client.conf",
+                "servers = [{% for p in peers.server | default(value=[]) %}\"{{ p.id }}\", {% endfor %}]\n",
+            ),
+            ("roles/top.yaml", "'srv-*': [server]\n'cli-*': [client]\n"),
+        ],
+    );
+    let master = master_for(&repo);
+    let _c = Minion::start(&master, "cli-1", &[]);
+    let _s1 = Minion::start(&master, "srv-1", &[]);
+    master.wait_for_minions(2);
+    apply(&master);
+    let read = || std::fs::read_to_string(&conf).unwrap_or_default();
+    wait_until(LONG, "the client to see srv-1", || read().contains("\"srv-1\""));
+    let pid = one_pid(&client);
+
+    let _s2 = Minion::start(&master, "srv-2", &[]);
+    wait_until(LONG, "the client to see srv-2 join", || read().contains("\"srv-2\""));
+    assert!(read().contains("\"srv-1\""));
+    wait_until(LONG, "the client daemon to restart", || pids_of(&client).first().is_some_and(|p| *p != pid));
+}
+
+#[test]
+fn as_pid_1_the_minion_reaps_orphans_and_stops_its_daemons_on_sigterm() {
+    let daemon = ["/bin/sh", "-c", "(sleep 0.3 &); exec /bin/sleep 3041"];
+    let repo = ConfigRepo::new();
+    repo.commit(
+        "an orphan maker",
+        &[
+            ("roles/o.yaml", "description: orphans\nstates: [t.o]\n"),
+            ("states/t/o.yaml", &daemon_state("orphans", &daemon)),
+            ("roles/top.yaml", "'*': [o]\n"),
+        ],
+    );
+    let master = master_for(&repo);
+    let mut m = Minion::start_pid1(&master, "p1", &[]);
+    master.wait_for_minions(1);
+    apply(&master);
+    let sleeper = ["/bin/sleep", "3041"];
+    one_pid(&sleeper);
+    let unshare = m.pid().unwrap();
+    let mut minion = Vec::new();
+    wait_until(LONG, "the minion as PID 1 of its namespace", || {
+        minion = children_of(unshare);
+        minion.len() == 1
+    });
+    // the orphan (sleep 0.3) was reparented to the minion; once it exits it must be reaped
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(zombies_of(minion[0]), Vec::<u32>::new(), "zombies left under the PID-1 minion");
+
+    // SIGTERM: the minion stops its daemons, then exits
+    let _ = std::process::Command::new("kill").args(["-TERM", &minion[0].to_string()]).status();
+    wait_until(LONG, "the daemon to be stopped", || pids_of(&sleeper).is_empty());
+    wait_until(LONG, "the minion to exit", || !m.running());
+}
