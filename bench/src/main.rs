@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bench::{measure, salt, swarm, table};
+use bench::{measure, salt, states, swarm, table};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -21,6 +21,9 @@ enum Cmd {
         /// Swarm sizes to measure test.ping at
         #[arg(long, value_delimiter = ',', default_value = "50,1000")]
         sizes: Vec<usize>,
+        /// Minions for the role-apply benchmark (0: skip the state benchmarks)
+        #[arg(long, default_value_t = 50)]
+        state_minions: usize,
         /// Real drover-minion processes to measure with (0: none)
         #[arg(long, default_value_t = 50)]
         real: usize,
@@ -42,9 +45,10 @@ enum Cmd {
         /// Also write Salt's own table to this file
         #[arg(long)]
         salt_out: Option<PathBuf>,
-        /// Compare with a Salt table saved before (--salt-out) instead of running Salt
-        #[arg(long, conflicts_with = "salt")]
-        salt_table: Option<PathBuf>,
+        /// Compare with Salt tables saved before (--salt-out, bench/salt-state50.sh) instead
+        /// of running Salt; several files, comma-separated, are merged
+        #[arg(long, conflicts_with = "salt", value_delimiter = ',')]
+        salt_table: Vec<PathBuf>,
     },
     /// Run a swarm of simulated minions against a master until interrupted
     Swarm {
@@ -62,7 +66,18 @@ enum Cmd {
 
 fn main() -> anyhow::Result<()> {
     match Args::parse().cmd {
-        Cmd::Run { sizes, real, runs, bin_dir, port, salt: salt_n, salt_script, salt_out, salt_table } => {
+        Cmd::Run {
+            sizes,
+            state_minions,
+            real,
+            runs,
+            bin_dir,
+            port,
+            salt: salt_n,
+            salt_script,
+            salt_out,
+            salt_table,
+        } => {
             let bin_dir = match bin_dir {
                 Some(d) => d,
                 None => std::env::current_exe()?.parent().expect("bin dir").to_path_buf(),
@@ -70,13 +85,31 @@ fn main() -> anyhow::Result<()> {
             let mut figures = table::Figures::default();
             eprintln!("drover ({}):", bin_dir.display());
             measure::run(
-                &measure::Options { bin_dir, swarm_sizes: sizes, real_minions: real, runs, port },
+                &measure::Options {
+                    bin_dir: bin_dir.clone(),
+                    swarm_sizes: sizes,
+                    real_minions: real,
+                    runs,
+                    port,
+                },
                 &mut figures,
             )?;
-            let salt = match (salt_n, salt_table) {
-                (Some(n), _) => Some(salt::run(&salt_script, n, salt_out.as_deref())?),
-                (None, Some(path)) => Some(salt::parse(&std::fs::read_to_string(&path)?)),
-                (None, None) => None,
+            if state_minions > 0 {
+                states::run(
+                    &states::Options { bin_dir, minions: state_minions, runs, port: port + 10 },
+                    &mut figures,
+                )?;
+            }
+            let salt = match salt_n {
+                Some(n) => Some(salt::run(&salt_script, n, salt_out.as_deref())?),
+                None if !salt_table.is_empty() => {
+                    let mut merged = std::collections::BTreeMap::new();
+                    for path in &salt_table {
+                        merged.extend(salt::parse(&std::fs::read_to_string(path)?));
+                    }
+                    Some(merged)
+                }
+                None => None,
             };
             table::print(&figures, salt.as_ref());
         }

@@ -21,7 +21,7 @@ pub struct Options {
     pub port: u16,
 }
 
-struct Daemon(Child);
+pub(crate) struct Daemon(pub(crate) Child);
 
 impl Drop for Daemon {
     fn drop(&mut self) {
@@ -50,7 +50,7 @@ pub fn percentiles(samples: &mut [Duration]) -> (f64, f64, f64) {
     (at(0.50), at(0.99), ms(samples[n - 1]))
 }
 
-fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) -> anyhow::Result<()> {
+pub(crate) fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) -> anyhow::Result<()> {
     let t0 = Instant::now();
     while !cond() {
         if t0.elapsed() > limit {
@@ -66,7 +66,7 @@ fn ping(client: &Client, target: &str, tgt_type: TargetType, expect: usize) -> a
 }
 
 /// Runs one job and waits for it; checks every targeted minion returned success.
-fn job(
+pub(crate) fn job(
     client: &Client,
     target: &str,
     tgt_type: TargetType,
@@ -92,7 +92,10 @@ fn job(
     Ok(took)
 }
 
-fn timed(runs: usize, mut f: impl FnMut() -> anyhow::Result<Duration>) -> anyhow::Result<(f64, f64, f64)> {
+pub(crate) fn timed(
+    runs: usize,
+    mut f: impl FnMut() -> anyhow::Result<Duration>,
+) -> anyhow::Result<(f64, f64, f64)> {
     let mut walls = Vec::with_capacity(runs);
     for _ in 0..runs {
         walls.push(f()?);
@@ -109,7 +112,7 @@ pub fn run(opts: &Options, figures: &mut Figures) -> anyhow::Result<()> {
     result
 }
 
-fn spawn(bin: &Path, args: &[&str], log: &Path) -> anyhow::Result<Daemon> {
+pub(crate) fn spawn(bin: &Path, args: &[&str], log: &Path) -> anyhow::Result<Daemon> {
     let out = std::fs::File::create(log)?;
     let child = Command::new(bin)
         .args(args)

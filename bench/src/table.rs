@@ -31,6 +31,27 @@ pub struct Compare {
 
 pub const COMPARISONS: &[Compare] = &[
     Compare {
+        label: "state.apply, 50 resources, one minion, idempotent",
+        drover: "state50_apply_idempotent_p50",
+        salt: "salt_call_state50_idempotent_median",
+        salt_scale: 1000.0,
+        target: ">= 50x faster",
+    },
+    Compare {
+        label: "state.apply, 2 states, 50 minions, idempotent",
+        drover: "state_apply_50_minions_idempotent_p50",
+        salt: "state_apply_run2",
+        salt_scale: 1000.0,
+        target: ">= 100x faster",
+    },
+    Compare {
+        label: "first apply, 2 states, 50 minions",
+        drover: "roles_apply_50_minions_to_converged",
+        salt: "state_apply_run1",
+        salt_scale: 1000.0,
+        target: "",
+    },
+    Compare {
         label: "test.ping, 50 real minions (median)",
         drover: "real_50_test_ping_p50",
         salt: "test_ping_median",
