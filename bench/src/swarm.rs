@@ -66,7 +66,6 @@ impl Swarm {
                 sock.set_curve_serverkey(&cfg.master_key.raw())?;
                 sock.set_curve_publickey(&keys.public.raw())?;
                 sock.set_curve_secretkey(&keys.secret_raw())?;
-                sock.set_identity(&wire::keys::routing_id(&id, &keys.public))?;
                 sock.set_linger(0)?;
                 sock.connect(&format!("tcp://{}", cfg.master))?;
                 let past = Instant::now() - Duration::from_secs(3600);

@@ -23,7 +23,6 @@ use api::{
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use wire::keys::id_from_routing_id;
 use wire::msg::{decode, encode, now_ms};
 use wire::{Hello, Jid, Job, JobReturn, MinionId, PublicKey, ToMaster, ToMinion};
 
@@ -85,6 +84,16 @@ struct Session {
     last_seen: Instant,
 }
 
+/// Which minion a connection said it is (its last Hello), and when it was last heard.
+struct Route {
+    id: MinionId,
+    seen: Instant,
+}
+
+/// The largest frame read from a connection that has no session yet (a Hello with grains
+/// fits easily); anything larger is dropped undecoded.
+const UNAUTHENTICATED_FRAME: usize = 256 << 10;
+
 struct ActiveJob {
     body: Vec<u8>,
     targeted: Vec<MinionId>,
@@ -105,6 +114,8 @@ pub struct Hub {
     heartbeat: Duration,
     auto_accept: bool,
     sessions: HashMap<MinionId, Session>,
+    /// Every live connection (routing id) → the minion it said it is.
+    routes: HashMap<Vec<u8>, Route>,
     /// Connections of minions whose key waits in `pending/`, to nudge them on accept.
     pending_routes: HashMap<MinionId, Vec<u8>>,
     /// Last grains and last-seen time of every minion ever seen (from the store at start).
@@ -142,6 +153,7 @@ impl Hub {
             heartbeat,
             auto_accept,
             sessions: HashMap::new(),
+            routes: HashMap::new(),
             pending_routes: HashMap::new(),
             known,
             jobs: HashMap::new(),
@@ -162,6 +174,9 @@ impl Hub {
         let mut plans = self.plans.take().expect("run once");
         loop {
             tokio::select! {
+                // minions' messages first: after a stall, heartbeats that waited in the
+                // queue must count before the tick judges who went silent
+                biased;
                 _ = token.cancelled() => break,
                 Some(msg) = incoming.recv() => {
                     self.on_incoming(msg);
@@ -203,84 +218,83 @@ impl Hub {
         }
     }
 
-    /// The session `id` has on this connection, if the connection is that session's.
-    fn session_for(&mut self, id: &MinionId, routing: &[u8], key: &PublicKey) -> Option<&mut Session> {
-        self.sessions.get_mut(id).filter(|s| s.routing == routing && &s.key == key)
-    }
-
     fn on_incoming(&mut self, Incoming { routing, key, body }: Incoming) {
-        let (Some(key), Some(id)) = (key, id_from_routing_id(&routing)) else {
-            tracing::debug!(routing = %String::from_utf8_lossy(&routing), "message from a connection without a valid id or key");
+        let Some(key) = key else {
+            tracing::debug!("message from a connection without a CURVE key");
             return;
         };
+        // Which minion a connection is comes from its Hello only: libzmq gives every
+        // connection its own routing id and never reuses one, so a session ends with its
+        // connection and no other process can take its route over.
+        let now = Instant::now();
+        let id = match self.routes.get_mut(&routing) {
+            Some(route) => {
+                route.seen = now;
+                Some(route.id.clone())
+            }
+            None => None,
+        };
+        let in_session = id
+            .as_ref()
+            .is_some_and(|id| self.sessions.get(id).is_some_and(|s| s.routing == routing && s.key == key));
+        if !in_session && body.len() > UNAUTHENTICATED_FRAME {
+            tracing::warn!(bytes = body.len(), "dropped a large frame from a connection without a session");
+            return;
+        }
         let msg = match decode::<ToMaster>(&body) {
             Ok(m) => m,
             Err(e) => {
-                tracing::warn!(%id, error = %e, "dropped a bad frame");
+                tracing::warn!(id = ?id, error = %e, "dropped a bad frame");
                 return;
             }
         };
+        if let ToMaster::Hello(hello) = msg {
+            self.routes.insert(routing.clone(), Route { id: hello.id.clone(), seen: now });
+            return self.on_hello(routing, key, hello);
+        }
+        let (Some(id), true) = (id, in_session) else {
+            self.send(&routing, &ToMinion::Rehello);
+            return;
+        };
+        if let Some(s) = self.sessions.get_mut(&id) {
+            s.last_seen = now;
+        }
         match msg {
-            ToMaster::Hello(hello) if hello.id == id => self.on_hello(routing, key, hello),
-            ToMaster::Hello(hello) => {
-                tracing::warn!(%id, claimed = %hello.id, "hello names another id than its connection");
-                self.send(
-                    &routing,
-                    &ToMinion::Refused { reason: "hello id does not match the connection".into() },
-                );
+            ToMaster::Hello(_) => unreachable!("handled above"),
+            ToMaster::Heartbeat { seq } => self.send(&routing, &ToMinion::HeartbeatAck { seq }),
+            ToMaster::Return(ret) if ret.id == id => {
+                if let Err(e) = self.store.insert_return(ret) {
+                    tracing::error!(error = %e, "cannot queue a return");
+                }
             }
-            ToMaster::Heartbeat { seq } => match self.session_for(&id, &routing, &key) {
-                Some(s) => {
-                    s.last_seen = Instant::now();
-                    self.send(&routing, &ToMinion::HeartbeatAck { seq });
+            ToMaster::Return(ret) => {
+                tracing::warn!(%id, claimed = %ret.id, "dropped a return for another minion")
+            }
+            ToMaster::Fetch { sha256 } => {
+                for answer in self.roles.fetch(&id, sha256) {
+                    self.send(&routing, &answer);
                 }
-                None => self.send(&routing, &ToMinion::Rehello),
-            },
-            ToMaster::Return(ret) => match self.session_for(&id, &routing, &key) {
-                Some(s) if ret.id == id => {
-                    s.last_seen = Instant::now();
-                    if let Err(e) = self.store.insert_return(ret) {
-                        tracing::error!(error = %e, "cannot queue a return");
+            }
+            ToMaster::Converged(report) => self.roles.converged(&id, report),
+            ToMaster::Event(event) => match check_event(&event) {
+                Ok(()) => {
+                    if let Err(e) = self.store.minion_event(&id, event) {
+                        tracing::error!(error = %e, "cannot record event");
                     }
                 }
-                Some(_) => tracing::warn!(%id, claimed = %ret.id, "dropped a return for another minion"),
-                None => self.send(&routing, &ToMinion::Rehello),
-            },
-            ToMaster::Fetch { sha256 } => match self.session_for(&id, &routing, &key) {
-                Some(s) => {
-                    s.last_seen = Instant::now();
-                    for answer in self.roles.fetch(&id, sha256) {
-                        self.send(&routing, &answer);
-                    }
-                }
-                None => self.send(&routing, &ToMinion::Rehello),
-            },
-            ToMaster::Converged(report) => match self.session_for(&id, &routing, &key) {
-                Some(s) => {
-                    s.last_seen = Instant::now();
-                    self.roles.converged(&id, report);
-                }
-                None => self.send(&routing, &ToMinion::Rehello),
-            },
-            ToMaster::Event(event) => match self.session_for(&id, &routing, &key) {
-                Some(s) => {
-                    s.last_seen = Instant::now();
-                    match check_event(&event) {
-                        Ok(()) => {
-                            if let Err(e) = self.store.minion_event(&id, event) {
-                                tracing::error!(error = %e, "cannot record event");
-                            }
-                        }
-                        Err(why) => tracing::warn!(%id, why, "dropped an event"),
-                    }
-                }
-                None => self.send(&routing, &ToMinion::Rehello),
+                Err(why) => tracing::warn!(%id, why, "dropped an event"),
             },
         }
     }
 
     fn on_hello(&mut self, routing: Vec<u8>, key: PublicKey, hello: Hello) {
         let id = hello.id.clone();
+        if let Some(path) = self.keys.broken(&id) {
+            tracing::error!(%id, path = %path.display(), "refused a minion whose key file is unreadable");
+            let reason = format!("the master cannot read {}: fix or delete that file", path.display());
+            self.send(&routing, &ToMinion::Refused { reason });
+            return;
+        }
         let known = self.keys.lookup(&id);
         match known {
             Some((KeyState::Accepted, k)) if k == key => self.welcome(routing, key, hello),
@@ -305,12 +319,19 @@ impl Hub {
                 );
             }
             Some((KeyState::Rejected, _)) => {
-                self.send(&routing, &ToMinion::Refused { reason: format!("the key of '{id}' is rejected") });
+                let reason = format!(
+                    "the key of '{id}' is rejected; 'drover key delete {id}' on the master lets it register again"
+                );
+                self.send(&routing, &ToMinion::Refused { reason });
             }
             Some((KeyState::Pending, _)) | None => {
                 let state = if self.auto_accept { KeyState::Accepted } else { KeyState::Pending };
-                if let Err(e) = self.keys.put(state, &id, &key) {
+                // a pending minion says hello every interval: write only what changes
+                let unchanged = known.is_some() && state == KeyState::Pending;
+                if !unchanged && let Err(e) = self.keys.put(state, &id, &key) {
                     tracing::error!(%id, error = %e, "cannot record a minion key");
+                    let reason = format!("the master cannot record this minion's key: {e}");
+                    self.send(&routing, &ToMinion::Refused { reason });
                     return;
                 }
                 if known.is_none() {
@@ -433,6 +454,10 @@ impl Hub {
             tracing::info!(%id, "minion disconnected (no heartbeat)");
             self.event(&id, "drover/minion/disconnected", json!({"id": id}));
         }
+        // connections silent as long are gone too (pending minions say hello every interval)
+        self.routes.retain(|_, r| now.duration_since(r.seen) <= limit);
+        let routes = &self.routes;
+        self.pending_routes.retain(|_, routing| routes.contains_key(routing));
         self.roles.tick(now);
     }
 

@@ -33,6 +33,11 @@ pub struct KeyStore {
 
 const STATES: [KeyState; 3] = [KeyState::Accepted, KeyState::Pending, KeyState::Rejected];
 
+/// The order a lookup tries the states in: the most restrictive first, so that a change
+/// cut short between writing the new file and removing the old one (a crash, a full disk)
+/// never leaves a key more trusted than either state.
+const LOOKUP_ORDER: [KeyState; 3] = [KeyState::Rejected, KeyState::Pending, KeyState::Accepted];
+
 pub fn state_dir(state: KeyState) -> &'static str {
     match state {
         KeyState::Accepted => "accepted",
@@ -64,9 +69,9 @@ impl KeyStore {
     }
 
     /// Where the key for `id` is, and which key it is. An unreadable or malformed file
-    /// counts as absent for its state, with a warning.
+    /// counts as absent for its state, with a warning (see [`KeyStore::broken`]).
     pub fn lookup(&self, id: &MinionId) -> Option<(KeyState, PublicKey)> {
-        STATES.into_iter().find_map(|s| {
+        LOOKUP_ORDER.into_iter().find_map(|s| {
             let path = self.path(s, id);
             if !path.exists() {
                 return None;
@@ -79,6 +84,12 @@ impl KeyStore {
                 }
             }
         })
+    }
+
+    /// A key file of `id` that exists but cannot be read as a key, if any: the hub refuses
+    /// such a minion rather than letting a new key replace a file it cannot read.
+    pub fn broken(&self, id: &MinionId) -> Option<PathBuf> {
+        STATES.into_iter().map(|s| self.path(s, id)).find(|p| p.exists() && PublicKey::read(p).is_err())
     }
 
     /// Records a key in `state`, removing it from the other states.

@@ -123,9 +123,10 @@ pub fn start(
     router.set_maxmsgsize(MAX_FRAME as i64).map_err(zerr("set the message size limit"))?;
     router.set_backlog(4096).map_err(zerr("set the backlog"))?;
     router.set_router_mandatory(true).map_err(zerr("set router_mandatory"))?;
-    router.set_router_handover(true).map_err(zerr("set router_handover"))?;
+    // no router_handover: a connection's routing id is libzmq's own, never a peer's choice
     router.set_sndhwm(0).map_err(zerr("set the send high-water mark"))?;
-    router.set_rcvhwm(0).map_err(zerr("set the receive high-water mark"))?;
+    // per connection: one peer cannot queue more than this many unread messages
+    router.set_rcvhwm(1000).map_err(zerr("set the receive high-water mark"))?;
     router.set_linger(0).map_err(zerr("set linger"))?;
 
     let (router_ep, key_ep) = endpoints(listen)?;

@@ -162,6 +162,10 @@ impl<D: Daemons + Send + Sync + 'static> Owner<D> {
             }
         }
         let Some(a) = self.fetching.take() else { return };
+        // an answer to the fetch of an assignment since replaced may refuse hashes this one
+        // does not need: only refusals of this assignment's files count
+        let wanted: BTreeSet<&String> = a.files.values().collect();
+        let refused: Vec<String> = refused.into_iter().filter(|h| wanted.contains(h)).collect();
         if !refused.is_empty() {
             let comment =
                 format!("the master did not serve {} file(s) of commit {}", refused.len(), short(&a.commit));

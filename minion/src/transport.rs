@@ -175,14 +175,15 @@ impl Worker {
     }
 
     fn dealer_for(&self, addr: &str) -> Result<zmq::Socket, zmq::Error> {
-        let Identity { id, keys, master_key } = &self.identity;
+        let Identity { keys, master_key, .. } = &self.identity;
         let dealer = self.ctx.socket(zmq::DEALER)?;
         dealer.set_linger(0)?;
         // libzmq redials a lost connection by itself: back off up to 10 s, so a master
         // restart is not met by every minion every 100 ms
         dealer.set_reconnect_ivl_max(10_000)?;
         dealer.set_maxmsgsize(wire::msg::MAX_FRAME as i64)?;
-        dealer.set_identity(&wire::keys::routing_id(id, &keys.public))?;
+        // no routing id of our own: the master knows a connection by the id libzmq gives
+        // it and learns the minion id from the Hello, so no process can claim another's route
         dealer.set_curve_serverkey(&master_key.raw())?;
         dealer.set_curve_publickey(&keys.public.raw())?;
         dealer.set_curve_secretkey(&keys.secret_raw())?;

@@ -121,7 +121,7 @@ impl Master {
         let mut cmd = Command::new(bin("drover-master"));
         cmd.arg("--dir")
             .arg(self.state_dir())
-            .args(["--listen", &self.address(), "--api", "127.0.0.1:0", "--heartbeat", "0.5"])
+            .args(["--listen", &self.address(), "--api", "127.0.0.1:0", "--heartbeat", "1"])
             .args(&self.args)
             .env("DROVER_LOG", "info,master=debug");
         self.child = Some(spawn(&mut cmd, &log));
@@ -251,7 +251,7 @@ impl Minion {
             }
             None => Command::new(bin("drover-minion")),
         };
-        cmd.args(["--id", &self.id, "--master", &self.master, "--heartbeat", "0.5"])
+        cmd.args(["--id", &self.id, "--master", &self.master, "--heartbeat", "1"])
             .arg("--dir")
             .arg(self.state_dir())
             .args(&self.args)

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use serde_json::json;
 use tests::{Master, Minion, minions, show, wait_until};
-use wire::{KeyPair, MinionId, PublicKey};
+use wire::{Jid, JobReturn, KeyPair, MinionId, PublicKey, ToMaster};
 
-/// A CURVE client with a key of its own, claiming `id`.
-fn curve_client(ctx: &zmq::Context, master: &Master, id: &str) -> zmq::Socket {
+/// A CURVE client with a key of its own (never accepted).
+fn curve_client(ctx: &zmq::Context, master: &Master) -> zmq::Socket {
     let info = std::fs::read_to_string(master.state_dir().join("pki/master.pub")).unwrap();
     let server = PublicKey::parse(&info).unwrap();
     let me = KeyPair::generate().unwrap();
@@ -17,7 +17,6 @@ fn curve_client(ctx: &zmq::Context, master: &Master, id: &str) -> zmq::Socket {
     s.set_curve_serverkey(&server.raw()).unwrap();
     s.set_curve_publickey(&me.public.raw()).unwrap();
     s.set_curve_secretkey(&me.secret_raw()).unwrap();
-    s.set_identity(&wire::keys::routing_id(&MinionId::new(id).unwrap(), &me.public)).unwrap();
     s.set_linger(0).unwrap();
     s.connect(&format!("tcp://{}", master.address())).unwrap();
     s
@@ -45,12 +44,12 @@ fn garbage_truncated_and_oversized_frames_leave_the_master_serving() {
     // valid MessagePack of the wrong shape, a return from a minion without a session, and a
     // frame over the 8 MiB limit (libzmq drops that peer)
     let ctx = zmq::Context::new();
-    let c = curve_client(&ctx, &master, "garbler");
+    let c = curve_client(&ctx, &master);
     c.send(&b"\x00\x01garbage"[..], 0).unwrap();
     c.send_multipart([&b"a"[..], b"b", b"c"], 0).unwrap();
     c.send(rmp_like_map(), 0).unwrap();
     c.send(Vec::<u8>::new(), 0).unwrap();
-    let big = curve_client(&ctx, &master, "big");
+    let big = curve_client(&ctx, &master);
     big.send(vec![7u8; 9 << 20], 0).unwrap();
     // the key port answers garbage requests with the key, and keeps answering
     let kp = ctx.socket(zmq::REQ).unwrap();
@@ -90,8 +89,10 @@ fn kill_9_of_the_master_loses_no_return_and_minions_come_back() {
     let text = String::from_utf8_lossy(&out.stdout);
     let jid = text.split_whitespace().find(|w| w.len() == 20 && w.bytes().all(|b| b.is_ascii_digit()));
     let jid = jid.unwrap_or_else(|| panic!("no jid in {text:?}")).to_string();
-    // let the job reach the minions, then kill the master while they sleep
-    std::thread::sleep(Duration::from_millis(700));
+    // once every minion runs the job, kill the master while they sleep
+    wait_until(Duration::from_secs(20), "the job to reach all 10 minions", || {
+        _m.iter().all(|m| m.log().contains(&jid))
+    });
     master.kill9();
     std::thread::sleep(Duration::from_secs(2));
     master.restart();
@@ -116,4 +117,41 @@ fn minions_reconnect_after_a_clean_master_restart() {
     master.restart();
     master.wait_for_minions(1);
     assert!(m.running());
+}
+
+#[test]
+fn a_forged_return_from_an_unaccepted_key_is_not_stored() {
+    let master = Master::start(&["--auto-accept"]);
+    let _m = minions(&master, "ok", 1, &[]);
+    master.wait_for_minions(1);
+    let out = master.drover(&["--async", "ok-01", "test.sleep", "1.5"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let jid = text
+        .split_whitespace()
+        .find(|w| Jid::is_valid(w))
+        .unwrap_or_else(|| panic!("{}", show(&out)))
+        .to_string();
+
+    // another process, its own key, no hello: it sends a return for ok-01's job
+    let ctx = zmq::Context::new();
+    let forger = curve_client(&ctx, &master);
+    let forged = ToMaster::Return(JobReturn {
+        jid: Jid(jid.clone()),
+        id: MinionId::new("ok-01").unwrap(),
+        fun: "test.sleep".into(),
+        success: true,
+        retcode: 0,
+        ret: json!("forged"),
+        started_ms: 0,
+        finished_ms: 0,
+    });
+    for _ in 0..3 {
+        forger.send(wire::msg::encode(&forged).unwrap(), 0).unwrap();
+    }
+    wait_until(Duration::from_secs(30), "the real return", || {
+        let (_, v, _) = master.drover_json(&["jobs", "show", &jid]);
+        v["returns"]["ok-01"].is_object()
+    });
+    let (_, v, _) = master.drover_json(&["jobs", "show", &jid]);
+    assert_eq!(v["returns"]["ok-01"]["ret"], json!(true), "{v}");
 }

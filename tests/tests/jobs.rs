@@ -157,7 +157,7 @@ fn stopped_minions_are_named_not_connected() {
     let mut m = [Minion::start(&master, "up", &[]), Minion::start(&master, "down", &[])];
     master.wait_for_minions(2);
     m[1].stop();
-    // three missed heartbeats (0.5 s each) mark it disconnected
+    // three missed heartbeats (1 s each in tests) mark it disconnected
     tests::wait_until(std::time::Duration::from_secs(20), "'down' to be seen as disconnected", || {
         let out = master.drover(&["-t", "2", "*", "test.ping"]);
         String::from_utf8_lossy(&out.stderr).contains("not connected: down")

@@ -308,8 +308,10 @@ fn as_pid_1_the_minion_reaps_orphans_and_stops_its_daemons_on_sigterm() {
         minion.len() == 1
     });
     // the orphan (sleep 0.3) was reparented to the minion; once it exits it must be reaped
-    std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(zombies_of(minion[0]), Vec::<u32>::new(), "zombies left under the PID-1 minion");
+    std::thread::sleep(Duration::from_millis(500));
+    wait_until(Duration::from_secs(10), "no zombie left under the PID-1 minion", || {
+        zombies_of(minion[0]).is_empty()
+    });
 
     // SIGTERM: the minion stops its daemons, then exits
     let _ = std::process::Command::new("kill").args(["-TERM", &minion[0].to_string()]).status();

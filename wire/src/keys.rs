@@ -1,4 +1,4 @@
-//! CURVE keypairs on disk, public-key fingerprints and the routing ids built from them.
+//! CURVE keypairs on disk and public-key fingerprints.
 //!
 //! Keys are kept as Z85 text (40 characters), the form libzmq takes and the form a user can
 //! read with `cat`: `NAME.pub` holds the public key, `NAME.key` the secret one (mode 0600).
@@ -11,8 +11,6 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-
-use crate::MinionId;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -181,23 +179,6 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
     fs::rename(&tmp, path)
 }
 
-/// The ZeroMQ routing id a minion's DEALER announces: `<id>#<short fingerprint>`.
-///
-/// The minion id alone would let a second process claiming an accepted id collide with the
-/// real minion inside libzmq, where the master could neither see nor report it; with the
-/// key's fingerprint in it, an impostor gets its own route, reaches the master, and is
-/// refused and reported there. The master still checks the full key (ZAP `User-Id`).
-pub fn routing_id(id: &MinionId, key: &PublicKey) -> Vec<u8> {
-    format!("{id}#{}", key.short_fingerprint()).into_bytes()
-}
-
-/// The minion id part of a routing id made by [`routing_id`].
-pub fn id_from_routing_id(routing: &[u8]) -> Option<MinionId> {
-    let text = std::str::from_utf8(routing).ok()?;
-    let (id, _fp) = text.rsplit_once('#')?;
-    MinionId::new(id).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,16 +197,11 @@ mod tests {
     }
 
     #[test]
-    fn fingerprints_and_routing_ids() {
+    fn fingerprints() {
         let k = KeyPair::generate().unwrap().public;
         let fp = k.fingerprint();
         assert_eq!(fp.len(), 32 * 3 - 1);
         assert!(fp.replace(':', "").starts_with(&k.short_fingerprint()));
-        let id = MinionId::new("web-1").unwrap();
-        assert_eq!(id_from_routing_id(&routing_id(&id, &k)), Some(id));
-        assert_eq!(id_from_routing_id(b"no-hash"), None);
-        assert_eq!(id_from_routing_id(b"bad id#1234"), None);
-        assert_eq!(id_from_routing_id(&[0xff, b'#']), None);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! drover's wire protocol, shared by master and minion.
 //!
 //! - [`id`]: minion ids and job ids (jids): validation and generation.
-//! - [`keys`]: CURVE keypairs on disk, fingerprints, routing ids.
+//! - [`keys`]: CURVE keypairs on disk, fingerprints.
 //! - [`msg`]: the versioned messages both ends exchange, and their size-limited framing.
 //!
 //! Only this crate defines what travels between master and minion; nothing here does I/O

@@ -204,7 +204,6 @@ impl FakeMinion {
         let dealer = ctx.socket(zmq::DEALER).unwrap();
         dealer.set_linger(0).unwrap();
         dealer.set_rcvtimeo(LIMIT.as_millis() as i32).unwrap();
-        dealer.set_identity(&wire::keys::routing_id(&id, &keys.public)).unwrap();
         dealer.set_curve_serverkey(&master_key.raw()).unwrap();
         dealer.set_curve_publickey(&keys.public.raw()).unwrap();
         dealer.set_curve_secretkey(&keys.secret_raw()).unwrap();
