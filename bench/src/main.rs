@@ -45,9 +45,9 @@ enum Cmd {
         /// Also write Salt's own table to this file
         #[arg(long)]
         salt_out: Option<PathBuf>,
-        /// Compare with Salt tables saved before (--salt-out, bench/salt-state50.sh) instead
-        /// of running Salt; several files, comma-separated, are merged
-        #[arg(long, conflicts_with = "salt", value_delimiter = ',')]
+        /// Compare with Salt tables saved before (--salt-out, bench/salt-state50.sh);
+        /// several files, comma-separated, are merged (with --salt, the new run wins)
+        #[arg(long, value_delimiter = ',')]
         salt_table: Vec<PathBuf>,
     },
     /// Run a swarm of simulated minions against a master until interrupted
@@ -100,17 +100,14 @@ fn main() -> anyhow::Result<()> {
                     &mut figures,
                 )?;
             }
-            let salt = match salt_n {
-                Some(n) => Some(salt::run(&salt_script, n, salt_out.as_deref())?),
-                None if !salt_table.is_empty() => {
-                    let mut merged = std::collections::BTreeMap::new();
-                    for path in &salt_table {
-                        merged.extend(salt::parse(&std::fs::read_to_string(path)?));
-                    }
-                    Some(merged)
-                }
-                None => None,
-            };
+            let mut salt_figures = std::collections::BTreeMap::new();
+            for path in &salt_table {
+                salt_figures.extend(salt::parse(&std::fs::read_to_string(path)?));
+            }
+            if let Some(n) = salt_n {
+                salt_figures.extend(salt::run(&salt_script, n, salt_out.as_deref())?);
+            }
+            let salt = (!salt_figures.is_empty()).then_some(salt_figures);
             table::print(&figures, salt.as_ref());
         }
         Cmd::Swarm { master, master_key, count, prefix } => {

@@ -59,14 +59,21 @@ fn make_repo(repo: &Path, out: &Path) -> anyhow::Result<()> {
     std::fs::write(
         repo.join("states/bench/two.yaml"),
         format!(
-            "bench-file:\n  file.managed:\n    - name: {out}/{{{{ id }}}}/bench.conf\n    - source: bench/f.conf\n    - template: tera\n    - makedirs: true\n\
+            "bench-file:\n  file.managed:\n    - name: {out}/{{{{ id }}}}/bench.conf\n    - source: bench/two.conf\n    - template: tera\n    - makedirs: true\n\
              bench-cmd:\n  cmd.run:\n    - name: [\"/bin/sh\", \"-c\", \"echo applied > {out}/{{{{ id }}}}/cmd.marker\"]\n    - onchanges:\n      - file: bench-file\n"
         ),
     )?;
+    write_two(repo, 1)?;
     git(repo, &["init", "-q"])?;
     git(repo, &["add", "-A"])?;
     git(repo, &["commit", "-q", "-m", "bench"])?;
     Ok(())
+}
+
+/// The template of role `two`, version `v` (a new version changes every minion's file).
+fn write_two(repo: &Path, v: u32) -> anyhow::Result<()> {
+    let text = format!("# managed by drover, version {v}\nid = {{{{ id }}}}\nos = {{{{ grains.os }}}}\n");
+    Ok(std::fs::write(repo.join("states/bench/two.conf"), text)?)
 }
 
 /// Waits until every minion named in `ids` reports a successful apply of `commit`.
@@ -162,10 +169,19 @@ fn run_in(opts: &Options, work: &Path, figures: &mut Figures) -> anyhow::Result<
     wait_for(Duration::from_secs(120), "the minions", || {
         client.minions().is_ok_and(|m| m.iter().filter(|s| s.id.starts_with('n') && s.connected).count() == n)
     })?;
+    // they got role `two` when they connected; now a change to its template, applied to all
+    let first = client.roles_apply(&RolesApplyRequest { commit: None })?;
+    converged(&client, &ids, &first.commit, Duration::from_secs(120))?;
+    write_two(&repo, 2)?;
+    git(&repo, &["commit", "-q", "-am", "two, version 2"])?;
     let t0 = Instant::now();
     let applied = client.roles_apply(&RolesApplyRequest { commit: None })?;
     converged(&client, &ids, &applied.commit, Duration::from_secs(120))?;
-    figures.add(&format!("roles_apply_{n}_minions_to_converged"), t0.elapsed().as_secs_f64() * 1000.0, "ms");
+    figures.add(
+        &format!("roles_apply_change_{n}_minions_to_converged"),
+        t0.elapsed().as_secs_f64() * 1000.0,
+        "ms",
+    );
     let (p50, p99, _) =
         timed(opts.runs, || job(&client, "n*", TargetType::Glob, "state.apply", &[], None, n))?;
     figures.add(&format!("state_apply_{n}_minions_idempotent_p50"), p50, "ms");

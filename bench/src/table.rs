@@ -45,8 +45,8 @@ pub const COMPARISONS: &[Compare] = &[
         target: ">= 100x faster",
     },
     Compare {
-        label: "first apply, 2 states, 50 minions",
-        drover: "roles_apply_50_minions_to_converged",
+        label: "a change applied, 2 states, 50 minions",
+        drover: "roles_apply_change_50_minions_to_converged",
         salt: "state_apply_run1",
         salt_scale: 1000.0,
         target: "",

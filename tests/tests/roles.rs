@@ -318,3 +318,30 @@ fn as_pid_1_the_minion_reaps_orphans_and_stops_its_daemons_on_sigterm() {
     wait_until(LONG, "the daemon to be stopped", || pids_of(&sleeper).is_empty());
     wait_until(LONG, "the minion to exit", || !m.running());
 }
+
+#[test]
+fn a_role_that_requires_another_waits_for_a_converged_member() {
+    let (db, app) = (["/bin/sleep", "3051"], ["/bin/sleep", "3052"]);
+    let repo = ConfigRepo::new();
+    repo.commit(
+        "app requires db",
+        &[
+            ("roles/db.yaml", "description: the datastore\nstates: [t.db]\n"),
+            ("states/t/db.yaml", &daemon_state("db", &db)),
+            ("roles/app.yaml", "description: needs the datastore\nstates: [t.app]\nrequires: [db]\n"),
+            ("states/t/app.yaml", &daemon_state("app", &app)),
+            ("roles/top.yaml", "'app-*': [app]\n'db-*': [db]\n"),
+        ],
+    );
+    let master = master_for(&repo);
+    let _a = Minion::start(&master, "app-1", &[]);
+    master.wait_for_minions(1);
+    apply(&master);
+    wait_until(LONG, "app-1 to say it waits for db", || status(&master, "app-1")["waiting"] == json!(["db"]));
+    assert!(pids_of(&app).is_empty(), "app started without a converged db member");
+
+    let _d = Minion::start(&master, "db-1", &[]);
+    one_pid(&db);
+    one_pid(&app);
+    wait_until(LONG, "app-1 to stop waiting", || status(&master, "app-1")["waiting"] == json!([]));
+}
