@@ -3,13 +3,13 @@
 # accepted the way an operator would), and prints what to try.
 #   scripts/demo.sh          start (or restart) the demo
 #   scripts/demo.sh stop     stop it
-# Ports: DROVER_DEMO_PORT (default 4506; the key port is +1) and DROVER_DEMO_API (4508).
+# Ports: DROVER_DEMO_PORT (default 4506; the key port is the one below) and DROVER_DEMO_API (4507).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
 demo="$root/.demo"
 port="${DROVER_DEMO_PORT:-4506}"
-api="${DROVER_DEMO_API:-4508}"
+api="${DROVER_DEMO_API:-4507}"
 bin="$root/target/release"
 
 stop() {

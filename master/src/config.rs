@@ -7,7 +7,7 @@ use std::time::Duration;
 pub struct Config {
     /// Where keys (`pki/`), the job store (`drover.db`) and `api.json` live.
     pub dir: PathBuf,
-    /// ZeroMQ address minions connect to (`ADDR:PORT`; the key port is PORT + 1).
+    /// ZeroMQ address minions connect to (`ADDR:PORT`; the key port is PORT - 1).
     pub listen: String,
     /// HTTP API address (`ADDR:PORT`, loopback by default).
     pub api: String,

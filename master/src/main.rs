@@ -16,12 +16,12 @@ Examples:
   drover-master --listen 10.0.0.1:4506 --repo /srv/config
 
 The master writes DIR/api.json (mode 0600) once it serves; `drover --dir DIR` reads it.
-Minions fetch the master's public key from the key port (listen port + 1) on first use.")]
+Minions fetch the master's public key from the key port (listen port - 1) on first use.")]
 struct Args {
     /// State directory (keys, job store, api.json) [default: $DROVER_DIR, else /var/lib/drover/master]
     #[arg(long, env = "DROVER_DIR", default_value = "/var/lib/drover/master")]
     dir: PathBuf,
-    /// Address minions connect to (ZeroMQ, CURVE); the key port is PORT + 1
+    /// Address minions connect to (ZeroMQ, CURVE); the key port is PORT - 1
     #[arg(long, default_value = "0.0.0.0:4506", value_name = "ADDR:PORT")]
     listen: String,
     /// Address of the local HTTP API
@@ -46,6 +46,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log_level))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     if !(args.heartbeat > 0.0 && args.heartbeat <= 3600.0) {
         eprintln!("drover-master: --heartbeat must be between 0 and 3600 seconds");

@@ -5,7 +5,7 @@
 //! - a ZAP handler (`inproc://zeromq.zap.01`) that lets any CURVE client finish the
 //!   handshake and stamps its messages with its public key (`User-Id`); whether that key
 //!   may do anything is the hub's decision, made per message;
-//! - the key port (listen port + 1): a REP socket without security that answers with the
+//! - the key port (listen port − 1, 4505 by default, where Salt has its publish port): a REP socket without security that answers with the
 //!   master's public key, so a minion can pin it on first use;
 //! - an inproc PULL socket: the hub's outgoing messages, `[routing id, body]`.
 //!
@@ -93,7 +93,7 @@ fn endpoints(listen: &str) -> Result<(String, Option<String>), TransportError> {
     if port == 0 {
         Ok((format!("tcp://{host}:*"), None))
     } else {
-        let key_port = port.checked_add(1).ok_or_else(bad)?;
+        let key_port = port.checked_sub(1).filter(|p| *p > 0).ok_or_else(bad)?;
         Ok((format!("tcp://{host}:{port}"), Some(format!("tcp://{host}:{key_port}"))))
     }
 }
@@ -141,7 +141,7 @@ pub fn start(
         None => {
             let (host, _) =
                 router_bound.trim_start_matches("tcp://").rsplit_once(':').unwrap_or(("0.0.0.0", ""));
-            format!("tcp://{host}:{}", port_of(&router_bound) + 1)
+            format!("tcp://{host}:{}", port_of(&router_bound).saturating_sub(1))
         }
     };
     key_port.bind(&key_ep).map_err(zerr(format!("listen on the key port {key_ep}")))?;

@@ -141,8 +141,8 @@ impl MasterAddr {
         let port = match port {
             None => DEFAULT_MASTER_PORT,
             Some(p) => match p.parse::<u16>() {
-                Ok(p) if p > 0 && p < u16::MAX => p,
-                _ => return Err(format!("{s:?}: port must be a number from 1 to 65534; {expected}")),
+                Ok(p) if p > 1 => p,
+                _ => return Err(format!("{s:?}: port must be a number from 2 to 65535; {expected}")),
             },
         };
         Ok(Self { host: host.to_string(), port })
@@ -150,7 +150,7 @@ impl MasterAddr {
 
     /// The unencrypted port where the master tells its public key.
     pub fn key_port(&self) -> u16 {
-        self.port + 1
+        self.port - 1
     }
 }
 
@@ -231,16 +231,16 @@ mod tests {
     #[test]
     fn bad_flags_are_usage_errors_naming_what_was_expected() {
         let cases: &[(&[&str], &str)] = &[
-            (&["--id", "a b", "--master", "m:1"], "expected 1 to 64 characters"),
+            (&["--id", "a b", "--master", "m:2"], "expected 1 to 64 characters"),
             (&["--id", "a", "--master", "m:x"], "port must be a number"),
-            (&["--id", "a", "--master", "m:65535"], "port must be a number"),
+            (&["--id", "a", "--master", "m:1"], "port must be a number"),
             (&["--id", "a", "--master", "::1:4506"], "needs brackets"),
             (&["--id", "a", "--master", ":4506"], "no valid host name"),
-            (&["--id", "a", "--master", "m:1", "--master-key", "short"], "not a CURVE key"),
-            (&["--id", "a", "--master", "m:1", "--grain", "novalue"], "expected KEY=VALUE"),
-            (&["--id", "a", "--master", "m:1", "--grain", "=3"], "non-empty KEY"),
-            (&["--id", "a", "--master", "m:1", "--heartbeat", "0"], "number of seconds"),
-            (&["--master", "m:1"], "--id"),
+            (&["--id", "a", "--master", "m:2", "--master-key", "short"], "not a CURVE key"),
+            (&["--id", "a", "--master", "m:2", "--grain", "novalue"], "expected KEY=VALUE"),
+            (&["--id", "a", "--master", "m:2", "--grain", "=3"], "non-empty KEY"),
+            (&["--id", "a", "--master", "m:2", "--heartbeat", "0"], "number of seconds"),
+            (&["--master", "m:2"], "--id"),
         ];
         for (args, want) in cases {
             let err = parse(args).unwrap_err();
@@ -263,7 +263,7 @@ mod tests {
             assert_eq!((a.host.as_str(), a.port), (host, port), "{input}");
         }
         assert_eq!(MasterAddr::parse("[::1]:7000").unwrap().to_string(), "[::1]:7000");
-        assert_eq!(MasterAddr::parse("m:7000").unwrap().key_port(), 7001);
+        assert_eq!(MasterAddr::parse("m:7000").unwrap().key_port(), 6999);
     }
 
     #[test]

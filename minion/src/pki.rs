@@ -1,7 +1,7 @@
 //! Which master key this minion trusts, and asking the master's key port for its key.
 //!
 //! `--master-key` wins; else the key pinned in `DIR/pki/master.pub`; else the key the
-//! master's key port (its port + 1, unencrypted) presents, trusted on first use and pinned.
+//! master's key port (its port - 1, unencrypted) presents, trusted on first use and pinned.
 //! A pinned key is never replaced silently: a different key is an error the user resolves.
 
 use std::io;

@@ -68,7 +68,7 @@ impl FakeMaster {
         let port: u16 = endpoint.rsplit(':').next().unwrap().parse().unwrap();
         let key_port = ctx.socket(zmq::REP).unwrap();
         key_port.set_linger(0).unwrap();
-        key_port.bind(&format!("tcp://127.0.0.1:{}", port + 1)).ok()?;
+        key_port.bind(&format!("tcp://127.0.0.1:{}", port - 1)).ok()?;
         let info = wire::msg::encode(&KeyInfo {
             public_key: keys.public.clone(),
             fingerprint: keys.public.fingerprint(),

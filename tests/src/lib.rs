@@ -45,7 +45,8 @@ pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
 
 static PORTS: Mutex<u16> = Mutex::new(0);
 
-/// Two free consecutive TCP ports (the master's listen port and its key port).
+/// A free TCP port whose predecessor is free too: the master's listen port (its key port is
+/// the one below).
 pub fn free_port_pair() -> u16 {
     let mut last = PORTS.lock().unwrap();
     // Start from a per-process spread so that parallel test binaries rarely meet.
@@ -58,7 +59,7 @@ pub fn free_port_pair() -> u16 {
         let free =
             |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok() && UdpSocket::bind(("127.0.0.1", p)).is_ok();
         if free(p) && free(p + 1) {
-            return p;
+            return p + 1;
         }
     }
 }

@@ -269,7 +269,7 @@ pub struct JobReturn {
     pub finished_ms: u64,
 }
 
-/// What the master's key port (the listen port + 1, no encryption) answers, so a minion can
+/// What the master's key port (the listen port − 1, no encryption) answers, so a minion can
 /// pin the master's key on first use. The key is public; trusting it is the minion's choice.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct KeyInfo {
