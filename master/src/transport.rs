@@ -98,10 +98,6 @@ fn endpoints(listen: &str) -> Result<(String, Option<String>), TransportError> {
     }
 }
 
-fn port_of(endpoint: &str) -> u16 {
-    endpoint.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0)
-}
-
 /// Binds every socket and starts the I/O thread.
 pub fn start(
     keys: &KeyPair,
@@ -136,15 +132,13 @@ pub fn start(
     let key_port = ctx.socket(zmq::REP).map_err(zerr("create the key port"))?;
     key_port.set_linger(0).map_err(zerr("set linger"))?;
     key_port.set_maxmsgsize(4096).map_err(zerr("set the key port's size limit"))?;
-    let key_ep = match key_ep {
-        Some(ep) => ep,
-        None => {
-            let (host, _) =
-                router_bound.trim_start_matches("tcp://").rsplit_once(':').unwrap_or(("0.0.0.0", ""));
-            format!("tcp://{host}:{}", port_of(&router_bound).saturating_sub(1))
-        }
-    };
+    // with port 0 (tests), any free port: api.json says which
+    let key_ep = key_ep.unwrap_or_else(|| {
+        let (host, _) = router_bound.trim_start_matches("tcp://").rsplit_once(':').unwrap_or(("0.0.0.0", ""));
+        format!("tcp://{host}:*")
+    });
     key_port.bind(&key_ep).map_err(zerr(format!("listen on the key port {key_ep}")))?;
+    let key_ep = key_port.get_last_endpoint().ok().and_then(|r| r.ok()).unwrap_or(key_ep);
 
     let pull = ctx.socket(zmq::PULL).map_err(zerr("create the outgoing queue"))?;
     pull.set_rcvhwm(0).map_err(zerr("set the queue's high-water mark"))?;
