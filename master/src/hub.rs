@@ -116,6 +116,8 @@ pub struct Hub {
     sessions: HashMap<MinionId, Session>,
     /// Every live connection (routing id) → the minion it said it is.
     routes: HashMap<Vec<u8>, Route>,
+    /// When `pki/` was last looked at, and what its folders' times were then.
+    pki_checked: (Instant, Vec<Option<std::time::SystemTime>>),
     /// Connections of minions whose key waits in `pending/`, to nudge them on accept.
     pending_routes: HashMap<MinionId, Vec<u8>>,
     /// Last grains and last-seen time of every minion ever seen (from the store at start).
@@ -154,6 +156,7 @@ impl Hub {
             auto_accept,
             sessions: HashMap::new(),
             routes: HashMap::new(),
+            pki_checked: (Instant::now(), Vec::new()),
             pending_routes: HashMap::new(),
             known,
             jobs: HashMap::new(),
@@ -454,11 +457,47 @@ impl Hub {
             tracing::info!(%id, "minion disconnected (no heartbeat)");
             self.event(&id, "drover/minion/disconnected", json!({"id": id}));
         }
+        self.recheck_keys(now);
         // connections silent as long are gone too (pending minions say hello every interval)
         self.routes.retain(|_, r| now.duration_since(r.seen) <= limit);
         let routes = &self.routes;
         self.pending_routes.retain(|_, routing| routes.contains_key(routing));
         self.roles.tick(now);
+    }
+
+    /// Key files are the truth: when a folder of `pki/` changed (a key moved or removed by
+    /// hand), every session is checked against the files again, at most once a second.
+    fn recheck_keys(&mut self, now: Instant) {
+        if now.duration_since(self.pki_checked.0) < Duration::from_secs(1) {
+            return;
+        }
+        let stamp = self.keys.stamp();
+        let changed = stamp != self.pki_checked.1;
+        self.pki_checked = (now, stamp);
+        if !changed {
+            return;
+        }
+        let revoked: Vec<MinionId> = self
+            .sessions
+            .iter()
+            .filter(|(id, s)| {
+                self.keys.lookup(id).is_none_or(|(state, key)| state != KeyState::Accepted || key != s.key)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in revoked {
+            if let Some(s) = self.sessions.remove(&id) {
+                tracing::warn!(%id, "the accepted key file changed by hand: the session ends");
+                self.roles.disconnected(&id);
+                self.event(
+                    &id,
+                    "drover/minion/disconnected",
+                    json!({"id": id, "reason": "key no longer accepted"}),
+                );
+                // it says hello again, and is treated as its key files now say
+                self.send(&s.routing, &ToMinion::Rehello);
+            }
+        }
     }
 
     fn on_command(&mut self, cmd: Command) {

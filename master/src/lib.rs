@@ -116,6 +116,7 @@ pub async fn run(cfg: Config, token: CancellationToken) -> Result<(), MasterErro
     write_private(&api_path, info.to_string().as_bytes())?;
     tracing::info!(url = %format!("http://{addr}"), "API serving");
 
+    let closer = store.clone();
     let app = server::router(server::ApiState {
         hub: cmd_tx,
         store,
@@ -132,6 +133,8 @@ pub async fn run(cfg: Config, token: CancellationToken) -> Result<(), MasterErro
     token.cancel();
     let _ = hub_task.await;
     drop(transport);
+    // what the hub queued last (events, grains, convergence reports) is committed
+    closer.close().await;
     served.map_err(io("serve the API"))?;
     tracing::info!("master stopped");
     Ok(())

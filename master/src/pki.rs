@@ -86,6 +86,15 @@ impl KeyStore {
         })
     }
 
+    /// When each state folder last changed (a file added, removed or renamed in it), to
+    /// notice keys moved by hand.
+    pub fn stamp(&self) -> Vec<Option<std::time::SystemTime>> {
+        STATES
+            .into_iter()
+            .map(|s| fs::metadata(self.root.join(state_dir(s))).and_then(|m| m.modified()).ok())
+            .collect()
+    }
+
     /// A key file of `id` that exists but cannot be read as a key, if any: the hub refuses
     /// such a minion rather than letting a new key replace a file it cannot read.
     pub fn broken(&self, id: &MinionId) -> Option<PathBuf> {

@@ -80,18 +80,36 @@ pub struct RolesRecord {
 enum Op {
     InsertJob(JobRecord, oneshot::Sender<Result<(), StoreError>>),
     InsertReturn(JobReturn),
-    SaveMinion { id: MinionId, grains: Value, seen_ms: u64 },
-    Event { tag: String, minion: Option<String>, data: Value, time_ms: u64 },
-    Events { since: u64, limit: usize, reply: oneshot::Sender<Result<Vec<api::Event>, StoreError>> },
+    SaveMinion {
+        id: MinionId,
+        grains: Value,
+        seen_ms: u64,
+    },
+    Event {
+        tag: String,
+        minion: Option<String>,
+        data: Value,
+        time_ms: u64,
+    },
+    Events {
+        since: u64,
+        limit: usize,
+        reply: oneshot::Sender<Result<Vec<api::Event>, StoreError>>,
+    },
     LastEvent(oneshot::Sender<Result<u64, StoreError>>),
     ListJobs(usize, oneshot::Sender<Result<Vec<JobSummary>, StoreError>>),
     ShowJob(Jid, oneshot::Sender<Result<Option<JobDetail>, StoreError>>),
     Minions(oneshot::Sender<Result<Vec<KnownMinion>, StoreError>>),
-    SaveApplied { commit: String, tree: BTreeMap<String, String> },
+    SaveApplied {
+        commit: String,
+        tree: BTreeMap<String, String>,
+    },
     SaveAssignment(MinionId, AssignmentRecord),
     DeleteRoles(MinionId),
     SaveConverged(MinionId, Converged, u64),
     LoadRoles(oneshot::Sender<Result<RolesRecord, StoreError>>),
+    /// Commit everything queued before, answer, and stop the thread.
+    Close(oneshot::Sender<()>),
 }
 
 /// A handle on the store thread. Cheap to clone.
@@ -176,6 +194,15 @@ impl Store {
         let (tx, rx) = oneshot::channel();
         self.send(op(tx))?;
         rx.await.map_err(|_| StoreError::Stopped)?
+    }
+
+    /// Commits everything queued so far and stops the store thread (at shutdown: events,
+    /// grains and convergence reports queued last are kept).
+    pub async fn close(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.send(Op::Close(tx)).is_ok() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), rx).await;
+        }
     }
 
     /// Records a job; returns once it is committed.
@@ -279,6 +306,7 @@ fn run(
         let mut new_events = Vec::new();
         // job inserts answer after the commit: (this insert's own error, reply)
         let mut replies = Vec::new();
+        let mut closing = None;
         let result = (|| -> rusqlite::Result<()> {
             let tx = conn.transaction()?;
             for op in ops {
@@ -361,6 +389,7 @@ fn run(
                     Op::Minions(reply) => {
                         let _ = reply.send(minions(&tx).map_err(StoreError::from));
                     }
+                    Op::Close(reply) => closing = Some(reply),
                 }
             }
             tx.commit()
@@ -386,6 +415,10 @@ fn run(
                 (None, Err(e)) => Err(StoreError::Failed(e.clone())),
                 (None, Ok(())) => Ok(()),
             });
+        }
+        if let Some(reply) = closing {
+            let _ = reply.send(());
+            return;
         }
     }
 }

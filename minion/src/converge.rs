@@ -180,57 +180,19 @@ impl<D: Daemons + Send + Sync + 'static> Owner<D> {
         }
     }
 
-    /// Reads the cached files of `a` and plans them.
-    fn prepare(&self, a: &Assignment) -> Result<Prepared, String> {
-        let mut files = render::Files::new();
-        for (path, sha) in &a.files {
-            let bytes = fs::read(self.cached(sha))
-                .map_err(|e| format!("{path}: cannot read the cached copy: {e}"))?;
-            let text = String::from_utf8(bytes).map_err(|_| format!("{path}: not UTF-8"))?;
-            files.insert(path.clone(), text);
-        }
-        let mut roles = Vec::new();
-        for name in &a.roles {
-            let path = render::role_path(name);
-            let text = files.get(&path).ok_or_else(|| format!("{path} is not in the assignment"))?;
-            roles.push(render::Role::parse(name, text).map_err(diagnostics)?);
-        }
-        let minion = render::Minion {
-            id: self.id.clone(),
-            grains: self.grains.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-            pillar: a.pillar.clone(),
-            peers: a
-                .peers
-                .iter()
-                .map(|(role, peers)| {
-                    let peers = peers
-                        .iter()
-                        .map(|p| render::Peer {
-                            id: p.id.clone(),
-                            address: p.address.clone(),
-                            grains: p.grains.clone(),
-                        })
-                        .collect();
-                    (role.clone(), peers)
-                })
-                .collect(),
-        };
-        let ctx = render::Context::new(&minion, &roles);
-        let plan = render::plan(&files, &roles, &ctx).map_err(diagnostics)?;
-        let mut waiting: Vec<String> = roles
-            .iter()
-            .flat_map(|r| r.requires.iter())
-            .filter(|req| a.peers.get(*req).is_none_or(Vec::is_empty))
-            .cloned()
-            .collect();
-        waiting.sort();
-        waiting.dedup();
-        Ok(Prepared { plan, files, ctx, waiting })
+    /// Reads the cached files of `a` and plans them, on a blocking thread: file reads and
+    /// Tera rendering must not hold up the session's heartbeats on the minion's one thread.
+    async fn prepare(&self, a: &Assignment) -> Result<Prepared, String> {
+        let (cache, id, grains, a) =
+            (self.cache_dir.clone(), self.id.clone(), self.grains.clone(), a.clone());
+        tokio::task::spawn_blocking(move || prepare(&cache, &id, &grains, &a))
+            .await
+            .unwrap_or_else(|e| Err(format!("planning the assignment failed: {e}")))
     }
 
     /// Applies an assignment in full and reports to the master.
     async fn converge(&mut self, a: Assignment) {
-        let outcome = match self.prepare(&a) {
+        let outcome = match self.prepare(&a).await {
             Ok(p) => {
                 let opts = ApplyOptions {
                     test: false,
@@ -293,7 +255,7 @@ impl<D: Daemons + Send + Sync + 'static> Owner<D> {
         if !self.missing(&a).is_empty() {
             return Outcome::fail("the files of the current assignment are still being fetched; try again");
         }
-        let p = match self.prepare(&a) {
+        let p = match self.prepare(&a).await {
             Ok(p) => p,
             Err(e) => return Outcome::fail(e),
         };
@@ -330,6 +292,54 @@ impl<D: Daemons + Send + Sync + 'static> Owner<D> {
         let ret = applied.to_return();
         if success { Outcome::ok(ret) } else { Outcome { success: false, retcode: 1, ret } }
     }
+}
+
+/// Reads the cached files of `a` (under `cache`) and plans them for minion `id`.
+fn prepare(cache: &std::path::Path, id: &str, grains: &Grains, a: &Assignment) -> Result<Prepared, String> {
+    let mut files = render::Files::new();
+    for (path, sha) in &a.files {
+        let bytes =
+            fs::read(cache.join(sha)).map_err(|e| format!("{path}: cannot read the cached copy: {e}"))?;
+        let text = String::from_utf8(bytes).map_err(|_| format!("{path}: not UTF-8"))?;
+        files.insert(path.clone(), text);
+    }
+    let mut roles = Vec::new();
+    for name in &a.roles {
+        let path = render::role_path(name);
+        let text = files.get(&path).ok_or_else(|| format!("{path} is not in the assignment"))?;
+        roles.push(render::Role::parse(name, text).map_err(diagnostics)?);
+    }
+    let minion = render::Minion {
+        id: id.to_string(),
+        grains: grains.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        pillar: a.pillar.clone(),
+        peers: a
+            .peers
+            .iter()
+            .map(|(role, peers)| {
+                let peers = peers
+                    .iter()
+                    .map(|p| render::Peer {
+                        id: p.id.clone(),
+                        address: p.address.clone(),
+                        grains: p.grains.clone(),
+                    })
+                    .collect();
+                (role.clone(), peers)
+            })
+            .collect(),
+    };
+    let ctx = render::Context::new(&minion, &roles);
+    let plan = render::plan(&files, &roles, &ctx).map_err(diagnostics)?;
+    let mut waiting: Vec<String> = roles
+        .iter()
+        .flat_map(|r| r.requires.iter())
+        .filter(|req| a.peers.get(*req).is_none_or(Vec::is_empty))
+        .cloned()
+        .collect();
+    waiting.sort();
+    waiting.dedup();
+    Ok(Prepared { plan, files, ctx, waiting })
 }
 
 fn diagnostics(d: Vec<render::Diagnostic>) -> String {

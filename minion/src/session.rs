@@ -203,6 +203,10 @@ impl Session {
                 () = tokio::time::sleep_until(wake) => self.on_timer(&shutdown).await,
             }
         }
+        // returns of jobs that finished meanwhile are spooled, to be sent after a restart
+        while let Ok(ret) = self.jobs.done.try_recv() {
+            self.on_finished(ret);
+        }
         info!("stopping");
         Ok(())
     }

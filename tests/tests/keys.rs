@@ -84,3 +84,26 @@ fn a_second_key_for_an_accepted_id_is_refused_and_reported() {
     }
     drop(real);
 }
+
+#[test]
+fn keys_moved_by_hand_take_effect() {
+    let master = Master::start(&[]);
+    let minion = Minion::start(&master, "m1", &[]);
+    wait_until(Duration::from_secs(20), "m1's key to be pending", || {
+        key_state(&master, "m1").as_deref() == Some("pending")
+    });
+    master.drover(&["key", "accept", "m1"]);
+    master.wait_for_minions(1);
+    let told = minion.log().matches("key not accepted yet").count();
+    let pki = master.state_dir().join("pki");
+    std::fs::rename(pki.join("accepted/m1"), pki.join("pending/m1")).unwrap();
+    // the session ends; the minion says hello again and is told its key waits
+    wait_until(Duration::from_secs(20), "the minion to be told its key is pending", || {
+        minion.log().matches("key not accepted yet").count() > told
+    });
+    let out = master.drover(&["m1", "test.ping"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let out = master.drover(&["key", "accept", "m1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    master.wait_for_minions(1);
+}
