@@ -68,7 +68,7 @@ Try:
   drover -G 'os:debian' cmd.run uptime
   drover -G 'tier:frontend' grains.get ipv4
   drover -C 'web-* and not web-2' test.echo hello
-  drover --out json -L web-1,db-1 cmd.run 'ls -la /'     # drover's options go before the target
+  drover -L web-1,db-1 cmd.run 'ls -la /' --out json
   drover roles diff                                      # what roles/ and states/ at HEAD would assign
   drover -b 1 '*' test.sleep 1
   drover key list

@@ -15,8 +15,10 @@ drover [OPTIONS] <TARGET> <FUNCTION> [ARGS]... [KEY=VALUE]...
        drover [OPTIONS] <COMMAND>";
 
 const EXAMPLES: &str = "\
-Options go before the target: every word after it is the function and its arguments,
-passed on as typed (so `cmd.run ls -la` keeps its `-la`). `key=value` words are keyword
+Options go before the target; as with Salt, the long ones (--out, --timeout, --batch,
+--async) may also follow the function: `drover '*' test.ping --out json`. Every other word
+after the target is the function or its arguments, passed on as typed (`cmd.run ls -la`
+keeps its `-la`); after a `--` word, every word is. `key=value` words are keyword
 arguments, their values read as YAML. Words that are commands (key, jobs, roles, events,
 completions) are reserved: target a minion named like one with -L.
 
@@ -77,6 +79,67 @@ pub struct Cli {
 pub const DEFAULT_DIR: &str = "/var/lib/drover/master";
 
 impl Cli {
+    /// Parses the command line, then lifts drover's own long options that follow the
+    /// function (`drover '*' test.ping --out json`, as Salt allows) out of the words; see
+    /// [`Cli::lift_trailing_options`].
+    pub fn parse_args() -> Result<Self, clap::Error> {
+        let mut cli = <Self as clap::Parser>::try_parse()?;
+        cli.lift_trailing_options()?;
+        Ok(cli)
+    }
+
+    /// In the run form, words after the target that are drover's long options (`--out X`,
+    /// `--timeout X`, `--batch X`, their `--opt=X` forms, and `--async`) set those options,
+    /// as Salt reads `salt '*' test.ping --out json`. A `--` word ends this: everything
+    /// after it goes to the function as typed. Short options are never taken from there, so
+    /// `cmd.run ls -t` keeps its `-t`.
+    pub fn lift_trailing_options(&mut self) -> Result<(), clap::Error> {
+        if self.command.is_some() {
+            return Ok(());
+        }
+        let words = std::mem::take(&mut self.run.words);
+        let mut kept = Vec::with_capacity(words.len());
+        let mut it = words.into_iter();
+        let bad = |msg: String| clap::Error::raw(clap::error::ErrorKind::InvalidValue, msg + "\n");
+        while let Some(w) = it.next() {
+            if w == "--" {
+                kept.extend(it.by_ref());
+                break;
+            }
+            let (name, inline) = match w.split_once('=') {
+                Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
+                _ => (w.clone(), None),
+            };
+            if name == "--async" && inline.is_none() {
+                self.run.no_wait = true;
+                continue;
+            }
+            if !matches!(name.as_str(), "--out" | "--timeout" | "--batch") {
+                kept.push(w);
+                continue;
+            }
+            let Some(value) = inline.or_else(|| it.next()) else {
+                return Err(bad(format!("{name} needs a value")));
+            };
+            match name.as_str() {
+                "--out" => {
+                    self.out = Some(<Out as clap::ValueEnum>::from_str(&value, true).map_err(|_| {
+                        bad(format!("invalid --out {value:?}: expected text, json, yaml or highstate"))
+                    })?)
+                }
+                "--timeout" => {
+                    self.run.timeout = Some(
+                        crate::commands::run::parse_timeout(&value)
+                            .map_err(|e| bad(format!("--timeout: {e}")))?,
+                    )
+                }
+                _ => self.run.batch = Some(value.parse().map_err(|e: String| bad(format!("--batch: {e}")))?),
+            }
+        }
+        self.run.words = kept;
+        Ok(())
+    }
+
     /// `--dir`, else `$DROVER_DIR`, else [`DEFAULT_DIR`].
     pub fn dir(&self) -> PathBuf {
         self.dir.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DIR))

@@ -4,12 +4,11 @@
 use std::io::{self, IsTerminal};
 use std::process::ExitCode;
 
-use clap::Parser;
 use cli::commands::{self, Ctx};
 use cli::{Cli, Exit};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_args().unwrap_or_else(|e| e.exit());
     let color = io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let (mut stdout, mut stderr) = (io::stdout().lock(), io::stderr().lock());
     let mut ctx = Ctx { dir: cli.dir(), out: cli.out, color, stdout: &mut stdout, stderr: &mut stderr };

@@ -100,7 +100,7 @@ impl RunArgs {
     }
 }
 
-fn parse_timeout(s: &str) -> Result<f64, String> {
+pub(crate) fn parse_timeout(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(secs) if secs.is_finite() && secs > 0.0 => Ok(secs),
         _ => Err("expected a number of seconds greater than 0, like 10 or 0.5".to_string()),
@@ -231,7 +231,9 @@ mod tests {
     use super::*;
 
     fn parse(argv: &[&str]) -> Result<Cli, clap::Error> {
-        Cli::try_parse_from(std::iter::once("drover").chain(argv.iter().copied()))
+        let mut cli = Cli::try_parse_from(std::iter::once("drover").chain(argv.iter().copied()))?;
+        cli.lift_trailing_options()?;
+        Ok(cli)
     }
 
     fn request_of(argv: &[&str]) -> anyhow::Result<RunRequest> {
@@ -293,16 +295,26 @@ mod tests {
                 json!(["uptime"]),
                 json!({"shell": true, "timeout": 5}),
             ),
-            // after the target every word is the function's, even drover's own flags
+            // after the target, drover's long options are taken out (as Salt does); short
+            // options and other words are the function's
             (
                 &["*", "cmd.run", "ls", "--color=auto", "-t", "5", "--out", "json", "key"],
                 "*",
                 Glob,
                 "cmd.run",
-                json!(["ls", "--color=auto", "-t", "5", "--out", "json", "key"]),
+                json!(["ls", "--color=auto", "-t", "5", "key"]),
                 json!({}),
             ),
-            (&["*", "test.echo", "--", "x"], "*", Glob, "test.echo", json!(["--", "x"]), json!({})),
+            // `--` ends that: everything after it goes to the function as typed
+            (&["*", "test.echo", "--", "x"], "*", Glob, "test.echo", json!(["x"]), json!({})),
+            (
+                &["*", "test.echo", "--", "--out", "json"],
+                "*",
+                Glob,
+                "test.echo",
+                json!(["--out", "json"]),
+                json!({}),
+            ),
             (&["--", "-odd", "test.ping"], "-odd", Glob, "test.ping", json!([]), json!({})),
             (&["*", "test.echo", "5", "a b"], "*", Glob, "test.echo", json!(["5", "a b"]), json!({})),
             (&["*", "state.highstate"], "*", Glob, "state.highstate", json!([]), json!({})),
@@ -318,6 +330,20 @@ mod tests {
     }
 
     #[test]
+    fn trailing_options_are_checked_and_set_the_output() {
+        let cli = parse(&["*", "test.ping", "--out", "json"]).unwrap();
+        assert_eq!(cli.out, Some(Out::Json));
+        for bad in [
+            &["*", "test.ping", "--out"][..],
+            &["*", "test.ping", "--out", "xml"],
+            &["*", "test.ping", "--timeout", "-1"],
+            &["*", "test.ping", "--batch=0"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn options_set_timeout_batch_and_wait() {
         let table: &[(&[&str], f64, Option<Batch>, bool)] = &[
             (&["*", "test.ping"], 10.0, None, true),
@@ -325,6 +351,13 @@ mod tests {
             (&["--async", "--batch", "3", "*", "test.ping"], 10.0, Some(Batch::Count(3)), false),
             (&["--timeout=0.5", "-b5", "-L", "a", "test.ping"], 0.5, Some(Batch::Count(5)), true),
             (&["--out", "json", "--dir", "/tmp/x", "-t", "2", "*", "test.ping"], 2.0, None, true),
+            (
+                &["*", "test.ping", "--timeout", "3", "--async", "--batch=2"],
+                3.0,
+                Some(Batch::Count(2)),
+                false,
+            ),
+            (&["*", "test.ping", "--out=yaml", "--timeout=1.5"], 1.5, None, true),
         ];
         for (argv, timeout, batch, wait) in table {
             let req = request_of(argv).unwrap_or_else(|e| panic!("{argv:?}: {e:#}"));
