@@ -32,7 +32,13 @@ pub enum Target {
     Glob(GlobMatcher),
     Pcre(Regex),
     List(Vec<String>),
-    Grain { key: String, glob: String },
+    /// `key:glob`; `whole` is `glob` compiled once (case-insensitive) for scalar and list
+    /// grains, the common case; nested grains (`net:eth0:10.*`) compile their tail as met.
+    Grain {
+        key: String,
+        glob: String,
+        whole: GlobMatcher,
+    },
     Role(String),
     Not(Box<Target>),
     And(Box<Target>, Box<Target>),
@@ -64,7 +70,7 @@ fn pcre(pattern: &str) -> Result<Regex, TargetError> {
 fn grain(expr: &str) -> Result<Target, TargetError> {
     match expr.split_once(':') {
         Some((key, glob)) if !key.is_empty() => {
-            Ok(Target::Grain { key: key.to_string(), glob: glob.to_string() })
+            Ok(Target::Grain { key: key.to_string(), glob: glob.to_string(), whole: self::glob(glob, true)? })
         }
         _ => Err(TargetError::Grain(expr.to_string())),
     }
@@ -94,7 +100,7 @@ impl Target {
             Target::Glob(g) => g.is_match(c.id),
             Target::Pcre(r) => r.is_match(c.id),
             Target::List(ids) => ids.iter().any(|i| i == c.id),
-            Target::Grain { key, glob } => match_grain(c.grains.get(key.as_str()), glob),
+            Target::Grain { key, glob, whole } => match_grain(c.grains.get(key.as_str()), glob, Some(whole)),
             Target::Role(role) => match c.grains.get("roles") {
                 Some(Value::Array(roles)) => roles.iter().any(|r| r.as_str() == Some(role)),
                 _ => false,
@@ -108,16 +114,20 @@ impl Target {
 
 /// Matches `glob` against a grain value: objects descend on `key:rest`, lists match when an
 /// element does, scalars compare by their text, case-insensitively.
-fn match_grain(value: Option<&Value>, pattern: &str) -> bool {
+fn match_grain(value: Option<&Value>, pattern: &str, compiled: Option<&GlobMatcher>) -> bool {
+    let leaf = |text: &str| match compiled {
+        Some(g) => g.is_match(text),
+        None => glob(pattern, true).map(|g| g.is_match(text)).unwrap_or(false),
+    };
     match value {
         None | Some(Value::Null) => false,
         Some(Value::Object(map)) => match pattern.split_once(':') {
-            Some((k, rest)) => match_grain(map.get(k), rest),
+            Some((k, rest)) => match_grain(map.get(k), rest, None),
             None => false,
         },
-        Some(Value::Array(items)) => items.iter().any(|v| match_grain(Some(v), pattern)),
-        Some(Value::String(s)) => glob(pattern, true).map(|g| g.is_match(s)).unwrap_or(false),
-        Some(other) => glob(pattern, true).map(|g| g.is_match(other.to_string())).unwrap_or(false),
+        Some(Value::Array(items)) => items.iter().any(|v| match_grain(Some(v), pattern, compiled)),
+        Some(Value::String(s)) => leaf(s),
+        Some(other) => leaf(&other.to_string()),
     }
 }
 

@@ -120,7 +120,9 @@ pub fn start(
     router.set_backlog(4096).map_err(zerr("set the backlog"))?;
     router.set_router_mandatory(true).map_err(zerr("set router_mandatory"))?;
     // no router_handover: a connection's routing id is libzmq's own, never a peer's choice
-    router.set_sndhwm(0).map_err(zerr("set the send high-water mark"))?;
+    // per connection: a minion that stops reading gets at most this many messages queued;
+    // past it, messages to it are dropped (it resyncs on its next hello)
+    router.set_sndhwm(10_000).map_err(zerr("set the send high-water mark"))?;
     // per connection: one peer cannot queue more than this many unread messages
     router.set_rcvhwm(1000).map_err(zerr("set the receive high-water mark"))?;
     router.set_linger(0).map_err(zerr("set linger"))?;
