@@ -358,21 +358,26 @@ impl Hub {
 
     fn welcome(&mut self, routing: Vec<u8>, key: PublicKey, hello: Hello) {
         let id = hello.id;
+        self.pending_routes.remove(&id);
+        let previous = self
+            .sessions
+            .insert(id.clone(), Session { routing: routing.clone(), key, last_seen: Instant::now() });
+        self.send(&routing, &ToMinion::Welcome { heartbeat_ms: self.heartbeat.as_millis() as u64 });
+        // a second hello on a connection already welcomed (several of its messages met a
+        // Rehello at once) brings nothing new: no grains to save, no assignment to push again
+        if previous.as_ref().is_some_and(|p| p.routing == routing) {
+            return;
+        }
+        if previous.is_none() {
+            tracing::info!(%id, "minion connected");
+            self.event(&id, "drover/minion/connected", json!({"id": id}));
+        }
         let now = now_ms();
         let grains = Value::Object(hello.grains.into_iter().collect());
         if let Err(e) = self.store.save_minion(id.clone(), grains.clone(), now) {
             tracing::error!(error = %e, "cannot save grains");
         }
         self.known.insert(id.clone(), (grains.clone(), now));
-        self.pending_routes.remove(&id);
-        let new = self
-            .sessions
-            .insert(id.clone(), Session { routing: routing.clone(), key, last_seen: Instant::now() });
-        if new.is_none() {
-            tracing::info!(%id, "minion connected");
-            self.event(&id, "drover/minion/connected", json!({"id": id}));
-        }
-        self.send(&routing, &ToMinion::Welcome { heartbeat_ms: self.heartbeat.as_millis() as u64 });
         let out = self.roles.connected(&id, grains);
         self.deliver(out);
     }
