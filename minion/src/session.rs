@@ -36,8 +36,12 @@ use crate::supervisor::Supervisor;
 use crate::transport::{self, Identity, Transport};
 use crate::{grains, pki};
 
-/// How often unacknowledged returns are sent again.
+/// How often unacknowledged returns are sent again (at first; see `resend_returns`).
 pub const RESEND_EVERY: Duration = Duration::from_secs(2);
+/// The longest wait between two rounds of resent returns.
+pub const RESEND_MAX: Duration = Duration::from_secs(30);
+/// The most bytes of returns resent in one round.
+pub const RESEND_BYTES: usize = 4 << 20;
 /// How many heartbeat intervals of silence mean the master is gone.
 pub const SILENT_INTERVALS: u32 = 3;
 /// How often a refused minion says hello again.
@@ -137,6 +141,9 @@ struct Session {
     heard_on_socket: bool,
     next_beat: Instant,
     next_resend: Instant,
+    resend_every: Duration,
+    /// Where the next resend round starts in the outbox.
+    resend_cursor: usize,
     seq: u64,
     told_pending: bool,
     /// The background check of the master's key, if one ran.
@@ -182,6 +189,8 @@ impl Session {
             heard_on_socket: false,
             next_beat: now,
             next_resend: now,
+            resend_every: RESEND_EVERY,
+            resend_cursor: 0,
             seq: 0,
             told_pending: false,
             key_check: None,
@@ -347,6 +356,7 @@ impl Session {
                 self.told_pending = false;
                 self.backoff.reset();
                 self.next_beat = now + self.interval;
+                self.resend_every = RESEND_EVERY;
                 self.resend_returns(now);
             }
             ToMinion::Pending => {
@@ -376,7 +386,9 @@ impl Session {
     }
 
     fn acknowledged(&mut self, jid: Jid) {
-        self.outbox.ack(&jid);
+        if self.outbox.ack(&jid) {
+            self.resend_every = RESEND_EVERY;
+        }
         self.jobs.remember(jid);
     }
 
@@ -456,11 +468,23 @@ impl Session {
         }
     }
 
+    /// Sends unacknowledged returns again: at most [`RESEND_BYTES`] a round, taking turns
+    /// through the outbox, and less often while nothing is acknowledged (the interval
+    /// doubles up to [`RESEND_MAX`]; an acknowledgement or a Welcome resets it).
     fn resend_returns(&mut self, now: Instant) {
-        for frame in self.outbox.frames() {
+        let frames: Vec<&[u8]> = self.outbox.frames().collect();
+        let n = frames.len();
+        let mut sent_bytes = 0;
+        let mut sent = 0;
+        while sent < n && (sent == 0 || sent_bytes < RESEND_BYTES) {
+            let frame = frames[(self.resend_cursor + sent) % n];
             self.transport.send(frame);
+            sent_bytes += frame.len();
+            sent += 1;
         }
-        self.next_resend = now + RESEND_EVERY;
+        self.resend_cursor = if n == 0 { 0 } else { (self.resend_cursor + sent) % n };
+        self.next_resend = now + self.resend_every;
+        self.resend_every = (self.resend_every * 2).min(RESEND_MAX);
     }
 
     /// Sends what the converger or the supervisor has for the master; while the link is
