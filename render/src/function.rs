@@ -125,7 +125,13 @@ pub struct CmdRun {
     pub env: BTreeMap<String, String>,
     pub runas: Option<String>,
     pub shell: bool,
+    /// The command (and each `unless`/`onlyif` check) is killed after this long and the
+    /// state fails: a hung command must not hold the minion's applies forever.
+    pub timeout_ms: u64,
 }
+
+/// `cmd.run`'s `timeout` when none is given: one hour.
+pub const DEFAULT_CMD_TIMEOUT_MS: u64 = 3_600_000;
 
 /// A supervised daemon.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -232,7 +238,10 @@ pub(crate) const SPECS: &[Spec] = &[
     Spec { name: "file.directory", args: &["name", "mode", "user", "group", "makedirs"] },
     Spec { name: "file.absent", args: &["name"] },
     Spec { name: "file.symlink", args: &["name", "target", "force"] },
-    Spec { name: "cmd.run", args: &["name", "creates", "unless", "onlyif", "cwd", "env", "runas", "shell"] },
+    Spec {
+        name: "cmd.run",
+        args: &["name", "creates", "unless", "onlyif", "cwd", "env", "runas", "shell", "timeout"],
+    },
     Spec {
         name: "daemon.running",
         args: &["name", "cmd", "user", "env", "cwd", "restart", "health", "stop_signal", "stop_timeout"],
@@ -357,6 +366,7 @@ fn cmd_run(args: &mut Args) -> Option<CmdRun> {
         env: args.env("env"),
         runas: args.string("runas"),
         shell,
+        timeout_ms: args.typed("timeout", args::duration_ms).unwrap_or(DEFAULT_CMD_TIMEOUT_MS),
     })
 }
 

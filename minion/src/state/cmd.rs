@@ -90,6 +90,7 @@ async fn exec(
     if let Some(user) = &c.runas {
         kwargs.insert("runas".to_string(), json!(user));
     }
+    kwargs.insert("timeout".to_string(), json!(c.timeout_ms as f64 / 1000.0));
     let call = Call { fun: "cmd.run".to_string(), args, kwargs, grains: Arc::clone(grains) };
     // its own task, so that even a panic in it ends as a failed state
     let outcome = tokio::spawn(functions::call(call))

@@ -801,6 +801,22 @@ async fn cmd_run_output_failure_cwd_and_env() {
 }
 
 #[tokio::test]
+async fn a_hung_command_is_killed_after_its_timeout_and_fails() {
+    let case = Case::new(
+        r#"
+        hangs:
+          cmd.run:
+            - name: ["/bin/sleep", "30"]
+            - timeout: 300ms
+        "#,
+        &[],
+    );
+    let shown = case.run(&opts(), &FakeDaemons::default()).await;
+    assert!(shown.starts_with("hangs cmd.run false"), "{shown}");
+    assert!(shown.contains("timed out"), "{shown}");
+}
+
+#[tokio::test]
 async fn a_failed_requisite_stops_its_dependents_and_theirs() {
     let case = Case::new(
         r#"
