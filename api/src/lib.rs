@@ -4,7 +4,8 @@
 //! - [`client`] (feature `client`): a blocking client; the `drover` CLI's only way in.
 //! - [`ApiInfo`]: `DIR/api.json`, where the master says how to reach it.
 //!
-//! Routes (all under `/api/v1`, all need `Authorization: Bearer <token>`):
+//! Routes (all under `/api/v1`, all need `Authorization: Bearer <token>`; the master also
+//! serves its dashboard page, public and without data, at `/`):
 //! `POST /jobs` runs a job ([`RunRequest`] → [`RunResponse`]), `GET /jobs` lists jobs,
 //! `GET /jobs/{jid}` shows one ([`JobDetail`]), `GET /keys` and `POST /keys` list and
 //! change minion keys, `GET /minions` lists minions with their connection state,

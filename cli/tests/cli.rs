@@ -766,3 +766,74 @@ fn new_subcommands_complete() {
         assert!(script.contains(word), "{word}");
     }
 }
+
+#[test]
+fn dashboard_prints_the_link_with_the_token_in_the_fragment() {
+    let master = FakeMaster::start(|_| (500, json!({"error": "not asked"})));
+    let info: Value =
+        serde_json::from_str(&std::fs::read_to_string(master.dir.path().join("api.json")).unwrap()).unwrap();
+    let url = info["url"].as_str().unwrap();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+
+    let out = master.drover(&["dashboard"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), format!("{url}/#token=secret\n"));
+    assert_eq!(stderr(&out), "");
+    assert_eq!(master.requests().len(), 0, "the link is made from api.json alone");
+
+    // --dir names the master too; a trailing slash in the url is not doubled
+    let dir = tempfile::tempdir().unwrap();
+    let info = json!({"url": "http://127.0.0.1:24611/", "token": "0123abcd"});
+    std::fs::write(dir.path().join("api.json"), info.to_string()).unwrap();
+    let out =
+        drover(tempfile::tempdir().unwrap().path(), &["--dir", dir.path().to_str().unwrap(), "dashboard"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "http://127.0.0.1:24611/#token=0123abcd\n");
+
+    // the help says what the link is
+    let help = stdout(&drover(dir.path(), &["dashboard", "--help"]));
+    assert!(help.contains("treat it like a password"), "{help}");
+}
+
+#[test]
+fn dashboard_open_hands_the_link_to_xdg_open_and_ignores_its_failure() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = write_api_file("http://127.0.0.1:24611");
+    let bin = tempfile::tempdir().unwrap();
+    let seen = bin.path().join("seen");
+    let script = bin.path().join("xdg-open");
+    std::fs::write(&script, format!("#!/bin/sh\nprintf '%s' \"$1\" > '{}'\n", seen.display())).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let run = |path: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_drover"))
+            .args(["dashboard", "--open"])
+            .env("DROVER_DIR", dir.path())
+            .env("PATH", path)
+            .output()
+            .unwrap()
+    };
+
+    let out = run(bin.path());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "http://127.0.0.1:24611/#token=secret\n");
+    assert_eq!(stderr(&out), "");
+    assert_eq!(std::fs::read_to_string(&seen).unwrap(), "http://127.0.0.1:24611/#token=secret");
+
+    // no xdg-open: the link is printed, the failure noted, the exit status still 0
+    let nothing = tempfile::tempdir().unwrap();
+    let out = run(nothing.path());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "http://127.0.0.1:24611/#token=secret\n");
+    assert!(stderr(&out).starts_with("could not open a browser (xdg-open: "), "{}", stderr(&out));
+}
+
+#[test]
+fn dashboard_without_a_master_exits_2_saying_what_to_do() {
+    let empty = tempfile::tempdir().unwrap();
+    let out = drover(empty.path(), &["dashboard"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(stdout(&out), "");
+    let err = stderr(&out);
+    assert!(err.starts_with("drover: cannot read ") && err.contains("is drover-master running"), "{err}");
+}

@@ -680,8 +680,12 @@ impl Hub {
             .into_iter()
             .map(|id| {
                 let (grains, seen) = self.known.get(&id).cloned().unwrap_or((json!({}), 0));
+                let session = self.sessions.get(&id);
+                // a connected minion was last heard at its last message, not at its hello
+                let seen = session
+                    .map_or(seen, |s| now_ms().saturating_sub(s.last_seen.elapsed().as_millis() as u64));
                 MinionStatus {
-                    connected: self.sessions.contains_key(&id),
+                    connected: session.is_some(),
                     last_seen_ms: seen,
                     grains: match grains {
                         Value::Object(m) => m.into_iter().collect(),

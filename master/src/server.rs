@@ -1,11 +1,15 @@
-//! The local HTTP API (axum), the only way in for the `drover` CLI and, later, the web
-//! dashboard. Every route needs `Authorization: Bearer <token>` from `DIR/api.json`.
+//! The local HTTP API (axum), the only way in for the `drover` CLI and the web dashboard.
+//! Every `/api/v1` route needs `Authorization: Bearer <token>` from `DIR/api.json`; only the
+//! dashboard's page (`/`, `/dashboard`: static, no data) is public, and it reads the token
+//! from its URL fragment (`drover dashboard` prints that link).
 //! Handlers validate, then ask the hub (state) or the store (history); they hold nothing.
 //!
 //! - jobs, keys, minions: here;
+//! - `dashboard`: the page;
 //! - `roles`: `POST /roles/apply`, `GET /roles/diff`, `GET /roles/status`;
 //! - `events`: `GET /events` (newline-delimited JSON, optionally followed live).
 
+mod dashboard;
 mod events;
 mod roles;
 
@@ -81,6 +85,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/roles/status", get(roles::status))
         .route("/api/v1/events", get(events::events))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
+        .merge(dashboard::router()) // after the auth layer: the page holds no data
         .with_state(state)
 }
 

@@ -18,7 +18,7 @@ pub const DEFAULT_MASTER_PORT: u16 = 4506;
 /// runs the jobs the master sends.
 ///
 /// Without --master-key the minion trusts the first master key it sees (asking the master's
-/// key port, the master port + 1), prints its fingerprint, pins it in DIR/pki/master.pub and
+/// key port, the master port - 1), prints its fingerprint, pins it in DIR/pki/master.pub and
 /// refuses any other key afterwards.
 #[derive(Debug, Parser)]
 #[command(name = "drover-minion", version, max_term_width = 100)]

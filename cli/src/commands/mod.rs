@@ -1,6 +1,7 @@
 //! One file per command. Adding a command is one [`Command`] variant and one file here.
 
 pub mod completions;
+pub mod dashboard;
 pub mod events;
 pub mod jobs;
 pub mod key;
@@ -30,6 +31,8 @@ pub enum Command {
     Roles(roles::RolesArgs),
     /// Print the master's events as they happen (Ctrl-C ends it)
     Events(events::EventsArgs),
+    /// Print the link to the master's web dashboard (it carries the API token: treat it like a password)
+    Dashboard(dashboard::DashboardArgs),
     /// Print a shell completion script
     Completions(completions::CompletionsArgs),
 }
@@ -92,6 +95,7 @@ pub fn dispatch(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<Exit> {
                 Command::Jobs(args) => jobs::run(args, ctx)?,
                 Command::Roles(args) => roles::run(args, ctx)?,
                 Command::Events(args) => events::run(args, ctx)?,
+                Command::Dashboard(args) => dashboard::run(args, ctx)?,
                 Command::Completions(args) => completions::run(args, ctx)?,
             }
         }
