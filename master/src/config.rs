@@ -17,4 +17,6 @@ pub struct Config {
     pub auto_accept: bool,
     /// How often minions send heartbeats; three missed ones mark a minion disconnected.
     pub heartbeat: Duration,
+    /// Jobs (with their returns) and events older than this are deleted, hourly.
+    pub keep: Duration,
 }

@@ -97,6 +97,8 @@ pub async fn run(cfg: Config, token: CancellationToken) -> Result<(), MasterErro
         fingerprint = %master_key.public.fingerprint(), "master listening"
     );
 
+    tokio::spawn(prune_hourly(store.clone(), cfg.keep, token.clone()));
+
     let (cmd_tx, cmd_rx) = mpsc::channel(1024);
     let hub = hub::Hub::new(keys, store.clone(), outgoing, cfg.heartbeat, cfg.auto_accept, known, roles);
     let hub_task = tokio::spawn(hub.run(in_rx, stored_rx, cmd_rx, token.clone()));
@@ -152,4 +154,23 @@ fn write_private(path: &std::path::Path, data: &[u8]) -> Result<(), MasterError>
         .map_err(io(format!("write {}", tmp.display())))?;
     f.write_all(data).map_err(io(format!("write {}", tmp.display())))?;
     std::fs::rename(&tmp, path).map_err(io(format!("write {}", path.display())))
+}
+
+/// Deletes jobs, returns and events older than `keep`, at start and then every hour.
+async fn prune_hourly(store: store::Store, keep: std::time::Duration, token: CancellationToken) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let before = wire::msg::now_ms().saturating_sub(keep.as_millis() as u64);
+        match store.prune(before).await {
+            Ok((0, 0)) => {}
+            Ok((jobs, events)) => {
+                tracing::info!(jobs, events, "deleted jobs and events older than --keep-days")
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot delete old jobs and events"),
+        }
+    }
 }

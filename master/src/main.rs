@@ -36,6 +36,9 @@ struct Args {
     /// Seconds between minion heartbeats; three missed ones mark a minion disconnected
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     heartbeat: f64,
+    /// Days to keep jobs, their returns and events; older ones are deleted every hour
+    #[arg(long, default_value_t = 30.0, value_name = "DAYS")]
+    keep_days: f64,
     /// Log filter (error, warn, info, debug, trace, or a tracing directive)
     #[arg(long, env = "DROVER_LOG", default_value = "info")]
     log_level: String,
@@ -48,6 +51,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    if !(args.keep_days > 0.0 && args.keep_days <= 36_500.0) {
+        eprintln!("drover-master: --keep-days must be more than 0 (and at most 36500)");
+        return ExitCode::from(2);
+    }
     if !(args.heartbeat > 0.0 && args.heartbeat <= 3600.0) {
         eprintln!("drover-master: --heartbeat must be between 0 and 3600 seconds");
         return ExitCode::from(2);
@@ -59,6 +66,7 @@ fn main() -> ExitCode {
         repo: args.repo,
         auto_accept: args.auto_accept,
         heartbeat: Duration::from_secs_f64(args.heartbeat),
+        keep: Duration::from_secs_f64(args.keep_days * 86_400.0),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,

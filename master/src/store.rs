@@ -110,6 +110,11 @@ enum Op {
     LoadRoles(oneshot::Sender<Result<RolesRecord, StoreError>>),
     /// Commit everything queued before, answer, and stop the thread.
     Close(oneshot::Sender<()>),
+    /// Delete jobs (and their returns) created, and events recorded, before this time.
+    Prune {
+        before_ms: u64,
+        reply: oneshot::Sender<Result<(usize, usize), StoreError>>,
+    },
 }
 
 /// A handle on the store thread. Cheap to clone.
@@ -203,6 +208,12 @@ impl Store {
         if self.send(Op::Close(tx)).is_ok() {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(10), rx).await;
         }
+    }
+
+    /// Deletes jobs (with their returns) and events older than `before_ms`; returns how
+    /// many jobs and events went.
+    pub async fn prune(&self, before_ms: u64) -> Result<(usize, usize), StoreError> {
+        self.ask(|reply| Op::Prune { before_ms, reply }).await
     }
 
     /// Records a job; returns once it is committed.
@@ -390,6 +401,9 @@ fn run(
                         let _ = reply.send(minions(&tx).map_err(StoreError::from));
                     }
                     Op::Close(reply) => closing = Some(reply),
+                    Op::Prune { before_ms, reply } => {
+                        let _ = reply.send(prune(&tx, before_ms).map_err(StoreError::from));
+                    }
                 }
             }
             tx.commit()
@@ -421,6 +435,15 @@ fn run(
             return;
         }
     }
+}
+
+/// Deletes what is older than `before_ms`; returns (jobs, events) deleted.
+fn prune(tx: &rusqlite::Transaction, before_ms: u64) -> rusqlite::Result<(usize, usize)> {
+    let before = before_ms as i64;
+    tx.execute("DELETE FROM returns WHERE jid IN (SELECT jid FROM jobs WHERE created_ms < ?1)", [before])?;
+    let jobs = tx.execute("DELETE FROM jobs WHERE created_ms < ?1", [before])?;
+    let events = tx.execute("DELETE FROM events WHERE time_ms < ?1", [before])?;
+    Ok((jobs, events))
 }
 
 fn insert_job(tx: &rusqlite::Transaction, job: &JobRecord) -> rusqlite::Result<()> {
@@ -679,6 +702,33 @@ mod tests {
             started_ms: 10,
             finished_ms: 20,
         }
+    }
+
+    #[tokio::test]
+    async fn old_jobs_and_their_returns_are_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, mut stored) = mpsc::unbounded_channel();
+        let store = Store::open(&dir.path().join("drover.db"), tx).unwrap();
+        let (old, new) = (Jid::generate(), Jid::generate());
+        for (jid, created_ms) in [(&old, 1_000), (&new, 5_000)] {
+            let job = JobRecord {
+                jid: jid.clone(),
+                fun: "test.ping".into(),
+                args: vec![],
+                kwargs: BTreeMap::new(),
+                target: "a".into(),
+                tgt_type: TargetType::List,
+                minions: vec![MinionId::new("a").unwrap()],
+                created_ms,
+            };
+            store.insert_job(job).await.unwrap();
+            store.insert_return(ret(jid, "a", true)).unwrap();
+            stored.recv().await.unwrap();
+        }
+        let (jobs, _events) = store.prune(2_000).await.unwrap();
+        assert_eq!(jobs, 1);
+        assert!(store.show_job(old).await.unwrap().is_none());
+        assert_eq!(store.show_job(new).await.unwrap().unwrap().returns.len(), 1);
     }
 
     #[tokio::test]

@@ -81,6 +81,7 @@ impl Master {
             repo: repo.to_path_buf(),
             auto_accept: false,
             heartbeat: Duration::from_secs(5),
+            keep: Duration::from_secs(30 * 86_400),
         };
         let stop = CancellationToken::new();
         let token = stop.clone();
