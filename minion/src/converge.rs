@@ -222,7 +222,24 @@ impl<D: Daemons + Send + Sync + 'static> Owner<D> {
             info!(commit = %short(&a.commit), ok, changed, failed = ?failed, waiting = ?waiting, "converged");
             self.report(&a, ok, failed, changed, waiting, comment);
         }
+        self.prune_cache(&a);
         self.current = Some(a);
+    }
+
+    /// Drops cached files the assignment no longer names, so the cache holds one commit's
+    /// files and not every commit ever applied.
+    fn prune_cache(&self, a: &Assignment) {
+        let keep: BTreeSet<&str> = a.files.values().map(String::as_str).collect();
+        let Ok(entries) = fs::read_dir(&self.cache_dir) else { return };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if !keep.contains(name)
+                && let Err(e) = fs::remove_file(entry.path())
+            {
+                debug!(file = name, cause = %e, "cannot remove a cached file");
+            }
+        }
     }
 
     fn report(
