@@ -44,18 +44,21 @@ pub struct Client {
     agent: ureq::Agent,
 }
 
+/// Reads `DIR/api.json`, where the master says how to reach it.
+pub fn read_api_info(dir: &Path) -> Result<ApiInfo, ClientError> {
+    let path = dir.join(API_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|source| ClientError::NoApiFile {
+        path: path.clone(),
+        dir: dir.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| ClientError::BadApiFile { path, source })
+}
+
 impl Client {
     /// Finds the master through `DIR/api.json`.
     pub fn from_dir(dir: &Path) -> Result<Self, ClientError> {
-        let path = dir.join(API_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|source| ClientError::NoApiFile {
-            path: path.clone(),
-            dir: dir.to_path_buf(),
-            source,
-        })?;
-        let info: ApiInfo =
-            serde_json::from_str(&text).map_err(|source| ClientError::BadApiFile { path, source })?;
-        Ok(Self::new(&info))
+        Ok(Self::new(&read_api_info(dir)?))
     }
 
     pub fn new(info: &ApiInfo) -> Self {

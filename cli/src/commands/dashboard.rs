@@ -3,12 +3,11 @@
 //! browser never sends the fragment to a server: the page reads the token from it and calls
 //! the API with it. The master is not asked anything.
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use api::client::ClientError;
-use api::{API_FILE, ApiInfo};
+use api::ApiInfo;
+use api::client::read_api_info;
 use clap::Args;
 
 use crate::commands::{Ctx, api_error};
@@ -48,17 +47,6 @@ pub fn run(args: DashboardArgs, ctx: &mut Ctx) -> anyhow::Result<Exit> {
         }
     }
     Ok(Exit::Success)
-}
-
-/// `DIR/api.json`, with the errors the API client gives for it.
-fn read_api_info(dir: &Path) -> Result<ApiInfo, ClientError> {
-    let path = dir.join(API_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|source| ClientError::NoApiFile {
-        path: path.clone(),
-        dir: dir.to_path_buf(),
-        source,
-    })?;
-    serde_json::from_str(&text).map_err(|source| ClientError::BadApiFile { path, source })
 }
 
 /// `URL/#token=TOKEN`, the token percent-encoded (it is hex, so it never changes).
