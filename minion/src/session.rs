@@ -77,6 +77,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let (events_tx, events) = mpsc::unbounded_channel();
     let supervisor = Supervisor::start(config.dir.join("daemons"), events_tx);
     functions::set_supervisor(supervisor.clone());
+    if std::process::id() == 1 {
+        tokio::spawn(forward_signals(supervisor.clone()));
+    }
     let (to_master, from_converger) = mpsc::unbounded_channel();
     let converger = Converger::start(
         config.id.to_string(),
@@ -94,6 +97,31 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     // every daemon stops, latest started first, before the minion exits (as PID 1 too)
     supervisor.shutdown().await;
     result
+}
+
+/// As PID 1 (a container's entrypoint), SIGHUP, SIGUSR1 and SIGUSR2 sent to the container
+/// are meant for its daemons: pass them on to every daemon's process group.
+async fn forward_signals(supervisor: Supervisor) {
+    use nix::sys::signal::Signal;
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut hup), Ok(mut usr1), Ok(mut usr2)) = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::user_defined1()),
+        signal(SignalKind::user_defined2()),
+    ) else {
+        warn!("cannot listen for SIGHUP/SIGUSR1/SIGUSR2: they will not reach the daemons");
+        return;
+    };
+    loop {
+        let sig = tokio::select! {
+            Some(()) = hup.recv() => Signal::SIGHUP,
+            Some(()) = usr1.recv() => Signal::SIGUSR1,
+            Some(()) = usr2.recv() => Signal::SIGUSR2,
+            else => return,
+        };
+        let to = supervisor.signal_all(sig).await;
+        info!(signal = %sig, daemons = ?to, "forwarded a signal to the daemons");
+    }
 }
 
 /// The session's links to the rest of the minion.

@@ -284,14 +284,21 @@ fn a_peer_joining_a_role_rerenders_the_dependant_and_restarts_its_daemon() {
 }
 
 #[test]
-fn as_pid_1_the_minion_reaps_orphans_and_stops_its_daemons_on_sigterm() {
+fn as_pid_1_the_minion_reaps_orphans_forwards_signals_and_stops_its_daemons_on_sigterm() {
     let daemon = ["/bin/sh", "-c", "(sleep 0.3 &); exec /bin/sleep 3041"];
+    let marks = tempfile::tempdir().unwrap();
+    let hup = marks.path().join("hup");
+    let listener = format!("trap 'echo hup >> {}' HUP; while :; do sleep 0.1; done", hup.display());
     let repo = ConfigRepo::new();
     repo.commit(
-        "an orphan maker",
+        "an orphan maker and a signal listener",
         &[
             ("roles/o.yaml", "description: orphans\nstates: [t.o]\n"),
-            ("states/t/o.yaml", &daemon_state("orphans", &daemon)),
+            (
+                "states/t/o.yaml",
+                &(daemon_state("orphans", &daemon)
+                    + &daemon_state("listener", &["/bin/sh", "-c", &listener])),
+            ),
             ("roles/top.yaml", "'*': [o]\n"),
         ],
     );
@@ -312,6 +319,10 @@ fn as_pid_1_the_minion_reaps_orphans_and_stops_its_daemons_on_sigterm() {
     wait_until(Duration::from_secs(10), "no zombie left under the PID-1 minion", || {
         zombies_of(minion[0]).is_empty()
     });
+
+    // SIGHUP to PID 1 reaches the daemons
+    let _ = std::process::Command::new("kill").args(["-HUP", &minion[0].to_string()]).status();
+    wait_until(LONG, "the listener daemon to get the SIGHUP", || hup.exists());
 
     // SIGTERM: the minion stops its daemons, then exits
     let _ = std::process::Command::new("kill").args(["-TERM", &minion[0].to_string()]).status();

@@ -156,6 +156,13 @@ impl Supervisor {
         answer.await.map_err(|_| SupervisorError::Gone)
     }
 
+    /// Sends `signal` to the process group of every running daemon; returns their names.
+    /// As PID 1 the minion forwards SIGHUP, SIGUSR1 and SIGUSR2 this way (`docker kill -s HUP`
+    /// reaches the daemons, e.g. to reload their configuration).
+    pub async fn signal_all(&self, signal: nix::sys::signal::Signal) -> Vec<String> {
+        self.ask(|reply| Cmd::Signal { signal, reply }).await.unwrap_or_default()
+    }
+
     /// Every supervised daemon, in start order.
     pub async fn list(&self) -> Vec<DaemonInfo> {
         self.ask(|reply| Cmd::List { reply }).await.unwrap_or_default()

@@ -65,6 +65,11 @@ pub(super) enum Cmd {
         names: Vec<String>,
         reply: oneshot::Sender<()>,
     },
+    /// Sends a signal to every running daemon's process group (PID 1 forwarding).
+    Signal {
+        signal: nix::sys::signal::Signal,
+        reply: oneshot::Sender<Vec<String>>,
+    },
     /// Whether a daemon of that name is supervised.
     Known {
         name: String,
@@ -245,6 +250,17 @@ impl<S: Sys> Owner<S> {
             Cmd::Ensure { spec, restart, test, reply } => self.ensure(*spec, restart, test, reply),
             Cmd::Stop { name, test, reply } => self.stop(&name, test, reply),
             Cmd::Restart { name, reply } => self.restart(&name, reply),
+            Cmd::Signal { signal, reply } => {
+                let mut sent = Vec::new();
+                for (name, d) in &self.daemons {
+                    if let Some((pid, ..)) = d.phase.process()
+                        && self.sys.kill_group(pid, signal).is_ok()
+                    {
+                        sent.push(name.clone());
+                    }
+                }
+                let _ = reply.send(sent);
+            }
             Cmd::List { reply } => {
                 let mut infos: Vec<(u64, DaemonInfo)> =
                     self.daemons.iter().map(|(name, d)| (d.order, d.info(name))).collect();
