@@ -96,17 +96,7 @@ impl Sys for Fake {
 }
 
 fn spec(name: &str) -> DaemonRunning {
-    DaemonRunning {
-        name: name.into(),
-        cmd: vec!["/bin/serve".into(), name.into()],
-        user: None,
-        env: BTreeMap::new(),
-        cwd: None,
-        restart: Restart::Always,
-        health: None,
-        stop_signal: "SIGTERM".into(),
-        stop_timeout_ms: 10_000,
-    }
+    super::test_spec(name, vec!["/bin/serve".into(), name.into()])
 }
 
 struct Setup {

@@ -257,3 +257,19 @@ pub(crate) fn human(d: Duration) -> String {
     let secs = (d.as_millis() as f64 / 100.0).round() / 10.0;
     if secs.fract() == 0.0 { format!("{secs:.0}s") } else { format!("{secs:.1}s") }
 }
+
+/// A daemon spec for tests: `cmd`, restarted always, stopped with SIGTERM then SIGKILL after 10 s.
+#[cfg(test)]
+fn test_spec(name: &str, cmd: Vec<String>) -> render::DaemonRunning {
+    render::DaemonRunning {
+        name: name.into(),
+        cmd,
+        user: None,
+        env: std::collections::BTreeMap::new(),
+        cwd: None,
+        restart: render::Restart::Always,
+        health: None,
+        stop_signal: "SIGTERM".into(),
+        stop_timeout_ms: 10_000,
+    }
+}

@@ -2,10 +2,10 @@
 //! SIGKILL after the timeout, crash and restart, health checks, spec changes, retain,
 //! shutdown order, user switch, and orphans left by a daemon.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
-use render::{DaemonRunning, Health, HealthCheck, Restart};
+use render::{DaemonRunning, Health, HealthCheck};
 use serde_json::json;
 use tokio::sync::mpsc;
 use wire::msg::Event;
@@ -17,17 +17,7 @@ use crate::reaper::tests::{eventually, in_own_process, proc_state};
 const PATIENCE: Duration = Duration::from_secs(20);
 
 fn sh(name: &str, script: &str) -> DaemonRunning {
-    DaemonRunning {
-        name: name.into(),
-        cmd: vec!["/bin/sh".into(), "-c".into(), script.into()],
-        user: None,
-        env: BTreeMap::new(),
-        cwd: None,
-        restart: Restart::Always,
-        health: None,
-        stop_signal: "SIGTERM".into(),
-        stop_timeout_ms: 10_000,
-    }
+    super::test_spec(name, vec!["/bin/sh".into(), "-c".into(), script.into()])
 }
 
 struct Setup {
