@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs the system packages drover builds and runs with, when they are missing:
-# Debian's libzmq (built with libsodium, so CURVE works; see ../shared/DEPENDENCIES.md)
-# and pkg-config. Uses sudo when not root. Safe to run again.
+# libsodium's static library and headers, a C++ compiler and pkg-config, which
+# wire/build.rs needs to build libzmq with CURVE (see ../shared/DEPENDENCIES.md).
+# Uses sudo when not root. Safe to run again.
 set -euo pipefail
 
 need=()
-dpkg -s libzmq3-dev >/dev/null 2>&1 || need+=(libzmq3-dev)
-dpkg -s pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+for pkg in libsodium-dev g++ pkg-config; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
 for extra in "$@"; do dpkg -s "$extra" >/dev/null 2>&1 || need+=("$extra"); done
 ((${#need[@]})) || exit 0
 
