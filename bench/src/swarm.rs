@@ -63,6 +63,7 @@ impl Swarm {
                 let id = MinionId::new(format!("{}{i:05}", cfg.prefix))?;
                 let keys = KeyPair::generate()?;
                 let sock = ctx.socket(zmq::DEALER)?;
+                sock.set_identity(&wire::routing_id(&id)?)?;
                 sock.set_curve_serverkey(&cfg.master_key.raw())?;
                 sock.set_curve_publickey(&keys.public.raw())?;
                 sock.set_curve_secretkey(&keys.secret_raw())?;

@@ -226,9 +226,10 @@ impl Hub {
             tracing::debug!("message from a connection without a CURVE key");
             return;
         };
-        // Which minion a connection is comes from its Hello only: libzmq gives every
-        // connection its own routing id and never reuses one, so a session ends with its
-        // connection and no other process can take its route over.
+        // Which minion a connection is comes from its Hello only (its key and id; the
+        // routing id must name that id too). A minion's routing id carries a random part
+        // new for every socket (wire::routing_id) and the ROUTER refuses duplicates, so a
+        // session ends with its connection and no other process can take its route over.
         let now = Instant::now();
         let id = match self.routes.get_mut(&routing) {
             Some(route) => {
@@ -252,6 +253,15 @@ impl Hub {
             }
         };
         if let ToMaster::Hello(hello) = msg {
+            if !wire::routing_id_names(&routing, &hello.id) {
+                tracing::warn!(id = %hello.id, routing = %String::from_utf8_lossy(&routing), "refused a hello whose routing id names another minion");
+                let reason = format!(
+                    "this connection's routing id does not name minion '{}': drover-minion presents '<id>/<random>'",
+                    hello.id
+                );
+                self.send(&routing, &ToMinion::Refused { reason });
+                return;
+            }
             self.routes.insert(routing.clone(), Route { id: hello.id.clone(), seen: now });
             return self.on_hello(routing, key, hello);
         }

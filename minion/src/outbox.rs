@@ -1,8 +1,12 @@
 //! The outbox: job returns not yet acknowledged by the master, spooled to disk.
 //!
 //! A return is written to `DIR/returns/<jid>.ret` (the very frame that carries it: a
-//! `ToMaster::Return` in MessagePack, written atomically) before it is first sent, and deleted when the master acknowledges it; so a return survives a minion
+//! `ToMaster::Return` in MessagePack, written atomically and fsynced) before it is first
+//! sent, and deleted when the master acknowledges it; so a return survives a minion
 //! restart, a master restart and a lost connection. On start the spool is loaded back.
+//!
+//! Writing a return is blocking (fsync), so it is done by a [`Spooler`] on a blocking
+//! thread by the job's own task; the session only keeps the frame ([`Outbox::insert`]).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -68,20 +72,16 @@ impl Outbox {
         }
     }
 
-    /// Spools `ret` to disk and keeps it until [`Outbox::ack`]. Returns the frame to send.
-    /// A return that cannot be encoded (too large) is refused; one that cannot be written
-    /// to disk is still kept in memory and sent, and the write error is logged.
-    pub fn add(&mut self, ret: JobReturn) -> Result<&[u8], OutboxError> {
-        let jid = ret.jid.clone();
-        let frame = wire::msg::encode(&ToMaster::Return(ret))
-            .map_err(|source| OutboxError::Encode { jid: jid.clone(), source })?;
-        let path = self.path_of(&jid);
-        if let Err(e) = wire::keys::write_atomic(&path, &frame) {
-            tracing::error!(file = %path.display(), cause = %e, "cannot spool a return; it is lost if the minion stops");
-        }
+    /// What writes returns into this outbox's spool; it can be moved to another thread.
+    pub fn spooler(&self) -> Spooler {
+        Spooler { dir: self.dir.clone() }
+    }
+
+    /// Keeps a spooled return until [`Outbox::ack`]. Returns the frame to send.
+    pub fn insert(&mut self, Spooled { jid, frame }: Spooled) -> &[u8] {
         let slot = self.entries.entry(jid).or_default();
         *slot = frame;
-        Ok(slot)
+        slot
     }
 
     /// Drops the return for `jid` and its spool file. Whether it was there.
@@ -119,8 +119,55 @@ impl Outbox {
     }
 
     fn path_of(&self, jid: &Jid) -> PathBuf {
-        // jids are checked to be 20 digits before a job runs, so this stays inside `dir`
-        self.dir.join(format!("{jid}.ret"))
+        path_of(&self.dir, jid)
+    }
+}
+
+fn path_of(dir: &Path, jid: &Jid) -> PathBuf {
+    // jids are checked to be 20 digits before a job runs, so this stays inside `dir`
+    dir.join(format!("{jid}.ret"))
+}
+
+/// Writes returns to the spool. Blocking: call it off the async runtime's threads.
+#[derive(Clone, Debug)]
+pub struct Spooler {
+    dir: PathBuf,
+}
+
+/// A return written to the spool: its jid and the frame that carries it.
+#[derive(Debug)]
+pub struct Spooled {
+    pub jid: Jid,
+    pub frame: Vec<u8>,
+}
+
+impl Spooler {
+    /// Encodes `ret` and writes it to the spool. A return too large to send is replaced by
+    /// a failed one that says so; a return that cannot be written to disk is still
+    /// returned (to be sent) and the write error logged, since it is lost only if the
+    /// minion stops before the master acknowledges it.
+    pub fn spool(&self, ret: JobReturn) -> Result<Spooled, OutboxError> {
+        let jid = ret.jid.clone();
+        let frame = match wire::msg::encode(&ToMaster::Return(ret.clone())) {
+            Ok(frame) => frame,
+            Err(source) => {
+                let e = OutboxError::Encode { jid: jid.clone(), source };
+                tracing::warn!(%jid, cause = %e, "return too large to send; sending an error instead");
+                let stand_in = JobReturn {
+                    success: false,
+                    retcode: 1,
+                    ret: format!("{}: the return is too large to send ({e})", ret.fun).into(),
+                    ..ret
+                };
+                wire::msg::encode(&ToMaster::Return(stand_in))
+                    .map_err(|source| OutboxError::Encode { jid: jid.clone(), source })?
+            }
+        };
+        let path = path_of(&self.dir, &jid);
+        if let Err(e) = wire::keys::write_atomic(&path, &frame) {
+            tracing::error!(file = %path.display(), cause = %e, "cannot spool a return; it is lost if the minion stops");
+        }
+        Ok(Spooled { jid, frame })
     }
 }
 
@@ -151,9 +198,11 @@ mod tests {
         {
             let mut outbox = Outbox::load(&spool).unwrap();
             assert!(outbox.is_empty());
-            let frame = outbox.add(ret(&a)).unwrap().to_vec();
+            let spooler = outbox.spooler();
+            let frame = outbox.insert(spooler.spool(ret(&a)).unwrap()).to_vec();
             assert_eq!(wire::msg::decode::<ToMaster>(&frame).unwrap(), ToMaster::Return(ret(&a)));
-            outbox.add(ret(&b)).unwrap();
+            // spooled but never inserted (the minion stopped first): still loaded back
+            spooler.spool(ret(&b)).unwrap();
             assert!(spool.join(format!("{a}.ret")).exists());
         }
         let mut outbox = Outbox::load(&spool).unwrap();
@@ -171,12 +220,27 @@ mod tests {
     }
 
     #[test]
+    fn a_return_too_large_to_send_is_replaced_by_a_failure_saying_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::load(dir.path()).unwrap();
+        let jid = Jid::generate();
+        let big = JobReturn { ret: json!("x".repeat(wire::msg::MAX_FRAME + 1)), ..ret(&jid) };
+        let spooled = outbox.spooler().spool(big).unwrap();
+        let ToMaster::Return(sent) = wire::msg::decode::<ToMaster>(&spooled.frame).unwrap() else {
+            panic!("not a return")
+        };
+        assert!(!sent.success && sent.retcode == 1, "{sent:?}");
+        assert!(sent.ret.as_str().unwrap().contains("too large to send"), "{sent:?}");
+        assert_eq!(fs::read(dir.path().join(format!("{jid}.ret"))).unwrap(), spooled.frame);
+    }
+
+    #[test]
     fn unreadable_spool_files_are_set_aside() {
         let dir = tempfile::tempdir().unwrap();
         let good = Jid::generate();
         {
-            let mut outbox = Outbox::load(dir.path()).unwrap();
-            outbox.add(ret(&good)).unwrap();
+            let outbox = Outbox::load(dir.path()).unwrap();
+            outbox.spooler().spool(ret(&good)).unwrap();
         }
         fs::write(dir.path().join("20260101000000000000.ret"), b"garbage").unwrap();
         // a valid return under another jid's name, and another message than a return

@@ -18,7 +18,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -31,7 +30,7 @@ use crate::config::Config;
 use crate::converge::Converger;
 use crate::error::Error;
 use crate::functions::{self, Call, Outcome};
-use crate::outbox::{Outbox, OutboxError};
+use crate::outbox::{Outbox, Spooled};
 use crate::supervisor::Supervisor;
 use crate::transport::{self, Identity, Transport};
 use crate::{grains, pki};
@@ -433,6 +432,7 @@ impl Session {
         debug!(jid = %job.jid, fun = %job.fun, "running job");
         self.jobs.running.insert(job.jid.clone());
         let done = self.jobs.done_tx.clone();
+        let spooler = self.outbox.spooler();
         let id = self.config.id.clone();
         let grains = Arc::clone(&self.grains);
         let span = tracing::info_span!("job", jid = %job.jid, fun = %job.fun);
@@ -455,40 +455,38 @@ impl Session {
                 started_ms,
                 finished_ms: wire::msg::now_ms(),
             };
-            let _ = done.send(ret);
+            // written (and fsynced) here, off the session's thread, before it is first sent
+            let jid = ret.jid.clone();
+            match tokio::task::spawn_blocking(move || spooler.spool(ret)).await {
+                Ok(Ok(spooled)) => {
+                    let _ = done.send(Ok(spooled));
+                }
+                Ok(Err(e)) => {
+                    error!(%jid, cause = %e, "cannot keep the return of a job");
+                    let _ = done.send(Err(jid));
+                }
+                Err(e) => {
+                    error!(%jid, cause = %e, "spooling the return of a job stopped unexpectedly");
+                    let _ = done.send(Err(jid));
+                }
+            }
         };
         tokio::spawn(task.instrument(span));
     }
 
-    fn on_finished(&mut self, ret: JobReturn) {
-        self.jobs.running.remove(&ret.jid);
-        let jid = ret.jid.clone();
-        // what a stand-in return needs if this one is too large to send
-        let stand_in = JobReturn {
-            jid: ret.jid.clone(),
-            id: ret.id.clone(),
-            fun: ret.fun.clone(),
-            success: false,
-            retcode: 1,
-            ret: Value::Null,
-            started_ms: ret.started_ms,
-            finished_ms: ret.finished_ms,
-        };
-        let result = match self.outbox.add(ret) {
-            Err(e @ OutboxError::Encode { .. }) => {
-                warn!(%jid, cause = %e, "return too large to send; sending an error instead");
-                let ret = format!("{}: the return is too large to send ({e})", stand_in.fun).into();
-                self.outbox.add(JobReturn { ret, ..stand_in })
+    /// A job's return is spooled (or, `Err(jid)`, could not be kept at all).
+    fn on_finished(&mut self, done: Result<Spooled, Jid>) {
+        let spooled = match done {
+            Ok(spooled) => spooled,
+            Err(jid) => {
+                self.jobs.running.remove(&jid);
+                return;
             }
-            other => other,
         };
-        match result {
-            Ok(frame) => {
-                if self.link == Link::Up {
-                    self.transport.send(frame);
-                }
-            }
-            Err(e) => error!(%jid, cause = %e, "cannot keep the return of a job"),
+        self.jobs.running.remove(&spooled.jid);
+        let frame = self.outbox.insert(spooled);
+        if self.link == Link::Up {
+            self.transport.send(frame);
         }
         let now = Instant::now();
         if self.next_resend <= now {
@@ -539,8 +537,8 @@ struct Jobs {
     running: HashSet<Jid>,
     acked: HashSet<Jid>,
     acked_order: VecDeque<Jid>,
-    done_tx: mpsc::UnboundedSender<JobReturn>,
-    done: mpsc::UnboundedReceiver<JobReturn>,
+    done_tx: mpsc::UnboundedSender<Result<Spooled, Jid>>,
+    done: mpsc::UnboundedReceiver<Result<Spooled, Jid>>,
 }
 
 impl Jobs {

@@ -174,16 +174,17 @@ impl Worker {
         }
     }
 
-    fn dealer_for(&self, addr: &str) -> Result<zmq::Socket, zmq::Error> {
-        let Identity { keys, master_key, .. } = &self.identity;
+    fn dealer_for(&self, addr: &str) -> anyhow::Result<zmq::Socket> {
+        let Identity { id, keys, master_key } = &self.identity;
         let dealer = self.ctx.socket(zmq::DEALER)?;
         dealer.set_linger(0)?;
         // libzmq redials a lost connection by itself: back off up to 10 s, so a master
         // restart is not met by every minion every 100 ms
         dealer.set_reconnect_ivl_max(10_000)?;
         dealer.set_maxmsgsize(wire::msg::MAX_FRAME as i64)?;
-        // no routing id of our own: the master knows a connection by the id libzmq gives
-        // it and learns the minion id from the Hello, so no process can claim another's route
+        // `<id>/<random>`, fresh for this socket: names us in the master's traces, and no
+        // other process can present it to take our route over (see wire::routing_id)
+        dealer.set_identity(&wire::routing_id(id)?)?;
         dealer.set_curve_serverkey(&master_key.raw())?;
         dealer.set_curve_publickey(&keys.public.raw())?;
         dealer.set_curve_secretkey(&keys.secret_raw())?;

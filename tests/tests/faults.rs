@@ -6,14 +6,22 @@ use std::time::Duration;
 
 use serde_json::json;
 use tests::{Master, Minion, minions, show, wait_until};
-use wire::{Jid, JobReturn, KeyPair, MinionId, PublicKey, ToMaster};
+use wire::{Hello, Jid, JobReturn, KeyPair, MinionId, PublicKey, ToMaster, ToMinion};
 
 /// A CURVE client with a key of its own (never accepted).
 fn curve_client(ctx: &zmq::Context, master: &Master) -> zmq::Socket {
+    curve_client_as(ctx, master, None)
+}
+
+/// A CURVE client with a key of its own, presenting `routing` as its routing id if given.
+fn curve_client_as(ctx: &zmq::Context, master: &Master, routing: Option<&[u8]>) -> zmq::Socket {
     let info = std::fs::read_to_string(master.state_dir().join("pki/master.pub")).unwrap();
     let server = PublicKey::parse(&info).unwrap();
     let me = KeyPair::generate().unwrap();
     let s = ctx.socket(zmq::DEALER).unwrap();
+    if let Some(routing) = routing {
+        s.set_identity(routing).unwrap();
+    }
     s.set_curve_serverkey(&server.raw()).unwrap();
     s.set_curve_publickey(&me.public.raw()).unwrap();
     s.set_curve_secretkey(&me.secret_raw()).unwrap();
@@ -154,4 +162,53 @@ fn a_forged_return_from_an_unaccepted_key_is_not_stored() {
     });
     let (_, v, _) = master.drover_json(&["jobs", "show", &jid]);
     assert_eq!(v["returns"]["ok-01"]["ret"], json!(true), "{v}");
+}
+
+fn hello(id: &str) -> Vec<u8> {
+    let hello = Hello { id: MinionId::new(id).unwrap(), version: "test".into(), grains: Default::default() };
+    wire::msg::encode(&ToMaster::Hello(hello)).unwrap()
+}
+
+/// The master's answer to `s`, or None when nothing came within `ms`.
+fn answer(s: &zmq::Socket, ms: i64) -> Option<ToMinion> {
+    s.set_rcvtimeo(ms as i32).unwrap();
+    let parts = s.recv_multipart(0).ok()?;
+    Some(wire::msg::decode(parts.last()?).unwrap())
+}
+
+#[test]
+fn a_connection_is_only_the_minion_its_routing_id_names() {
+    let master = Master::start(&["--auto-accept"]);
+    let ctx = zmq::Context::new();
+
+    // the control: a routing id made for the id the hello names is welcomed
+    let good = MinionId::new("good").unwrap();
+    let good_route = wire::routing_id(&good).unwrap();
+    let a = curve_client_as(&ctx, &master, Some(&good_route));
+    a.send(hello("good"), 0).unwrap();
+    assert!(matches!(answer(&a, 10_000), Some(ToMinion::Welcome { .. })));
+
+    // a routing id naming another minion, or none at all: refused, and no key recorded
+    let victim_route = wire::routing_id(&MinionId::new("victim").unwrap()).unwrap();
+    for (name, route) in [("intruder", Some(&victim_route[..])), ("anonymous", None)] {
+        let s = curve_client_as(&ctx, &master, route);
+        s.send(hello(name), 0).unwrap();
+        match answer(&s, 10_000) {
+            Some(ToMinion::Refused { reason }) => assert!(reason.contains("routing id"), "{reason}"),
+            other => panic!("{name}: expected a refusal, got {other:?}"),
+        }
+    }
+
+    // a second process presenting the very same routing id (as if its random part had
+    // leaked) with another key: the ROUTER refuses the connection, so it gets nothing and
+    // the route stays with the first
+    let b = curve_client_as(&ctx, &master, Some(&good_route));
+    b.send(hello("good"), 0).unwrap();
+    assert_eq!(answer(&b, 2_000), None, "a duplicate routing id must not be served");
+    a.send(wire::msg::encode(&ToMaster::Heartbeat { seq: 7 }).unwrap(), 0).unwrap();
+    assert_eq!(answer(&a, 10_000), Some(ToMinion::HeartbeatAck { seq: 7 }));
+
+    let (_, keys, _) = master.drover_json(&["key", "list"]);
+    let ids: Vec<&str> = keys["keys"].as_array().unwrap().iter().filter_map(|k| k["id"].as_str()).collect();
+    assert_eq!(ids, ["good"], "{keys}");
 }

@@ -1,4 +1,5 @@
-//! Minion ids (`[A-Za-z0-9._-]{1,64}`) and job ids (sortable timestamp ids).
+//! Minion ids (`[A-Za-z0-9._-]{1,64}`), the routing ids minions present, and job ids
+//! (sortable timestamp ids).
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -54,6 +55,26 @@ impl AsRef<str> for MinionId {
     }
 }
 
+/// The routing id a minion's socket presents to the master's ROUTER:
+/// `<minion id>/<32 hex digits>`. The random part is new for every socket and travels only
+/// inside CURVE, so the id names the minion in the master's traces while no other process
+/// can present it and take the route over (the ROUTER refuses a duplicate id rather than
+/// handing the route to it). The master still learns who a connection is from its `Hello`
+/// and its key, and checks the id part with [`routing_id_names`].
+pub fn routing_id(id: &MinionId) -> Result<Vec<u8>, getrandom::Error> {
+    let mut nonce = [0u8; 16];
+    getrandom::fill(&mut nonce)?;
+    Ok(format!("{id}/{}", hex::encode(nonce)).into_bytes())
+}
+
+/// Whether `routing` is a routing id that [`routing_id`] could have made for `id`.
+pub fn routing_id_names(routing: &[u8], id: &MinionId) -> bool {
+    routing
+        .strip_prefix(id.as_str().as_bytes())
+        .and_then(|rest| rest.strip_prefix(b"/"))
+        .is_some_and(|nonce| nonce.len() == 32 && nonce.iter().all(u8::is_ascii_hexdigit))
+}
+
 /// A job id: `YYYYMMDDhhmmssffffff` in UTC, like Salt's, made strictly increasing within
 /// one process so that two jobs never share a jid and jids sort by creation time.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -97,6 +118,24 @@ impl fmt::Display for Jid {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn routing_ids_name_their_minion_and_differ_per_socket() {
+        let web = MinionId::new("web-1").unwrap();
+        let a = routing_id(&web).unwrap();
+        let b = routing_id(&web).unwrap();
+        assert_ne!(a, b, "every socket gets a fresh random part");
+        assert!(a.starts_with(b"web-1/") && a.len() == "web-1/".len() + 32, "{a:?}");
+        assert!(routing_id_names(&a, &web));
+        for other in ["web-10", "web", "eb-1"] {
+            assert!(!routing_id_names(&a, &MinionId::new(other).unwrap()), "{other}");
+        }
+        // what libzmq makes when a peer sets no routing id, and near misses
+        let libzmq_own = [0u8, 0, 0, 0, 7];
+        for bad in [&libzmq_own[..], b"web-1", b"web-1/", b"web-1/xyz", &a[..a.len() - 1]] {
+            assert!(!routing_id_names(bad, &web), "{bad:?}");
+        }
+    }
 
     #[test]
     fn ids_follow_the_design() {

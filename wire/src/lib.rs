@@ -1,6 +1,6 @@
 //! drover's wire protocol, shared by master and minion.
 //!
-//! - [`id`]: minion ids and job ids (jids): validation and generation.
+//! - [`id`]: minion ids, routing ids and job ids (jids): validation and generation.
 //! - [`keys`]: CURVE keypairs on disk, fingerprints.
 //! - [`msg`]: the versioned messages both ends exchange, and their size-limited framing.
 //!
@@ -11,7 +11,7 @@ pub mod id;
 pub mod keys;
 pub mod msg;
 
-pub use id::{Jid, MinionId};
+pub use id::{Jid, MinionId, routing_id, routing_id_names};
 pub use keys::{KeyPair, PublicKey};
 pub use msg::{
     Assignment, Blob, Converged, Event, Hello, Job, JobReturn, Peer, StateResult, ToMaster, ToMinion,

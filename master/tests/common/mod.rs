@@ -204,6 +204,7 @@ impl FakeMinion {
         let ctx = zmq::Context::new();
         let dealer = ctx.socket(zmq::DEALER).unwrap();
         dealer.set_linger(0).unwrap();
+        dealer.set_identity(&wire::routing_id(&id).unwrap()).unwrap();
         dealer.set_rcvtimeo(LIMIT.as_millis() as i32).unwrap();
         dealer.set_curve_serverkey(&master_key.raw()).unwrap();
         dealer.set_curve_publickey(&keys.public.raw()).unwrap();
