@@ -31,12 +31,17 @@ struct World {
     /// (pgid, signal) of every kill.
     kills: Vec<(u32, Signal)>,
     live: BTreeMap<u32, Proc>,
+    /// Processes that left a daemon's group: pid → the DROVER_DAEMON tag they carry.
+    escapees: BTreeMap<u32, String>,
+    /// (pid, signal) of every signal to a single process.
+    pid_kills: Vec<(u32, Signal)>,
     /// Results the next health checks give (then healthy).
     probes: VecDeque<Result<(), String>>,
 }
 
 /// The fake: `cmd[0] == "missing"` cannot start; a cmd holding `ignore-term` ignores every
-/// signal but SIGKILL.
+/// signal but SIGKILL; one holding `forks` leaves a process (pid + 1000) outside its group,
+/// carrying its DROVER_DAEMON tag.
 #[derive(Clone, Default)]
 struct Fake(Arc<Mutex<World>>);
 
@@ -58,6 +63,10 @@ impl Fake {
     fn kills(&self) -> Vec<(u32, Signal)> {
         self.world().kills.clone()
     }
+
+    fn pid_kills(&self) -> Vec<(u32, Signal)> {
+        self.world().pid_kills.clone()
+    }
 }
 
 impl Sys for Fake {
@@ -71,6 +80,10 @@ impl Sys for Fake {
         let (tx, rx) = oneshot::channel();
         w.live.insert(pid, Proc { exit: tx, ignores_term: spec.cmd.iter().any(|a| a == "ignore-term") });
         w.spawns.push((pid, spec.cmd.clone()));
+        if spec.cmd.iter().any(|a| a == "forks") {
+            let tag = spec.env.get(super::sys::TAG_VAR).expect("daemons are started with their tag");
+            w.escapees.insert(pid + 1000, tag.clone());
+        }
         Ok(Spawned { pid, exit: Box::pin(async move { rx.await.unwrap_or(Exit::Unknown) }) })
     }
 
@@ -83,6 +96,16 @@ impl Sys for Fake {
             let _ = proc.exit.send(Exit::Signal(signal as i32));
         }
         Ok(())
+    }
+
+    fn escaped(&mut self, tag: &str, _pgid: u32) -> Vec<u32> {
+        self.world().escapees.iter().filter(|(_, t)| *t == tag).map(|(pid, _)| *pid).collect()
+    }
+
+    fn kill_pid(&mut self, pid: u32, signal: Signal) -> Result<(), Errno> {
+        let mut w = self.world();
+        w.pid_kills.push((pid, signal));
+        w.escapees.remove(&pid).map(|_| ()).ok_or(Errno::ESRCH)
     }
 
     fn prober(&mut self, spec: &DaemonRunning) -> Option<Prober> {
@@ -432,4 +455,35 @@ fn durations_read_well() {
     assert_eq!(human(Duration::from_millis(300)), "300ms");
     assert_eq!(human(Duration::from_secs(10)), "10s");
     assert_eq!(human(Duration::from_millis(1500)), "1.5s");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_daemon_that_forks_into_the_background_is_told_apart_and_what_it_left_killed() {
+    let mut s = setup();
+    let mut bg = super::test_spec("bg", vec!["/bin/serve".into(), "forks".into()]);
+    bg.restart = Restart::Never;
+    let start = tokio::spawn({
+        let sup = s.sup.clone();
+        let bg = bg.clone();
+        async move { sup.ensure_running(&bg, false, false).await }
+    });
+    s.next("bg/started").await;
+    s.fake.exit(101, Exit::Code(0));
+    let o = start.await.unwrap();
+    assert!(!o.result, "{o:?}");
+    assert!(o.comment.contains("exited with code 0, leaving pid 1101 outside its process group"), "{o:?}");
+    assert!(o.comment.contains("run it in the foreground"), "{o:?}");
+    assert_eq!(s.fake.pid_kills(), [(1101, Signal::SIGKILL)]);
+    let crashed = s.next("bg/crashed").await;
+    assert_eq!(crashed.data["escaped"], json!([1101]), "{crashed:?}");
+    let last_exit = s.state("bg").await.last_exit.unwrap();
+    assert!(last_exit.contains("it forks into the background"), "{last_exit}");
+
+    // a running daemon's stop signal reaches what left its group, as SIGKILL does later
+    let mut web = spec("web");
+    web.cmd.push("forks".into());
+    s.sup.ensure_running(&web, false, false).await;
+    let o = s.sup.ensure_stopped("web", false).await;
+    assert!(o.result, "{o:?}");
+    assert_eq!(s.fake.pid_kills()[1], (1102, Signal::SIGTERM));
 }

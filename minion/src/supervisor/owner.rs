@@ -6,7 +6,7 @@
 //! epoch (one per process started) it is about, so a late one is ignored.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ use wire::msg::Event;
 
 use super::health::{HealthState, Tracker};
 use super::log::LogSink;
-use super::sys::{Exit, Spawned, Sys};
+use super::sys::{Exit, Spawned, Sys, TAG_VAR};
 use super::{DaemonInfo, DaemonState, Options, human};
 use crate::daemons::DaemonOutcome;
 
@@ -189,6 +189,9 @@ struct Daemon {
     stop_waiters: Vec<Reply>,
     then: Then,
     restart_reason: Option<RestartReason>,
+    /// Processes that had left the process group of the process that just ended (and were
+    /// killed with it), for [`Owner::ended`] to report.
+    escaped: Vec<u32>,
 }
 
 pub(super) struct Owner<S: Sys> {
@@ -254,7 +257,7 @@ impl<S: Sys> Owner<S> {
                 let mut sent = Vec::new();
                 for (name, d) in &self.daemons {
                     if let Some((pid, ..)) = d.phase.process()
-                        && self.sys.kill_group(pid, signal).is_ok()
+                        && signal_daemon(&mut self.sys, &daemon_tag(&self.dir, name), pid, signal).is_ok()
                     {
                         sent.push(name.clone());
                     }
@@ -537,7 +540,16 @@ impl<S: Sys> Owner<S> {
         let Some(d) = self.daemons.get_mut(name) else { return };
         let epoch = self.next_epoch;
         self.next_epoch += 1;
-        match self.sys.spawn(&d.spec, &d.log) {
+        let tag = daemon_tag(&self.dir, name);
+        let leftovers = self.sys.escaped(&tag, 0);
+        if !leftovers.is_empty() {
+            // like systemd with a unit's left-over processes: say so, do not kill them
+            d.log.note(&format!("{} from an earlier start of {name} still running", pids(&leftovers)));
+            warn!(daemon = name, ?leftovers, "processes of an earlier start still run");
+        }
+        let mut spec = d.spec.clone();
+        spec.env.insert(TAG_VAR.into(), tag);
+        match self.sys.spawn(&spec, &d.log) {
             Ok(Spawned { pid, exit }) => {
                 if d.started_once {
                     d.restarts += 1;
@@ -590,7 +602,7 @@ impl<S: Sys> Owner<S> {
         if d.then != Then::Start {
             d.fail_start_waiters(&format!("{name} was stopped before it started"));
         }
-        match self.sys.kill_group(pid, signal) {
+        match signal_daemon(&mut self.sys, &daemon_tag(&self.dir, name), pid, signal) {
             // already gone: its exit is on the way
             Ok(()) | Err(Errno::ESRCH) => {}
             Err(e) => warn!(daemon = name, pid, cause = %e, "cannot signal daemon"),
@@ -604,13 +616,21 @@ impl<S: Sys> Owner<S> {
         if live_epoch != epoch {
             return;
         }
-        // whatever the leader left behind in its group goes with it. (The leader was just
-        // reaped, so in theory its pid could be reused as a new group's id before this
-        // signal; that needs the whole pid space to wrap within these microseconds.)
+        // whatever the leader left behind in its group goes with it, and so does what left
+        // the group. (The leader was just reaped, so in theory its pid could be reused as a
+        // new group's id before this signal; that needs the whole pid space to wrap within
+        // these microseconds.)
         match self.sys.kill_group(pid, Signal::SIGKILL) {
             Ok(()) | Err(Errno::ESRCH) => {}
             Err(e) => debug!(daemon = name, pid, cause = %e, "cannot kill the rest of the group"),
         }
+        let escaped = self.sys.escaped(&daemon_tag(&self.dir, name), pid);
+        for &other in &escaped {
+            if let Err(e) = self.sys.kill_pid(other, Signal::SIGKILL) {
+                debug!(daemon = name, pid = other, cause = %e, "cannot kill a process that left the group");
+            }
+        }
+        d.escaped = escaped;
         self.ended(name, epoch, at, Ok(exit));
     }
 
@@ -621,10 +641,19 @@ impl<S: Sys> Owner<S> {
         let was_healthy = d.health.as_ref().is_some_and(|t| t.state == HealthState::Healthy);
         d.stop_probes();
         d.health = None;
-        let what = match &how {
+        let escaped = std::mem::take(&mut d.escaped);
+        let mut what = match &how {
             Ok(exit) => exit.to_string(),
             Err(why) => format!("could not start: {why}"),
         };
+        if !escaped.is_empty() {
+            what = format!(
+                "{what}, leaving {} outside its process group (killed): it forks into the background, \
+                 and drover supervises foreground processes; run it in the foreground \
+                 (nginx: -g 'daemon off;', redis: --daemonize no)",
+                pids(&escaped)
+            );
+        }
         d.last_exit = Some(what.clone());
         if was_healthy {
             self.emit(name, "health", json!({"healthy": false, "error": format!("the process {what}")}));
@@ -705,6 +734,9 @@ impl<S: Sys> Owner<S> {
             Ok(Exit::Unknown) => {}
             Err(why) => data["error"] = json!(why),
         }
+        if !escaped.is_empty() {
+            data["escaped"] = json!(escaped);
+        }
         if let Some(delay) = next {
             data["delay_ms"] = json!(delay.as_millis() as u64);
             d.log.note(&format!("restarting in {}", human(delay)));
@@ -743,7 +775,9 @@ impl<S: Sys> Owner<S> {
                     human(Duration::from_millis(d.spec.stop_timeout_ms))
                 ));
                 d.set_phase(Phase::Stopping { pid, epoch, at, signal, killed: true });
-                if let Err(e) = self.sys.kill_group(pid, Signal::SIGKILL) {
+                if let Err(e) =
+                    signal_daemon(&mut self.sys, &daemon_tag(&self.dir, name), pid, Signal::SIGKILL)
+                {
                     debug!(daemon = name, pid, cause = %e, "cannot kill daemon");
                 }
                 self.timer(name, epoch, Timer::GiveUp, self.options.kill_grace);
@@ -840,7 +874,7 @@ impl<S: Sys> Drop for Owner<S> {
         for (name, d) in &self.daemons {
             if let Some((pid, ..)) = d.phase.process() {
                 debug!(daemon = name.as_str(), pid, "killing daemon: the supervisor is gone");
-                let _ = self.sys.kill_group(pid, Signal::SIGKILL);
+                let _ = signal_daemon(&mut self.sys, &daemon_tag(&self.dir, name), pid, Signal::SIGKILL);
             }
         }
     }
@@ -864,6 +898,7 @@ impl Daemon {
             stop_waiters: Vec::new(),
             then: Then::Rest,
             restart_reason: None,
+            escaped: Vec::new(),
         }
     }
 
@@ -902,6 +937,32 @@ impl Daemon {
             user: self.spec.user.clone(),
             last_exit: self.last_exit.clone(),
         }
+    }
+}
+
+/// The value of [`TAG_VAR`] daemon `name` is started with: it names the daemon and, by the
+/// supervisor's directory, the minion.
+fn daemon_tag(dir: &Path, name: &str) -> String {
+    format!("{name}@{}", dir.display())
+}
+
+/// Sends `signal` to the process group `pgid` of the daemon tagged `tag`, and to every
+/// process that left the group but carries the tag. The result is the group's.
+fn signal_daemon<S: Sys>(sys: &mut S, tag: &str, pgid: u32, signal: Signal) -> Result<(), Errno> {
+    let group = sys.kill_group(pgid, signal);
+    for pid in sys.escaped(tag, pgid) {
+        debug!(tag, pid, %signal, "signalling a process that left the daemon's group");
+        let _ = sys.kill_pid(pid, signal);
+    }
+    group
+}
+
+/// "pid 7" or "pids 7, 9".
+fn pids(pids: &[u32]) -> String {
+    let list: Vec<String> = pids.iter().map(u32::to_string).collect();
+    match list.len() {
+        1 => format!("pid {}", list[0]),
+        _ => format!("pids {}", list.join(", ")),
     }
 }
 

@@ -326,3 +326,56 @@ fn orphans_of_a_daemon_are_reaped() {
         assert_eq!(info.last_exit.as_deref(), Some("killed by SIGTERM"));
     });
 }
+
+/// A script that starts `sleep 1000` outside its own process group (`setsid`), waits until
+/// that process is there, then goes on with `then`. The escaped pid is written to `pidfile`.
+fn forking(pidfile: &std::path::Path, then: &str) -> String {
+    let f = pidfile.display();
+    format!(
+        "setsid sh -c 'echo $$ > {f}.tmp && mv {f}.tmp {f} && exec sleep 1000' & while [ ! -s {f} ]; do sleep 0.01; done; {then}"
+    )
+}
+
+fn escaped_pid(pidfile: &std::path::Path) -> i32 {
+    std::fs::read_to_string(pidfile).unwrap().trim().parse().unwrap()
+}
+
+async fn until_gone(pid: i32) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while proc_state(pid).is_some_and(|(state, _)| state != 'Z') {
+        assert!(tokio::time::Instant::now() < deadline, "pid {pid} still alive");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_daemon_that_forks_into_the_background_is_reported_and_nothing_of_it_stays() {
+    let s = setup();
+    let pidfile = s.dir.path().join("bg.pid");
+    let mut spec = sh("bg", &forking(&pidfile, "exit 0"));
+    spec.restart = render::Restart::Never;
+    let o = s.sup.ensure_running(&spec, false, false).await;
+    assert!(!o.result, "{o:?}");
+    let pid = escaped_pid(&pidfile);
+    assert!(o.comment.contains(&format!("leaving pid {pid} outside its process group")), "{o:?}");
+    assert!(o.comment.contains("forks into the background"), "{o:?}");
+    until_gone(pid).await;
+}
+
+#[tokio::test]
+async fn stopping_a_daemon_also_stops_what_left_its_group() {
+    let s = setup();
+    let pidfile = s.dir.path().join("web.pid");
+    let spec = sh("web", &forking(&pidfile, "echo ready; exec sleep 1000"));
+    let o = s.sup.ensure_running(&spec, false, false).await;
+    assert!(o.result, "{o:?}");
+    s.log_with("web", "ready").await;
+    let pid = escaped_pid(&pidfile);
+    let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let tag = format!("DROVER_DAEMON=web@{}", s.log_dir().display());
+    assert!(env.split(|&b| b == 0).any(|v| v == tag.as_bytes()), "{tag} not in its environment");
+
+    let o = s.sup.ensure_stopped("web", false).await;
+    assert!(o.result, "{o:?}");
+    until_gone(pid).await;
+}

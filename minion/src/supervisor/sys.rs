@@ -1,6 +1,6 @@
 //! The system calls the supervisor makes, behind [`Sys`]: start a daemon (its own process
 //! group, user, env, cwd, output into its log) and get a future of its exit status, signal a
-//! process group, build a health prober. [`RealSys`] makes them; the tests' fake records
+//! process group, find the processes that left a daemon's group, build a health prober. [`RealSys`] makes them; the tests' fake records
 //! them, so the restart, backoff and stop logic runs in milliseconds of paused time.
 
 use std::fmt;
@@ -74,6 +74,14 @@ pub(crate) trait Sys: Send + 'static {
     /// Sends `signal` to the process group `pgid`.
     fn kill_group(&mut self, pgid: u32, signal: Signal) -> Result<(), Errno>;
 
+    /// Live processes outside process group `pgid` whose environment carries
+    /// `DROVER_DAEMON=<tag>` (every such process when `pgid` is 0): what a daemon that forks
+    /// into the background (`setsid`) leaves where signals to its group do not reach.
+    fn escaped(&mut self, tag: &str, pgid: u32) -> Vec<u32>;
+
+    /// Sends `signal` to process `pid`.
+    fn kill_pid(&mut self, pid: u32, signal: Signal) -> Result<(), Errno>;
+
     /// The health check of `spec`, if it has one.
     fn prober(&mut self, spec: &DaemonRunning) -> Option<Prober>;
 }
@@ -134,6 +142,19 @@ impl Sys for RealSys {
         }
     }
 
+    fn escaped(&mut self, tag: &str, pgid: u32) -> Vec<u32> {
+        tagged_processes(Path::new("/proc"), &format!("{TAG_VAR}={tag}"), pgid)
+    }
+
+    fn kill_pid(&mut self, pid: u32, signal: Signal) -> Result<(), Errno> {
+        match i32::try_from(pid) {
+            Ok(pid) if pid > 1 && pid as u32 != std::process::id() => {
+                nix::sys::signal::kill(Pid::from_raw(pid), signal)
+            }
+            _ => Err(Errno::EINVAL),
+        }
+    }
+
     fn prober(&mut self, spec: &DaemonRunning) -> Option<Prober> {
         let health = spec.health.as_ref()?;
         let account = match spec.user.as_deref().map(Account::lookup).transpose() {
@@ -153,6 +174,39 @@ impl Sys for RealSys {
     }
 }
 
+/// The environment variable every daemon is started with: `<daemon name>@<log directory>`,
+/// which names the daemon and the minion that started it (`cat /proc/PID/environ` tells a
+/// person whose a process is). Its children inherit it, also those that leave the group.
+pub(crate) const TAG_VAR: &str = "DROVER_DAEMON";
+
+/// Processes under `proc` (a procfs) that are not zombies, not in group `pgid` (unless it
+/// is 0) and whose environment holds exactly the entry `entry`. Processes whose environment
+/// cannot be read (another user's, when not root) are skipped. Reading procfs never touches
+/// a disk, so this is fine on the supervisor's task.
+fn tagged_processes(proc: &Path, entry: &str, pgid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir(proc) else { return Vec::new() };
+    let me = std::process::id();
+    let mut found: Vec<u32> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me && pid > 1)
+        .filter(|pid| {
+            let base = proc.join(pid.to_string());
+            let Ok(stat) = std::fs::read_to_string(base.join("stat")) else { return false };
+            // the fields after the command, which is in parentheses and may hold anything
+            let Some((_, rest)) = stat.rsplit_once(')') else { return false };
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let (Some(&state), Some(group)) = (fields.first(), fields.get(2)) else { return false };
+            if state == "Z" || (pgid != 0 && group.parse::<u32>().ok() == Some(pgid)) {
+                return false;
+            }
+            std::fs::read(base.join("environ"))
+                .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var == entry.as_bytes()))
+        })
+        .collect();
+    found.sort_unstable();
+    found
+}
+
 fn spawn_error(program: &str, e: &io::Error) -> String {
     match e.kind() {
         io::ErrorKind::NotFound if program.contains('/') => format!("cannot run '{program}': no such file"),
@@ -170,5 +224,35 @@ async fn copy_output(mut reader: tokio::net::unix::pipe::Receiver, log: LogSink)
             Ok(0) | Err(_) => break,
             Ok(n) => log.write(buf[..n].to_vec()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn process(proc: &Path, pid: u32, state: &str, pgid: u32, env: &[&str]) {
+        let dir = proc.join(pid.to_string());
+        std::fs::create_dir_all(&dir).unwrap();
+        let stat = format!("{pid} (odd ) name) {state} 1 {pgid} {pgid} 0 -1 4194560");
+        std::fs::write(dir.join("stat"), stat).unwrap();
+        std::fs::write(dir.join("environ"), env.join("\0") + "\0").unwrap();
+    }
+
+    #[test]
+    fn tagged_processes_are_found_outside_the_group_only() {
+        let proc = tempfile::tempdir().unwrap();
+        let p = proc.path();
+        let tag = "DROVER_DAEMON=web@/d";
+        process(p, 200, "S", 200, &["PATH=/bin", tag]); // the group itself
+        process(p, 300, "S", 300, &[tag, "X=1"]); // left the group (setsid)
+        process(p, 301, "Z", 301, &[tag]); // a zombie
+        process(p, 302, "R", 302, &["DROVER_DAEMON=web@/d2"]); // another minion's
+        process(p, 303, "S", 303, &["DROVER_DAEMON=web@/d/x"]); // not an exact match
+        process(p, 304, "S", 304, &["NOT_DROVER_DAEMON=web@/d"]);
+        std::fs::create_dir_all(p.join("self")).unwrap();
+        assert_eq!(tagged_processes(p, tag, 200), [300]);
+        assert_eq!(tagged_processes(p, tag, 0), [200, 300]);
+        assert_eq!(tagged_processes(&p.join("missing"), tag, 0), Vec::<u32>::new());
     }
 }
