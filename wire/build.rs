@@ -12,34 +12,29 @@
 //! CURVE-less libzmq) never runs and this one provides the library instead.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::{env, fs};
+
+/// The targets `.cargo/config.toml` has a `zmq` link override for.
+const OVERRIDDEN_TARGETS: [&str; 2] = ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu"];
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
-
-    let sodium =
-        pkg_config::Config::new().statik(true).cargo_metadata(false).probe("libsodium").unwrap_or_else(|e| {
-            panic!("libsodium not found ({e}); run scripts/deps.sh (apt-get install libsodium-dev)")
-        });
-    let sodium_lib =
-        sodium.link_paths.first().cloned().unwrap_or_else(|| PathBuf::from("/usr/lib/x86_64-linux-gnu"));
-    let sodium_include =
-        sodium.include_paths.first().cloned().unwrap_or_else(|| PathBuf::from("/usr/include"));
-    if !sodium_lib.join("libsodium.a").exists() {
+    let target = env::var("TARGET").expect("cargo sets TARGET");
+    if !OVERRIDDEN_TARGETS.contains(&target.as_str()) {
         panic!(
-            "{} has no libsodium.a; run scripts/deps.sh (apt-get install libsodium-dev)",
-            sodium_lib.display()
+            "building for {target}: add a [target.{target}.zmq] entry to .cargo/config.toml \
+             (as for x86_64), or zmq-sys links its own libzmq without CURVE"
         );
     }
 
+    let (sodium_lib, sodium_include) = libsodium();
     // zeromq-src prints its own link lines (`static=zmq`, bundled into this crate's rlib).
     // A bundled archive is only searched where this crate falls in the link order, which
     // for unrelated crates is not fixed, so an unoptimised build could miss `zmq_*`
     // symbols the `zmq` crate references later. Its lines are discarded and replaced by
     // unbundled ones below, which rustc passes after every Rust library.
-    silenced(|| {
+    silenced(&out.join("zeromq-src.out"), || {
         zeromq_src::Build::new()
             .with_libsodium(Some(zeromq_src::LibLocation::new(&sodium_lib, &sodium_include)))
             .build();
@@ -56,11 +51,29 @@ fn main() {
     println!("cargo:rustc-link-lib=static:-bundle=stdc++");
 }
 
-/// The folder holding `libstdc++.a`, as the C++ compiler reports it. A folder of its own
-/// under OUT_DIR with only that file, so `-L` does not also expose gcc's other libraries.
+/// libsodium's library and include folders, from pkg-config; the static library must be
+/// there.
+fn libsodium() -> (PathBuf, PathBuf) {
+    let missing = |e: &dyn std::fmt::Display| -> ! {
+        panic!("libsodium not found ({e}); run scripts/deps.sh (apt-get install libsodium-dev)")
+    };
+    let variable =
+        |name| pkg_config::get_variable("libsodium", name).map(PathBuf::from).unwrap_or_else(|e| missing(&e));
+    let (lib, include) = (variable("libdir"), variable("includedir"));
+    if !lib.join("libsodium.a").exists() {
+        missing(&format!("{} has no libsodium.a", lib.display()));
+    }
+    (lib, include)
+}
+
+/// The folder holding `libstdc++.a`, as the C++ compiler (the one the `cc` crate picks, as
+/// for libzmq) reports it. A folder of its own under OUT_DIR with only that file, so `-L`
+/// does not also expose gcc's other libraries.
 fn static_libstdcpp(out: &Path) -> PathBuf {
-    let cxx = env::var("CXX").unwrap_or_else(|_| "c++".into());
-    let found = Command::new(&cxx)
+    let compiler = cc::Build::new().cpp(true).get_compiler();
+    let cxx = compiler.path().display().to_string();
+    let found = compiler
+        .to_command()
         .arg("-print-file-name=libstdc++.a")
         .output()
         .unwrap_or_else(|e| panic!("cannot run {cxx} to find libstdc++.a: {e}"));
@@ -76,15 +89,25 @@ fn static_libstdcpp(out: &Path) -> PathBuf {
     dir
 }
 
-/// Runs `f` with this process's standard output sent to /dev/null, so the cargo
-/// directives it prints are not seen by cargo.
-fn silenced(f: impl FnOnce()) {
+/// Runs `f` with this process's standard output sent to the file `log`, so the cargo
+/// directives it prints are not seen by cargo. Its `rerun-if-env-changed` lines (CXX,
+/// CXXFLAGS...) are passed on; if `f` fails, its whole output (the compiler's errors) is
+/// shown.
+fn silenced(log: &Path, f: impl FnOnce() + std::panic::UnwindSafe) {
     use std::io::Write;
     std::io::stdout().flush().expect("flush stdout");
     let saved = nix::unistd::dup(std::io::stdout()).expect("dup stdout");
-    let null = fs::OpenOptions::new().write(true).open("/dev/null").expect("open /dev/null");
-    nix::unistd::dup2_stdout(&null).expect("redirect stdout");
-    f();
+    let file = fs::File::create(log).expect("create a log file in OUT_DIR");
+    nix::unistd::dup2_stdout(&file).expect("redirect stdout");
+    let result = std::panic::catch_unwind(f);
     std::io::stdout().flush().expect("flush stdout");
     nix::unistd::dup2_stdout(&saved).expect("restore stdout");
+    let output = fs::read_to_string(log).unwrap_or_default();
+    for line in output.lines().filter(|l| l.starts_with("cargo:rerun-if-env-changed=")) {
+        println!("{line}");
+    }
+    if let Err(panic) = result {
+        eprintln!("building libzmq failed; its build printed:\n{output}");
+        std::panic::resume_unwind(panic);
+    }
 }

@@ -254,7 +254,7 @@ impl Hub {
         };
         if let ToMaster::Hello(hello) = msg {
             if !wire::routing_id_names(&routing, &hello.id) {
-                tracing::warn!(id = %hello.id, routing = %String::from_utf8_lossy(&routing), "refused a hello whose routing id names another minion");
+                tracing::warn!(id = %hello.id, routing = %wire::routing_label(&routing), "refused a hello whose routing id names another minion");
                 let reason = format!(
                     "this connection's routing id does not name minion '{}': drover-minion presents '<id>/<random>'",
                     hello.id

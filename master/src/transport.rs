@@ -27,7 +27,10 @@ const ZAP_DOMAIN: &str = "drover";
 pub enum TransportError {
     #[error("cannot {what}: {source}")]
     Zmq { what: String, source: zmq::Error },
-    #[error("libzmq here has no CURVE support (install Debian's libzmq5; see DEPENDENCIES.md)")]
+    #[error(
+        "this build's libzmq has no CURVE support: build drover from its workspace, whose \
+         .cargo/config.toml links the libzmq wire/build.rs makes (see ARCHITECTURE.md)"
+    )]
     NoCurve,
 }
 
@@ -119,7 +122,11 @@ pub fn start(
     router.set_maxmsgsize(MAX_FRAME as i64).map_err(zerr("set the message size limit"))?;
     router.set_backlog(4096).map_err(zerr("set the backlog"))?;
     router.set_router_mandatory(true).map_err(zerr("set router_mandatory"))?;
-    // no router_handover: a connection's routing id is libzmq's own, never a peer's choice
+    // no router_handover: a second connection presenting a routing id in use is not served
+    // (wire::routing_id); ZMTP heartbeats end a dead connection (a minion's host gone without
+    // a FIN), so a minion redialing with the same routing id is served again within 30 s
+    router.set_heartbeat_ivl(10_000).map_err(zerr("set the heartbeat interval"))?;
+    router.set_heartbeat_timeout(30_000).map_err(zerr("set the heartbeat timeout"))?;
     // per connection: a minion that stops reading gets at most this many messages queued;
     // past it, messages to it are dropped (it resyncs on its next hello)
     router.set_sndhwm(10_000).map_err(zerr("set the send high-water mark"))?;
@@ -241,7 +248,7 @@ impl IoThread {
             match self.router.send_multipart(&frames, zmq::DONTWAIT) {
                 Ok(()) => {}
                 Err(zmq::Error::EHOSTUNREACH) => {
-                    tracing::debug!(routing = %String::from_utf8_lossy(&frames[0]), "minion gone; message dropped")
+                    tracing::debug!(routing = %wire::routing_label(&frames[0]), "minion gone; message dropped")
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot send to a minion"),
             }

@@ -148,9 +148,11 @@ impl Spooler {
     /// minion stops before the master acknowledges it.
     pub fn spool(&self, ret: JobReturn) -> Result<Spooled, OutboxError> {
         let jid = ret.jid.clone();
-        let frame = match wire::msg::encode(&ToMaster::Return(ret.clone())) {
+        let msg = ToMaster::Return(ret);
+        let frame = match wire::msg::encode(&msg) {
             Ok(frame) => frame,
             Err(source) => {
+                let ToMaster::Return(ret) = msg else { unreachable!("made a return above") };
                 let e = OutboxError::Encode { jid: jid.clone(), source };
                 tracing::warn!(%jid, cause = %e, "return too large to send; sending an error instead");
                 let stand_in = JobReturn {

@@ -67,6 +67,15 @@ pub fn routing_id(id: &MinionId) -> Result<Vec<u8>, getrandom::Error> {
     Ok(format!("{id}/{}", hex::encode(nonce)).into_bytes())
 }
 
+/// A routing id as logs show it: the minion id part only (`web-1/…`), since the random
+/// part is what keeps a route from being taken over; other ids in hex.
+pub fn routing_label(routing: &[u8]) -> String {
+    match std::str::from_utf8(routing).ok().and_then(|s| s.split_once('/')) {
+        Some((id, _)) => format!("{id}/…"),
+        None => hex::encode(routing),
+    }
+}
+
 /// Whether `routing` is a routing id that [`routing_id`] could have made for `id`.
 pub fn routing_id_names(routing: &[u8], id: &MinionId) -> bool {
     routing
@@ -127,6 +136,8 @@ mod tests {
         assert_ne!(a, b, "every socket gets a fresh random part");
         assert!(a.starts_with(b"web-1/") && a.len() == "web-1/".len() + 32, "{a:?}");
         assert!(routing_id_names(&a, &web));
+        assert_eq!(routing_label(&a), "web-1/…");
+        assert_eq!(routing_label(&[0, 0, 0, 0, 7]), "0000000007");
         for other in ["web-10", "web", "eb-1"] {
             assert!(!routing_id_names(&a, &MinionId::new(other).unwrap()), "{other}");
         }

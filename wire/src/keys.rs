@@ -184,6 +184,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_linked_libzmq_has_curve() {
+        // the libzmq wire/build.rs makes; zmq-sys's own build (run when .cargo/config.toml
+        // is not applied) has none, and no minion could ever connect
+        assert_eq!(zmq::has("curve"), Some(true));
+        assert_eq!(zmq::version(), (4, 3, 4));
+    }
+
+    #[test]
     fn keys_round_trip_through_files() {
         let dir = tempfile::tempdir().unwrap();
         let (a, created) = KeyPair::load_or_create(dir.path(), "minion").unwrap();

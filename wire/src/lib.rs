@@ -11,7 +11,7 @@ pub mod id;
 pub mod keys;
 pub mod msg;
 
-pub use id::{Jid, MinionId, routing_id, routing_id_names};
+pub use id::{Jid, MinionId, routing_id, routing_id_names, routing_label};
 pub use keys::{KeyPair, PublicKey};
 pub use msg::{
     Assignment, Blob, Converged, Event, Hello, Job, JobReturn, Peer, StateResult, ToMaster, ToMinion,

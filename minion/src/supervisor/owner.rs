@@ -6,7 +6,7 @@
 //! epoch (one per process started) it is about, so a late one is ignored.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -198,6 +198,10 @@ pub(super) struct Owner<S: Sys> {
     sys: S,
     options: Options,
     dir: PathBuf,
+    /// What follows `<name>@` in every daemon's [`TAG_VAR`]: the daemons' directory and a
+    /// random part new for every supervisor, so no other minion (not even one with the same
+    /// directory, in a container on this host) shares a tag.
+    tag_base: String,
     events: mpsc::UnboundedSender<Event>,
     internal: mpsc::UnboundedSender<Internal>,
     daemons: BTreeMap<String, Daemon>,
@@ -217,10 +221,12 @@ impl<S: Sys> Owner<S> {
         if let Err(e) = std::fs::create_dir_all(&dir) {
             warn!(dir = %dir.display(), cause = %e, "cannot create the daemons' directory; their output will be lost");
         }
+        let tag_base = format!("{}#{:016x}", dir.display(), fastrand::u64(..));
         Self {
             sys,
             options,
             dir,
+            tag_base,
             events,
             internal,
             daemons: BTreeMap::new(),
@@ -257,7 +263,8 @@ impl<S: Sys> Owner<S> {
                 let mut sent = Vec::new();
                 for (name, d) in &self.daemons {
                     if let Some((pid, ..)) = d.phase.process()
-                        && signal_daemon(&mut self.sys, &daemon_tag(&self.dir, name), pid, signal).is_ok()
+                        && signal_daemon(&mut self.sys, &daemon_tag(&self.tag_base, name), pid, signal)
+                            .is_ok()
                     {
                         sent.push(name.clone());
                     }
@@ -540,15 +547,8 @@ impl<S: Sys> Owner<S> {
         let Some(d) = self.daemons.get_mut(name) else { return };
         let epoch = self.next_epoch;
         self.next_epoch += 1;
-        let tag = daemon_tag(&self.dir, name);
-        let leftovers = self.sys.escaped(&tag, 0);
-        if !leftovers.is_empty() {
-            // like systemd with a unit's left-over processes: say so, do not kill them
-            d.log.note(&format!("{} from an earlier start of {name} still running", pids(&leftovers)));
-            warn!(daemon = name, ?leftovers, "processes of an earlier start still run");
-        }
         let mut spec = d.spec.clone();
-        spec.env.insert(TAG_VAR.into(), tag);
+        spec.env.insert(TAG_VAR.into(), daemon_tag(&self.tag_base, name));
         match self.sys.spawn(&spec, &d.log) {
             Ok(Spawned { pid, exit }) => {
                 if d.started_once {
@@ -602,7 +602,7 @@ impl<S: Sys> Owner<S> {
         if d.then != Then::Start {
             d.fail_start_waiters(&format!("{name} was stopped before it started"));
         }
-        match signal_daemon(&mut self.sys, &daemon_tag(&self.dir, name), pid, signal) {
+        match signal_daemon(&mut self.sys, &daemon_tag(&self.tag_base, name), pid, signal) {
             // already gone: its exit is on the way
             Ok(()) | Err(Errno::ESRCH) => {}
             Err(e) => warn!(daemon = name, pid, cause = %e, "cannot signal daemon"),
@@ -624,7 +624,7 @@ impl<S: Sys> Owner<S> {
             Ok(()) | Err(Errno::ESRCH) => {}
             Err(e) => debug!(daemon = name, pid, cause = %e, "cannot kill the rest of the group"),
         }
-        let escaped = self.sys.escaped(&daemon_tag(&self.dir, name), pid);
+        let escaped = self.sys.escaped(&daemon_tag(&self.tag_base, name), pid);
         for &other in &escaped {
             if let Err(e) = self.sys.kill_pid(other, Signal::SIGKILL) {
                 debug!(daemon = name, pid = other, cause = %e, "cannot kill a process that left the group");
@@ -646,7 +646,10 @@ impl<S: Sys> Owner<S> {
             Ok(exit) => exit.to_string(),
             Err(why) => format!("could not start: {why}"),
         };
-        if !escaped.is_empty() {
+        if !escaped.is_empty() && matches!(d.phase, Phase::Stopping { .. }) {
+            d.log.note(&format!("killed {}, which had left its process group", pids(&escaped)));
+        } else if !escaped.is_empty() {
+            // an exit nobody asked for, with processes left outside its group
             what = format!(
                 "{what}, leaving {} outside its process group (killed): it forks into the background, \
                  and drover supervises foreground processes; run it in the foreground \
@@ -776,7 +779,7 @@ impl<S: Sys> Owner<S> {
                 ));
                 d.set_phase(Phase::Stopping { pid, epoch, at, signal, killed: true });
                 if let Err(e) =
-                    signal_daemon(&mut self.sys, &daemon_tag(&self.dir, name), pid, Signal::SIGKILL)
+                    signal_daemon(&mut self.sys, &daemon_tag(&self.tag_base, name), pid, Signal::SIGKILL)
                 {
                     debug!(daemon = name, pid, cause = %e, "cannot kill daemon");
                 }
@@ -874,7 +877,7 @@ impl<S: Sys> Drop for Owner<S> {
         for (name, d) in &self.daemons {
             if let Some((pid, ..)) = d.phase.process() {
                 debug!(daemon = name.as_str(), pid, "killing daemon: the supervisor is gone");
-                let _ = signal_daemon(&mut self.sys, &daemon_tag(&self.dir, name), pid, Signal::SIGKILL);
+                let _ = signal_daemon(&mut self.sys, &daemon_tag(&self.tag_base, name), pid, Signal::SIGKILL);
             }
         }
     }
@@ -940,10 +943,9 @@ impl Daemon {
     }
 }
 
-/// The value of [`TAG_VAR`] daemon `name` is started with: it names the daemon and, by the
-/// supervisor's directory, the minion.
-fn daemon_tag(dir: &Path, name: &str) -> String {
-    format!("{name}@{}", dir.display())
+/// The value of [`TAG_VAR`] daemon `name` is started with: `<name>@<dir>#<random>`.
+fn daemon_tag(tag_base: &str, name: &str) -> String {
+    format!("{name}@{tag_base}")
 }
 
 /// Sends `signal` to the process group `pgid` of the daemon tagged `tag`, and to every

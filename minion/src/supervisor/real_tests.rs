@@ -327,17 +327,22 @@ fn orphans_of_a_daemon_are_reaped() {
     });
 }
 
-/// A script that starts `sleep 1000` outside its own process group (`setsid`), waits until
-/// that process is there, then goes on with `then`. The escaped pid is written to `pidfile`.
-fn forking(pidfile: &std::path::Path, then: &str) -> String {
-    let f = pidfile.display();
-    format!(
-        "setsid sh -c 'echo $$ > {f}.tmp && mv {f}.tmp {f} && exec sleep 1000' & while [ ! -s {f} ]; do sleep 0.01; done; {then}"
-    )
+/// A script that starts a process outside its own process group (`setsid`), waits until
+/// that process is there, then goes on with `then`. The process writes its pid to
+/// `DIR/escapee.pid`; on SIGTERM it writes `DIR/escapee.term` and exits.
+fn forking(dir: &std::path::Path, then: &str) -> String {
+    let d = dir.display();
+    let escapee = format!(
+        "trap 'echo term > {d}/escapee.term; exit 0' TERM\n\
+         echo $$ > {d}/escapee.tmp && mv {d}/escapee.tmp {d}/escapee.pid\n\
+         while :; do sleep 0.05; done\n"
+    );
+    std::fs::write(dir.join("escapee.sh"), escapee).unwrap();
+    format!("setsid sh {d}/escapee.sh & while [ ! -s {d}/escapee.pid ]; do sleep 0.01; done; {then}")
 }
 
-fn escaped_pid(pidfile: &std::path::Path) -> i32 {
-    std::fs::read_to_string(pidfile).unwrap().trim().parse().unwrap()
+fn escaped_pid(dir: &std::path::Path) -> i32 {
+    std::fs::read_to_string(dir.join("escapee.pid")).unwrap().trim().parse().unwrap()
 }
 
 async fn until_gone(pid: i32) {
@@ -351,31 +356,41 @@ async fn until_gone(pid: i32) {
 #[tokio::test]
 async fn a_daemon_that_forks_into_the_background_is_reported_and_nothing_of_it_stays() {
     let s = setup();
-    let pidfile = s.dir.path().join("bg.pid");
-    let mut spec = sh("bg", &forking(&pidfile, "exit 0"));
+    let mut spec = sh("bg", &forking(s.dir.path(), "exit 0"));
     spec.restart = render::Restart::Never;
     let o = s.sup.ensure_running(&spec, false, false).await;
     assert!(!o.result, "{o:?}");
-    let pid = escaped_pid(&pidfile);
-    assert!(o.comment.contains(&format!("leaving pid {pid} outside its process group")), "{o:?}");
+    let pid = escaped_pid(s.dir.path());
+    // the escaped shell (and the sleep it may be running at that moment)
+    let left = o.comment.split("leaving ").nth(1).and_then(|r| r.split(" outside its process group").next());
+    assert!(left.is_some_and(|l| l.contains(&pid.to_string())), "{o:?}");
     assert!(o.comment.contains("forks into the background"), "{o:?}");
     until_gone(pid).await;
+    // killed, not asked to stop: it is no stop
+    assert!(!s.dir.path().join("escapee.term").exists());
 }
 
 #[tokio::test]
 async fn stopping_a_daemon_also_stops_what_left_its_group() {
     let s = setup();
-    let pidfile = s.dir.path().join("web.pid");
-    let spec = sh("web", &forking(&pidfile, "echo ready; exec sleep 1000"));
+    let spec = sh("web", &forking(s.dir.path(), "echo ready; exec sleep 1000"));
     let o = s.sup.ensure_running(&spec, false, false).await;
     assert!(o.result, "{o:?}");
     s.log_with("web", "ready").await;
-    let pid = escaped_pid(&pidfile);
+    let pid = escaped_pid(s.dir.path());
     let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
-    let tag = format!("DROVER_DAEMON=web@{}", s.log_dir().display());
-    assert!(env.split(|&b| b == 0).any(|v| v == tag.as_bytes()), "{tag} not in its environment");
+    let tag = format!("DROVER_DAEMON=web@{}#", s.log_dir().display());
+    assert!(env.split(|&b| b == 0).any(|v| v.starts_with(tag.as_bytes())), "{tag}... not in its environment");
 
     let o = s.sup.ensure_stopped("web", false).await;
     assert!(o.result, "{o:?}");
     until_gone(pid).await;
+    // it got the stop signal itself, not only the SIGKILL that follows the main process
+    let marker = s.dir.path().join("escapee.term");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !marker.exists() {
+        assert!(tokio::time::Instant::now() < deadline, "the escaped process never got SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(s.sup.status("web").await.unwrap().last_exit.unwrap().contains("SIGTERM"));
 }

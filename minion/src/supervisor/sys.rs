@@ -143,7 +143,10 @@ impl Sys for RealSys {
     }
 
     fn escaped(&mut self, tag: &str, pgid: u32) -> Vec<u32> {
-        tagged_processes(Path::new("/proc"), &format!("{TAG_VAR}={tag}"), pgid)
+        let proc = Path::new("/proc");
+        // every daemon starts after the minion: older processes are not read
+        let since = stat_fields(&proc.join("self")).and_then(|f| start_time(&f)).unwrap_or(0);
+        tagged_processes(proc, &format!("{TAG_VAR}={tag}"), pgid, since)
     }
 
     fn kill_pid(&mut self, pid: u32, signal: Signal) -> Result<(), Errno> {
@@ -174,32 +177,50 @@ impl Sys for RealSys {
     }
 }
 
-/// The environment variable every daemon is started with: `<daemon name>@<log directory>`,
-/// which names the daemon and the minion that started it (`cat /proc/PID/environ` tells a
-/// person whose a process is). Its children inherit it, also those that leave the group.
+/// The environment variable every daemon is started with: `<daemon name>@<daemons
+/// directory>#<random>`, which names the daemon and the minion that started it (`cat
+/// /proc/PID/environ` tells a person whose a process is); the random part is new for every
+/// minion start. Its children inherit it, also those that leave the group.
 pub(crate) const TAG_VAR: &str = "DROVER_DAEMON";
 
-/// Processes under `proc` (a procfs) that are not zombies, not in group `pgid` (unless it
-/// is 0) and whose environment holds exactly the entry `entry`. Processes whose environment
-/// cannot be read (another user's, when not root) are skipped. Reading procfs never touches
-/// a disk, so this is fine on the supervisor's task.
-fn tagged_processes(proc: &Path, entry: &str, pgid: u32) -> Vec<u32> {
+/// The fields of `/proc/PID/stat` after the command (which is in parentheses and may hold
+/// anything): state, ppid, pgrp, ...
+fn stat_fields(process: &Path) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(process.join("stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    Some(rest.split_whitespace().map(str::to_string).collect())
+}
+
+/// A process's start time, in clock ticks since boot (field 22 of stat).
+fn start_time(fields: &[String]) -> Option<u64> {
+    fields.get(19)?.parse().ok()
+}
+
+/// Processes under `proc` (a procfs) whose environment holds exactly the entry `entry`,
+/// among those that started at `since` (clock ticks since boot) or later, are neither
+/// zombies nor in uninterruptible sleep, and are not in group `pgid` (unless it is 0).
+/// Processes whose environment cannot be read (another user's, when not root) are skipped.
+///
+/// This reads procfs on the supervisor's task: no disk is involved, older processes are
+/// told apart by their stat alone, and a process in `D` state, whose memory could be
+/// locked for long, is never read. It runs when a daemon stops, ends or is signalled.
+fn tagged_processes(proc: &Path, entry: &str, pgid: u32, since: u64) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir(proc) else { return Vec::new() };
     let me = std::process::id();
     let mut found: Vec<u32> = dir
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|&pid| pid != me && pid > 1)
         .filter(|pid| {
-            let base = proc.join(pid.to_string());
-            let Ok(stat) = std::fs::read_to_string(base.join("stat")) else { return false };
-            // the fields after the command, which is in parentheses and may hold anything
-            let Some((_, rest)) = stat.rsplit_once(')') else { return false };
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            let (Some(&state), Some(group)) = (fields.first(), fields.get(2)) else { return false };
-            if state == "Z" || (pgid != 0 && group.parse::<u32>().ok() == Some(pgid)) {
+            let process = proc.join(pid.to_string());
+            let Some(fields) = stat_fields(&process) else { return false };
+            let (Some(state), Some(group)) = (fields.first(), fields.get(2)) else { return false };
+            if state == "Z" || state == "D" || (pgid != 0 && group.parse::<u32>().ok() == Some(pgid)) {
                 return false;
             }
-            std::fs::read(base.join("environ"))
+            if start_time(&fields).is_none_or(|t| t < since) {
+                return false;
+            }
+            std::fs::read(process.join("environ"))
                 .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var == entry.as_bytes()))
         })
         .collect();
@@ -231,10 +252,17 @@ async fn copy_output(mut reader: tokio::net::unix::pipe::Receiver, log: LogSink)
 mod tests {
     use super::*;
 
+    /// A fake /proc entry; it started at clock tick 500.
     fn process(proc: &Path, pid: u32, state: &str, pgid: u32, env: &[&str]) {
+        process_since(proc, pid, state, pgid, env, 500)
+    }
+
+    fn process_since(proc: &Path, pid: u32, state: &str, pgid: u32, env: &[&str], start: u64) {
         let dir = proc.join(pid.to_string());
         std::fs::create_dir_all(&dir).unwrap();
-        let stat = format!("{pid} (odd ) name) {state} 1 {pgid} {pgid} 0 -1 4194560");
+        let stat = format!(
+            "{pid} (odd ) name) {state} 1 {pgid} {pgid} 0 -1 4194560 0 0 0 0 1 2 0 0 20 0 1 0 {start} 1000 99"
+        );
         std::fs::write(dir.join("stat"), stat).unwrap();
         std::fs::write(dir.join("environ"), env.join("\0") + "\0").unwrap();
     }
@@ -250,9 +278,12 @@ mod tests {
         process(p, 302, "R", 302, &["DROVER_DAEMON=web@/d2"]); // another minion's
         process(p, 303, "S", 303, &["DROVER_DAEMON=web@/d/x"]); // not an exact match
         process(p, 304, "S", 304, &["NOT_DROVER_DAEMON=web@/d"]);
+        process(p, 305, "D", 305, &[tag]); // uninterruptible: never read
+        process_since(p, 306, "S", 306, &[tag], 100); // started before the minion
         std::fs::create_dir_all(p.join("self")).unwrap();
-        assert_eq!(tagged_processes(p, tag, 200), [300]);
-        assert_eq!(tagged_processes(p, tag, 0), [200, 300]);
-        assert_eq!(tagged_processes(&p.join("missing"), tag, 0), Vec::<u32>::new());
+        assert_eq!(tagged_processes(p, tag, 200, 400), [300]);
+        assert_eq!(tagged_processes(p, tag, 0, 400), [200, 300]);
+        assert_eq!(tagged_processes(p, tag, 0, 0), [200, 300, 306]);
+        assert_eq!(tagged_processes(&p.join("missing"), tag, 0, 0), Vec::<u32>::new());
     }
 }
