@@ -228,8 +228,9 @@ impl Hub {
         };
         // Which minion a connection is comes from its Hello only (its key and id; the
         // routing id must name that id too). A minion's routing id carries a random part
-        // new for every socket (wire::routing_id) and the ROUTER refuses duplicates, so a
-        // session ends with its connection and no other process can take its route over.
+        // new for every socket (wire::routing_id), so only that minion can present it again
+        // (its redial takes the route over); a route that speaks with another key ends the
+        // session below.
         let now = Instant::now();
         let id = match self.routes.get_mut(&routing) {
             Some(route) => {
@@ -238,6 +239,21 @@ impl Hub {
             }
             None => None,
         };
+        // the route was handed over to a connection with another key (only possible to a
+        // process that knows the random part of the minion's routing id): the session ends
+        // at once, so nothing more for the minion is sent down this route
+        if let Some(id) = &id
+            && self.sessions.get(id).is_some_and(|s| s.routing == routing && s.key != key)
+        {
+            self.sessions.remove(id);
+            tracing::warn!(%id, presented = %key.fingerprint(), "a connection with another key took a minion's route; the session ends");
+            self.roles.disconnected(id);
+            self.event(
+                id,
+                "drover/minion/disconnected",
+                json!({"id": id, "reason": "its route was taken by a connection with another key"}),
+            );
+        }
         let in_session = id
             .as_ref()
             .is_some_and(|id| self.sessions.get(id).is_some_and(|s| s.routing == routing && s.key == key));

@@ -122,9 +122,14 @@ pub fn start(
     router.set_maxmsgsize(MAX_FRAME as i64).map_err(zerr("set the message size limit"))?;
     router.set_backlog(4096).map_err(zerr("set the backlog"))?;
     router.set_router_mandatory(true).map_err(zerr("set router_mandatory"))?;
-    // no router_handover: a second connection presenting a routing id in use is not served
-    // (wire::routing_id); ZMTP heartbeats end a dead connection (a minion's host gone without
-    // a FIN), so a minion redialing with the same routing id is served again within 30 s
+    // handover: a connection presenting a routing id in use takes the route, and the old
+    // connection is closed. A minion redialing (its old connection half-open) is served at
+    // once, and no connection is ever parked unread, as libzmq does with a duplicate id
+    // without handover (a way to make the master buffer frames nobody reads). Taking a
+    // live minion's route needs the random part of its id (wire::routing_id), which only
+    // it and the master know; the hub also ends a session whose route speaks with another key.
+    router.set_router_handover(true).map_err(zerr("set router_handover"))?;
+    // ZMTP heartbeats end dead connections (a minion's host gone without a FIN)
     router.set_heartbeat_ivl(10_000).map_err(zerr("set the heartbeat interval"))?;
     router.set_heartbeat_timeout(30_000).map_err(zerr("set the heartbeat timeout"))?;
     // per connection: a minion that stops reading gets at most this many messages queued;
