@@ -1,11 +1,13 @@
 //! A daemon's output file: `DIR/daemons/<name>.log`, rotated by size.
 //!
-//! One writer task per daemon owns the file. It is fed chunks by the readers of each of the
-//! daemon's processes (stdout and stderr share one pipe, so their order is kept) and notes
-//! by the supervisor (`[drover] started pid 42`). When a write would take the file past
-//! `max_bytes` it is renamed `<name>.log.1` (`.1` → `.2` ... up to `keep`) and a new one
-//! begins. Writes are plain blocking appends to the page cache, done on the writer task:
-//! small and quick, and they keep the file exactly up to date for [`tail`].
+//! One writer thread per daemon owns the file, so a slow disk never holds up the minion's
+//! runtime. It is fed chunks by the readers of each of the daemon's processes (stdout and
+//! stderr share one pipe, so their order is kept) and notes by the supervisor (`[drover]
+//! started pid 42`), through a bounded queue: a daemon that writes faster than its log can
+//! be written waits on its pipe, as it would on a terminal, instead of the minion buffering
+//! without end. When a write would take the file past `max_bytes` it is renamed
+//! `<name>.log.1` (`.1` → `.2` ... up to `keep`) and a new one begins. Writes are plain
+//! appends (no fsync), which keep the file exactly up to date for [`tail`].
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -31,31 +33,47 @@ impl Default for Rotation {
     }
 }
 
+/// How many chunks (of up to 16 KiB each) may wait for a log's writer.
+const QUEUE: usize = 64;
+
 /// Where a daemon's output goes; cheap to clone. The writer stops once every clone is gone.
 #[derive(Clone, Debug)]
-pub struct LogSink(mpsc::UnboundedSender<Vec<u8>>);
+pub struct LogSink(mpsc::Sender<Vec<u8>>);
 
 impl LogSink {
-    /// Starts the writer of `path` (on the current runtime).
+    /// Starts the writer thread of `path`. If no thread can be started, the output is
+    /// dropped (and that is logged).
     pub fn open(path: PathBuf, rotation: Rotation) -> LogSink {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
-        tokio::spawn(async move {
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(QUEUE);
+        let name = format!("log {}", path.file_name().unwrap_or_default().to_string_lossy());
+        let shown = path.display().to_string();
+        let writer = move || {
             let mut log = LogFile { path, rotation, file: None, size: 0, warned: false };
-            while let Some(chunk) = rx.recv().await {
+            while let Some(chunk) = rx.blocking_recv() {
                 log.write(&chunk);
             }
-        });
+        };
+        if let Err(e) = std::thread::Builder::new().name(name).stack_size(64 << 10).spawn(writer) {
+            warn!(path = %shown, cause = %e, "cannot start a log writer; this daemon's output is dropped");
+        }
         LogSink(tx)
     }
 
-    /// Output of the daemon, as read.
-    pub fn write(&self, chunk: Vec<u8>) {
-        let _ = self.0.send(chunk);
+    /// Output of the daemon, as read: waits while the writer is [`QUEUE`] chunks behind.
+    pub async fn write(&self, chunk: Vec<u8>) {
+        let _ = self.0.send(chunk).await;
     }
 
-    /// A line from the supervisor itself, marked `[drover]`.
+    /// A line from the supervisor itself, marked `[drover]`. Never waits: when the writer
+    /// is that far behind, the line is queued by a task of its own. Call it on the runtime.
     pub fn note(&self, line: &str) {
-        self.write(format!("[drover] {line}\n").into_bytes());
+        let line = format!("[drover] {line}\n").into_bytes();
+        if let Err(mpsc::error::TrySendError::Full(line)) = self.0.try_send(line) {
+            let tx = self.0.clone();
+            tokio::spawn(async move {
+                let _ = tx.send(line).await;
+            });
+        }
     }
 }
 

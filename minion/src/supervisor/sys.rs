@@ -243,7 +243,7 @@ async fn copy_output(mut reader: tokio::net::unix::pipe::Receiver, log: LogSink)
     loop {
         match reader.read(&mut buf).await {
             Ok(0) | Err(_) => break,
-            Ok(n) => log.write(buf[..n].to_vec()),
+            Ok(n) => log.write(buf[..n].to_vec()).await,
         }
     }
 }
