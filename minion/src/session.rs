@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -456,31 +457,48 @@ impl Session {
                 finished_ms: wire::msg::now_ms(),
             };
             // written (and fsynced) here, off the session's thread, before it is first sent
-            let jid = ret.jid.clone();
-            match tokio::task::spawn_blocking(move || spooler.spool(ret)).await {
+            // (everything but `ret`, which may be large)
+            let failed = JobReturn {
+                jid: ret.jid.clone(),
+                id: ret.id.clone(),
+                fun: ret.fun.clone(),
+                success: false,
+                retcode: 1,
+                ret: Value::Null,
+                started_ms: ret.started_ms,
+                finished_ms: ret.finished_ms,
+            };
+            let why = match tokio::task::spawn_blocking(move || spooler.spool(ret)).await {
                 Ok(Ok(spooled)) => {
                     let _ = done.send(Ok(spooled));
+                    return;
                 }
-                Ok(Err(e)) => {
-                    error!(%jid, cause = %e, "cannot keep the return of a job");
-                    let _ = done.send(Err(jid));
-                }
-                Err(e) => {
-                    error!(%jid, cause = %e, "spooling the return of a job stopped unexpectedly");
-                    let _ = done.send(Err(jid));
-                }
-            }
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => format!("spooling stopped unexpectedly: {e}"),
+            };
+            // the master still learns the job ended, and why (this one is not spooled)
+            error!(jid = %failed.jid, cause = %why, "cannot keep the return of a job");
+            let ret = format!("{}: the minion could not keep this job's return ({why})", failed.fun).into();
+            let _ = done.send(Err(JobReturn { ret, ..failed }));
         };
         tokio::spawn(task.instrument(span));
     }
 
-    /// A job's return is spooled (or, `Err(jid)`, could not be kept at all).
-    fn on_finished(&mut self, done: Result<Spooled, Jid>) {
+    /// A job's return is spooled, or (`Err`) could not be kept: then a failed return saying
+    /// so is sent as long as the minion runs, not spooled.
+    fn on_finished(&mut self, done: Result<Spooled, JobReturn>) {
         let spooled = match done {
             Ok(spooled) => spooled,
-            Err(jid) => {
-                self.jobs.running.remove(&jid);
-                return;
+            Err(failed) => {
+                let jid = failed.jid.clone();
+                match wire::msg::encode(&ToMaster::Return(failed)) {
+                    Ok(frame) => Spooled { jid, frame },
+                    Err(e) => {
+                        error!(%jid, cause = %e, "cannot even report that a job's return was lost");
+                        self.jobs.running.remove(&jid);
+                        return;
+                    }
+                }
             }
         };
         self.jobs.running.remove(&spooled.jid);
@@ -537,8 +555,8 @@ struct Jobs {
     running: HashSet<Jid>,
     acked: HashSet<Jid>,
     acked_order: VecDeque<Jid>,
-    done_tx: mpsc::UnboundedSender<Result<Spooled, Jid>>,
-    done: mpsc::UnboundedReceiver<Result<Spooled, Jid>>,
+    done_tx: mpsc::UnboundedSender<Result<Spooled, JobReturn>>,
+    done: mpsc::UnboundedReceiver<Result<Spooled, JobReturn>>,
 }
 
 impl Jobs {
