@@ -128,6 +128,20 @@ fn path_of(dir: &Path, jid: &Jid) -> PathBuf {
     dir.join(format!("{jid}.ret"))
 }
 
+/// A failed return for the job of `ret` (all but its value copied), saying `why`.
+pub fn failure(ret: &JobReturn, why: &str) -> JobReturn {
+    JobReturn {
+        jid: ret.jid.clone(),
+        id: ret.id.clone(),
+        fun: ret.fun.clone(),
+        success: false,
+        retcode: 1,
+        ret: format!("{}: {why}", ret.fun).into(),
+        started_ms: ret.started_ms,
+        finished_ms: ret.finished_ms,
+    }
+}
+
 /// Writes returns to the spool. Blocking: call it off the async runtime's threads.
 #[derive(Clone, Debug)]
 pub struct Spooler {
@@ -155,12 +169,7 @@ impl Spooler {
                 let ToMaster::Return(ret) = msg else { unreachable!("made a return above") };
                 let e = OutboxError::Encode { jid: jid.clone(), source };
                 tracing::warn!(%jid, cause = %e, "return too large to send; sending an error instead");
-                let stand_in = JobReturn {
-                    success: false,
-                    retcode: 1,
-                    ret: format!("{}: the return is too large to send ({e})", ret.fun).into(),
-                    ..ret
-                };
+                let stand_in = failure(&ret, &format!("the return is too large to send ({e})"));
                 wire::msg::encode(&ToMaster::Return(stand_in))
                     .map_err(|source| OutboxError::Encode { jid: jid.clone(), source })?
             }

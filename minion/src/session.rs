@@ -18,7 +18,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -31,7 +30,7 @@ use crate::config::Config;
 use crate::converge::Converger;
 use crate::error::Error;
 use crate::functions::{self, Call, Outcome};
-use crate::outbox::{Outbox, Spooled};
+use crate::outbox::{self, Outbox, Spooled};
 use crate::supervisor::Supervisor;
 use crate::transport::{self, Identity, Transport};
 use crate::{grains, pki};
@@ -457,17 +456,9 @@ impl Session {
                 finished_ms: wire::msg::now_ms(),
             };
             // written (and fsynced) here, off the session's thread, before it is first sent
-            // (everything but `ret`, which may be large)
-            let failed = JobReturn {
-                jid: ret.jid.clone(),
-                id: ret.id.clone(),
-                fun: ret.fun.clone(),
-                success: false,
-                retcode: 1,
-                ret: Value::Null,
-                started_ms: ret.started_ms,
-                finished_ms: ret.finished_ms,
-            };
+            // what a failure will be made from, if it cannot be kept (not the value: it may
+            // be large)
+            let head = outbox::failure(&ret, "");
             let why = match tokio::task::spawn_blocking(move || spooler.spool(ret)).await {
                 Ok(Ok(spooled)) => {
                     let _ = done.send(Ok(spooled));
@@ -477,9 +468,9 @@ impl Session {
                 Err(e) => format!("spooling stopped unexpectedly: {e}"),
             };
             // the master still learns the job ended, and why (this one is not spooled)
-            error!(jid = %failed.jid, cause = %why, "cannot keep the return of a job");
-            let ret = format!("{}: the minion could not keep this job's return ({why})", failed.fun).into();
-            let _ = done.send(Err(JobReturn { ret, ..failed }));
+            error!(jid = %head.jid, cause = %why, "cannot keep the return of a job");
+            let why = format!("the minion could not keep this job's return ({why})");
+            let _ = done.send(Err(outbox::failure(&head, &why)));
         };
         tokio::spawn(task.instrument(span));
     }

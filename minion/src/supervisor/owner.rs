@@ -264,6 +264,7 @@ impl<S: Sys> Owner<S> {
                 for (name, d) in &self.daemons {
                     if let Some((pid, ..)) = d.phase.process()
                         && signal_daemon(&mut self.sys, &daemon_tag(&self.tag_base, name), pid, signal)
+                            .group
                             .is_ok()
                     {
                         sent.push(name.clone());
@@ -602,7 +603,7 @@ impl<S: Sys> Owner<S> {
         if d.then != Then::Start {
             d.fail_start_waiters(&format!("{name} was stopped before it started"));
         }
-        match signal_daemon(&mut self.sys, &daemon_tag(&self.tag_base, name), pid, signal) {
+        match signal_daemon(&mut self.sys, &daemon_tag(&self.tag_base, name), pid, signal).group {
             // already gone: its exit is on the way
             Ok(()) | Err(Errno::ESRCH) => {}
             Err(e) => warn!(daemon = name, pid, cause = %e, "cannot signal daemon"),
@@ -620,15 +621,11 @@ impl<S: Sys> Owner<S> {
         // the group. (The leader was just reaped, so in theory its pid could be reused as a
         // new group's id before this signal; that needs the whole pid space to wrap within
         // these microseconds.)
-        match self.sys.kill_group(pid, Signal::SIGKILL) {
+        let Signalled { group, escaped } =
+            signal_daemon(&mut self.sys, &daemon_tag(&self.tag_base, name), pid, Signal::SIGKILL);
+        match group {
             Ok(()) | Err(Errno::ESRCH) => {}
             Err(e) => debug!(daemon = name, pid, cause = %e, "cannot kill the rest of the group"),
-        }
-        let escaped = self.sys.escaped(&daemon_tag(&self.tag_base, name), pid);
-        for &other in &escaped {
-            if let Err(e) = self.sys.kill_pid(other, Signal::SIGKILL) {
-                debug!(daemon = name, pid = other, cause = %e, "cannot kill a process that left the group");
-            }
         }
         d.escaped = escaped;
         self.ended(name, epoch, at, Ok(exit));
@@ -780,6 +777,7 @@ impl<S: Sys> Owner<S> {
                 d.set_phase(Phase::Stopping { pid, epoch, at, signal, killed: true });
                 if let Err(e) =
                     signal_daemon(&mut self.sys, &daemon_tag(&self.tag_base, name), pid, Signal::SIGKILL)
+                        .group
                 {
                     debug!(daemon = name, pid, cause = %e, "cannot kill daemon");
                 }
@@ -948,15 +946,25 @@ fn daemon_tag(tag_base: &str, name: &str) -> String {
     format!("{name}@{tag_base}")
 }
 
+/// What [`signal_daemon`] reached.
+struct Signalled {
+    /// The signal to the process group.
+    group: Result<(), Errno>,
+    /// The processes outside the group that carry the daemon's tag (each signalled too).
+    escaped: Vec<u32>,
+}
+
 /// Sends `signal` to the process group `pgid` of the daemon tagged `tag`, and to every
-/// process that left the group but carries the tag. The result is the group's.
-fn signal_daemon<S: Sys>(sys: &mut S, tag: &str, pgid: u32, signal: Signal) -> Result<(), Errno> {
+/// process that left the group but carries the tag.
+fn signal_daemon<S: Sys>(sys: &mut S, tag: &str, pgid: u32, signal: Signal) -> Signalled {
     let group = sys.kill_group(pgid, signal);
-    for pid in sys.escaped(tag, pgid) {
-        debug!(tag, pid, %signal, "signalling a process that left the daemon's group");
-        let _ = sys.kill_pid(pid, signal);
+    let escaped = sys.escaped(tag, pgid);
+    for &pid in &escaped {
+        if let Err(e) = sys.kill_pid(pid, signal) {
+            debug!(tag, pid, %signal, cause = %e, "cannot signal a process that left the daemon's group");
+        }
     }
-    group
+    Signalled { group, escaped }
 }
 
 /// "pid 7" or "pids 7, 9".
