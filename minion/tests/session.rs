@@ -41,8 +41,13 @@ enum Out {
 impl FakeMaster {
     /// Binds a ROUTER on `port` (any free port when None) and a key port on the next one.
     fn start(keys: &KeyPair, port: Option<u16>) -> Self {
+        Self::start_on(keys, "127.0.0.1", port)
+    }
+
+    /// Binds on `host` (an address).
+    fn start_on(keys: &KeyPair, host: &str, port: Option<u16>) -> Self {
         for _ in 0..50 {
-            if let Some(master) = Self::try_start(keys, port) {
+            if let Some(master) = Self::try_start(keys, host, port) {
                 return master;
             }
             // the port (or the next one) is taken for now: another port, or the same later
@@ -51,7 +56,7 @@ impl FakeMaster {
         panic!("cannot bind a fake master");
     }
 
-    fn try_start(keys: &KeyPair, port: Option<u16>) -> Option<Self> {
+    fn try_start(keys: &KeyPair, host: &str, port: Option<u16>) -> Option<Self> {
         let ctx = zmq::Context::new();
         let zap = ctx.socket(zmq::REP).unwrap();
         zap.bind("inproc://zeromq.zap.01").unwrap();
@@ -61,14 +66,14 @@ impl FakeMaster {
         router.set_curve_secretkey(&keys.secret_raw()).unwrap();
         router.set_zap_domain("drover").unwrap();
         match port {
-            Some(p) => router.bind(&format!("tcp://127.0.0.1:{p}")).ok()?,
-            None => router.bind("tcp://127.0.0.1:*").unwrap(),
+            Some(p) => router.bind(&format!("tcp://{host}:{p}")).ok()?,
+            None => router.bind(&format!("tcp://{host}:*")).unwrap(),
         }
         let endpoint = router.get_last_endpoint().unwrap().unwrap();
         let port: u16 = endpoint.rsplit(':').next().unwrap().parse().unwrap();
         let key_port = ctx.socket(zmq::REP).unwrap();
         key_port.set_linger(0).unwrap();
-        key_port.bind(&format!("tcp://127.0.0.1:{}", port - 1)).ok()?;
+        key_port.bind(&format!("tcp://{host}:{}", port - 1)).ok()?;
         let info = wire::msg::encode(&KeyInfo {
             public_key: keys.public.clone(),
             fingerprint: keys.public.fingerprint(),
@@ -398,4 +403,48 @@ fn a_master_with_another_key_is_never_trusted() {
     let err = rt.block_on(minion::run(cfg, CancellationToken::new())).unwrap_err();
     assert!(err.is_config());
     assert!(err.to_string().contains("delete"), "{err}");
+}
+
+/// The master's name is looked up again on every attempt: a name that does not resolve at
+/// first is dialled as soon as it does. Needs root: it appends a line to /etc/hosts, and
+/// afterwards comments it out with a one-byte write, so that other tests reading the file
+/// meanwhile never see it half written.
+#[test]
+fn the_master_name_is_resolved_again_on_every_attempt() {
+    use std::io::{Seek, SeekFrom, Write};
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: editing /etc/hosts needs root");
+        return;
+    }
+    let name = format!("drover-resolve-{}.test", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    let master_keys = KeyPair::generate().unwrap();
+    // not 127.0.0.1: only the name, once it resolves, leads there
+    let master = FakeMaster::start_on(&master_keys, "127.0.0.2", None);
+    let mut cfg = config(dir.path(), master.port);
+    cfg.master = MasterAddr { host: name.clone(), port: master.port };
+    cfg.master_key = Some(master_keys.public.clone());
+    let minion = Minion::start(cfg);
+
+    // a few failed lookups, then the name appears
+    thread::sleep(Duration::from_millis(500));
+    let mut hosts = std::fs::OpenOptions::new().append(true).open("/etc/hosts").unwrap();
+    let at = hosts.seek(SeekFrom::End(0)).unwrap();
+    hosts.write_all(format!("127.0.0.2 {name}\n").as_bytes()).unwrap();
+    struct Uncomment(std::fs::File, u64);
+    impl Drop for Uncomment {
+        fn drop(&mut self) {
+            use std::os::unix::fs::FileExt;
+            let _ = self.0.write_at(b"#", self.1);
+        }
+    }
+    let _cleanup = Uncomment(std::fs::OpenOptions::new().write(true).open("/etc/hosts").unwrap(), at);
+
+    let (routing, _, hello) = master.wait_hello();
+    assert_eq!(hello.id.as_str(), "m1");
+    master.send(&routing, &ToMinion::Welcome { heartbeat_ms: 200 });
+    let (jid, ping) = job("test.ping", vec![]);
+    master.send(&routing, &ping);
+    assert!(master.wait_return(&jid).success);
+    minion.stop().unwrap();
 }
