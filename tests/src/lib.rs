@@ -8,6 +8,8 @@
 //! The binaries are found next to the test executable's `deps/` folder; `scripts/test.sh`
 //! builds them first (`cargo build --workspace --bins`).
 
+pub mod docker;
+
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -1,0 +1,397 @@
+//! [`Engine`] in memory, for unit tests: containers, images, networks and volumes are rows
+//! in a table, every call is recorded ([`FakeEngine::calls`]), events go to every stream
+//! opened, and a test can make the next calls of a kind fail ([`FakeEngine::fail`]) or
+//! kill a container as the engine would ([`FakeEngine::die`]).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::broadcast;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio_stream::wrappers::BroadcastStream;
+
+use crate::engine::*;
+
+#[derive(Default)]
+struct State {
+    images: BTreeMap<String, ImageInfo>,
+    networks: BTreeMap<String, NetworkInfo>,
+    volumes: BTreeMap<String, VolumeInfo>,
+    /// By id.
+    containers: BTreeMap<String, (ContainerSpec, ContainerInfo)>,
+    next_id: u64,
+    calls: Vec<String>,
+    /// Operation name → how many of the next calls fail.
+    failing: BTreeMap<String, usize>,
+    down: bool,
+}
+
+/// An engine in memory. Clones share it.
+#[derive(Clone)]
+pub struct FakeEngine {
+    state: Arc<Mutex<State>>,
+    events: broadcast::Sender<ContainerEvent>,
+}
+
+impl Default for FakeEngine {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn matches(labels: &Labels, filter: &[impl AsRef<str>]) -> bool {
+    filter.iter().all(|f| match f.as_ref().split_once('=') {
+        Some((k, v)) => labels.get(k).is_some_and(|l| l == v),
+        None => labels.contains_key(f.as_ref()),
+    })
+}
+
+impl FakeEngine {
+    pub fn new() -> Self {
+        let (events, _) = broadcast::channel(1024);
+        FakeEngine { state: Arc::new(Mutex::new(State::default())), events }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records a call; fails it if the test asked for that.
+    fn call(&self, op: &str, what: &str) -> Result<()> {
+        let mut s = self.lock();
+        if s.down {
+            return Err(EngineError::Unreachable {
+                endpoint: "fake".into(),
+                reason: "engine stopped".into(),
+            });
+        }
+        s.calls.push(format!("{op} {what}").trim_end().to_string());
+        if let Some(n) = s.failing.get_mut(op).filter(|n| **n > 0) {
+            *n -= 1;
+            return Err(EngineError::failed(format!("{op} {what}"), "injected failure"));
+        }
+        Ok(())
+    }
+
+    /// Every call so far, as `op target` lines (`create coins-worker-1`, `start coins-worker-1`).
+    pub fn calls(&self) -> Vec<String> {
+        self.lock().calls.clone()
+    }
+
+    /// Forgets the calls recorded so far.
+    pub fn clear_calls(&self) {
+        self.lock().calls.clear();
+    }
+
+    /// Makes the next `times` calls of `op` (`create`, `start`, `stop`, `remove`, `build`...) fail.
+    pub fn fail(&self, op: &str, times: usize) {
+        self.lock().failing.insert(op.to_string(), times);
+    }
+
+    /// Makes every call fail as an unreachable engine does (or work again).
+    pub fn set_down(&self, down: bool) {
+        self.lock().down = down;
+    }
+
+    /// Adds an image, as if built or imported.
+    pub fn add_image(&self, tag: &str, labels: Labels) -> ImageInfo {
+        let mut s = self.lock();
+        s.next_id += 1;
+        let image = ImageInfo {
+            id: format!("sha256:{:064x}", s.next_id),
+            tags: vec![tag.to_string()],
+            labels,
+            created: 0,
+            size: 0,
+        };
+        s.images.insert(tag.to_string(), image.clone());
+        image
+    }
+
+    /// The container named `name` ends as if its main process exited with `code`.
+    pub fn die(&self, name: &str, code: i64) {
+        let event = {
+            let mut s = self.lock();
+            let Some((_, info)) = s.containers.values_mut().find(|(_, c)| c.name == name) else { return };
+            info.state = ContainerState::Exited;
+            info.exit_code = Some(code);
+            event("die", info)
+        };
+        let _ = self.events.send(event);
+    }
+
+    /// Sets a container's health as its HEALTHCHECK would.
+    pub fn set_health(&self, name: &str, health: Health) {
+        let mut s = self.lock();
+        if let Some((_, info)) = s.containers.values_mut().find(|(_, c)| c.name == name) {
+            info.health = health;
+        }
+    }
+
+    /// The spec a container was created with, by name.
+    pub fn spec(&self, name: &str) -> Option<ContainerSpec> {
+        self.lock().containers.values().find(|(_, c)| c.name == name).map(|(spec, _)| spec.clone())
+    }
+
+    /// Every container, by name: (state, image).
+    pub fn table(&self) -> BTreeMap<String, (ContainerState, String)> {
+        self.lock().containers.values().map(|(_, c)| (c.name.clone(), (c.state, c.image.clone()))).collect()
+    }
+}
+
+fn event(action: &str, c: &ContainerInfo) -> ContainerEvent {
+    ContainerEvent {
+        action: action.into(),
+        id: c.id.clone(),
+        name: c.name.clone(),
+        labels: c.labels.clone(),
+        exit_code: c.exit_code,
+    }
+}
+
+impl Engine for FakeEngine {
+    async fn info(&self) -> Result<EngineInfo> {
+        self.call("info", "")?;
+        Ok(EngineInfo {
+            endpoint: "fake".into(),
+            version: "0".into(),
+            api_version: "0".into(),
+            cpus: 2,
+            memory: 4 << 30,
+            swarm: "inactive".into(),
+        })
+    }
+
+    async fn image(&self, reference: &str) -> Result<Option<ImageInfo>> {
+        Ok(self.lock().images.get(reference).cloned())
+    }
+
+    async fn images(&self, filter: LabelFilter<'_>) -> Result<Vec<ImageInfo>> {
+        Ok(self.lock().images.values().filter(|i| matches(&i.labels, filter)).cloned().collect())
+    }
+
+    async fn import_rootfs(&self, _rootfs: &Path, tag: &str, labels: &Labels) -> Result<ImageInfo> {
+        self.call("import", tag)?;
+        Ok(self.add_image(tag, labels.clone()))
+    }
+
+    async fn build(
+        &self,
+        _context: Vec<u8>,
+        tag: &str,
+        labels: &Labels,
+        progress: &UnboundedSender<BuildEvent>,
+    ) -> Result<ImageInfo> {
+        self.call("build", tag)?;
+        let _ = progress.send(BuildEvent::Step { step: 1, of: 1, text: format!("build {tag}") });
+        Ok(self.add_image(tag, labels.clone()))
+    }
+
+    async fn tag(&self, id: &str, repo: &str, tag: &str) -> Result<()> {
+        self.call("tag", &format!("{repo}:{tag}"))?;
+        let mut s = self.lock();
+        let image = s.images.values().find(|i| i.id == id).cloned();
+        let Some(mut image) = image else {
+            return Err(EngineError::NotFound { what: format!("image {id}") });
+        };
+        image.tags.push(format!("{repo}:{tag}"));
+        s.images.insert(format!("{repo}:{tag}"), image);
+        Ok(())
+    }
+
+    async fn remove_image(&self, reference: &str) -> Result<()> {
+        self.call("rmi", reference)?;
+        self.lock()
+            .images
+            .remove(reference)
+            .map(|_| ())
+            .ok_or(EngineError::NotFound { what: format!("image {reference}") })
+    }
+
+    async fn network(&self, name: &str) -> Result<Option<NetworkInfo>> {
+        Ok(self.lock().networks.get(name).cloned())
+    }
+
+    async fn networks(&self, filter: LabelFilter<'_>) -> Result<Vec<NetworkInfo>> {
+        Ok(self.lock().networks.values().filter(|n| matches(&n.labels, filter)).cloned().collect())
+    }
+
+    async fn create_network(&self, name: &str, labels: &Labels) -> Result<NetworkInfo> {
+        self.call("network", name)?;
+        let mut s = self.lock();
+        if s.networks.contains_key(name) {
+            return Err(EngineError::Conflict { what: format!("network {name}"), reason: "exists".into() });
+        }
+        let net = NetworkInfo {
+            id: format!("net-{name}"),
+            name: name.into(),
+            labels: labels.clone(),
+            gateway: Some("172.30.0.1".parse().expect("an address")),
+        };
+        s.networks.insert(name.into(), net.clone());
+        Ok(net)
+    }
+
+    async fn remove_network(&self, name: &str) -> Result<()> {
+        self.call("rm-network", name)?;
+        self.lock()
+            .networks
+            .remove(name)
+            .map(|_| ())
+            .ok_or(EngineError::NotFound { what: format!("network {name}") })
+    }
+
+    async fn volumes(&self, filter: LabelFilter<'_>) -> Result<Vec<VolumeInfo>> {
+        Ok(self.lock().volumes.values().filter(|v| matches(&v.labels, filter)).cloned().collect())
+    }
+
+    async fn create_volume(&self, name: &str, labels: &Labels) -> Result<VolumeInfo> {
+        self.call("volume", name)?;
+        let mut s = self.lock();
+        let v =
+            s.volumes.entry(name.into()).or_insert(VolumeInfo { name: name.into(), labels: labels.clone() });
+        Ok(v.clone())
+    }
+
+    async fn remove_volume(&self, name: &str) -> Result<()> {
+        self.call("rm-volume", name)?;
+        let mut s = self.lock();
+        if s.containers.values().any(|(spec, _)| spec.mounts.iter().any(|m| m.volume == name)) {
+            return Err(EngineError::Conflict { what: format!("volume {name}"), reason: "in use".into() });
+        }
+        s.volumes.remove(name).map(|_| ()).ok_or(EngineError::NotFound { what: format!("volume {name}") })
+    }
+
+    async fn containers(&self, filter: LabelFilter<'_>) -> Result<Vec<ContainerInfo>> {
+        let s = self.lock();
+        if s.down {
+            return Err(EngineError::Unreachable {
+                endpoint: "fake".into(),
+                reason: "engine stopped".into(),
+            });
+        }
+        Ok(s.containers.values().map(|(_, c)| c).filter(|c| matches(&c.labels, filter)).cloned().collect())
+    }
+
+    async fn container(&self, name: &str) -> Result<Option<ContainerInfo>> {
+        let s = self.lock();
+        Ok(s.containers.values().map(|(_, c)| c).find(|c| c.name == name || c.id == name).cloned())
+    }
+
+    async fn create(&self, spec: &ContainerSpec) -> Result<String> {
+        self.call("create", &spec.name)?;
+        let mut s = self.lock();
+        if s.containers.values().any(|(_, c)| c.name == spec.name) {
+            return Err(EngineError::Conflict {
+                what: format!("create container {}", spec.name),
+                reason: "the name is in use".into(),
+            });
+        }
+        if !s.images.contains_key(&spec.image) {
+            return Err(EngineError::NotFound { what: format!("image {}", spec.image) });
+        }
+        s.next_id += 1;
+        let id = format!("c{:04}", s.next_id);
+        let n = s.next_id;
+        let info = ContainerInfo {
+            id: id.clone(),
+            name: spec.name.clone(),
+            image: spec.image.clone(),
+            labels: spec.labels.clone(),
+            state: ContainerState::Created,
+            health: Health::None,
+            addresses: BTreeMap::from([(
+                spec.network.clone(),
+                format!("172.30.{}.{}", n / 250, n % 250 + 2).parse().expect("an address"),
+            )]),
+            exit_code: None,
+            node: None,
+        };
+        s.containers.insert(id.clone(), (spec.clone(), info));
+        Ok(id)
+    }
+
+    async fn start(&self, id: &str) -> Result<()> {
+        let name = self.name_of(id)?;
+        self.call("start", &name)?;
+        let event = {
+            let mut s = self.lock();
+            let (_, info) = s.containers.get_mut(id).expect("checked");
+            info.state = ContainerState::Running;
+            info.exit_code = None;
+            info.health = Health::Starting;
+            event("start", info)
+        };
+        let _ = self.events.send(event);
+        Ok(())
+    }
+
+    async fn stop(&self, id: &str, _timeout: Duration) -> Result<()> {
+        let name = self.name_of(id)?;
+        self.call("stop", &name)?;
+        let event = {
+            let mut s = self.lock();
+            let (_, info) = s.containers.get_mut(id).expect("checked");
+            if info.state != ContainerState::Running {
+                return Ok(());
+            }
+            info.state = ContainerState::Exited;
+            info.exit_code = Some(0);
+            event("die", info)
+        };
+        let _ = self.events.send(event);
+        Ok(())
+    }
+
+    async fn kill(&self, id: &str, _signal: &str) -> Result<()> {
+        let name = self.name_of(id)?;
+        self.call("kill", &name)?;
+        self.die(&name, 137);
+        Ok(())
+    }
+
+    async fn remove(&self, id: &str) -> Result<()> {
+        let Ok(name) = self.name_of(id) else { return Ok(()) };
+        self.call("remove", &name)?;
+        let removed = self.lock().containers.remove(id);
+        if let Some((_, mut info)) = removed {
+            let was_running = info.state == ContainerState::Running;
+            info.state = ContainerState::Removing;
+            if was_running {
+                info.exit_code = Some(137);
+                let _ = self.events.send(event("die", &info));
+            }
+            let _ = self.events.send(event("destroy", &info));
+        }
+        Ok(())
+    }
+
+    async fn logs(&self, id: &str, _lines: usize) -> Result<String> {
+        let name = self.name_of(id)?;
+        Ok(format!("(log of {name})\n"))
+    }
+
+    fn events(&self, filter: &[String]) -> EventStream {
+        let filter = filter.to_vec();
+        // a stream that lagged skips what it missed, as a real one that reconnects does
+        BroadcastStream::new(self.events.subscribe())
+            .filter_map(move |e| {
+                let e = e.ok().filter(|e| matches(&e.labels, &filter));
+                async move { e.map(Ok) }
+            })
+            .boxed()
+    }
+}
+
+impl FakeEngine {
+    fn name_of(&self, id: &str) -> Result<String> {
+        let s = self.lock();
+        s.containers
+            .get(id)
+            .map(|(_, c)| c.name.clone())
+            .ok_or(EngineError::NotFound { what: format!("container {id}") })
+    }
+}
