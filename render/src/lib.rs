@@ -5,7 +5,8 @@
 //! - `path`: [`Files`] (path → contents), [`StateId`] (`a.b` ↔ `states/a/b.yaml`), sources
 //! - `role`: `roles/<name>.yaml` → [`Role`]
 //! - `top`: `roles/top.yaml` → [`TopFile`] (target → roles; matching is the caller's)
-//! - `repo`: every role and the top file of a commit, cross-checked → [`Repo`]
+//! - `fleet`: `fleet.yaml` → [`FleetFile`] (role → image, version, replicas...; slot names)
+//! - `repo`: every role, the top file and the fleet file of a commit, cross-checked → [`Repo`]
 //! - `template`: the Tera [`Context`] (`id, grains, roles, pillar, peers`), [`render_source`]
 //! - `state`: a rendered state file → declarations, in Salt's structure
 //! - `function`: the state functions and their typed arguments ([`Function`])
@@ -15,6 +16,7 @@
 
 mod args;
 mod diag;
+mod fleet;
 mod function;
 mod graph;
 mod locate;
@@ -27,6 +29,10 @@ mod template;
 mod top;
 
 pub use diag::Diagnostic;
+pub use fleet::{
+    BatchSize, EngineKind, FLEET_FILE, FleetFile, MAX_REPLICAS, OnFailure, Order, PortSpec, Protocol,
+    Resources, RoleSpec, UpdatePolicy,
+};
 pub use function::{
     CmdRun, DaemonDead, DaemonRunning, FileAbsent, FileDirectory, FileManaged, FileSymlink, Function, Health,
     HealthCheck, Mode, Restart, TemplateEngine,
