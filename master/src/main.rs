@@ -27,7 +27,7 @@ struct Args {
     /// Address of the local HTTP API
     #[arg(long, default_value = "127.0.0.1:4507", value_name = "ADDR:PORT")]
     api: String,
-    /// Config repository (git) with roles/ and states/
+    /// Config repository (git) with roles/, states/ and fleet.yaml
     #[arg(long, default_value = ".")]
     repo: PathBuf,
     /// Accept every new minion key without `drover key accept` (development only)
