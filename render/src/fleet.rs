@@ -40,6 +40,8 @@ pub const MAX_REPLICAS: u32 = 1000;
 /// The longest slot name: a slot's name is its minion's id, at most 64 characters.
 const MAX_SLOT_NAME: usize = 64;
 
+/// `fleet.yaml` as read. Only [`FleetFile::parse`] checks it; its serde form (the parsed
+/// values, durations and batches spelled as in the file) is for storing and showing it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FleetFile {
     /// `[a-z0-9][a-z0-9-]{0,30}`: prefixes every container, network and volume name.
@@ -62,6 +64,8 @@ pub enum EngineKind {
     Swarm,
 }
 
+/// One role of the fleet. `Default` is what a role with no settings gets, without its image
+/// and version (which come from the file).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RoleSpec {
     /// The image of `images/<image>`, run as `<image>:<version>`.
@@ -80,6 +84,23 @@ pub struct RoleSpec {
     pub heal: bool,
     /// Extra DNS names of the role's containers on the fleet network.
     pub aliases: Vec<String>,
+}
+
+impl Default for RoleSpec {
+    fn default() -> Self {
+        RoleSpec {
+            image: String::new(),
+            version: String::new(),
+            replicas: 1,
+            volumes: Vec::new(),
+            ports: Vec::new(),
+            env: BTreeMap::new(),
+            resources: Resources::default(),
+            update: UpdatePolicy::default(),
+            heal: true,
+            aliases: Vec::new(),
+        }
+    }
 }
 
 /// A published port, Compose's short syntax: `80`, `8080:80`, `127.0.0.1:8080:80/udp`.
@@ -581,14 +602,18 @@ impl Reader<'_> {
             for (role_key, body) in self.map(value, Some(&key), None, "`worker: {replicas: 2}`") {
                 let name = role_key.name.clone();
                 if !is_name(&name) || name == "top" {
-                    self.report(role_key.at, "roles", format!(
-                        "`{name}` cannot be a role name: expected letters, digits, `_` and `-` (and not `top`)"
-                    ));
+                    let message = format!(
+                        "`{name}` cannot be a role name: expected letters, digits, `_` and `-` \
+                         (and not `top`)"
+                    );
+                    self.report(role_key.at, "roles", message);
                 } else if !known_role(&name) {
                     let file = role_path(&name);
-                    self.report(role_key.at, &role_key.path, format!(
-                        "no file {file}; expected that file (a role of the fleet is a role: its states and pillar)"
-                    ));
+                    let message = format!(
+                        "no file {file}; expected that file (a role of the fleet is a role: its \
+                         states and pillar)"
+                    );
+                    self.report(role_key.at, &role_key.path, message);
                 }
                 let (spec, place) = self.role(&role_key, body, &image, &version);
                 specs.insert(name, spec);
@@ -601,18 +626,7 @@ impl Reader<'_> {
     }
 
     fn role(&mut self, key: &Key, body: &Value, image: &Shared, version: &Shared) -> (RoleSpec, Placed) {
-        let mut spec = RoleSpec {
-            image: String::new(),
-            version: String::new(),
-            replicas: 1,
-            volumes: Vec::new(),
-            ports: Vec::new(),
-            env: BTreeMap::new(),
-            resources: Resources::default(),
-            update: UpdatePolicy::default(),
-            heal: true,
-            aliases: Vec::new(),
-        };
+        let mut spec = RoleSpec::default();
         let mut placed = Placed {
             name: key.name.clone(),
             at: key.at,
@@ -633,51 +647,10 @@ impl Reader<'_> {
                 "replicas" => {
                     spec.replicas = self.whole(&key, value, u64::from(MAX_REPLICAS)).map_or(1, |n| n as u32);
                 }
-                "volumes" => {
-                    for (at, item) in self.list(&key, value, "[/var/lib/redis]") {
-                        let Value::String(path) = item else {
-                            self.report(
-                                at,
-                                &key.path,
-                                format!("expected a path such as /var/lib/redis, got {}", describe(item)),
-                            );
-                            continue;
-                        };
-                        if let Err(message) = scalar::volume_path(path) {
-                            self.report(at, &key.path, message);
-                        } else if spec.volumes.contains(path) {
-                            self.report(
-                                at,
-                                &key.path,
-                                format!("`{path}` is listed twice; expected each path once"),
-                            );
-                        } else {
-                            spec.volumes.push(path.clone());
-                        }
-                    }
-                }
+                "volumes" => spec.volumes = self.volumes(&key, value),
                 "ports" => {
-                    for (at, item) in self.list(&key, value, "[\"8080:80\"]") {
-                        let text = match item {
-                            Value::String(s) => s.clone(),
-                            Value::Number(n) if n.is_u64() => n.to_string(),
-                            other => {
-                                self.report(
-                                    at,
-                                    &key.path,
-                                    format!("expected a port such as \"8080:80\", got {}", describe(other)),
-                                );
-                                continue;
-                            }
-                        };
-                        match scalar::port(&text) {
-                            Ok(port) => {
-                                spec.ports.push(port);
-                                placed.ports.push((port, at));
-                            }
-                            Err(message) => self.report(at, &key.path, message),
-                        }
-                    }
+                    placed.ports = self.ports(&key, value);
+                    spec.ports = placed.ports.iter().map(|(port, _)| *port).collect();
                 }
                 "env" => self.env(&key, value, &mut spec.env),
                 "resources" => spec.resources = self.resources(&key, value),
@@ -691,28 +664,8 @@ impl Reader<'_> {
                     other => self.wrong_type(&key, other, "true or false"),
                 },
                 "aliases" => {
-                    for (at, item) in self.list(&key, value, "[cache]") {
-                        let Value::String(alias) = item else {
-                            self.report(
-                                at,
-                                &key.path,
-                                format!("expected a DNS name such as `cache`, got {}", describe(item)),
-                            );
-                            continue;
-                        };
-                        if let Err(message) = scalar::dns_name(alias) {
-                            self.report(at, &key.path, message);
-                        } else if spec.aliases.contains(alias) {
-                            self.report(
-                                at,
-                                &key.path,
-                                format!("`{alias}` is listed twice; expected each alias once"),
-                            );
-                        } else {
-                            spec.aliases.push(alias.clone());
-                            placed.aliases.push((alias.clone(), at));
-                        }
-                    }
+                    placed.aliases = self.aliases(&key, value);
+                    spec.aliases = placed.aliases.iter().map(|(alias, _)| alias.clone()).collect();
                 }
                 _ => {}
             }
@@ -731,13 +684,76 @@ impl Reader<'_> {
             (Some(own), _) => spec.version = own,
             (None, Shared::Given(shared)) => spec.version = shared.clone(),
             (None, Shared::Broken) => {}
-            (None, Shared::Absent) => self.report(key.at, &key.path,
-                "no version; expected `version:` in the role or at the top of the file, such as `version: \"1.0\"`"
+            (None, Shared::Absent) => self.report(
+                key.at,
+                &key.path,
+                "no version; expected `version:` in the role or at the top of the file, such as \
+                 `version: \"1.0\"`",
             ),
         }
         placed.replicas = spec.replicas;
         placed.volumes = spec.volumes.clone();
         (spec, placed)
+    }
+
+    fn volumes(&mut self, key: &Key, value: &Value) -> Vec<String> {
+        let mut volumes: Vec<String> = Vec::new();
+        for (at, item) in self.list(key, value, "[/var/lib/redis]") {
+            let Value::String(path) = item else {
+                let message = format!("expected a path such as /var/lib/redis, got {}", describe(item));
+                self.report(at, &key.path, message);
+                continue;
+            };
+            if let Err(message) = scalar::volume_path(path) {
+                self.report(at, &key.path, message);
+            } else if volumes.contains(path) {
+                self.report(at, &key.path, format!("`{path}` is listed twice; expected each path once"));
+            } else {
+                volumes.push(path.clone());
+            }
+        }
+        volumes
+    }
+
+    /// Each port with where it is written.
+    fn ports(&mut self, key: &Key, value: &Value) -> Vec<(PortSpec, At)> {
+        let mut ports = Vec::new();
+        for (at, item) in self.list(key, value, "[\"8080:80\"]") {
+            let text = match item {
+                Value::String(s) => s.clone(),
+                Value::Number(n) if n.is_u64() => n.to_string(),
+                other => {
+                    let message = format!("expected a port such as \"8080:80\", got {}", describe(other));
+                    self.report(at, &key.path, message);
+                    continue;
+                }
+            };
+            match scalar::port(&text) {
+                Ok(port) => ports.push((port, at)),
+                Err(message) => self.report(at, &key.path, message),
+            }
+        }
+        ports
+    }
+
+    /// Each alias with where it is written.
+    fn aliases(&mut self, key: &Key, value: &Value) -> Vec<(String, At)> {
+        let mut aliases: Vec<(String, At)> = Vec::new();
+        for (at, item) in self.list(key, value, "[cache]") {
+            let Value::String(alias) = item else {
+                let message = format!("expected a DNS name such as `cache`, got {}", describe(item));
+                self.report(at, &key.path, message);
+                continue;
+            };
+            if let Err(message) = scalar::dns_name(alias) {
+                self.report(at, &key.path, message);
+            } else if aliases.iter().any(|(a, _)| a == alias) {
+                self.report(at, &key.path, format!("`{alias}` is listed twice; expected each alias once"));
+            } else {
+                aliases.push((alias.clone(), at));
+            }
+        }
+        aliases
     }
 
     fn env(&mut self, key: &Key, value: &Value, env: &mut BTreeMap<String, String>) {
@@ -892,94 +908,109 @@ impl Reader<'_> {
     }
 
     /// What no role can tell alone: host ports published twice, fixed host ports on many
-    /// replicas or with start-first, volumes with start-first, aliases taken twice, slot
-    /// names too long.
+    /// replicas, start-first with volumes or fixed host ports, aliases another role answers
+    /// to, slot names too long.
     fn across(&mut self, fleet: &str, placed: &[Placed]) {
-        let mut published: Vec<(&Placed, PortSpec, At)> = Vec::new();
-        for role in placed {
-            let name = &role.name;
-            let path = format!("roles.{name}");
-            for &(port, at) in &role.ports {
-                if port.host_port.is_none() {
-                    continue;
-                }
-                let binding = binding(&port);
-                if role.replicas > 1 {
-                    let replicas = role.replicas;
-                    self.report(at, &format!("{path}.ports"), format!(
-                        "host port {binding} is fixed, but the role has {replicas} replicas and they would collide \
-                         on it; expected no host port (\"{}\": each container gets a free one) or one replica \
-                         (behind a load balancer role)",
-                        PortSpec { host_ip: None, host_port: None, ..port }
-                    ));
-                }
-                if let Some((other, _, other_at)) = published.iter().find(|(_, p, _)| overlaps(p, &port)) {
-                    let whose = if other.name == *name {
-                        "this role".to_string()
-                    } else {
-                        format!("role `{}`", other.name)
-                    };
-                    let there = self.text.at(other_at.0, other_at.1).short();
-                    self.report(at, &format!("{path}.ports"), format!(
-                        "host port {binding} is already published by {whose} ({there}); expected each host port once"
-                    ));
-                }
-                if let Some(order_at) = role.start_first {
-                    self.report(
-                        order_at,
-                        &format!("{path}.update.order"),
-                        format!(
-                            "start-first starts the new container beside the old one, which holds host port \
-                         {binding}: the new one could not bind it; expected stop-first, or no host port \
-                         (\"{}\")",
-                            PortSpec { host_ip: None, host_port: None, ..port }
-                        ),
-                    );
-                }
-                published.push((role, port, at));
-            }
-            if let (Some(order_at), false) = (role.start_first, role.volumes.is_empty()) {
-                self.report(
-                    order_at,
-                    &format!("{path}.update.order"),
-                    format!(
-                        "start-first starts the new container beside the old one, and both would write the \
-                     slot's volumes ({}) at once; expected stop-first for a role with volumes",
-                        role.volumes.join(", ")
-                    ),
-                );
-            }
-            for (alias, at) in &role.aliases {
-                if let Some(other) = placed.iter().find(|r| r.name == *alias && r.name != *name) {
-                    self.report(
-                        *at,
-                        &format!("{path}.aliases"),
-                        format!(
-                            "`{alias}` is the name of role `{}`; expected a name no other role answers to",
-                            other.name
-                        ),
-                    );
-                } else if let Some(other) = placed
-                    .iter()
-                    .take_while(|r| r.name != *name)
-                    .find(|r| r.aliases.iter().any(|(a, _)| a == alias))
-                {
-                    self.report(*at, &format!("{path}.aliases"), format!(
-                        "`{alias}` is an alias of role `{}` too; expected a name no other role answers to",
-                        other.name
-                    ));
-                }
-            }
-            let longest = fleet.len() + name.len() + 2 + role.replicas.max(1).to_string().len();
-            if !fleet.is_empty() && longest > MAX_SLOT_NAME {
-                let last = format!("{fleet}-{name}-{}", role.replicas.max(1));
-                self.report(role.at, &path, format!(
-                    "makes slot names such as `{last}`, {longest} characters; expected at most \
-                     {MAX_SLOT_NAME} (a slot's name is its minion's id): shorten the role's or the fleet's name"
-                ));
-            }
+        let mut published = Vec::new();
+        for (i, role) in placed.iter().enumerate() {
+            self.host_ports(role, &mut published);
+            self.start_first(role);
+            self.aliases_taken(role, &placed[..i], placed);
+            self.slot_names(fleet, role);
         }
     }
+
+    /// A fixed host port binds one container: not on many replicas, not twice in the fleet.
+    fn host_ports<'p>(&mut self, role: &'p Placed, published: &mut Vec<(&'p str, PortSpec, At)>) {
+        let path = format!("roles.{}.ports", role.name);
+        for &(port, at) in role.ports.iter().filter(|(port, _)| port.host_port.is_some()) {
+            let binding = binding(&port);
+            if role.replicas > 1 {
+                let message = format!(
+                    "host port {binding} is fixed, but the role has {} replicas and they would collide \
+                     on it; expected no host port (\"{}\": each container gets a free one) or one \
+                     replica (behind a load balancer role)",
+                    role.replicas,
+                    container_only(port)
+                );
+                self.report(at, &path, message);
+            }
+            if let Some((other, _, other_at)) = published.iter().find(|(_, p, _)| overlaps(p, &port)) {
+                let whose =
+                    if *other == role.name { "this role".to_string() } else { format!("role `{other}`") };
+                let there = self.text.at(other_at.0, other_at.1).short();
+                let message = format!(
+                    "host port {binding} is already published by {whose} ({there}); expected each host \
+                     port once"
+                );
+                self.report(at, &path, message);
+            }
+            published.push((&role.name, port, at));
+        }
+    }
+
+    /// `order: start-first` runs two containers of a slot at once: they would share its
+    /// volumes, and the new one could not bind a fixed host port.
+    fn start_first(&mut self, role: &Placed) {
+        let Some(at) = role.start_first else { return };
+        let path = format!("roles.{}.update.order", role.name);
+        if !role.volumes.is_empty() {
+            let message = format!(
+                "start-first starts the new container beside the old one, and both would write the \
+                 slot's volumes ({}) at once; expected stop-first for a role with volumes",
+                role.volumes.join(", ")
+            );
+            self.report(at, &path, message);
+        }
+        for (port, _) in role.ports.iter().filter(|(port, _)| port.host_port.is_some()) {
+            let message = format!(
+                "start-first starts the new container beside the old one, which holds host port {}: \
+                 the new one could not bind it; expected stop-first, or no host port (\"{}\")",
+                binding(port),
+                container_only(*port)
+            );
+            self.report(at, &path, message);
+        }
+    }
+
+    /// An alias must name this role alone: not another role, nor an alias of one before it.
+    fn aliases_taken(&mut self, role: &Placed, before: &[Placed], all: &[Placed]) {
+        let path = format!("roles.{}.aliases", role.name);
+        for (alias, at) in &role.aliases {
+            let message = if let Some(other) = all.iter().find(|r| r.name == *alias && r.name != role.name) {
+                format!(
+                    "`{alias}` is the name of role `{}`; expected a name no other role answers to",
+                    other.name
+                )
+            } else if let Some(other) = before.iter().find(|r| r.aliases.iter().any(|(a, _)| a == alias)) {
+                format!(
+                    "`{alias}` is an alias of role `{}` too; expected a name no other role answers to",
+                    other.name
+                )
+            } else {
+                continue;
+            };
+            self.report(*at, &path, message);
+        }
+    }
+
+    /// A slot's name is its minion's id: at most 64 characters.
+    fn slot_names(&mut self, fleet: &str, role: &Placed) {
+        let last = format!("{fleet}-{}-{}", role.name, role.replicas.max(1));
+        if !fleet.is_empty() && last.len() > MAX_SLOT_NAME {
+            let message = format!(
+                "makes slot names such as `{last}`, {} characters; expected at most {MAX_SLOT_NAME} (a \
+                 slot's name is its minion's id): shorten the role's or the fleet's name",
+                last.len()
+            );
+            self.report(role.at, &format!("roles.{}", role.name), message);
+        }
+    }
+}
+
+/// The port with its host side left to the engine: `"80"` for `"8080:80"`.
+fn container_only(port: PortSpec) -> PortSpec {
+    PortSpec { host_ip: None, host_port: None, ..port }
 }
 
 fn join(path: &str, name: &str) -> String {
@@ -1075,7 +1106,8 @@ mod tests {
     #[test]
     fn round_trips_through_json_and_yaml() {
         let fleet = parse(
-            "fleet: coins\nimage: coins\nversion: \"1.0\"\nroles:\n  lb: {ports: [\"[::1]:8000:80/udp\", \"80\"], \
+            "fleet: coins\nimage: coins\nversion: \"1.0\"\nroles:\n  lb: {ports: [\"[::1]:8000:80/udp\", \
+             \"80\"], \
              resources: {cpus: 0.5, memory: 1.5G}, update: {batch: 25%, min_healthy: 90s, \
              health_timeout: 500ms, max_failure_ratio: 0.5, on_failure: pause}, env: {A: 1.10}}\n",
         );
