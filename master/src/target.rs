@@ -2,10 +2,10 @@
 //! returns is known before anything is sent.
 //!
 //! Forms (Salt's): glob on ids (default), `-E` regex on ids (anchored at the start, as
-//! Salt's `re.match`), `-L` comma list, `-G grain:glob` (nested keys with `:`, lists match
-//! if any element does, case-insensitive), and `-C` compound: terms `G@grain:glob`,
-//! `E@regex`, `L@a,b`, `R@role`, or a bare glob, joined with `and`, `or`, `not` and
-//! parentheses (`not` binds tightest, then `and`, then `or`).
+//! Salt's `re.match`), `-L` comma list of minion ids, `-G grain:glob` (nested keys with
+//! `:`, lists match if any element does, case-insensitive), and `-C` compound: terms
+//! `G@grain:glob`, `E@regex`, `L@a,b`, `R@role`, or a bare glob, joined with `and`, `or`,
+//! `not` and parentheses (`not` binds tightest, then `and`, then `or`).
 //!
 //! A compound target comes from a user (the CLI, or a key of `roles/top.yaml`), so its size
 //! is bounded ([`MAX_COMPOUND_LEN`], [`MAX_DEPTH`], [`MAX_TERMS`]) and it is parsed with an
@@ -17,6 +17,7 @@ use api::TargetType;
 use globset::{GlobBuilder, GlobMatcher};
 use regex::Regex;
 use serde_json::Value;
+use wire::MinionId;
 
 /// The longest compound target, in bytes.
 pub const MAX_COMPOUND_LEN: usize = 4096;
@@ -35,6 +36,8 @@ pub enum TargetError {
     Regex { pattern: String, reason: String },
     #[error("bad grain target {0:?}: expected grain:glob, like os:debian")]
     Grain(String),
+    #[error("bad list target: {0}")]
+    List(#[from] wire::id::InvalidId),
     #[error("bad compound target at token {pos} {token:?}: {reason}")]
     Compound { pos: usize, token: String, reason: String },
     #[error(
@@ -59,7 +62,7 @@ pub enum TargetError {
 pub enum Target {
     Glob(GlobMatcher),
     Pcre(Regex),
-    List(Vec<String>),
+    List(Vec<MinionId>),
     /// `key:glob`; `whole` is `glob` compiled once (case-insensitive) for scalar and list
     /// grains, the common case; nested grains (`net:eth0:10.*`) compile their tail as met.
     Grain {
@@ -106,8 +109,11 @@ fn grain(expr: &str) -> Result<Target, TargetError> {
     }
 }
 
-fn list(expr: &str) -> Target {
-    Target::List(expr.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
+/// `a,b,c`: every id must be a valid minion id (empty items, as after a trailing comma, are
+/// skipped), so a typo is named rather than matching nothing.
+fn list(expr: &str) -> Result<Target, TargetError> {
+    let ids = expr.split(',').map(str::trim).filter(|s| !s.is_empty()).map(MinionId::new);
+    Ok(Target::List(ids.collect::<Result<_, _>>()?))
 }
 
 impl Target {
@@ -119,7 +125,7 @@ impl Target {
         match kind {
             TargetType::Glob => Ok(Target::Glob(glob(expr, false)?)),
             TargetType::Pcre => Ok(Target::Pcre(pcre(expr)?)),
-            TargetType::List => Ok(list(expr)),
+            TargetType::List => list(expr),
             TargetType::Grain => grain(expr),
             TargetType::Compound => compound::parse(expr),
         }
@@ -130,7 +136,7 @@ impl Target {
         match self {
             Target::Glob(g) => g.is_match(c.id),
             Target::Pcre(r) => r.is_match(c.id),
-            Target::List(ids) => ids.iter().any(|i| i == c.id),
+            Target::List(ids) => ids.iter().any(|i| i.as_str() == c.id),
             Target::Grain { key, glob, whole } => match_grain(c.grains.get(key.as_str()), glob, Some(whole)),
             Target::Role(role) => match c.grains.get("roles") {
                 Some(Value::Array(roles)) => roles.iter().any(|r| r.as_str() == Some(role)),
@@ -362,7 +368,7 @@ mod compound {
         match prefix {
             "G" => grain(rest).map_err(plain),
             "E" => pcre(rest).map(Target::Pcre).map_err(plain),
-            "L" => Ok(list(rest)),
+            "L" => list(rest).map_err(plain),
             "R" => Ok(Target::Role(rest.to_string())),
             _ => Err(format!("unknown target type '{prefix}@' (expected G@, E@, L@ or R@)")),
         }
@@ -485,6 +491,9 @@ mod tests {
             ("and web-*", Compound, "token 1 \"and\""),
             ("E@(", Compound, "bad regular expression"),
             ("nocolon", Grain, "expected grain:glob"),
+            ("bad id,m1", List, "bad list target: invalid minion id \"bad id\""),
+            ("m1,../etc", List, "invalid minion id \"../etc\""),
+            ("L@db-1,a/b", Compound, "token 1 \"L@db-1,a/b\": bad list target: invalid minion id \"a/b\""),
             ("(", Pcre, "bad regular expression"),
             ("[", Glob, "bad glob"),
             ("   ", Glob, "empty target"),

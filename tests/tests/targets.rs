@@ -1,5 +1,6 @@
 //! Targets a user gets wrong, through the real CLI: a compound target too deep or too long,
-//! on the command line or as a key of `roles/top.yaml`. Each is refused with exit 2 and a message saying what is wrong, and the master answers after.
+//! on the command line or as a key of `roles/top.yaml`, and a list with an invalid id. Each
+//! is refused with exit 2 and a message saying what is wrong, and the master answers after.
 
 use tests::{ConfigRepo, Master, Minion, show};
 
@@ -17,7 +18,7 @@ fn refused(master: &Master, args: &[&str], wanted: &str) {
 }
 
 #[test]
-fn too_deep_or_too_long_compound_targets_exit_2() {
+fn too_deep_or_too_long_compound_targets_and_bad_list_ids_exit_2() {
     let master = Master::start(&["--auto-accept"]);
     let _m = Minion::start(&master, "m1", &[]);
     master.wait_for_minions(1);
@@ -36,6 +37,11 @@ fn too_deep_or_too_long_compound_targets_exit_2() {
         refused(&master, &["-C", target, "test.ping"], wanted);
         answers(&master);
     }
+
+    // an invalid id in a list is named, not skipped
+    refused(&master, &["-L", "bad id,m1", "test.ping"], "invalid minion id \"bad id\"");
+    refused(&master, &["-C", "L@m1,../m2", "test.ping"], "invalid minion id \"../m2\"");
+    answers(&master);
 }
 
 #[test]
