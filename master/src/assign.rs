@@ -47,13 +47,21 @@ impl TopRoles {
                         format!(
                             "bad target `{}`: {e}; expected a glob or a compound target such as \
                              'G@os_family:debian and db-*'",
-                            entry.target
+                            shown(&entry.target)
                         ),
                     ));
                 }
             }
         }
         if diags.is_empty() { Ok(TopRoles { top, targets }) } else { Err(diags) }
+    }
+}
+
+/// A target as a message shows it: whole when short, else its first 60 characters.
+fn shown(target: &str) -> String {
+    match target.char_indices().nth(60) {
+        Some((end, _)) => format!("{}…", &target[..end]),
+        None => target.to_string(),
     }
 }
 
@@ -546,6 +554,27 @@ pub(crate) mod tests {
         .unwrap();
         assert_eq!(err.len(), 1, "{err:?}");
         assert!(err[0].to_string().starts_with("roles/top.yaml:2:2: bad target `G@os and (x`"), "{}", err[0]);
+    }
+
+    #[test]
+    fn a_target_too_deep_or_too_long_is_a_diagnostic_not_a_crash() {
+        let deep = format!("{}web-1{}", "(".repeat(1200), ")".repeat(1200));
+        let nots = "not ".repeat(10_000) + "web-1";
+        let ors = "x or ".repeat(20_000) + "web-1";
+        // YAML takes keys this long only as explicit keys (`? key`)
+        let top = format!("'web-*': [a]\n? '{deep}'\n: [a]\n? '{nots}'\n: [a]\n? {ors}\n: [a]\n");
+        let err = Applied::load(commit(&[("roles/top.yaml", &top), ("roles/a.yaml", "")])).err().unwrap();
+        let lines: Vec<String> = err.iter().map(ToString::to_string).collect();
+        assert_eq!(lines.len(), 3, "{lines:#?}");
+        let want = [
+            ("roles/top.yaml:2:4: bad target `((((", "nests 1200 levels deep (at most 32"),
+            ("roles/top.yaml:4:4: bad target `not not", "is 40005 bytes long (at most 4096)"),
+            ("roles/top.yaml:6:3: bad target `x or x", "is 100005 bytes long (at most 4096)"),
+        ];
+        for (line, (start, reason)) in lines.iter().zip(want) {
+            assert!(line.starts_with(start) && line.contains(reason), "{line:.300}");
+            assert!(line.len() < 400, "the target is shortened in the message: {line:.300}");
+        }
     }
 
     #[test]

@@ -58,13 +58,14 @@ fn garbage_truncated_and_oversized_frames_leave_the_master_serving() {
     }
 
     // authenticated (CURVE) but malformed: garbage bodies, extra frames, a body that is
-    // valid MessagePack of the wrong shape, a return from a minion without a session, and a
-    // frame over the 8 MiB limit (libzmq drops that peer)
+    // valid MessagePack of the wrong shape or nests 100,000 levels deep, a return from a
+    // minion without a session, and a frame over the 8 MiB limit (libzmq drops that peer)
     let ctx = zmq::Context::new();
     let c = curve_client(&ctx, &master);
     c.send(&b"\x00\x01garbage"[..], 0).unwrap();
     c.send_multipart([&b"a"[..], b"b", b"c"], 0).unwrap();
     c.send(rmp_like_map(), 0).unwrap();
+    c.send(rmp_nested(100_000), 0).unwrap();
     c.send(Vec::<u8>::new(), 0).unwrap();
     let big = curve_client(&ctx, &master);
     big.send(vec![7u8; 9 << 20], 0).unwrap();
@@ -92,6 +93,15 @@ fn rmp_like_map() -> Vec<u8> {
     let mut v = vec![0x82, 0xa1, b'v', 0x01, 0xa3];
     v.extend(b"msg");
     v.push(0x05);
+    v
+}
+
+/// `{"v": 1, "msg": [[[...1...]]]}` with `levels` arrays.
+fn rmp_nested(levels: usize) -> Vec<u8> {
+    let mut v = vec![0x82, 0xa1, b'v', 0x01, 0xa3];
+    v.extend(b"msg");
+    v.extend(std::iter::repeat_n(0x91, levels));
+    v.push(0x01);
     v
 }
 

@@ -22,12 +22,20 @@ pub const MAX_FRAME: usize = 8 << 20;
 /// The largest output one job may return; longer outputs are cut (and say so).
 pub const MAX_OUTPUT: usize = 1 << 20;
 
+/// How deep arrays and maps may nest in a frame, the envelope's two levels included. A
+/// deeper frame is refused while it is decoded, before it can exhaust the stack of the
+/// thread decoding it (a level costs a few KiB there in a debug build). What travels nests
+/// far less: serde_json and serde_yaml refuse documents deeper than 128 levels too.
+pub const MAX_DEPTH: usize = 128;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum WireError {
     #[error("frame of {0} bytes exceeds the {MAX_FRAME}-byte limit")]
     TooLarge(usize),
     #[error("undecodable frame: {0}")]
     Decode(String),
+    #[error("frame nests arrays and maps deeper than {MAX_DEPTH} levels")]
+    TooDeep,
     #[error("protocol version {got} not supported (this build speaks {PROTOCOL_VERSION})")]
     Version { got: u16 },
     #[error("cannot encode message: {0}")]
@@ -60,14 +68,23 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
     if bytes.len() > MAX_FRAME {
         return Err(WireError::TooLarge(bytes.len()));
     }
-    match rmp_serde::from_slice::<Envelope<T>>(bytes) {
+    match bounded::<Envelope<T>>(bytes) {
         Ok(env) if env.v == PROTOCOL_VERSION => Ok(env.msg),
         Ok(env) => Err(WireError::Version { got: env.v }),
-        Err(e) => match rmp_serde::from_slice::<VersionOnly>(bytes) {
+        Err(rmp_serde::decode::Error::DepthLimitExceeded) => Err(WireError::TooDeep),
+        Err(e) => match bounded::<VersionOnly>(bytes) {
             Ok(VersionOnly { v }) if v != PROTOCOL_VERSION => Err(WireError::Version { got: v }),
             _ => Err(WireError::Decode(e.to_string())),
         },
     }
+}
+
+/// `rmp_serde::from_slice` with at most [`MAX_DEPTH`] levels of nesting.
+fn bounded<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, rmp_serde::decode::Error> {
+    let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
+    // the count is of levels left, and reaching 0 is an error
+    de.set_max_depth(MAX_DEPTH + 1);
+    T::deserialize(&mut de)
 }
 
 /// Grains: facts a minion reports about itself.
@@ -334,6 +351,54 @@ mod tests {
         assert_eq!(decode::<ToMaster>(&vec![0u8; MAX_FRAME + 1]), Err(WireError::TooLarge(MAX_FRAME + 1)));
         // a message for another side is refused too
         assert!(decode::<ToMinion>(&good).is_err());
+    }
+
+    /// An event whose data is `levels` arrays around `1`, written byte by byte (a value that
+    /// deep could not be built, nor dropped, without recursing as deep).
+    fn nested_event(levels: usize) -> Vec<u8> {
+        let mut frame = vec![0x82, 0xa1, b'v', PROTOCOL_VERSION as u8, 0xa3, b'm', b's', b'g', 0x84];
+        for (key, value) in [("type", Some("event")), ("tag", Some("t")), ("data", None)] {
+            frame.push(0xa0 | key.len() as u8);
+            frame.extend(key.bytes());
+            if let Some(value) = value {
+                frame.push(0xa0 | value.len() as u8);
+                frame.extend(value.bytes());
+            }
+        }
+        frame.extend(std::iter::repeat_n(0x91, levels)); // an array of one element
+        frame.push(0x01);
+        frame.push(0xa7);
+        frame.extend(b"time_ms");
+        frame.push(0x01);
+        frame
+    }
+
+    #[test]
+    fn deeply_nested_frames_are_refused_not_a_stack_overflow() {
+        // on a thread with the stack the daemons' threads have
+        let decoded = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(|| {
+                // the envelope and the message are two of the levels
+                let event = decode::<ToMaster>(&nested_event(MAX_DEPTH - 2)).map(|_| ());
+                let deep: Vec<_> = [MAX_DEPTH - 1, 1_000, 100_000, MAX_FRAME - 100]
+                    .into_iter()
+                    .map(|levels| {
+                        let frame = nested_event(levels);
+                        (decode::<ToMaster>(&frame).map(|_| ()), decode::<ToMinion>(&frame).is_err())
+                    })
+                    .collect();
+                (event, deep)
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(decoded.0, Ok(()));
+        for (to_master, to_minion_refused) in decoded.1 {
+            assert_eq!(to_master, Err(WireError::TooDeep));
+            assert!(to_minion_refused);
+        }
+        assert_eq!(WireError::TooDeep.to_string(), "frame nests arrays and maps deeper than 128 levels");
     }
 
     #[test]
