@@ -27,9 +27,10 @@ use wire::msg::{decode, encode, now_ms};
 use wire::{Hello, Jid, Job, JobReturn, MinionId, PublicKey, ToMaster, ToMinion};
 
 use crate::assign::{Applied, Planned};
+use crate::limits::{DROPS_INTERVAL, Drops, MinionLimits, Reason};
 use crate::pki::KeyStore;
 use crate::roles::{Out, PlanDone, RoleState, RolesInput};
-use crate::store::Store;
+use crate::store::{Store, Stored};
 use crate::target::{Candidate, Target};
 use crate::transport::{Incoming, Outgoing};
 
@@ -78,6 +79,13 @@ pub enum Command {
 /// The most bytes the JSON data of one minion event may take.
 const MAX_EVENT_DATA: usize = 64 << 10;
 
+/// The largest return (its frame) the master keeps; a larger one is stored as a failure
+/// saying so. A minion cuts each output at `wire::msg::MAX_OUTPUT`, far below it.
+const MAX_RETURN: usize = 4 << 20;
+
+/// How often limits at rest are forgotten.
+const LIMITS_GC: Duration = Duration::from_secs(10);
+
 struct Session {
     routing: Vec<u8>,
     key: PublicKey,
@@ -107,6 +115,15 @@ struct ActiveJob {
     reply: Option<oneshot::Sender<RunResponse>>,
 }
 
+impl ActiveJob {
+    /// Whether the job was sent to `id` (it may have returned or timed out since).
+    fn was_sent(&self, id: &MinionId) -> bool {
+        self.in_flight.contains_key(id)
+            || self.returns.contains_key(id.as_str())
+            || self.timed_out.binary_search_by(|t| t.as_str().cmp(id.as_str())).is_ok()
+    }
+}
+
 pub struct Hub {
     keys: KeyStore,
     store: Store,
@@ -123,6 +140,11 @@ pub struct Hub {
     /// Last grains and last-seen time of every minion ever seen (from the store at start).
     known: HashMap<MinionId, (Value, u64)>,
     jobs: HashMap<Jid, ActiveJob>,
+    /// What each minion with a session (or recently one) may still send.
+    limits: HashMap<MinionId, MinionLimits>,
+    limits_gc: Instant,
+    /// What was dropped, per minion and reason; logged on the tick.
+    drops: Drops,
     roles: RoleState,
     /// Finished plans of `roles`; taken by `run`.
     plans: Option<mpsc::UnboundedReceiver<PlanDone>>,
@@ -160,6 +182,9 @@ impl Hub {
             pending_routes: HashMap::new(),
             known,
             jobs: HashMap::new(),
+            limits: HashMap::new(),
+            limits_gc: Instant::now(),
+            drops: Drops::new(DROPS_INTERVAL),
             roles: roles.0,
             plans: Some(roles.1),
         }
@@ -168,7 +193,7 @@ impl Hub {
     pub async fn run(
         mut self,
         mut incoming: mpsc::Receiver<Incoming>,
-        mut stored: mpsc::UnboundedReceiver<Vec<JobReturn>>,
+        mut stored: mpsc::UnboundedReceiver<Vec<Stored>>,
         mut commands: mpsc::Receiver<Command>,
         token: CancellationToken,
     ) {
@@ -219,6 +244,10 @@ impl Hub {
         if let Err(e) = self.store.event(Some(minion), tag, data) {
             tracing::error!(error = %e, "cannot record event");
         }
+    }
+
+    fn limits(&mut self, id: &MinionId, now: Instant) -> &mut MinionLimits {
+        self.limits.entry(id.clone()).or_insert_with(|| MinionLimits::new(now))
     }
 
     fn on_incoming(&mut self, Incoming { routing, key, body }: Incoming) {
@@ -291,14 +320,7 @@ impl Hub {
         match msg {
             ToMaster::Hello(_) => unreachable!("handled above"),
             ToMaster::Heartbeat { seq } => self.send(&routing, &ToMinion::HeartbeatAck { seq }),
-            ToMaster::Return(ret) if ret.id == id => {
-                if let Err(e) = self.store.insert_return(ret) {
-                    tracing::error!(error = %e, "cannot queue a return");
-                }
-            }
-            ToMaster::Return(ret) => {
-                tracing::warn!(%id, claimed = %ret.id, "dropped a return for another minion")
-            }
+            ToMaster::Return(ret) => self.on_return(&id, &routing, ret, body.len(), now),
             ToMaster::Fetch { sha256 } => {
                 for answer in self.roles.fetch(&id, sha256) {
                     self.send(&routing, &answer);
@@ -313,6 +335,38 @@ impl Hub {
                 }
                 Err(why) => tracing::warn!(%id, why, "dropped an event"),
             },
+        }
+    }
+
+    /// A return from `id`'s session, `bytes` long on the wire. Kept only for a job the
+    /// master sent to `id`: one the hub runs, or, when the hub knows nothing of the jid (a
+    /// job from before the master's last start, or finished), one the store has recorded
+    /// with `id` targeted. A return refused for good is acknowledged all the same, so the
+    /// minion stops resending it; one over the rate limit is not (it comes again later).
+    fn on_return(&mut self, id: &MinionId, routing: &[u8], mut ret: JobReturn, bytes: usize, now: Instant) {
+        if ret.id != *id {
+            self.drops.note(id.as_str(), Reason::ReturnOtherId);
+            return;
+        }
+        if !self.limits(id, now).take_return(now, bytes) {
+            self.drops.note(id.as_str(), Reason::ReturnRate);
+            return;
+        }
+        if bytes > MAX_RETURN {
+            self.drops.note(id.as_str(), Reason::ReturnTooLarge);
+            ret = too_large(ret, bytes);
+        }
+        let queued = match self.jobs.get(&ret.jid).map(|job| job.was_sent(id)) {
+            Some(true) => self.store.insert_return(ret),
+            Some(false) => {
+                self.drops.note(id.as_str(), Reason::ReturnNotSent);
+                self.send(routing, &ToMinion::Ack { jid: ret.jid });
+                return;
+            }
+            None => self.store.insert_return_if_targeted(ret),
+        };
+        if let Err(e) = queued {
+            tracing::error!(error = %e, "cannot queue a return");
         }
     }
 
@@ -408,11 +462,15 @@ impl Hub {
         self.deliver(out);
     }
 
-    fn on_stored(&mut self, rets: Vec<JobReturn>) {
+    fn on_stored(&mut self, rets: Vec<Stored>) {
         let mut touched = Vec::new();
-        for r in rets {
+        for Stored { ret: r, kept } in rets {
             if let Some(s) = self.sessions.get(&r.id) {
                 self.send(&s.routing.clone(), &ToMinion::Ack { jid: r.jid.clone() });
+            }
+            if !kept {
+                self.drops.note(r.id.as_str(), Reason::ReturnNotSent);
+                continue;
             }
             if let Some(job) = self.jobs.get_mut(&r.jid)
                 && job.in_flight.remove(&r.id).is_some()
@@ -494,6 +552,18 @@ impl Hub {
         let routes = &self.routes;
         self.pending_routes.retain(|_, routing| routes.contains_key(routing));
         self.roles.tick(now);
+        if now.duration_since(self.limits_gc) >= LIMITS_GC {
+            self.limits_gc = now;
+            let sessions = &self.sessions;
+            self.limits.retain(|id, l| sessions.contains_key(id) || !l.at_rest(now));
+        }
+        for line in self.drops.report(now) {
+            tracing::warn!(
+                minion = %line.who, reason = %line.reason, dropped = line.new, since_start = line.total,
+                "dropped what a minion sent (one line per minion and reason every {}s at most)",
+                DROPS_INTERVAL.as_secs()
+            );
+        }
     }
 
     /// Key files are the truth: when a folder of `pki/` changed (a key moved or removed by
@@ -723,6 +793,21 @@ impl Hub {
             .collect();
         out.sort_by(|a, b| a.id.cmp(&b.id));
         out
+    }
+}
+
+/// What is stored instead of a return over [`MAX_RETURN`]: a failure that says so.
+fn too_large(ret: JobReturn, bytes: usize) -> JobReturn {
+    JobReturn {
+        success: false,
+        retcode: 1,
+        ret: Value::String(format!(
+            "the return of this job was {} KiB, over the {} KiB the master keeps for one return: \
+             have the function return less (write large output to a file)",
+            bytes >> 10,
+            MAX_RETURN >> 10
+        )),
+        ..ret
     }
 }
 

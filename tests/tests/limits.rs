@@ -1,0 +1,113 @@
+//! What an accepted minion may not do to the master: returns for jobs it was not sent,
+//! returns too large or too many, events in the master's name, unread queues, too many
+//! new keys, a hello too large to read.
+
+use std::time::Duration;
+
+use serde_json::json;
+use tests::{Master, RawMinion, minions, show, wait_until};
+use wire::{Jid, JobReturn, MinionId, ToMaster, ToMinion};
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// Starts `fun ARGS` on `target` without waiting; returns its jid.
+fn start_async(master: &Master, target: &[&str], fun: &str, args: &[&str]) -> String {
+    let mut all = vec!["--async"];
+    all.extend(target);
+    all.push(fun);
+    all.extend(args);
+    let out = master.drover(&all);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace().find(|w| Jid::is_valid(w)).unwrap_or_else(|| panic!("{}", show(&out))).to_string()
+}
+
+fn a_return(jid: &str, id: &MinionId, ret: serde_json::Value) -> ToMaster {
+    ToMaster::Return(JobReturn {
+        jid: Jid(jid.to_string()),
+        id: id.clone(),
+        fun: "test.ping".into(),
+        success: true,
+        retcode: 0,
+        ret,
+        started_ms: 0,
+        finished_ms: 0,
+    })
+}
+
+#[test]
+fn a_return_for_a_job_not_sent_to_that_minion_is_not_stored() {
+    let master = Master::start(&["--auto-accept"]);
+    let _ok = minions(&master, "ok", 1, &[]);
+    master.wait_for_minions(1);
+    let intruder = RawMinion::welcomed(&master, "intruder");
+
+    // a job for ok-01 only, still running: the intruder answers it as itself
+    let jid = start_async(&master, &["-L", "ok-01"], "test.sleep", &["1.5"]);
+    intruder.send(&a_return(&jid, &intruder.id, json!("forged")));
+    // it is told to stop resending (acknowledged), but nothing is stored
+    assert!(
+        intruder.recv_until(LIMIT, |m| matches!(m, ToMinion::Ack { jid: j } if j.as_str() == jid)).is_some(),
+        "the refused return was not acknowledged"
+    );
+    wait_until(LIMIT, "ok-01's return", || {
+        let (_, v, _) = master.drover_json(&["jobs", "show", &jid]);
+        v["returns"]["ok-01"].is_object()
+    });
+    let (_, v, _) = master.drover_json(&["jobs", "show", &jid]);
+    assert_eq!(v["returns"].as_object().unwrap().keys().collect::<Vec<_>>(), ["ok-01"], "{v}");
+    assert_eq!((v["returned"].clone(), v["targeted"].clone()), (json!(1), json!(1)), "{v}");
+
+    // once the job is over, the store decides: still not a minion it targeted
+    intruder.send(&a_return(&jid, &intruder.id, json!("late forgery")));
+    // under a made-up jid: no job appears, and nothing is stored
+    let made_up = Jid::generate();
+    intruder.send(&a_return(made_up.as_str(), &intruder.id, json!("made up")));
+    assert!(
+        intruder.recv_until(LIMIT, |m| matches!(m, ToMinion::Ack { jid } if *jid == made_up)).is_some(),
+        "the made-up return was not acknowledged"
+    );
+    assert_eq!(master.count("SELECT COUNT(*) FROM returns WHERE minion = 'intruder'"), 0);
+    assert_eq!(master.count(&format!("SELECT COUNT(*) FROM returns WHERE jid = '{made_up}'")), 0);
+    let out = master.drover(&["jobs", "show", made_up.as_str()]);
+    assert_ne!(out.status.code(), Some(0), "a job appeared under a made-up jid: {}", show(&out));
+    wait_until(LIMIT, "the master to log the drops", || {
+        master.log().contains("return for a job not sent to it") && master.log().contains("intruder")
+    });
+}
+
+#[test]
+fn a_return_too_large_is_stored_as_a_failure_saying_so() {
+    let master = Master::start(&["--auto-accept"]);
+    let big = RawMinion::welcomed(&master, "big");
+    let jid = start_async(&master, &["-L", "big"], "test.ping", &[]);
+    assert!(big.recv_until(LIMIT, |m| matches!(m, ToMinion::Job(_))).is_some(), "the job did not come");
+    big.send(&a_return(&jid, &big.id, json!("x".repeat(5 << 20))));
+    wait_until(LIMIT, "big's return", || {
+        let (_, v, _) = master.drover_json(&["jobs", "show", &jid]);
+        v["returns"]["big"].is_object()
+    });
+    let (_, v, _) = master.drover_json(&["jobs", "show", &jid]);
+    let ret = &v["returns"]["big"];
+    assert_eq!(ret["success"], json!(false), "{ret}");
+    let text = ret["ret"].as_str().unwrap_or_default();
+    assert!(text.contains("over the 4096 KiB the master keeps for one return"), "{text:.200}");
+}
+
+#[test]
+fn a_flood_of_returns_is_cut_by_the_rate_limit_and_stores_nothing() {
+    let master = Master::start(&["--auto-accept"]);
+    let flooder = RawMinion::welcomed(&master, "flooder");
+    let payload = json!("y".repeat(1000));
+    for _ in 0..3000 {
+        flooder.send(&a_return(Jid::generate().as_str(), &flooder.id, payload.clone()));
+    }
+    wait_until(LIMIT, "the master to log returns over the rate limit", || {
+        master.log().contains("returns over the rate limit")
+    });
+    assert_eq!(master.count("SELECT COUNT(*) FROM returns"), 0);
+    assert_eq!(master.count("SELECT COUNT(*) FROM jobs"), 0);
+    // and it still serves
+    let _ok = minions(&master, "ok", 1, &[]);
+    master.wait_for_minions(1);
+}
