@@ -327,14 +327,7 @@ impl Hub {
                 }
             }
             ToMaster::Converged(report) => self.roles.converged(&id, report),
-            ToMaster::Event(event) => match check_event(&event) {
-                Ok(()) => {
-                    if let Err(e) = self.store.minion_event(&id, event) {
-                        tracing::error!(error = %e, "cannot record event");
-                    }
-                }
-                Err(why) => tracing::warn!(%id, why, "dropped an event"),
-            },
+            ToMaster::Event(event) => self.on_event(&id, event, now),
         }
     }
 
@@ -367,6 +360,24 @@ impl Hub {
         };
         if let Err(e) = queued {
             tracing::error!(error = %e, "cannot queue a return");
+        }
+    }
+
+    /// An event from `id`: filed under its own namespace, `drover/minion/<id>/<tag>`, so
+    /// that it can never pass for one of the master's events.
+    fn on_event(&mut self, id: &MinionId, event: wire::Event, now: Instant) {
+        if !self.limits(id, now).take_event(now) {
+            self.drops.note(id.as_str(), Reason::EventRate);
+            return;
+        }
+        if let Err(why) = check_event(&event) {
+            tracing::debug!(%id, why, "dropped an event");
+            self.drops.note(id.as_str(), Reason::EventBad);
+            return;
+        }
+        let event = wire::Event { tag: minion_tag(id, &event.tag), ..event };
+        if let Err(e) = self.store.minion_event(id, event) {
+            tracing::error!(error = %e, "cannot record event");
         }
     }
 
@@ -825,7 +836,14 @@ fn with_roles(grains: &Value, assigned: &[String]) -> Value {
     grains
 }
 
-/// Whether a minion's event may be recorded: a tag like `drover/daemon/worker/crashed`
+/// The tag a minion's event is filed under: `drover/minion/<id>/<tag>`. The master's own
+/// events never have that shape (`drover/minion/connected` has no fourth part), and `id`
+/// cannot hold a `/`, so a minion can only write under its own name.
+fn minion_tag(id: &MinionId, tag: &str) -> String {
+    format!("drover/minion/{id}/{tag}")
+}
+
+/// Whether a minion's event may be recorded: a tag like `daemon/worker/crashed`
 /// (printable, no spaces, at most 256 bytes) and data of at most [`MAX_EVENT_DATA`] bytes.
 fn check_event(event: &wire::Event) -> Result<(), &'static str> {
     if event.tag.is_empty() || event.tag.len() > 256 {

@@ -111,3 +111,35 @@ fn a_flood_of_returns_is_cut_by_the_rate_limit_and_stores_nothing() {
     let _ok = minions(&master, "ok", 1, &[]);
     master.wait_for_minions(1);
 }
+
+#[test]
+fn a_minion_s_events_are_filed_under_its_own_name_and_limited() {
+    let master = Master::start(&["--auto-accept"]);
+    let evil = RawMinion::welcomed(&master, "evil");
+    let event = |tag: &str| {
+        ToMaster::Event(wire::Event { tag: tag.into(), data: json!({"id": "web-1"}), time_ms: 0 })
+    };
+    evil.send(&event("drover/key/delete"));
+    evil.send(&event("drover/minion/disconnected"));
+    evil.send(&event("daemon/web/crashed"));
+    wait_until(LIMIT, "the events to be stored", || {
+        master.count("SELECT COUNT(*) FROM events WHERE minion = 'evil' AND tag LIKE '%crashed'") == 1
+    });
+    let tags = |pattern: &str| master.count(&format!("SELECT COUNT(*) FROM events WHERE tag = '{pattern}'"));
+    assert_eq!(tags("drover/key/delete"), 0, "a minion wrote an event in the master's name");
+    assert_eq!(tags("drover/minion/evil/drover/key/delete"), 1);
+    assert_eq!(tags("drover/minion/evil/drover/minion/disconnected"), 1);
+    assert_eq!(tags("drover/minion/evil/daemon/web/crashed"), 1);
+    // the master's own events about it keep their tags
+    assert_eq!(tags("drover/minion/connected"), 1);
+
+    // a flood of events is cut
+    for i in 0..3000 {
+        evil.send(&event(&format!("flood/{i}")));
+    }
+    wait_until(LIMIT, "the master to log events over the rate limit", || {
+        master.log().contains("events over the rate limit")
+    });
+    let stored = master.count("SELECT COUNT(*) FROM events WHERE tag LIKE 'drover/minion/evil/flood/%'");
+    assert!(stored < 3000, "{stored} of 3000 flooded events stored");
+}

@@ -192,8 +192,10 @@ pub struct Converged {
     pub comment: String,
 }
 
-/// An event from a minion. Tags are paths: `drover/daemon/<name>/crashed`,
-/// `drover/daemon/<name>/restarted`, `drover/daemon/<name>/health`, ...
+/// An event from a minion. Tags are paths relative to the minion: `daemon/<name>/crashed`,
+/// `daemon/<name>/restarted`, `daemon/<name>/health`, ... The master files them under the
+/// minion's own namespace, `drover/minion/<id>/<tag>`, so no minion event can pass for one
+/// of the master's (`drover/key/...`, `drover/minion/connected`, ...).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub tag: String,
