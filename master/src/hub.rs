@@ -27,7 +27,7 @@ use wire::msg::{decode, encode, now_ms};
 use wire::{Hello, Jid, Job, JobReturn, MinionId, PublicKey, ToMaster, ToMinion};
 
 use crate::assign::{Applied, Planned};
-use crate::limits::{DROPS_INTERVAL, Drops, MinionLimits, Reason};
+use crate::limits::{DROPS_INTERVAL, Drops, KeyRefusal, MAX_PENDING, MinionLimits, NewKeys, Reason};
 use crate::pki::KeyStore;
 use crate::roles::{Out, PlanDone, RoleState, RolesInput};
 use crate::store::{Store, Stored};
@@ -145,6 +145,8 @@ pub struct Hub {
     limits_gc: Instant,
     /// What was dropped, per minion and reason; logged on the tick.
     drops: Drops,
+    /// Whether one more new key may wait in `pending/`.
+    new_keys: NewKeys,
     roles: RoleState,
     /// Finished plans of `roles`; taken by `run`.
     plans: Option<mpsc::UnboundedReceiver<PlanDone>>,
@@ -185,6 +187,7 @@ impl Hub {
             limits: HashMap::new(),
             limits_gc: Instant::now(),
             drops: Drops::new(DROPS_INTERVAL),
+            new_keys: NewKeys::new(MAX_PENDING, Instant::now()),
             roles: roles.0,
             plans: Some(roles.1),
         }
@@ -420,6 +423,21 @@ impl Hub {
             }
             Some((KeyState::Pending, _)) | None => {
                 let state = if self.auto_accept { KeyState::Accepted } else { KeyState::Pending };
+                // a key never seen waits in pending/ only if the cap and the rate allow
+                if known.is_none() && state == KeyState::Pending {
+                    let keys = &self.keys;
+                    if let Err(refusal) =
+                        self.new_keys.admit(Instant::now(), || keys.ids(KeyState::Pending).len())
+                    {
+                        let reason = match refusal {
+                            KeyRefusal::Full { .. } => Reason::PendingFull,
+                            KeyRefusal::Rate => Reason::NewKeyRate,
+                        };
+                        self.drops.note(id.as_str(), reason);
+                        self.send(&routing, &ToMinion::Refused { reason: refusal.to_string() });
+                        return;
+                    }
+                }
                 // a pending minion says hello every interval: write only what changes
                 let unchanged = known.is_some() && state == KeyState::Pending;
                 if !unchanged && let Err(e) = self.keys.put(state, &id, &key) {

@@ -143,3 +143,32 @@ fn a_minion_s_events_are_filed_under_its_own_name_and_limited() {
     let stored = master.count("SELECT COUNT(*) FROM events WHERE tag LIKE 'drover/minion/evil/flood/%'");
     assert!(stored < 3000, "{stored} of 3000 flooded events stored");
 }
+
+#[test]
+fn pending_keys_are_capped_and_a_refused_minion_says_why() {
+    let master = Master::start(&[]);
+    let pending = master.state_dir().join("pki/pending");
+    for i in 0..1000 {
+        let key = wire::KeyPair::generate().unwrap().public;
+        std::fs::write(pending.join(format!("p{i:04}")), format!("{key}\n")).unwrap();
+    }
+    let late = tests::Minion::start(&master, "late", &[]);
+    wait_until(LIMIT, "the late minion to log why it is refused", || {
+        late.log().contains("keys waiting for acceptance (its limit is 1000)")
+    });
+    assert!(!pending.join("late").exists(), "a key past the cap was recorded");
+    wait_until(LIMIT, "the master to log the refusal", || {
+        master.log().contains("pending keys at their limit")
+    });
+
+    // accepting them all says how many
+    let out = master.drover(&["key", "accept", "--all"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).ends_with("accepted 1000 keys\n"), "{}", show(&out));
+    // room again: a new key waits
+    let next = RawMinion::hello(&master, "next", json!({}));
+    assert!(
+        next.recv_until(LIMIT, |m| matches!(m, ToMinion::Pending)).is_some(),
+        "next was not told it waits"
+    );
+}
