@@ -23,7 +23,7 @@ use api::{
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use wire::msg::{decode, encode, now_ms};
+use wire::msg::{MAX_HELLO, decode, encode, now_ms};
 use wire::{Hello, Jid, Job, JobReturn, MinionId, PublicKey, ToMaster, ToMinion};
 
 use crate::assign::{Applied, Planned};
@@ -97,10 +97,6 @@ struct Route {
     id: MinionId,
     seen: Instant,
 }
-
-/// The largest frame read from a connection that has no session yet (a Hello with grains
-/// fits easily); anything larger is dropped undecoded.
-const UNAUTHENTICATED_FRAME: usize = 256 << 10;
 
 struct ActiveJob {
     body: Vec<u8>,
@@ -289,8 +285,16 @@ impl Hub {
         let in_session = id
             .as_ref()
             .is_some_and(|id| self.sessions.get(id).is_some_and(|s| s.routing == routing && s.key == key));
-        if !in_session && body.len() > UNAUTHENTICATED_FRAME {
-            tracing::warn!(bytes = body.len(), "dropped a large frame from a connection without a session");
+        if !in_session && body.len() > MAX_HELLO {
+            // not decoded; the connection is named by its routing id (`web-1/…`) and told why
+            self.drops.note(&wire::routing_label(&routing), Reason::LargeUnauthenticated);
+            let reason = format!(
+                "the master reads at most {} KiB from a minion before it is welcomed, and this one sent \
+                 {} KiB: its hello carries too many grains; trim its custom grains (DIR/grains.yaml, --grain)",
+                MAX_HELLO >> 10,
+                body.len() >> 10
+            );
+            self.send(&routing, &ToMinion::Refused { reason });
             return;
         }
         let msg = match decode::<ToMaster>(&body) {

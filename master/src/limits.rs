@@ -254,7 +254,9 @@ impl Reason {
             Reason::EventRate => "events over the rate limit",
             Reason::EventBad => "malformed event",
             Reason::NotReading => "did not read what the master sent",
-            Reason::LargeUnauthenticated => "large frame before a session",
+            Reason::LargeUnauthenticated => {
+                "frame over 256 KiB before a session (a hello with too many grains?)"
+            }
             Reason::PendingFull => "new key refused: pending keys at their limit",
             Reason::NewKeyRate => "new key refused: too many new keys a second",
         }

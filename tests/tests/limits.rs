@@ -172,3 +172,23 @@ fn pending_keys_are_capped_and_a_refused_minion_says_why() {
         "next was not told it waits"
     );
 }
+
+#[test]
+fn a_minion_whose_hello_is_too_large_is_told_why_and_named() {
+    let master = Master::start(&["--auto-accept"]);
+    let mut m = tests::Minion::start(&master, "grainy", &[]);
+    master.wait_for_minions(1);
+    m.stop();
+    let huge = "z".repeat(300 << 10);
+    std::fs::write(m.state_dir().join("grains.yaml"), format!("notes: {huge}\n")).unwrap();
+    m.restart();
+    wait_until(LIMIT, "the minion to log the master's reason", || {
+        m.log().contains("the master reads at most 256 KiB from a minion before it is welcomed")
+    });
+    wait_until(LIMIT, "the master to name it", || {
+        master
+            .log()
+            .lines()
+            .any(|l| l.contains("grainy/…") && l.contains("frame over 256 KiB before a session"))
+    });
+}

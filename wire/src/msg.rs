@@ -19,6 +19,10 @@ pub const PROTOCOL_VERSION: u16 = 1;
 /// The largest message body either end accepts (8 MiB).
 pub const MAX_FRAME: usize = 8 << 20;
 
+/// The largest message the master reads from a connection before it has a session (a hello
+/// with its grains); a larger one is refused undecoded, the minion told why.
+pub const MAX_HELLO: usize = 256 << 10;
+
 /// The largest output one job may return; longer outputs are cut (and say so).
 pub const MAX_OUTPUT: usize = 1 << 20;
 
