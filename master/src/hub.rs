@@ -1,6 +1,6 @@
 //! The hub: the one owner of connection state and in-flight jobs, fed by messages.
 //!
-//! Inputs: decoded frames from the transport, returns the store has committed, commands
+//! Inputs: frames (and stalled connections) from the transport, returns the store has committed, commands
 //! from the API, and a tick. Outputs: frames to minions (through [`Outgoing`]), writes to
 //! the store, answers to the API. Nothing else holds a session or a job, so there are no
 //! locks to order.
@@ -143,6 +143,9 @@ pub struct Hub {
     drops: Drops,
     /// Whether one more new key may wait in `pending/`.
     new_keys: NewKeys,
+    /// Minions whose connection did not read what it was sent, with that connection: each
+    /// is refused until the transport says libzmq let go of all it held for it.
+    stalled: HashMap<MinionId, Vec<u8>>,
     roles: RoleState,
     /// Finished plans of `roles`; taken by `run`.
     plans: Option<mpsc::UnboundedReceiver<PlanDone>>,
@@ -184,6 +187,7 @@ impl Hub {
             limits_gc: Instant::now(),
             drops: Drops::new(DROPS_INTERVAL),
             new_keys: NewKeys::new(MAX_PENDING, Instant::now()),
+            stalled: HashMap::new(),
             roles: roles.0,
             plans: Some(roles.1),
         }
@@ -249,7 +253,37 @@ impl Hub {
         self.limits.entry(id.clone()).or_insert_with(|| MinionLimits::new(now))
     }
 
-    fn on_incoming(&mut self, Incoming { routing, key, body }: Incoming) {
+    fn on_incoming(&mut self, incoming: Incoming) {
+        match incoming {
+            Incoming::Message { routing, key, body } => self.on_message(routing, key, body),
+            Incoming::Stalled { routing, queued } => self.on_stalled(routing, queued),
+            Incoming::Drained { routing } => self.stalled.retain(|_, r| *r != routing),
+        }
+    }
+
+    /// A connection did not read what it was sent; the transport dropped its queue. Its
+    /// session ends, and its minion is refused until the master's side of that connection
+    /// is drained.
+    fn on_stalled(&mut self, routing: Vec<u8>, queued: usize) {
+        let Some(id) = self.routes.get(&routing).map(|r| r.id.clone()) else { return };
+        self.drops.note(id.as_str(), Reason::NotReading);
+        self.stalled.insert(id.clone(), routing.clone());
+        if let Some(l) = self.limits.get_mut(&id) {
+            l.forget_fetch();
+        }
+        if self.sessions.get(&id).is_some_and(|s| s.routing == routing) {
+            self.sessions.remove(&id);
+            tracing::warn!(%id, queued, "a minion does not read what the master sends it: its session ends");
+            self.roles.disconnected(&id);
+            self.event(
+                &id,
+                "drover/minion/disconnected",
+                json!({"id": id, "reason": format!("it did not read what the master sent ({queued} bytes waited)")}),
+            );
+        }
+    }
+
+    fn on_message(&mut self, routing: Vec<u8>, key: Option<PublicKey>, body: Vec<u8>) {
         let Some(key) = key else {
             tracing::debug!("message from a connection without a CURVE key");
             return;
@@ -329,8 +363,8 @@ impl Hub {
             ToMaster::Heartbeat { seq } => self.send(&routing, &ToMinion::HeartbeatAck { seq }),
             ToMaster::Return(ret) => self.on_return(&id, &routing, ret, body.len(), now),
             ToMaster::Fetch { sha256 } => {
-                for answer in self.roles.fetch(&id, sha256) {
-                    self.send(&routing, &answer);
+                if let Some(wanted) = self.limits(&id, now).fetch(now, sha256) {
+                    self.serve_fetch(&id, &routing, wanted, now);
                 }
             }
             ToMaster::Converged(report) => self.roles.converged(&id, report),
@@ -388,8 +422,32 @@ impl Hub {
         }
     }
 
+    /// Answers a fetch of `wanted` now, charging its bytes to `id`'s file-server budget (a
+    /// fetch beyond it waits, see `MinionLimits::fetch`).
+    fn serve_fetch(&mut self, id: &MinionId, routing: &[u8], wanted: Vec<String>, now: Instant) {
+        let mut bytes = 0;
+        for answer in self.roles.fetch(id, wanted) {
+            match encode(&answer) {
+                Ok(body) => {
+                    bytes += body.len();
+                    self.out.send(routing, &body);
+                }
+                Err(e) => tracing::error!(%id, error = %e, "cannot encode the files for a minion"),
+            }
+        }
+        self.limits(id, now).served(now, bytes);
+    }
+
     fn on_hello(&mut self, routing: Vec<u8>, key: PublicKey, hello: Hello) {
         let id = hello.id.clone();
+        if self.stalled.contains_key(&id) {
+            let reason =
+                "the master still holds what it sent this minion on a connection that did not read it; \
+                          it takes this minion back once that connection read it or closed"
+                    .to_string();
+            self.send(&routing, &ToMinion::Refused { reason });
+            return;
+        }
         if let Some(path) = self.keys.broken(&id) {
             tracing::error!(%id, path = %path.display(), "refused a minion whose key file is unreadable");
             let reason = format!("the master cannot read {}: fix or delete that file", path.display());
@@ -585,6 +643,20 @@ impl Hub {
         let routes = &self.routes;
         self.pending_routes.retain(|_, routing| routes.contains_key(routing));
         self.roles.tick(now);
+        let due: Vec<(MinionId, Vec<String>)> = self
+            .limits
+            .iter_mut()
+            .filter(|(id, _)| self.sessions.contains_key(*id))
+            .filter_map(|(id, l)| l.due_fetch(now).map(|w| (id.clone(), w)))
+            .collect();
+        for (id, wanted) in due {
+            if let Some(routing) = self.sessions.get(&id).map(|s| s.routing.clone()) {
+                self.serve_fetch(&id, &routing, wanted, now);
+            }
+        }
+        for _ in 0..self.out.take_dropped() {
+            self.drops.note("(every minion)", Reason::OutgoingFull);
+        }
         if now.duration_since(self.limits_gc) >= LIMITS_GC {
             self.limits_gc = now;
             let sessions = &self.sessions;

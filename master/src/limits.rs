@@ -145,6 +145,11 @@ impl MinionLimits {
         Some(std::mem::take(&mut self.deferred))
     }
 
+    /// Drops the deferred fetch (its connection is gone).
+    pub fn forget_fetch(&mut self) {
+        self.deferred.clear();
+    }
+
     /// Charges the bytes of a fetch answer.
     pub fn served(&mut self, now: Instant, bytes: usize) {
         self.fetch_bytes.take_debt(now, bytes as f64);
@@ -242,6 +247,8 @@ pub enum Reason {
     PendingFull,
     /// A new key refused: too many new keys a second.
     NewKeyRate,
+    /// A message to a minion dropped: the queue to the zmq thread was full.
+    OutgoingFull,
 }
 
 impl Reason {
@@ -259,6 +266,7 @@ impl Reason {
             }
             Reason::PendingFull => "new key refused: pending keys at their limit",
             Reason::NewKeyRate => "new key refused: too many new keys a second",
+            Reason::OutgoingFull => "message to it dropped: the queue to the zmq thread was full",
         }
     }
 }

@@ -349,8 +349,13 @@ pub struct RawMinion {
 impl RawMinion {
     /// Connects (no hello yet); `setup` may set socket options before the connection.
     pub fn connect_with(master: &Master, id: &str, setup: impl FnOnce(&zmq::Socket)) -> Self {
+        Self::connect_as(master, id, KeyPair::generate().unwrap(), setup)
+    }
+
+    /// Connects with the key `keys` (a new socket, a new routing id), as drover-minion
+    /// does when it redials.
+    pub fn connect_as(master: &Master, id: &str, keys: KeyPair, setup: impl FnOnce(&zmq::Socket)) -> Self {
         let id = MinionId::new(id).unwrap();
-        let keys = KeyPair::generate().unwrap();
         let ctx = zmq::Context::new();
         let info = std::fs::read_to_string(master.state_dir().join("pki/master.pub")).unwrap();
         let server = PublicKey::parse(&info).unwrap();

@@ -192,3 +192,75 @@ fn a_minion_whose_hello_is_too_large_is_told_why_and_named() {
             .any(|l| l.contains("grainy/…") && l.contains("frame over 256 KiB before a session"))
     });
 }
+
+#[test]
+fn a_minion_that_fetches_without_reading_cannot_fill_the_master_s_memory() {
+    // a role whose file is 4 MiB, given to "hog"
+    let repo = tests::ConfigRepo::new();
+    let blob: String = (0..4 << 20).map(|i| char::from(b'a' + (i * 7 % 26) as u8)).collect();
+    repo.commit(
+        "big file",
+        &[
+            ("roles/top.yaml", "'hog': [big]\n"),
+            ("roles/big.yaml", "states: [big.file]\n"),
+            (
+                "states/big/file.yaml",
+                "blob:\n  file.managed:\n    - name: /tmp/blob\n    - source: big/blob.txt\n",
+            ),
+            ("states/big/blob.txt", &blob),
+        ],
+    );
+    let mut master = Master::start(&["--auto-accept", "--repo", repo.path().to_str().unwrap()]);
+    let _ok = minions(&master, "ok", 1, &[]);
+    master.wait_for_minions(1);
+    // it reads nothing: its socket holds one message and a small kernel buffer
+    let unread = |s: &zmq::Socket| {
+        s.set_rcvhwm(1).unwrap();
+        s.set_rcvbuf(4096).unwrap();
+    };
+    let hog = RawMinion::connect_with(&master, "hog", unread);
+    hog.send_hello(json!({}));
+    let accepted = master.state_dir().join("pki/accepted/hog");
+    wait_until(LIMIT, "hog to be accepted", || accepted.exists());
+    let out = master.drover(&["roles", "apply"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+
+    let pid = master.pid().unwrap();
+    let before = tests::rss_kib(pid);
+    let fetch = ToMaster::Fetch { sha256: vec![wire::msg::sha256_hex(blob.as_bytes())] };
+    for _ in 0..150 {
+        hog.send(&fetch);
+    }
+    // 150 answers of 4 MiB would be 600 MiB; the master keeps far less, and drops hog
+    let bound = 200 << 10;
+    let mut peak = before;
+    wait_until(LIMIT, "the master to drop hog for not reading", || {
+        peak = peak.max(tests::rss_kib(pid));
+        assert!(peak < bound, "the master's RSS reached {peak} KiB (from {before} KiB)");
+        master.log().contains("a minion does not read what the master sends it")
+    });
+    // it keeps serving the others, and stays bounded meanwhile
+    for _ in 0..3 {
+        assert_eq!(master.ping(&["ok-01"]), ["ok-01"]);
+        peak = peak.max(tests::rss_kib(pid));
+    }
+    assert!(peak < bound, "the master's RSS reached {peak} KiB (from {before} KiB)");
+    eprintln!("the master's RSS: {before} KiB before the fetches, {peak} KiB at most after");
+
+    // hog is refused while the master still holds what it sent it; once that connection
+    // closed, hog (its key, a new connection) is taken back
+    let keys = hog.keys.clone();
+    let again = RawMinion::connect_as(&master, "hog", keys.clone(), |_| {});
+    again.send_hello(json!({}));
+    match again.recv(LIMIT) {
+        Some(ToMinion::Refused { reason }) => assert!(reason.contains("did not read"), "{reason}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    drop((hog, again));
+    wait_until(LIMIT, "hog to be welcomed again", || {
+        let m = RawMinion::connect_as(&master, "hog", keys.clone(), |_| {});
+        m.send_hello(json!({}));
+        matches!(m.recv(Duration::from_secs(2)), Some(ToMinion::Welcome { .. }))
+    });
+    master.stop();
+}
