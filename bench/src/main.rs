@@ -30,6 +30,10 @@ enum Cmd {
         /// Repetitions per timing
         #[arg(long, default_value_t = 20)]
         runs: usize,
+        /// test.ping jobs to run on one real minion, reading the master's RSS after 1,000,
+        /// 10,000 and 20,000 of them (0: skip)
+        #[arg(long, default_value_t = 20_000)]
+        jobs: usize,
         /// Where the drover binaries are [default: the folder of this binary]
         #[arg(long)]
         bin_dir: Option<PathBuf>,
@@ -71,6 +75,7 @@ fn main() -> anyhow::Result<()> {
             state_minions,
             real,
             runs,
+            jobs,
             bin_dir,
             port,
             salt: salt_n,
@@ -91,6 +96,7 @@ fn main() -> anyhow::Result<()> {
                     real_minions: real,
                     runs,
                     port,
+                    jobs,
                 },
                 &mut figures,
             )?;
