@@ -12,7 +12,7 @@
 //! of the hub: told of every connection and disconnection, it answers with the messages to
 //! send. Plans it asks for run on blocking threads and come back on their own channel.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -83,6 +83,10 @@ const MAX_EVENT_DATA: usize = 64 << 10;
 /// saying so. A minion cuts each output at `wire::msg::MAX_OUTPUT`, far below it.
 const MAX_RETURN: usize = 4 << 20;
 
+/// The most bytes of file-server answers sent at once to one minion (at least one message
+/// goes); the rest waits for a later tick.
+const FETCH_SERVE_BYTES: usize = 4 << 20;
+
 /// How often limits at rest are forgotten.
 const LIMITS_GC: Duration = Duration::from_secs(10);
 
@@ -146,6 +150,9 @@ pub struct Hub {
     /// Minions whose connection did not read what it was sent, with that connection: each
     /// is refused until the transport says libzmq let go of all it held for it.
     stalled: HashMap<MinionId, Vec<u8>>,
+    /// Connections with more than `transport::BUSY_BYTES` waiting: no file-server answer is
+    /// added until they are ready again.
+    busy: HashSet<Vec<u8>>,
     roles: RoleState,
     /// Finished plans of `roles`; taken by `run`.
     plans: Option<mpsc::UnboundedReceiver<PlanDone>>,
@@ -188,6 +195,7 @@ impl Hub {
             drops: Drops::new(DROPS_INTERVAL),
             new_keys: NewKeys::new(MAX_PENDING, Instant::now()),
             stalled: HashMap::new(),
+            busy: HashSet::new(),
             roles: roles.0,
             plans: Some(roles.1),
         }
@@ -258,6 +266,12 @@ impl Hub {
             Incoming::Message { routing, key, body } => self.on_message(routing, key, body),
             Incoming::Stalled { routing, queued } => self.on_stalled(routing, queued),
             Incoming::Drained { routing } => self.stalled.retain(|_, r| *r != routing),
+            Incoming::Busy { routing } => {
+                self.busy.insert(routing);
+            }
+            Incoming::Ready { routing } => {
+                self.busy.remove(&routing);
+            }
         }
     }
 
@@ -363,7 +377,11 @@ impl Hub {
             ToMaster::Heartbeat { seq } => self.send(&routing, &ToMinion::HeartbeatAck { seq }),
             ToMaster::Return(ret) => self.on_return(&id, &routing, ret, body.len(), now),
             ToMaster::Fetch { sha256 } => {
-                if let Some(wanted) = self.limits(&id, now).fetch(now, sha256) {
+                let busy = self.busy.contains(&routing);
+                let limits = self.limits(&id, now);
+                if busy {
+                    limits.defer(sha256);
+                } else if let Some(wanted) = limits.fetch(now, sha256) {
                     self.serve_fetch(&id, &routing, wanted, now);
                 }
             }
@@ -422,11 +440,19 @@ impl Hub {
         }
     }
 
-    /// Answers a fetch of `wanted` now, charging its bytes to `id`'s file-server budget (a
-    /// fetch beyond it waits, see `MinionLimits::fetch`).
+    /// Answers a fetch of `wanted` now, up to [`FETCH_SERVE_BYTES`] (at least one message),
+    /// charging its bytes to `id`'s file-server budget; the rest waits for the next tick on
+    /// which the budget allows and the connection is not busy.
     fn serve_fetch(&mut self, id: &MinionId, routing: &[u8], wanted: Vec<String>, now: Instant) {
         let mut bytes = 0;
+        let mut later = Vec::new();
         for answer in self.roles.fetch(id, wanted) {
+            if bytes >= FETCH_SERVE_BYTES {
+                if let ToMinion::Files { blobs, missing } = answer {
+                    later.extend(blobs.into_iter().map(|b| b.sha256).chain(missing));
+                }
+                continue;
+            }
             match encode(&answer) {
                 Ok(body) => {
                     bytes += body.len();
@@ -435,7 +461,9 @@ impl Hub {
                 Err(e) => tracing::error!(%id, error = %e, "cannot encode the files for a minion"),
             }
         }
-        self.limits(id, now).served(now, bytes);
+        let limits = self.limits(id, now);
+        limits.served(now, bytes);
+        limits.defer(later);
     }
 
     fn on_hello(&mut self, routing: Vec<u8>, key: PublicKey, hello: Hello) {
@@ -646,7 +674,7 @@ impl Hub {
         let due: Vec<(MinionId, Vec<String>)> = self
             .limits
             .iter_mut()
-            .filter(|(id, _)| self.sessions.contains_key(*id))
+            .filter(|(id, _)| self.sessions.get(*id).is_some_and(|s| !self.busy.contains(&s.routing)))
             .filter_map(|(id, l)| l.due_fetch(now).map(|w| (id.clone(), w)))
             .collect();
         for (id, wanted) in due {

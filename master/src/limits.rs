@@ -8,7 +8,7 @@
 //! - [`NewKeys`]: whether a new key may wait in `pending/` (a cap and a rate).
 //! - [`Drops`]: counters per minion and [`Reason`], reported at most once per interval.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -94,7 +94,7 @@ pub struct MinionLimits {
     events: Bucket,
     fetch_bytes: Bucket,
     /// Hashes asked for and not served yet (several fetches are merged into one answer).
-    deferred: Vec<String>,
+    deferred: BTreeSet<String>,
 }
 
 impl MinionLimits {
@@ -104,7 +104,7 @@ impl MinionLimits {
             return_bytes: Bucket::new(RETURN_BYTES_RATE, RETURN_BYTES_BURST, now),
             events: Bucket::new(EVENT_RATE, EVENT_BURST, now),
             fetch_bytes: Bucket::new(FETCH_BYTES_RATE, FETCH_BYTES_BURST, now),
-            deferred: Vec::new(),
+            deferred: BTreeSet::new(),
         }
     }
 
@@ -126,15 +126,18 @@ impl MinionLimits {
     /// A fetch of `wanted`: the hashes to answer now, if the budget allows (merged with
     /// what waited); otherwise they wait for [`MinionLimits::due_fetch`].
     pub fn fetch(&mut self, now: Instant, wanted: Vec<String>) -> Option<Vec<String>> {
+        self.defer(wanted);
+        self.due_fetch(now)
+    }
+
+    /// Adds `wanted` to the fetch that waits (each hash once, at most [`DEFERRED_HASHES`]).
+    pub fn defer(&mut self, wanted: Vec<String>) {
         for sha in wanted {
             if self.deferred.len() >= DEFERRED_HASHES {
                 break;
             }
-            if !self.deferred.contains(&sha) {
-                self.deferred.push(sha);
-            }
+            self.deferred.insert(sha);
         }
-        self.due_fetch(now)
     }
 
     /// The deferred fetch, once the budget allows answering it.
@@ -142,7 +145,7 @@ impl MinionLimits {
         if self.deferred.is_empty() || !self.fetch_bytes.available(now) {
             return None;
         }
-        Some(std::mem::take(&mut self.deferred))
+        Some(std::mem::take(&mut self.deferred).into_iter().collect())
     }
 
     /// Drops the deferred fetch (its connection is gone).

@@ -19,8 +19,9 @@
 //!   of it at a time: every body is given to libzmq without a copy, with a free function
 //!   that tells when libzmq let go of it (encrypted and written out, or dropped with its
 //!   connection), so the bytes in libzmq's pipe to a peer are known exactly;
-//! - a connection whose queue here passes [`ROUTE_QUEUE`] does not read what it is sent:
-//!   its queue is dropped, nothing more is queued for it, and the hub is told
+//! - a connection whose queue here passes [`ROUTE_QUEUE`], or that stays busy (more than
+//!   [`BUSY_BYTES`] waiting) for [`STALL_AFTER`] with libzmq letting go of nothing of it,
+//!   does not read what it is sent: its queue is dropped, nothing more is queued for it, and the hub is told
 //!   ([`Incoming::Stalled`]) and ends its session. When libzmq has let go of everything it
 //!   held for it (the peer read it, or the connection closed: ZMTP heartbeats end a silent
 //!   one), the hub is told again ([`Incoming::Drained`]).
@@ -59,7 +60,14 @@ fn zerr(what: impl Into<String>) -> impl FnOnce(zmq::Error) -> TransportError {
 pub const INPROC_BYTES: usize = 64 << 20;
 /// The most bytes one connection's queue in the I/O thread holds; past it the peer is taken
 /// for one that does not read.
-pub const ROUTE_QUEUE: usize = 16 << 20;
+pub const ROUTE_QUEUE: usize = 32 << 20;
+/// A connection with more bytes than this waiting for it (here and in libzmq) is busy: the
+/// hub holds back bulk data (file-server answers) until it is down to [`READY_BYTES`].
+pub const BUSY_BYTES: usize = 4 << 20;
+pub const READY_BYTES: usize = 1 << 20;
+/// How long a busy connection may go without libzmq letting go of any of its bytes before
+/// it counts as not reading.
+pub const STALL_AFTER: Duration = Duration::from_secs(10);
 /// The most bytes handed to libzmq for one connection at a time (one message more may be
 /// handed while less than this is), besides the message its engine is writing and the
 /// kernel's socket buffer.
@@ -76,6 +84,10 @@ pub enum Incoming {
     Stalled { routing: Vec<u8>, queued: usize },
     /// libzmq let go of everything it held for a stalled connection.
     Drained { routing: Vec<u8> },
+    /// More than [`BUSY_BYTES`] wait for the connection.
+    Busy { routing: Vec<u8> },
+    /// A busy connection is down to [`READY_BYTES`] waiting (or gone).
+    Ready { routing: Vec<u8> },
 }
 
 /// Where the transport listens, once bound.
@@ -241,10 +253,41 @@ struct RouteOut {
     queue: VecDeque<Vec<u8>>,
     /// Bytes in `queue`.
     queued: usize,
-    /// Bytes handed to libzmq and not let go of yet (see [`tracked`]).
-    in_zmq: Arc<AtomicUsize>,
+    /// Bytes handed to libzmq and not let go of yet, and all it let go of (see [`tracked`]).
+    in_zmq: Arc<tracked::Meter>,
+    /// `in_zmq.released` when last looked at, and when it last moved.
+    progress: Option<(u64, Instant)>,
     /// It did not read: nothing more is queued for it until libzmq let go of all it held.
     stalled: bool,
+    /// The hub was told it is busy (and not yet that it is ready again).
+    busy: bool,
+}
+
+impl RouteOut {
+    fn waiting(&self) -> usize {
+        self.queued + self.in_zmq.held()
+    }
+
+    /// Whether libzmq let go of nothing of this connection's for [`STALL_AFTER`].
+    fn stuck(&mut self, now: Instant) -> bool {
+        let released = self.in_zmq.released();
+        match self.progress {
+            Some((seen, since)) if seen == released => now.duration_since(since) >= STALL_AFTER,
+            _ => {
+                self.progress = Some((released, now));
+                false
+            }
+        }
+    }
+
+    /// Drops the queue: nothing more is queued for it. Returns the bytes dropped.
+    fn stall(&mut self) -> usize {
+        let queued = self.queued;
+        self.queue.clear();
+        self.queued = 0;
+        self.stalled = true;
+        queued
+    }
 }
 
 /// How often routes with nothing queued are forgotten.
@@ -269,7 +312,7 @@ impl IoThread {
     fn run(mut self) {
         while !self.stop.load(Ordering::Relaxed) {
             // queued messages wait for libzmq to let go of earlier ones: look again soon
-            let backlog = self.routes.values().any(|r| !r.queue.is_empty());
+            let backlog = self.routes.values().any(|r| !r.queue.is_empty() || r.busy);
             let mut items = [
                 self.router.as_poll_item(zmq::POLLIN),
                 self.zap.as_poll_item(zmq::POLLIN),
@@ -292,8 +335,8 @@ impl IoThread {
             if ready[3] && !self.forward_outgoing() {
                 return;
             }
-            if backlog {
-                self.flush_all();
+            if backlog && !self.flush_all() {
+                return;
             }
             if ready[0] && !self.receive() {
                 return;
@@ -346,10 +389,7 @@ impl IoThread {
             route.queued += body.len();
             route.queue.push_back(body);
             if route.queued > ROUTE_QUEUE {
-                let queued = route.queued;
-                route.queue.clear();
-                route.queued = 0;
-                route.stalled = true;
+                let queued = route.stall();
                 tracing::debug!(routing = %wire::routing_label(&routing), queued, "a connection does not read");
                 if self.incoming.blocking_send(Incoming::Stalled { routing, queued }).is_err() {
                     return false;
@@ -357,23 +397,69 @@ impl IoThread {
                 continue;
             }
             self.flush(&routing);
+            if !self.tell_busy(&routing) {
+                return false;
+            }
         }
         true
     }
 
-    fn flush_all(&mut self) {
-        let waiting: Vec<Vec<u8>> =
-            self.routes.iter().filter(|(_, r)| !r.queue.is_empty()).map(|(k, _)| k.clone()).collect();
+    /// Flushes every connection with something queued and tells the hub which are busy or
+    /// ready again; false when the hub is gone.
+    fn flush_all(&mut self) -> bool {
+        let waiting: Vec<Vec<u8>> = self
+            .routes
+            .iter()
+            .filter(|(_, r)| !r.queue.is_empty() || r.busy)
+            .map(|(k, _)| k.clone())
+            .collect();
         for routing in waiting {
             self.flush(&routing);
+            if !self.tell_busy(&routing) {
+                return false;
+            }
         }
+        true
+    }
+
+    /// Tells the hub when `routing` turns busy or ready, or stalls (busy, and nothing of it
+    /// let go of for [`STALL_AFTER`]); false when the hub is gone.
+    fn tell_busy(&mut self, routing: &[u8]) -> bool {
+        let Some(route) = self.routes.get_mut(routing) else { return true };
+        let waiting = route.waiting();
+        let routing = routing.to_vec();
+        if !route.busy {
+            route.progress = None;
+        }
+        let tell = if route.busy && !route.stalled && route.stuck(Instant::now()) {
+            let queued = route.stall();
+            tracing::debug!(routing = %wire::routing_label(&routing), queued, "a busy connection read nothing");
+            if self
+                .incoming
+                .blocking_send(Incoming::Stalled { routing: routing.clone(), queued: waiting })
+                .is_err()
+            {
+                return false;
+            }
+            route.busy = false;
+            Incoming::Ready { routing }
+        } else if !route.busy && waiting > BUSY_BYTES {
+            route.busy = true;
+            Incoming::Busy { routing }
+        } else if route.busy && (waiting <= READY_BYTES || route.stalled) {
+            route.busy = false;
+            Incoming::Ready { routing }
+        } else {
+            return true;
+        };
+        self.incoming.blocking_send(tell).is_ok()
     }
 
     /// Hands `routing`'s queue to libzmq while less than [`ROUTE_IN_ZMQ`] of it is there.
     fn flush(&mut self, routing: &[u8]) {
         let Some(route) = self.routes.get_mut(routing) else { return };
         while let Some(body) = route.queue.front() {
-            let in_zmq = route.in_zmq.load(Ordering::Acquire);
+            let in_zmq = route.in_zmq.held();
             if in_zmq > 0 && in_zmq + body.len() > ROUTE_IN_ZMQ {
                 return;
             }
@@ -404,15 +490,18 @@ impl IoThread {
     /// ones that libzmq let go of. False when the hub is gone.
     fn sweep(&mut self) -> bool {
         self.swept = Instant::now();
-        let mut drained = Vec::new();
+        let mut told = Vec::new();
         self.routes.retain(|routing, r| {
-            let idle = r.queue.is_empty() && r.in_zmq.load(Ordering::Acquire) == 0;
+            let idle = r.queue.is_empty() && r.in_zmq.held() == 0;
             if idle && r.stalled {
-                drained.push(routing.clone());
+                told.push(Incoming::Drained { routing: routing.clone() });
+            }
+            if idle && r.busy {
+                told.push(Incoming::Ready { routing: routing.clone() });
             }
             !idle
         });
-        drained.into_iter().all(|routing| self.incoming.blocking_send(Incoming::Drained { routing }).is_ok())
+        told.into_iter().all(|tell| self.incoming.blocking_send(tell).is_ok())
     }
 
     /// Reads every waiting message; false when the hub is gone.
@@ -462,26 +551,44 @@ impl IoThread {
 mod tracked {
     use std::os::raw::c_void;
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+    /// One connection's bytes in libzmq: held now, and let go of since it was made.
+    #[derive(Debug, Default)]
+    pub struct Meter {
+        held: AtomicUsize,
+        released: AtomicU64,
+    }
+
+    impl Meter {
+        pub fn held(&self) -> usize {
+            self.held.load(Ordering::Acquire)
+        }
+
+        pub fn released(&self) -> u64 {
+            self.released.load(Ordering::Acquire)
+        }
+    }
 
     /// What libzmq holds until it calls [`release`]: the body and the meter to take it off.
     struct Held {
         body: Box<[u8]>,
-        meter: Arc<AtomicUsize>,
+        meter: Arc<Meter>,
     }
 
     unsafe extern "C" fn release(_data: *mut c_void, hint: *mut c_void) {
         // SAFETY: `hint` is the `Box<Held>` leaked in `send`, and libzmq calls this once per
         // message, when it drops its last reference (on any thread: only atomics are used).
         let held = unsafe { Box::from_raw(hint.cast::<Held>()) };
-        held.meter.fetch_sub(held.body.len(), Ordering::Release);
+        held.meter.held.fetch_sub(held.body.len(), Ordering::Release);
+        held.meter.released.fetch_add(held.body.len() as u64, Ordering::Release);
     }
 
     /// Sends `body` as the last frame of a message on `socket` (whose routing frame was
     /// sent), counting its bytes into `meter` until libzmq lets go of them.
-    pub fn send(socket: &mut zmq::Socket, body: Vec<u8>, meter: &Arc<AtomicUsize>) -> Result<(), zmq::Error> {
+    pub fn send(socket: &mut zmq::Socket, body: Vec<u8>, meter: &Arc<Meter>) -> Result<(), zmq::Error> {
         let len = body.len();
-        meter.fetch_add(len, Ordering::Release);
+        meter.held.fetch_add(len, Ordering::Release);
         let held = Box::into_raw(Box::new(Held { body: body.into_boxed_slice(), meter: meter.clone() }));
         let mut msg = zmq_sys::zmq_msg_t::default();
         // SAFETY: `data` points into the boxed body that `held` owns; libzmq only reads it

@@ -264,3 +264,45 @@ fn a_minion_that_fetches_without_reading_cannot_fill_the_master_s_memory() {
     });
     master.stop();
 }
+
+#[test]
+fn a_manifest_larger_than_a_connection_s_queue_is_served_in_full_to_a_minion_that_reads() {
+    // twelve files of 4 MiB: 48 MiB, more than the master queues for one connection
+    let repo = tests::ConfigRepo::new();
+    let blobs: Vec<String> = (0..12u8)
+        .map(|n| (0..4 << 20).map(|i| char::from(b'a' + ((i * 7 + n as usize) % 26) as u8)).collect())
+        .collect();
+    let mut files = vec![
+        ("roles/top.yaml".to_string(), "'reader': [big]\n".to_string()),
+        ("roles/big.yaml".to_string(), "states: [big.files]\n".to_string()),
+    ];
+    let mut states = String::new();
+    for (n, blob) in blobs.iter().enumerate() {
+        states += &format!("f{n}:\n  file.managed:\n    - name: /tmp/f{n}\n    - source: big/f{n}.txt\n");
+        files.push((format!("states/big/f{n}.txt"), blob.clone()));
+    }
+    files.push(("states/big/files.yaml".to_string(), states));
+    let files: Vec<(&str, &str)> = files.iter().map(|(p, t)| (p.as_str(), t.as_str())).collect();
+    repo.commit("big files", &files);
+    let master = Master::start(&["--auto-accept", "--repo", repo.path().to_str().unwrap()]);
+    let reader = RawMinion::welcomed(&master, "reader");
+    let out = master.drover(&["roles", "apply"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let Some(ToMinion::Assign(a)) = reader.recv_until(LIMIT, |m| matches!(m, ToMinion::Assign(_))) else {
+        panic!("no assignment")
+    };
+    let wanted: std::collections::BTreeSet<String> = a.files.values().cloned().collect();
+    reader.send(&ToMaster::Fetch { sha256: wanted.iter().cloned().collect() });
+    let mut got = std::collections::BTreeSet::new();
+    while got.len() < wanted.len() {
+        match reader.recv(LIMIT) {
+            Some(ToMinion::Files { blobs, missing }) => {
+                assert!(missing.is_empty(), "refused: {missing:?}");
+                got.extend(blobs.into_iter().map(|b| b.sha256));
+            }
+            Some(_) => {}
+            None => panic!("{} of {} files came\n{}", got.len(), wanted.len(), master.log()),
+        }
+    }
+    assert!(!master.log().contains("does not read"), "{}", master.log());
+}
