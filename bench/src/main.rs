@@ -43,9 +43,9 @@ enum Cmd {
         /// Also run Salt's baseline at N minions (installs Salt into a temp venv)
         #[arg(long, value_name = "N")]
         salt: Option<usize>,
-        /// The Salt baseline script
-        #[arg(long, default_value = "../shared/bench/salt-baseline.sh")]
-        salt_script: PathBuf,
+        /// The Salt baseline script (salt-baseline.sh), needed by --salt
+        #[arg(long, value_name = "PATH")]
+        salt_script: Option<PathBuf>,
         /// Also write Salt's own table to this file
         #[arg(long)]
         salt_out: Option<PathBuf>,
@@ -111,7 +111,9 @@ fn main() -> anyhow::Result<()> {
                 salt_figures.extend(salt::parse(&std::fs::read_to_string(path)?));
             }
             if let Some(n) = salt_n {
-                salt_figures.extend(salt::run(&salt_script, n, salt_out.as_deref())?);
+                let script = salt_script
+                    .ok_or_else(|| anyhow::anyhow!("--salt needs --salt-script PATH (the Salt baseline script)"))?;
+                salt_figures.extend(salt::run(&script, n, salt_out.as_deref())?);
             }
             let salt = (!salt_figures.is_empty()).then_some(salt_figures);
             table::print(&figures, salt.as_ref());
