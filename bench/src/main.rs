@@ -111,8 +111,9 @@ fn main() -> anyhow::Result<()> {
                 salt_figures.extend(salt::parse(&std::fs::read_to_string(path)?));
             }
             if let Some(n) = salt_n {
-                let script = salt_script
-                    .ok_or_else(|| anyhow::anyhow!("--salt needs --salt-script PATH (the Salt baseline script)"))?;
+                let script = salt_script.ok_or_else(|| {
+                    anyhow::anyhow!("--salt needs --salt-script PATH (the Salt baseline script)")
+                })?;
                 salt_figures.extend(salt::run(&script, n, salt_out.as_deref())?);
             }
             let salt = (!salt_figures.is_empty()).then_some(salt_figures);

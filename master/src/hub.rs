@@ -682,9 +682,7 @@ impl Hub {
                 self.serve_fetch(&id, &routing, wanted, now);
             }
         }
-        for _ in 0..self.out.take_dropped() {
-            self.drops.note("(every minion)", Reason::OutgoingFull);
-        }
+        self.drops.note_n("(every minion)", Reason::OutgoingFull, self.out.take_dropped());
         if now.duration_since(self.limits_gc) >= LIMITS_GC {
             self.limits_gc = now;
             let sessions = &self.sessions;
@@ -693,7 +691,8 @@ impl Hub {
         for line in self.drops.report(now) {
             tracing::warn!(
                 minion = %line.who, reason = %line.reason, dropped = line.new, since_start = line.total,
-                "dropped what a minion sent (one line per minion and reason every {}s at most)",
+                "over the master's limits: dropped what a minion sent or what waited for it \
+                 (one line per minion and reason every {}s at most)",
                 DROPS_INTERVAL.as_secs()
             );
         }

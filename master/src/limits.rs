@@ -310,13 +310,21 @@ impl Drops {
     }
 
     pub fn note(&mut self, who: &str, reason: Reason) {
+        self.note_n(who, reason, 1);
+    }
+
+    /// Counts `n` drops at once (none: nothing changes).
+    pub fn note_n(&mut self, who: &str, reason: Reason, n: u64) {
+        if n == 0 {
+            return;
+        }
         let mut key = (who.to_string(), reason);
         if !self.counts.contains_key(&key) && self.counts.len() >= DROPS_KEYS {
             key.0 = "(others)".to_string();
         }
         let c = self.counts.entry(key).or_default();
-        c.0 += 1;
-        c.1 += 1;
+        c.0 += n;
+        c.1 += n;
     }
 
     /// The total dropped for `who` and `reason` since the master started.
