@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages drover builds and runs with, when they are missing:
 # libsodium's static library and headers, a C++ compiler and pkg-config, which
-# wire/build.rs needs to build libzmq with CURVE (see ../shared/DEPENDENCIES.md).
+# wire/build.rs needs to build libzmq with CURVE.
 # Uses sudo when not root. Safe to run again.
 set -euo pipefail
 

@@ -4,6 +4,7 @@
 //! - [`pki`]: the master keypair and minion keys (accepted / pending / rejected files).
 //! - [`transport`]: the ZeroMQ I/O thread (CURVE ROUTER, ZAP, key port).
 //! - [`hub`]: the single owner of sessions and in-flight jobs.
+//! - [`limits`]: what one minion may cost the master (rates, caps) and the tally of drops.
 //! - [`roles`]: the hub's roles side: assignments, reports, peers, the file server.
 //! - [`repo`]: reads `roles/` and `states/` of the config repository at a commit (git CLI).
 //! - [`assign`]: what a commit gives each minion: roles, plan, manifest, peers (no I/O).
@@ -19,6 +20,7 @@ pub mod assign;
 pub mod config;
 pub mod content;
 pub mod hub;
+pub mod limits;
 pub mod peers;
 pub mod pki;
 pub mod repo;

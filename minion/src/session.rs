@@ -196,6 +196,14 @@ impl Session {
             grains: (*grains).clone(),
         });
         let hello = wire::msg::encode(&hello).map_err(Error::Hello)?;
+        if hello.len() > wire::msg::MAX_HELLO {
+            error!(
+                "this minion's hello is {} KiB with its grains, over the {} KiB the master reads before it \
+                 welcomes a minion: the master will refuse it; trim the custom grains (DIR/grains.yaml, --grain)",
+                hello.len() >> 10,
+                wire::msg::MAX_HELLO >> 10
+            );
+        }
         let now = Instant::now();
         Ok(Self {
             interval: config.heartbeat,

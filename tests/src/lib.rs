@@ -4,6 +4,9 @@
 //! - [`Master`], [`Minion`]: start, kill (`kill -9` too), restart; logs kept in the temp dir.
 //! - [`Master::drover`]: run the CLI against that master, the way a user does.
 //! - [`wait_until`]: poll a condition with a deadline instead of sleeping.
+//! - [`RawMinion`], [`curve_client`]: a minion reduced to its wire protocol (a CURVE DEALER),
+//!   to send what drover-minion never would.
+//! - [`rss_kib`]: a process's resident memory.
 //!
 //! The binaries are found next to the test executable's `deps/` folder; `scripts/test.sh`
 //! builds them first (`cargo build --workspace --bins`).
@@ -17,6 +20,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use wire::{Hello, KeyPair, MinionId, PublicKey, ToMaster, ToMinion};
 
 /// The folder holding the workspace's binaries (`target/debug`).
 pub fn bin_dir() -> PathBuf {
@@ -143,6 +147,23 @@ impl Master {
 
     pub fn kill9(&mut self) {
         stop(&mut self.child, "-KILL");
+    }
+
+    /// The running master's pid.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// A count from the master's job store (read beside the master), e.g.
+    /// `SELECT COUNT(*) FROM returns`.
+    pub fn count(&self, query: &str) -> i64 {
+        let db = rusqlite::Connection::open_with_flags(
+            self.state_dir().join("drover.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("open the job store");
+        db.busy_timeout(Duration::from_secs(10)).unwrap();
+        db.query_row(query, [], |r| r.get(0)).unwrap_or_else(|e| panic!("{query}: {e}"))
     }
 
     pub fn stop(&mut self) {
@@ -282,6 +303,118 @@ impl Minion {
 impl Drop for Minion {
     fn drop(&mut self) {
         stop(&mut self.child, "-TERM");
+    }
+}
+
+/// VmRSS of a process, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS in /proc/PID/status")
+}
+
+/// A CURVE DEALER connected to `master` with the key `me`, presenting `routing` as its
+/// routing id if given (libzmq makes one up otherwise).
+pub fn curve_client(
+    ctx: &zmq::Context,
+    master: &Master,
+    routing: Option<&[u8]>,
+    me: &KeyPair,
+) -> zmq::Socket {
+    let info = std::fs::read_to_string(master.state_dir().join("pki/master.pub")).unwrap();
+    let server = PublicKey::parse(&info).unwrap();
+    let s = ctx.socket(zmq::DEALER).unwrap();
+    if let Some(routing) = routing {
+        s.set_identity(routing).unwrap();
+    }
+    s.set_curve_serverkey(&server.raw()).unwrap();
+    s.set_curve_publickey(&me.public.raw()).unwrap();
+    s.set_curve_secretkey(&me.secret_raw()).unwrap();
+    s.set_linger(0).unwrap();
+    s.connect(&format!("tcp://{}", master.address())).unwrap();
+    s
+}
+
+/// A minion reduced to its wire protocol: its own key, a routing id made for its id as
+/// drover-minion makes it, and whatever messages a test sends.
+pub struct RawMinion {
+    pub id: MinionId,
+    pub keys: KeyPair,
+    pub socket: zmq::Socket,
+    _ctx: zmq::Context,
+}
+
+impl RawMinion {
+    /// Connects (no hello yet); `setup` may set socket options before the connection.
+    pub fn connect_with(master: &Master, id: &str, setup: impl FnOnce(&zmq::Socket)) -> Self {
+        Self::connect_as(master, id, KeyPair::generate().unwrap(), setup)
+    }
+
+    /// Connects with the key `keys` (a new socket, a new routing id), as drover-minion
+    /// does when it redials.
+    pub fn connect_as(master: &Master, id: &str, keys: KeyPair, setup: impl FnOnce(&zmq::Socket)) -> Self {
+        let id = MinionId::new(id).unwrap();
+        let ctx = zmq::Context::new();
+        let info = std::fs::read_to_string(master.state_dir().join("pki/master.pub")).unwrap();
+        let server = PublicKey::parse(&info).unwrap();
+        let socket = ctx.socket(zmq::DEALER).unwrap();
+        setup(&socket);
+        socket.set_identity(&wire::routing_id(&id).unwrap()).unwrap();
+        socket.set_curve_serverkey(&server.raw()).unwrap();
+        socket.set_curve_publickey(&keys.public.raw()).unwrap();
+        socket.set_curve_secretkey(&keys.secret_raw()).unwrap();
+        socket.set_linger(0).unwrap();
+        socket.connect(&format!("tcp://{}", master.address())).unwrap();
+        RawMinion { id, keys, socket, _ctx: ctx }
+    }
+
+    /// Connects and says hello with `grains`; returns at once.
+    pub fn hello(master: &Master, id: &str, grains: Value) -> Self {
+        let m = Self::connect_with(master, id, |_| {});
+        m.send_hello(grains);
+        m
+    }
+
+    /// Connects, says hello and waits for the master's welcome (with `--auto-accept`).
+    pub fn welcomed(master: &Master, id: &str) -> Self {
+        let m = Self::hello(master, id, serde_json::json!({}));
+        match m.recv_until(Duration::from_secs(20), |msg| matches!(msg, ToMinion::Welcome { .. })) {
+            Some(_) => m,
+            None => panic!("{id} was not welcomed"),
+        }
+    }
+
+    pub fn send_hello(&self, grains: Value) {
+        let grains = grains.as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        self.send(&ToMaster::Hello(Hello { id: self.id.clone(), version: "test".into(), grains }));
+    }
+
+    pub fn send(&self, msg: &ToMaster) {
+        self.socket.send(wire::msg::encode(msg).unwrap(), 0).unwrap();
+    }
+
+    /// The next message from the master, or None when nothing came within `limit`.
+    pub fn recv(&self, limit: Duration) -> Option<ToMinion> {
+        self.socket.set_rcvtimeo(limit.as_millis() as i32).unwrap();
+        let parts = self.socket.recv_multipart(0).ok()?;
+        Some(wire::msg::decode(parts.last()?).expect("a message the minion can decode"))
+    }
+
+    /// Reads until a message `wanted` takes, for at most `limit`.
+    pub fn recv_until(&self, limit: Duration, mut wanted: impl FnMut(&ToMinion) -> bool) -> Option<ToMinion> {
+        let deadline = Instant::now() + limit;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.recv(left) {
+                Some(msg) if wanted(&msg) => return Some(msg),
+                Some(_) => {}
+                None => return None,
+            }
+        }
+        None
     }
 }
 

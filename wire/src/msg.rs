@@ -19,6 +19,10 @@ pub const PROTOCOL_VERSION: u16 = 1;
 /// The largest message body either end accepts (8 MiB).
 pub const MAX_FRAME: usize = 8 << 20;
 
+/// The largest message the master reads from a connection before it has a session (a hello
+/// with its grains); a larger one is refused undecoded, the minion told why.
+pub const MAX_HELLO: usize = 256 << 10;
+
 /// The largest output one job may return; longer outputs are cut (and say so).
 pub const MAX_OUTPUT: usize = 1 << 20;
 
@@ -209,8 +213,10 @@ pub struct Converged {
     pub comment: String,
 }
 
-/// An event from a minion. Tags are paths: `drover/daemon/<name>/crashed`,
-/// `drover/daemon/<name>/restarted`, `drover/daemon/<name>/health`, ...
+/// An event from a minion. Tags are paths relative to the minion: `daemon/<name>/crashed`,
+/// `daemon/<name>/restarted`, `daemon/<name>/health`, ... The master files them under the
+/// minion's own namespace, `drover/minion/<id>/<tag>`, so no minion event can pass for one
+/// of the master's (`drover/key/...`, `drover/minion/connected`, ...).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub tag: String,

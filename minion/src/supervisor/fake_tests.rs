@@ -152,7 +152,7 @@ impl Setup {
     fn drain(&mut self) -> Vec<String> {
         let mut tags = Vec::new();
         while let Ok(e) = self.events.try_recv() {
-            tags.push(e.tag.trim_start_matches("drover/daemon/").to_string());
+            tags.push(e.tag.trim_start_matches("daemon/").to_string());
         }
         tags
     }
@@ -239,7 +239,7 @@ async fn crashes_restart_with_a_doubling_jittered_backoff_that_resets() {
     for attempt in 1..=10u64 {
         s.fake.exit(pid, Exit::Code(3));
         let crashed = s.next("/crashed").await;
-        assert_eq!(crashed.tag, "drover/daemon/web/crashed");
+        assert_eq!(crashed.tag, "daemon/web/crashed");
         assert_eq!(
             (crashed.data["exit_code"].clone(), crashed.data["restart"].clone()),
             (json!(3), json!(true))
@@ -436,7 +436,7 @@ async fn health_changes_are_events() {
     }
     s.sup.ensure_running(&checked, false, false).await;
     let e = s.next("/health").await;
-    assert_eq!(e.tag, "drover/daemon/api/health");
+    assert_eq!(e.tag, "daemon/api/health");
     assert_eq!(e.data, json!({"name": "api", "healthy": true, "error": null}));
     let e = s.next("/health").await;
     assert_eq!(e.data, json!({"name": "api", "healthy": false, "error": "reset"}));

@@ -8,7 +8,7 @@
 //!
 //! A daemon runs in its own process group, as its `user` (root only), with its `env` and
 //! `cwd`; stdout and stderr go to its log. When it exits without being asked, that is a
-//! crash (`drover/daemon/<name>/crashed`); by its restart policy it is started again after a
+//! crash (`daemon/<name>/crashed`, which the master files as `drover/minion/<id>/daemon/…`); by its restart policy it is started again after a
 //! backoff (200 ms doubling to 30 s, jittered, reset once it stayed up 10 s), each restart an
 //! event (`…/restarted`), each change of health one too (`…/health`). Stopping is data: the
 //! spec's `{stop_signal, stop_timeout}` — the signal to the group, SIGKILL to the group once

@@ -858,12 +858,13 @@ impl<S: Sys> Owner<S> {
         });
     }
 
-    /// Sends `drover/daemon/<name>/<what>` with `data` (and the daemon's name in it).
+    /// Sends `daemon/<name>/<what>` with `data` (and the daemon's name in it); the master
+    /// files it under this minion's namespace (`drover/minion/<id>/daemon/<name>/<what>`).
     fn emit(&self, name: &str, what: &str, mut data: Value) {
         if let Value::Object(map) = &mut data {
             map.insert("name".into(), json!(name));
         }
-        let event = Event { tag: format!("drover/daemon/{name}/{what}"), data, time_ms: wire::msg::now_ms() };
+        let event = Event { tag: format!("daemon/{name}/{what}"), data, time_ms: wire::msg::now_ms() };
         let _ = self.events.send(event);
     }
 }
