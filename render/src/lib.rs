@@ -7,6 +7,7 @@
 //! - `top`: `roles/top.yaml` → [`TopFile`] (target → roles; matching is the caller's)
 //! - `repo`: every role and the top file of a commit, cross-checked → [`Repo`]
 //! - `template`: the Tera [`Context`] (`id, grains, roles, pillar, peers`), [`render_source`]
+//! - `budget`: the most loop iterations and time one render may take
 //! - `state`: a rendered state file → declarations, in Salt's structure
 //! - `function`: the state functions and their typed arguments ([`Function`])
 //! - `plan`: a minion's resources in apply order with requisite edges → [`plan()`], [`Plan`]
@@ -14,6 +15,7 @@
 //! Internal: `locate` finds keys in (rendered) text, `args` reads arguments, `graph` orders.
 
 mod args;
+mod budget;
 mod diag;
 mod function;
 mod graph;
@@ -26,6 +28,7 @@ mod state;
 mod template;
 mod top;
 
+pub use budget::{MAX_ITERATIONS, MAX_TIME};
 pub use diag::Diagnostic;
 pub use function::{
     CmdRun, DaemonDead, DaemonRunning, FileAbsent, FileDirectory, FileManaged, FileSymlink, Function, Health,
