@@ -300,6 +300,55 @@ async fn managed_updates_with_a_diff_and_keeps_the_mode() {
 }
 
 #[tokio::test]
+async fn a_large_change_is_written_without_computing_its_diff() {
+    let lines = |word: &str| (0..60_000).map(|i| format!("{word} line {i}\n")).collect::<String>();
+    let case = Case::new(
+        r#"
+        big:
+          file.managed:
+            - name: $DIR/big.conf
+            - source: t/big.conf
+        "#,
+        &[("big.conf", &lines("new"))],
+    );
+    std::fs::write(case.path("big.conf"), lines("old")).unwrap();
+    let bytes = lines("old").len() + lines("new").len();
+    case.check(
+        &opts(),
+        &FakeDaemons::default(),
+        &format!(
+            "big file.managed true: file $DIR/big.conf updated\n  diff: '<too large to show: {bytes} bytes in 120000 lines \
+             differ; diffs are shown up to 262144 bytes and 10000 lines>'\n"
+        ),
+    )
+    .await;
+    assert!(std::fs::read_to_string(case.path("big.conf")).unwrap() == lines("new"), "the file was written");
+
+    // one line changed in the same large file: that is diffed
+    std::fs::write(case.path("big.conf"), lines("new").replace("new line 30000\n", "edited\n")).unwrap();
+    case.check(
+        &opts(),
+        &FakeDaemons::default(),
+        r#"
+        big file.managed true: file $DIR/big.conf updated
+          diff: |
+            --- $DIR/big.conf
+            +++ $DIR/big.conf
+            @@ -29998,7 +29998,7 @@
+             new line 29997
+             new line 29998
+             new line 29999
+            -edited
+            +new line 30000
+             new line 30001
+             new line 30002
+             new line 30003
+        "#,
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn managed_changes_only_the_mode_when_the_contents_are_right() {
     let case = Case::new(
         r#"
