@@ -764,7 +764,11 @@ async fn cmd_run_guards() {
         onlyif-cannot-run:
           cmd.run:
             - name: touch $DIR/never
-            - onlyif: /no/such/program
+            - onlyif: [[/no/such/program]]
+        onlyif-in-a-shell:
+          cmd.run:
+            - name: touch $DIR/ran-4
+            - onlyif: test -e $DIR/exists && ! test -e $DIR/nope
         "#,
         &[],
     );
@@ -791,12 +795,19 @@ async fn cmd_run_guards() {
           retcode: 0
           stderr: ''
           stdout: ''
-        onlyif-cannot-run cmd.run false: onlyif command `/no/such/program` could not run: cmd.run: cannot run '/no/such/program': no such file
+        onlyif-cannot-run cmd.run false: onlyif command `/no/such/program` could not run: cannot run '/no/such/program': no such file
+        onlyif-in-a-shell cmd.run true: command `touch $DIR/ran-4` run
+          pid: $PID
+          retcode: 0
+          stderr: ''
+          stdout: ''
         "#,
     )
     .await;
     assert!(!case.path("never").exists());
-    assert!(case.path("ran-1").exists() && case.path("ran-2").exists() && case.path("ran-3").exists());
+    for ran in ["ran-1", "ran-2", "ran-3", "ran-4"] {
+        assert!(case.path(ran).exists(), "{ran}");
+    }
 }
 
 #[tokio::test]
@@ -806,19 +817,25 @@ async fn cmd_run_output_failure_cwd_and_env() {
         greet:
           cmd.run:
             - name: echo "$GREETING from $(pwd)"; echo oops >&2
-            - shell: true
             - cwd: $DIR
             - env: {GREETING: hi}
+        redirect:
+          cmd.run:
+            - name: echo yes > $DIR/f
+        no-shell:
+          cmd.run:
+            - name: echo yes > $DIR/g
+            - shell: false
         words:
           cmd.run:
             - name: ["printf", "%s|", "a b", "c"]
         fails:
           cmd.run:
             - name: exit 3
-            - shell: true
         missing:
           cmd.run:
             - name: /no/such/program --flag
+            - shell: false
         "#,
         &[],
     );
@@ -833,6 +850,16 @@ async fn cmd_run_output_failure_cwd_and_env() {
               retcode: 0
               stderr: oops
               stdout: hi from $DIR
+            redirect cmd.run true: command `echo yes > $DIR/f` run
+              pid: $PID
+              retcode: 0
+              stderr: ''
+              stdout: ''
+            no-shell cmd.run true: command `echo yes > $DIR/g` run
+              pid: $PID
+              retcode: 0
+              stderr: ''
+              stdout: yes > $DIR/g
             words cmd.run true: command `printf %s| a b c` run
               pid: $PID
               retcode: 0
@@ -843,10 +870,13 @@ async fn cmd_run_output_failure_cwd_and_env() {
               retcode: 3
               stderr: ''
               stdout: ''
-            missing cmd.run false: cmd.run: cannot run '/no/such/program': no such file
+            missing cmd.run false: cannot run '/no/such/program': no such file
             "#
         )
     );
+    // the shell did the redirection; without one, `>` was an argument of echo
+    assert_eq!(std::fs::read_to_string(case.path("f")).unwrap(), "yes\n");
+    assert!(!case.path("g").exists());
 }
 
 #[tokio::test]
