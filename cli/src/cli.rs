@@ -22,12 +22,19 @@ keeps its `-la`); after a `--` word, every word is. `key=value` words are keywor
 arguments, their values read as YAML. Words that are commands (key, jobs, roles, events,
 dashboard, completions) are reserved: target a minion named like one with -L.
 
+cmd.run runs a command line given as one word with /bin/sh -c, as Salt does (pipes,
+redirections, $VARS); given as several words, or with shell=false, it runs the program
+without a shell. It returns the output (stderr merged in); cmd.run_all returns pid, retcode,
+stdout and stderr; cmd.retcode the exit status. A command line whose first word holds an
+`=` goes in cmd='...'.
+
 state.apply and state.highstate print as highstate (each state, then a summary per minion)
 unless --out says otherwise.
 
 Examples:
   drover '*' test.ping
   drover 'web-*' cmd.run ls -la
+  drover '*' cmd.run 'ps aux | grep nginx | wc -l'
   drover -G os:debian cmd.run uptime
   drover -E 'web-[0-9]+' grains.get os
   drover -L web-1,db-1 state.apply test=true   # what would change, as highstate
@@ -35,7 +42,7 @@ Examples:
   drover -L key test.ping                      # a minion named `key`
   drover -R worker daemon.status
   drover -C 'G@os:debian and web-* or L@a,b' test.ping
-  drover --out json -t 30 -b 25% '*' cmd.run 'apt-get update' shell=true
+  drover --out json -t 30 -b 25% '*' cmd.run_all 'apt-get update'
   drover --async '*' test.sleep 60
   drover key list
   drover key accept web-1

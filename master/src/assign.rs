@@ -336,7 +336,8 @@ pub struct MinionInput {
 }
 
 /// Plans every minion for `applied`, peers included: a role's members are the minions that
-/// serve it now and keep it. Every problem of every minion, or every plan.
+/// serve it now and keep it. Every problem of every minion, or every plan; after a render
+/// stopped by its budget ([`Diagnostic::over_budget`]), the minions left are not planned.
 pub fn plan_all(
     applied: &Applied,
     minions: &[MinionInput],
@@ -361,7 +362,14 @@ pub fn plan_all(
             Ok(p) => {
                 planned.insert(m.id.clone(), p);
             }
-            Err(diags) => problems.extend(diags.into_iter().map(|d| (d, m.id.clone()))),
+            Err(diags) => {
+                let over_budget = diags.iter().any(Diagnostic::over_budget);
+                problems.extend(diags.into_iter().map(|d| (d, m.id.clone())));
+                if over_budget {
+                    // the commit is refused: the others would each spend the render budget again
+                    break;
+                }
+            }
         }
     }
     if problems.is_empty() { Ok(planned) } else { Err(problems) }
@@ -624,6 +632,26 @@ pub(crate) mod tests {
         let bad_yaml = Applied::load(commit(&[("roles/a.yaml", "states: [x\n")])).err().unwrap();
         assert!(bad_yaml[0].to_string().starts_with("roles/a.yaml:"), "{bad_yaml:?}");
         assert!(bad_yaml[0].line > 0, "{bad_yaml:?}");
+    }
+
+    #[test]
+    fn a_runaway_loop_is_rendered_for_one_minion_only() {
+        let mut files: Vec<(&str, &str)> = CLOUD.to_vec();
+        files.push(("roles/top.yaml", "'*': [webui]\n"));
+        files.push((
+            "states/web/ui.conf",
+            "{% for a in range(end=100000) %}{% for b in range(end=100000) %}{% endfor %}{% endfor %}",
+        ));
+        let applied = Applied::load(commit(&files)).unwrap();
+        let problems = plan_all(&applied, &minions()).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        let (diag, minion) = &problems[0];
+        assert!(diag.over_budget(), "{diag}");
+        assert!(
+            diag.to_string().starts_with("states/web/ui.conf:1:36: rendering stopped in this loop"),
+            "{diag}"
+        );
+        assert_eq!(minion.as_str(), "web-1");
     }
 
     #[test]

@@ -68,7 +68,10 @@ fn new_token() -> Result<String, MasterError> {
 
 /// Runs the master until `token` is cancelled.
 pub async fn run(cfg: Config, token: CancellationToken) -> Result<(), MasterError> {
-    std::fs::create_dir_all(&cfg.dir).map_err(io(format!("create {}", cfg.dir.display())))?;
+    wire::private::create_dir(&cfg.dir).map_err(io(format!("create {}", cfg.dir.display())))?;
+    for loose in wire::private::secure(&cfg.dir) {
+        tracing::warn!(path = %loose.path.display(), "{loose}");
+    }
     let keys = pki::KeyStore::open(&cfg.dir.join("pki"))?;
     let master_key = keys.master().clone();
 

@@ -29,6 +29,8 @@ pub enum StoreError {
     Failed(String),
     #[error("job store: stopped")]
     Stopped,
+    #[error("job store: cannot create {path}: {source}")]
+    Create { path: std::path::PathBuf, source: std::io::Error },
 }
 
 /// A job as recorded when it is published.
@@ -184,6 +186,9 @@ impl Store {
     /// Opens (or creates) `path` and starts the store thread. Every return handled is
     /// reported on `stored` once committed, in commit order.
     pub fn open(path: &Path, stored: mpsc::UnboundedSender<Vec<Stored>>) -> Result<Self, StoreError> {
+        // created private here: SQLite gives its -wal and -shm files the database's mode
+        wire::private::create_file(path)
+            .map_err(|source| StoreError::Create { path: path.to_path_buf(), source })?;
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;

@@ -148,7 +148,7 @@ impl<D: Daemons + Send + Sync + 'static> Owner<D> {
     }
 
     async fn on_files(&mut self, blobs: Vec<Blob>, refused: Vec<String>) {
-        if let Err(e) = fs::create_dir_all(&self.cache_dir) {
+        if let Err(e) = wire::private::create_dir(&self.cache_dir) {
             warn!(dir = %self.cache_dir.display(), cause = %e, "cannot create the file cache");
         }
         for blob in blobs {
@@ -157,7 +157,7 @@ impl<D: Daemons + Send + Sync + 'static> Owner<D> {
                 continue;
             }
             let path = self.cached(&blob.sha256);
-            if let Err(e) = wire::keys::write_atomic(&path, &blob.data) {
+            if let Err(e) = wire::private::write_atomic(&path, &blob.data) {
                 warn!(path = %path.display(), cause = %e, "cannot cache a file");
             }
         }

@@ -13,7 +13,6 @@
 //!   shows another key and says so (it never switches keys itself).
 
 use std::collections::{HashSet, VecDeque};
-use std::fs;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,7 +50,11 @@ const REMEMBERED_JIDS: usize = 4096;
 /// Runs the minion until `shutdown`: keys, grains, the spooled returns, the master key
 /// (trusted on first use if need be), then the session.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
-    fs::create_dir_all(&config.dir).map_err(|source| Error::Dir { path: config.dir.clone(), source })?;
+    wire::private::create_dir(&config.dir)
+        .map_err(|source| Error::Dir { path: config.dir.clone(), source })?;
+    for loose in wire::private::secure(&config.dir) {
+        warn!(path = %loose.path.display(), "{loose}");
+    }
     let (keys, created) = KeyPair::load_or_create(&config.pki_dir(), "minion")?;
     if created {
         info!(fingerprint = %keys.public.fingerprint(), "generated this minion's key");

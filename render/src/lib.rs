@@ -8,6 +8,7 @@
 //! - `fleet`: `fleet.yaml` → [`FleetFile`] (role → image, version, replicas...; slot names)
 //! - `repo`: every role, the top file and the fleet file of a commit, cross-checked → [`Repo`]
 //! - `template`: the Tera [`Context`] (`id, grains, roles, pillar, peers`), [`render_source`]
+//! - `budget`: the most loop iterations and time one render may take
 //! - `state`: a rendered state file → declarations, in Salt's structure
 //! - `function`: the state functions and their typed arguments ([`Function`])
 //! - `plan`: a minion's resources in apply order with requisite edges → [`plan()`], [`Plan`]
@@ -15,6 +16,7 @@
 //! Internal: `locate` finds keys in (rendered) text, `args` reads arguments, `graph` orders.
 
 mod args;
+mod budget;
 mod diag;
 mod fleet;
 mod function;
@@ -28,6 +30,7 @@ mod state;
 mod template;
 mod top;
 
+pub use budget::{MAX_ITERATIONS, MAX_TIME};
 pub use diag::Diagnostic;
 pub use fleet::{
     BatchSize, EngineKind, FLEET_FILE, FleetFile, MAX_REPLICAS, OnFailure, Order, PortSpec, Protocol,

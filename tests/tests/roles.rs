@@ -193,6 +193,28 @@ fn broken_commits_are_refused_with_file_and_line_and_change_nothing() {
         let out = master.drover(&["roles", "diff", "--commit", &bad]);
         assert_eq!(out.status.code(), Some(2), "{what}: {}", show(&out));
     }
+    // runaway loops: refused within the render budget, naming the loop, while the master
+    // keeps answering
+    repo.commit(
+        "runaway loops",
+        &[(
+            "states/t/g.yaml",
+            "{% for a in range(end=100000) %}{% for b in range(end=100000) %}{% endfor %}{% endfor %}\n",
+        )],
+    );
+    let applying = std::thread::scope(|s| {
+        let applying = s.spawn(|| master.drover(&["roles", "apply"]));
+        assert_eq!(master.ping(&["m1"]), ["m1"], "the master answers while it renders");
+        applying.join().unwrap()
+    });
+    assert_eq!(applying.status.code(), Some(2), "{}", show(&applying));
+    let err = String::from_utf8_lossy(&applying.stderr);
+    assert!(
+        err.contains("states/t/g.yaml:1:36: rendering stopped in this loop after "),
+        "{}",
+        show(&applying)
+    );
+
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(pids_of(&daemon), vec![pid], "the daemon of the good commit still runs, untouched");
     let s = status(&master, "m1");

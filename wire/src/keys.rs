@@ -1,16 +1,19 @@
 //! CURVE keypairs on disk and public-key fingerprints.
 //!
 //! Keys are kept as Z85 text (40 characters), the form libzmq takes and the form a user can
-//! read with `cat`: `NAME.pub` holds the public key, `NAME.key` the secret one (mode 0600).
+//! read with `cat`: `NAME.pub` holds the public key, `NAME.key` the secret one (both mode 0600,
+//! as all private state: [`crate::private`]).
 
 use std::fmt;
 use std::fs;
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use crate::private;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -173,40 +176,19 @@ impl KeyPair {
         Ok((pair, true))
     }
 
-    /// Writes `dir/NAME.pub` (0644) and `dir/NAME.key` (0600), creating `dir` (0700).
+    /// Writes `dir/NAME.pub` and `dir/NAME.key` (both 0600), creating `dir` (0700).
     pub fn write(&self, dir: &Path, name: &str) -> Result<(), KeyError> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| KeyError::Io { path, source }
         };
-        fs::create_dir_all(dir).map_err(io(dir))?;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
+        private::create_dir(dir).map_err(io(dir))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(private::DIR_MODE)).map_err(io(dir))?;
         let key_path = dir.join(format!("{name}.key"));
-        let tmp = dir.join(format!(".{name}.key.tmp"));
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io(&tmp))?;
-        writeln!(f, "{}", self.secret).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-        fs::rename(&tmp, &key_path).map_err(io(&key_path))?;
-        write_atomic(&dir.join(format!("{name}.pub")), format!("{}\n", self.public).as_bytes())
-            .map_err(io(&dir.join(format!("{name}.pub"))))?;
-        Ok(())
+        private::write_atomic(&key_path, format!("{}\n", self.secret).as_bytes()).map_err(io(&key_path))?;
+        let pub_path = dir.join(format!("{name}.pub"));
+        private::write_atomic(&pub_path, format!("{}\n", self.public).as_bytes()).map_err(io(&pub_path))
     }
-}
-
-/// Writes `path` through a temporary file and a rename, so readers never see half a file.
-pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    let mut f = fs::File::create(&tmp)?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

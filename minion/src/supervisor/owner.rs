@@ -218,7 +218,7 @@ impl<S: Sys> Owner<S> {
         events: mpsc::UnboundedSender<Event>,
         internal: mpsc::UnboundedSender<Internal>,
     ) -> Self {
-        if let Err(e) = std::fs::create_dir_all(&dir) {
+        if let Err(e) = wire::private::create_dir(&dir) {
             warn!(dir = %dir.display(), cause = %e, "cannot create the daemons' directory; their output will be lost");
         }
         let tag_base = format!("{}#{:016x}", dir.display(), fastrand::u64(..));
