@@ -19,8 +19,9 @@ Options go before the target; as with Salt, the long ones (--out, --timeout, --b
 --async) may also follow the function: `drover '*' test.ping --out json`. Every other word
 after the target is the function or its arguments, passed on as typed (`cmd.run ls -la`
 keeps its `-la`); after a `--` word, every word is. `key=value` words are keyword
-arguments, their values read as YAML. Words that are commands (key, jobs, roles, events,
-dashboard, completions) are reserved: target a minion named like one with -L.
+arguments, their values read as YAML. Words that are commands (key, jobs, roles, up, ps,
+scale, upgrade, rollout, down, chaos, events, dashboard, completions) are reserved: target a
+minion named like one with -L.
 
 cmd.run runs a command line given as one word with /bin/sh -c, as Salt does (pipes,
 redirections, $VARS); given as several words, or with shell=false, it runs the program
@@ -50,6 +51,13 @@ Examples:
   drover roles diff --commit HEAD~1
   drover roles apply
   drover roles status
+  drover up                                    # the fleet of fleet.yaml, in containers
+  drover ps
+  drover scale worker=4
+  drover upgrade worker --to 1.1
+  drover rollout status
+  drover chaos kill --role worker --every 5s --for 30s
+  drover down
   drover events --out json | jq .tag
   drover completions bash > /etc/bash_completion.d/drover
 
@@ -60,7 +68,8 @@ when some minion's last apply failed.";
 
 /// Salt-like configuration management for fleets of immutable containers.
 ///
-/// Runs a function on the minions a target selects, and manages minion keys, jobs and roles.
+/// Runs a function on the minions a target selects; manages minion keys, jobs, roles, and the
+/// fleet of containers (up, ps, scale, upgrade, rollout, down, chaos).
 /// drover finds the master through DIR/api.json, which drover-master writes once it serves.
 #[derive(Debug, Parser)]
 #[command(name = "drover", version, override_usage = USAGE, after_long_help = EXAMPLES)]

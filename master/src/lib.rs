@@ -7,6 +7,8 @@
 //! - [`limits`]: what one minion may cost the master (rates, caps) and the tally of drops.
 //! - [`roles`]: the hub's roles side: assignments, reports, peers, the file server.
 //! - [`repo`]: reads `roles/` and `states/` of the config repository at a commit (git CLI).
+//! - [`apply`]: applying a commit: read, validate and plan it whole, then push (no HTTP in it).
+//! - [`fleet`]: the fleet controller's host (minions, slot keys, events, storage) and its lazy start.
 //! - [`assign`]: what a commit gives each minion: roles, plan, manifest, peers (no I/O).
 //! - [`peers`]: the peer table: which minions serve each role.
 //! - [`content`]: the applied commit's files on disk, named by sha256; restored at start.
@@ -16,9 +18,11 @@
 //!
 //! [`run`] wires them together and serves until the cancellation token fires.
 
+pub mod apply;
 pub mod assign;
 pub mod config;
 pub mod content;
+pub mod fleet;
 pub mod hub;
 pub mod limits;
 pub mod peers;
@@ -124,15 +128,23 @@ pub async fn run(cfg: Config, token: CancellationToken) -> Result<(), MasterErro
     tracing::info!(url = %format!("http://{addr}"), "API serving");
 
     let closer = store.clone();
-    let app = server::router(server::ApiState {
-        hub: cmd_tx,
-        store,
-        token: api_token,
+    let fleet_host = fleet::FleetHost::new(
+        &cfg.dir,
+        cmd_tx.clone(),
+        store.clone(),
+        master_key.public.to_string(),
+        &bound.router,
+        cfg.advertise.clone(),
+    );
+    let fleet = fleet::FleetService::new(fleet_host, store.clone(), token.clone());
+    fleet.start();
+    let roles = apply::Roles {
+        hub: cmd_tx.clone(),
         repo: cfg.repo.clone(),
         content,
         applying: Arc::new(tokio::sync::Mutex::new(())),
-        shutdown: token.clone(),
-    });
+    };
+    let app = server::router(server::ApiState { hub: cmd_tx, store, token: api_token, roles, fleet, shutdown: token.clone() });
     let shutdown = token.clone();
     let served =
         axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;

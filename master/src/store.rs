@@ -122,6 +122,9 @@ enum Op {
     DeleteRoles(MinionId),
     SaveConverged(MinionId, Converged, u64),
     LoadRoles(oneshot::Sender<Result<RolesRecord, StoreError>>),
+    /// The fleet's record (JSON), answered once committed.
+    SaveFleet(String, oneshot::Sender<Result<(), StoreError>>),
+    LoadFleet(oneshot::Sender<Result<Option<String>, StoreError>>),
     /// Commit everything queued before, answer, and stop the thread.
     Close(oneshot::Sender<()>),
     /// Delete jobs (and their returns) created, and events recorded, before this time.
@@ -160,6 +163,8 @@ CREATE TABLE IF NOT EXISTS applied (
 CREATE TABLE IF NOT EXISTS assignments (
     minion TEXT PRIMARY KEY, commit_id TEXT NOT NULL, serial INTEGER NOT NULL, roles TEXT NOT NULL,
     files TEXT NOT NULL, role_since TEXT NOT NULL, view TEXT NOT NULL, grains_digest TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS fleet (
+    id INTEGER PRIMARY KEY CHECK (id = 1), record TEXT NOT NULL, saved_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS converged (
     minion TEXT PRIMARY KEY, commit_id TEXT NOT NULL, serial INTEGER NOT NULL, result INTEGER NOT NULL,
     failed TEXT NOT NULL, changed INTEGER NOT NULL, waiting TEXT NOT NULL, comment TEXT NOT NULL,
@@ -312,6 +317,16 @@ impl Store {
         self.ask(Op::LoadRoles).await
     }
 
+    /// Keeps the fleet's record (JSON); answers once it is committed.
+    pub async fn save_fleet(&self, record: String) -> Result<(), StoreError> {
+        self.ask(|tx| Op::SaveFleet(record, tx)).await
+    }
+
+    /// The fleet's record, if one was kept.
+    pub async fn load_fleet(&self) -> Result<Option<String>, StoreError> {
+        self.ask(Op::LoadFleet).await
+    }
+
     pub async fn list_jobs(&self, limit: usize) -> Result<Vec<JobSummary>, StoreError> {
         self.ask(|tx| Op::ListJobs(limit, tx)).await
     }
@@ -426,6 +441,22 @@ fn run(
                     }
                     Op::LoadRoles(reply) => {
                         let _ = reply.send(load_roles(&tx).map_err(StoreError::from));
+                    }
+                    Op::SaveFleet(record, reply) => {
+                        let err = tx
+                            .execute(
+                                "INSERT OR REPLACE INTO fleet (id, record, saved_ms) VALUES (1, ?1, ?2)",
+                                rusqlite::params![record, wire::msg::now_ms() as i64],
+                            )
+                            .err()
+                            .map(|e| e.to_string());
+                        replies.push((err, reply));
+                    }
+                    Op::LoadFleet(reply) => {
+                        let row = tx
+                            .query_row("SELECT record FROM fleet WHERE id = 1", [], |row| row.get::<_, String>(0))
+                            .optional();
+                        let _ = reply.send(row.map_err(StoreError::from));
                     }
                     Op::ListJobs(limit, reply) => {
                         let _ = reply.send(list_jobs(&tx, limit).map_err(StoreError::from));

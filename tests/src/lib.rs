@@ -95,6 +95,8 @@ fn stop(child: &mut Option<Child>, signal: &str) {
 pub struct Master {
     pub dir: tempfile::TempDir,
     pub port: u16,
+    /// The address it listens on for minions (loopback, or every address for containers).
+    pub listen_host: &'static str,
     pub args: Vec<String>,
     child: Option<Child>,
     starts: usize,
@@ -105,8 +107,19 @@ impl Master {
     pub fn start(extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port_pair();
-        let mut m =
-            Master { dir, port, args: extra.iter().map(|s| s.to_string()).collect(), child: None, starts: 0 };
+        let args = extra.iter().map(|s| s.to_string()).collect();
+        let mut m = Master { dir, port, listen_host: "127.0.0.1", args, child: None, starts: 0 };
+        m.restart();
+        m
+    }
+
+    /// A master whose config repo is `repo`, listening on every address so that fleet
+    /// containers reach it through their network's gateway.
+    pub fn start_for_containers(repo: &Path) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port_pair();
+        let args = vec!["--repo".to_string(), repo.display().to_string()];
+        let mut m = Master { dir, port, listen_host: "0.0.0.0", args, child: None, starts: 0 };
         m.restart();
         m
     }
@@ -128,7 +141,8 @@ impl Master {
         let mut cmd = Command::new(bin("drover-master"));
         cmd.arg("--dir")
             .arg(self.state_dir())
-            .args(["--listen", &self.address(), "--api", "127.0.0.1:0", "--heartbeat", "1"])
+            .args(["--listen", &format!("{}:{}", self.listen_host, self.port), "--api", "127.0.0.1:0"])
+            .args(["--heartbeat", "1"])
             .args(&self.args)
             .env("DROVER_LOG", "info,master=debug");
         self.child = Some(spawn(&mut cmd, &log));
