@@ -18,7 +18,7 @@
 mod args;
 mod budget;
 mod diag;
-mod fleet;
+pub mod fleet;
 mod function;
 mod graph;
 mod locate;

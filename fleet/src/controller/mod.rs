@@ -393,9 +393,11 @@ impl<E: Engine, H: Host> Controller<E, H> {
                 _ => None,
             })
             .collect();
-        let results: Vec<Result<()>> = futures_util::stream::iter(plan.actions.iter())
+        // owned actions: a closure over borrowed ones makes the future not `Send` for every
+        // lifetime (rust-lang/rust#102211)
+        let results: Vec<Result<()>> = futures_util::stream::iter(plan.actions.clone())
             .map(|action| async move {
-                match action {
+                match &action {
                     Action::Remove { container, .. } => self.remove_container(container, progress).await,
                     Action::Create { slot } => {
                         let spec = &desired.slots[slot];
@@ -752,8 +754,8 @@ impl<E: Engine, H: Host> Controller<E, H> {
         record.applied = None;
         record.overrides.clear();
         self.save(record).await?;
-        let results: Vec<Result<()>> = futures_util::stream::iter(observed.iter())
-            .map(|c| self.remove_container(c, progress))
+        let results: Vec<Result<()>> = futures_util::stream::iter(observed.clone())
+            .map(|c| async move { self.remove_container(&c, progress).await })
             .buffer_unordered(self.inner.opts.parallel.max(1))
             .collect()
             .await;
