@@ -100,6 +100,35 @@ pub struct Hello {
     pub grains: Grains,
 }
 
+/// What a minion says of itself: its last apply of its current assignment succeeded and
+/// every daemon it supervises runs and passes its health check (the verdict
+/// `drover-minion health` gives Docker's HEALTHCHECK, minus the link to the master, which
+/// the master knows).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    pub healthy: bool,
+    /// Why not, in one line (`daemon worker: exited with code 1 (restarting)`).
+    #[serde(default)]
+    pub problem: Option<String>,
+    /// Every supervised daemon, in start order.
+    #[serde(default)]
+    pub daemons: Vec<DaemonHealth>,
+}
+
+/// One supervised daemon in a [`Health`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DaemonHealth {
+    pub name: String,
+    /// `starting`, `running`, `backoff`, `stopping`, `stopped` or `failed`.
+    pub state: String,
+    /// Running and passing its health check (if it has one); a daemon stopped on purpose
+    /// counts as healthy.
+    pub healthy: bool,
+    /// Why not, in one line (`exited with code 1 (restarting)`).
+    #[serde(default)]
+    pub problem: Option<String>,
+}
+
 /// Master → minion.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
