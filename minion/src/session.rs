@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, warn};
@@ -33,7 +33,7 @@ use crate::functions::{self, Call, Outcome};
 use crate::outbox::{self, Outbox, Spooled};
 use crate::supervisor::Supervisor;
 use crate::transport::{self, Identity, Transport};
-use crate::{grains, pki};
+use crate::{grains, health, pki};
 
 /// How often unacknowledged returns are sent again (at first; see `resend_returns`).
 pub const RESEND_EVERY: Duration = Duration::from_secs(2);
@@ -88,7 +88,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         to_master,
     );
     functions::set_converger(converger.clone());
-    let links = Links { converger, from_converger, events };
+    let (link, link_rx) = watch::channel(health::Link::Down);
+    let health =
+        health::Sources { link: link_rx, convergence: converger.convergence(), daemons: supervisor.health() };
+    // answers `drover-minion health` until the minion's daemons are stopped
+    let _health_socket = match health::serve(&config.dir, health) {
+        Ok(server) => Some(server),
+        Err(e) => {
+            warn!(socket = %config.health_socket().display(), cause = %e, "cannot serve health checks: 'drover-minion health' will find no minion");
+            None
+        }
+    };
+    let links = Links { converger, from_converger, events, link };
     let result = match Session::new(config, ctx, keys, master_key, grains, outbox, links) {
         Ok(session) => session.run(shutdown).await,
         Err(e) => Err(e),
@@ -130,6 +141,8 @@ struct Links {
     from_converger: mpsc::UnboundedReceiver<ToMaster>,
     /// Daemon events from the supervisor, for the master.
     events: mpsc::UnboundedReceiver<wire::Event>,
+    /// Where the link stands, for the minion's health; the session owns it.
+    link: watch::Sender<health::Link>,
 }
 
 /// Where the link to the master stands.
@@ -173,6 +186,8 @@ struct Session {
     resend_cursor: usize,
     seq: u64,
     told_pending: bool,
+    /// Why the master refuses this minion, while it does.
+    refused: String,
     /// The background check of the master's key, if one ran.
     key_check: Option<tokio::task::JoinHandle<()>>,
 }
@@ -220,6 +235,7 @@ impl Session {
             resend_cursor: 0,
             seq: 0,
             told_pending: false,
+            refused: String::new(),
             key_check: None,
         })
     }
@@ -250,6 +266,24 @@ impl Session {
     /// The interval of hellos or heartbeats in the current state.
     fn period(&self) -> Duration {
         if self.link == Link::Refused { REFUSED_RETRY } else { self.interval }
+    }
+
+    /// Moves the link to `link`, and the minion's health with it.
+    fn set_link(&mut self, link: Link) {
+        self.link = link;
+        let seen = match link {
+            Link::Down { .. } | Link::Hello => health::Link::Down,
+            Link::Pending => health::Link::Pending,
+            Link::Refused => health::Link::Refused(self.refused.clone()),
+            Link::Up => health::Link::Up,
+        };
+        self.links.link.send_if_modified(|published| {
+            let changed = *published != seen;
+            if changed {
+                *published = seen;
+            }
+            changed
+        });
     }
 
     fn silence_deadline(&self) -> Instant {
@@ -304,7 +338,8 @@ impl Session {
             Ok(addr) => addr,
             Err(e) => {
                 warn!(master = %self.config.master, cause = %e, "cannot resolve the master; retrying");
-                self.link = Link::Down { retry_at: now + self.backoff.next_delay() };
+                let retry_at = now + self.backoff.next_delay();
+                self.set_link(Link::Down { retry_at });
                 return;
             }
         };
@@ -313,7 +348,7 @@ impl Session {
         self.addr = Some(addr);
         self.heard_on_socket = false;
         self.last_heard = now;
-        self.link = Link::Hello;
+        self.set_link(Link::Hello);
         self.transport.send(&self.hello);
         self.next_beat = now + self.period();
     }
@@ -326,7 +361,8 @@ impl Session {
         if !self.heard_on_socket {
             self.check_master_key();
         }
-        self.link = Link::Down { retry_at: Instant::now() + self.backoff.next_delay() };
+        let retry_at = Instant::now() + self.backoff.next_delay();
+        self.set_link(Link::Down { retry_at });
     }
 
     /// Nothing came back on a socket: a CURVE handshake with the wrong server key fails
@@ -379,7 +415,7 @@ impl Session {
                 if self.link != Link::Up {
                     info!(master = %self.config.master, heartbeat = ?self.interval, "connected to the master");
                 }
-                self.link = Link::Up;
+                self.set_link(Link::Up);
                 self.told_pending = false;
                 self.backoff.reset();
                 self.next_beat = now + self.interval;
@@ -391,16 +427,17 @@ impl Session {
                     warn!("key not accepted yet: run 'drover key accept {}' on the master", self.config.id);
                     self.told_pending = true;
                 }
-                self.link = Link::Pending;
+                self.set_link(Link::Pending);
             }
             ToMinion::Refused { reason } => {
                 error!(%reason, "the master refuses this minion; trying again every {:?}", REFUSED_RETRY);
-                self.link = Link::Refused;
+                self.refused = reason;
+                self.set_link(Link::Refused);
                 self.next_beat = now + REFUSED_RETRY;
             }
             ToMinion::Rehello => {
                 debug!("the master asks for a new hello");
-                self.link = Link::Hello;
+                self.set_link(Link::Hello);
                 self.transport.send(&self.hello);
                 self.next_beat = now + self.period();
             }
