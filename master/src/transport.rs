@@ -68,6 +68,17 @@ impl Outgoing {
             tracing::error!(error = %e, "cannot queue an outgoing message");
         }
     }
+
+    /// An `Outgoing` whose messages arrive on the returned PULL socket, for tests of the hub
+    /// without a transport.
+    #[cfg(test)]
+    pub(crate) fn captured(ctx: &zmq::Context) -> (Outgoing, zmq::Socket) {
+        let pull = ctx.socket(zmq::PULL).expect("a PULL socket");
+        pull.bind(OUT_ENDPOINT).expect("bind the outgoing queue");
+        let push = ctx.socket(zmq::PUSH).expect("a PUSH socket");
+        push.connect(OUT_ENDPOINT).expect("connect the outgoing queue");
+        (Outgoing { push }, pull)
+    }
 }
 
 pub struct Transport {

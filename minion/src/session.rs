@@ -4,7 +4,10 @@
 //! socket thread, finished jobs, timers and the shutdown token. It never blocks on zmq.
 //!
 //! - On connect it sends `Hello` and resends it every interval until `Welcome` (`Pending`
-//!   is logged once; after `Refused` it retries every 30 s).
+//!   is logged once; after `Refused` it retries every 30 s; after `Superseded`, logged
+//!   once, every [`SUPERSEDED_RETRY`], its daemons left running, so that it is the minion
+//!   again soon after the container of a higher generation that took its place is gone).
+//! - It sends `Health` after every `Welcome` and whenever the minion's health changes.
 //! - Once welcomed it sends `Heartbeat` every interval and resends unacknowledged returns
 //!   every [`RESEND_EVERY`] and right after every `Welcome`.
 //! - When the master is silent for [`SILENT_INTERVALS`] intervals it drops the socket, waits
@@ -23,7 +26,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, warn};
 use wire::msg::{Grains, Hello};
-use wire::{Jid, Job, JobReturn, KeyPair, PublicKey, ToMaster, ToMinion};
+use wire::{Health, Jid, Job, JobReturn, KeyPair, PublicKey, ToMaster, ToMinion};
 
 use crate::backoff::Backoff;
 use crate::config::Config;
@@ -45,6 +48,8 @@ pub const RESEND_BYTES: usize = 4 << 20;
 pub const SILENT_INTERVALS: u32 = 3;
 /// How often a refused minion says hello again.
 pub const REFUSED_RETRY: Duration = Duration::from_secs(30);
+/// How often a superseded minion says hello again.
+pub const SUPERSEDED_RETRY: Duration = Duration::from_secs(2);
 /// How many acknowledged jids are remembered to ignore a job sent twice.
 const REMEMBERED_JIDS: usize = 4096;
 
@@ -92,14 +97,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let health =
         health::Sources { link: link_rx, convergence: converger.convergence(), daemons: supervisor.health() };
     // answers `drover-minion health` until the minion's daemons are stopped
-    let _health_socket = match health::serve(&config.dir, health) {
+    let _health_socket = match health::serve(&config.dir, health.clone()) {
         Ok(server) => Some(server),
         Err(e) => {
             warn!(socket = %config.health_socket().display(), cause = %e, "cannot serve health checks: 'drover-minion health' will find no minion");
             None
         }
     };
-    let links = Links { converger, from_converger, events, link };
+    let links = Links { converger, from_converger, events, link, health };
     let result = match Session::new(config, ctx, keys, master_key, grains, outbox, links) {
         Ok(session) => session.run(shutdown).await,
         Err(e) => Err(e),
@@ -143,6 +148,8 @@ struct Links {
     events: mpsc::UnboundedReceiver<wire::Event>,
     /// Where the link stands, for the minion's health; the session owns it.
     link: watch::Sender<health::Link>,
+    /// The minion's health, to report to the master.
+    health: health::Sources,
 }
 
 /// Where the link to the master stands.
@@ -156,6 +163,8 @@ enum Link {
     Pending,
     /// The master refuses this minion.
     Refused,
+    /// Another container of this minion's slot, of a higher generation, has the session.
+    Superseded { by: u64 },
     /// Welcomed: heartbeats flow, jobs come, returns go.
     Up,
 }
@@ -186,8 +195,11 @@ struct Session {
     resend_cursor: usize,
     seq: u64,
     told_pending: bool,
+    told_superseded: bool,
     /// Why the master refuses this minion, while it does.
     refused: String,
+    /// The health last sent to the master on this session.
+    sent_health: Option<Health>,
     /// The background check of the master's key, if one ran.
     key_check: Option<tokio::task::JoinHandle<()>>,
 }
@@ -209,6 +221,7 @@ impl Session {
             id: config.id.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             grains: (*grains).clone(),
+            generation: config.generation,
         });
         let hello = wire::msg::encode(&hello).map_err(Error::Hello)?;
         let now = Instant::now();
@@ -235,7 +248,9 @@ impl Session {
             resend_cursor: 0,
             seq: 0,
             told_pending: false,
+            told_superseded: false,
             refused: String::new(),
+            sent_health: None,
             key_check: None,
         })
     }
@@ -252,6 +267,8 @@ impl Session {
                 Some(ret) = self.jobs.done.recv() => self.on_finished(ret),
                 Some(msg) = self.links.from_converger.recv() => self.to_master(msg),
                 Some(event) = self.links.events.recv() => self.to_master(ToMaster::Event(event)),
+                Ok(()) = self.links.health.convergence.changed() => self.report_health(false),
+                Ok(()) = self.links.health.daemons.changed() => self.report_health(false),
                 () = tokio::time::sleep_until(wake) => self.on_timer(&shutdown).await,
             }
         }
@@ -265,7 +282,11 @@ impl Session {
 
     /// The interval of hellos or heartbeats in the current state.
     fn period(&self) -> Duration {
-        if self.link == Link::Refused { REFUSED_RETRY } else { self.interval }
+        match self.link {
+            Link::Refused => REFUSED_RETRY,
+            Link::Superseded { .. } => SUPERSEDED_RETRY,
+            _ => self.interval,
+        }
     }
 
     /// Moves the link to `link`, and the minion's health with it.
@@ -275,6 +296,7 @@ impl Session {
             Link::Down { .. } | Link::Hello => health::Link::Down,
             Link::Pending => health::Link::Pending,
             Link::Refused => health::Link::Refused(self.refused.clone()),
+            Link::Superseded { by } => health::Link::Superseded(by),
             Link::Up => health::Link::Up,
         };
         self.links.link.send_if_modified(|published| {
@@ -284,6 +306,19 @@ impl Session {
             }
             changed
         });
+    }
+
+    /// Sends the minion's health to the master if it changed since it was last sent on
+    /// this session (or in any case: `force`, after a Welcome).
+    fn report_health(&mut self, force: bool) {
+        if self.link != Link::Up {
+            return;
+        }
+        let health = self.links.health.report();
+        if force || self.sent_health.as_ref() != Some(&health) {
+            self.send(&ToMaster::Health(health.clone()));
+            self.sent_health = Some(health);
+        }
     }
 
     fn silence_deadline(&self) -> Instant {
@@ -417,10 +452,12 @@ impl Session {
                 }
                 self.set_link(Link::Up);
                 self.told_pending = false;
+                self.told_superseded = false;
                 self.backoff.reset();
                 self.next_beat = now + self.interval;
                 self.resend_every = RESEND_EVERY;
                 self.resend_returns(now);
+                self.report_health(true);
             }
             ToMinion::Pending => {
                 if !self.told_pending {
@@ -434,6 +471,21 @@ impl Session {
                 self.refused = reason;
                 self.set_link(Link::Refused);
                 self.next_beat = now + REFUSED_RETRY;
+            }
+            ToMinion::Superseded { by } => {
+                if !self.told_superseded {
+                    warn!(
+                        generation = self.config.generation,
+                        by,
+                        "superseded: another container of this minion (generation {by}) has its session now; \
+                         this one gets no jobs, keeps its daemons running and says hello every {:?} to take \
+                         over once that one is gone",
+                        SUPERSEDED_RETRY
+                    );
+                    self.told_superseded = true;
+                }
+                self.set_link(Link::Superseded { by });
+                self.next_beat = now + SUPERSEDED_RETRY;
             }
             ToMinion::Rehello => {
                 debug!("the master asks for a new hello");

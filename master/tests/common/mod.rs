@@ -212,7 +212,7 @@ impl FakeMinion {
         dealer.connect(&format!("tcp://{}", master.listen)).unwrap();
         let minion = FakeMinion { id: id.clone(), _ctx: ctx, dealer };
         let grains = grains.as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        minion.send(&ToMaster::Hello(Hello { id, version: "test".into(), grains }));
+        minion.send(&ToMaster::Hello(Hello { id, version: "test".into(), grains, generation: 0 }));
         minion
     }
 
