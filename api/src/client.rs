@@ -131,7 +131,11 @@ impl Client {
 
     /// Starts a fleet operation (`up`, `scale`, `upgrade`, `undo`, `down`, `chaos`: the
     /// route's last word) and reads its answer line by line as the master sends it.
-    pub fn fleet<B: Serialize>(&self, op: &str, body: &B) -> Result<Lines<crate::fleet::FleetLine>, ClientError> {
+    pub fn fleet<B: Serialize>(
+        &self,
+        op: &str,
+        body: &B,
+    ) -> Result<Lines<crate::fleet::FleetLine>, ClientError> {
         self.post_lines(&format!("/fleet/{op}"), body)
     }
 
@@ -146,7 +150,11 @@ impl Client {
     }
 
     /// A POST whose answer is newline-delimited JSON, read as it comes.
-    fn post_lines<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<Lines<T>, ClientError> {
+    fn post_lines<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<Lines<T>, ClientError> {
         let url = format!("{}{path}", self.base);
         let resp = self.agent.post(&url).header("Authorization", &self.auth).send_json(body);
         let mut resp = resp.map_err(|source| ClientError::Unreachable { url: url.clone(), source })?;
@@ -285,7 +293,8 @@ impl<T: DeserializeOwned> Iterator for Lines<T> {
                 Ok(line) if line.trim().is_empty() => continue,
                 Ok(line) => {
                     return Some(
-                        serde_json::from_str(&line).map_err(|e| ClientError::BadAnswer(format!("{line:?}: {e}"))),
+                        serde_json::from_str(&line)
+                            .map_err(|e| ClientError::BadAnswer(format!("{line:?}: {e}"))),
                     );
                 }
                 Err(source) => {

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpRequest {
     /// The config repo's revision to read fleet.yaml (and roles and states) at; HEAD if none.
@@ -119,7 +118,9 @@ impl FleetEvent {
             FleetEvent::Slot { slot, step, .. } => format!("drover/fleet/{fleet}/slot/{slot}/{step}"),
             FleetEvent::Batch { rollout, .. } => format!("drover/fleet/{fleet}/rollout/{rollout}/batch"),
             FleetEvent::Revert { rollout, .. } => format!("drover/fleet/{fleet}/rollout/{rollout}/revert"),
-            FleetEvent::Rollout { rollout, state, .. } => format!("drover/fleet/{fleet}/rollout/{rollout}/{state}"),
+            FleetEvent::Rollout { rollout, state, .. } => {
+                format!("drover/fleet/{fleet}/rollout/{rollout}/{state}")
+            }
             FleetEvent::Ready { .. } => format!("drover/fleet/{fleet}/ready"),
             FleetEvent::Note { .. } => format!("drover/fleet/{fleet}/note"),
         }

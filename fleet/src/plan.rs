@@ -45,7 +45,12 @@ pub struct Plan {
 
 impl Change {
     pub fn to_api(&self) -> api::fleet::VersionChange {
-        api::fleet::VersionChange { slot: self.slot.clone(), role: self.role.clone(), from: self.from.clone(), to: self.to.clone() }
+        api::fleet::VersionChange {
+            slot: self.slot.clone(),
+            role: self.role.clone(),
+            from: self.from.clone(),
+            to: self.to.clone(),
+        }
     }
 }
 

@@ -167,7 +167,7 @@ impl Rollout {
                 reason: None,
             })
             .collect();
-        let parts = self.parts.iter().map(|p| (p.role.clone(), p.policy.clone())).collect();
+        let parts = self.parts.iter().map(|p| (p.role.clone(), p.policy)).collect();
         let mut undo = Rollout::new(id, parts, slots, now_ms);
         undo.undoes = Some(self.id);
         undo
@@ -211,7 +211,7 @@ impl Rollout {
         else {
             return self.finish(RolloutState::Done);
         };
-        let policy = self.policy(&role).clone();
+        let policy = *self.policy(&role);
         let total = self.slots.iter().filter(|s| s.role == role).count() as u32;
         let size = policy.batch.slots(total) as usize;
         let batch: Vec<String> = self
@@ -321,7 +321,9 @@ impl Rollout {
 
     /// As the API shows it.
     pub fn summary(&self) -> api::fleet::RolloutSummary {
-        let name = |s: SlotState| serde_json::to_value(s).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+        let name = |s: SlotState| {
+            serde_json::to_value(s).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+        };
         api::fleet::RolloutSummary {
             id: self.id,
             state: self.state.name(),

@@ -90,12 +90,13 @@ impl Roles {
     pub async fn prepare(&self, rev: &str) -> Result<Prepared, ApplyError> {
         let repo = self.repo.clone();
         let asked = rev.to_string();
-        let commit = blocking(move || repo::read_commit(&repo, &asked)).await?.map_err(|e| repo_failure(rev, e))?;
+        let commit =
+            blocking(move || repo::read_commit(&repo, &asked)).await?.map_err(|e| repo_failure(rev, e))?;
         let input = self.ask(|reply| Command::RolesInput { reply }).await?;
         blocking(move || {
             let what = format!("commit {}", assign::short(&commit.id));
-            let applied =
-                Applied::load(commit).map_err(|d| refused(&what, d.into_iter().map(|d| (d, None)).collect()))?;
+            let applied = Applied::load(commit)
+                .map_err(|d| refused(&what, d.into_iter().map(|d| (d, None)).collect()))?;
             let planned = assign::plan_all(&applied, &input.minions)
                 .map_err(|found| refused(&what, found.into_iter().map(|(d, m)| (d, Some(m))).collect()))?;
             Ok(Prepared { applied: Arc::new(applied), planned, input })
@@ -109,7 +110,8 @@ impl Roles {
         let p = self.prepare(rev).await?;
         // The files go to disk before the hub records the commit, so a restart can serve it;
         // the previous commit's stay until the next apply.
-        let (content, applied, previous) = (self.content.clone(), p.applied.clone(), p.input.current_tree.clone());
+        let (content, applied, previous) =
+            (self.content.clone(), p.applied.clone(), p.input.current_tree.clone());
         blocking(move || {
             let mut keep: HashSet<&str> = applied.tree.values().map(String::as_str).collect();
             keep.extend(previous.iter().flat_map(|t| t.values().map(String::as_str)));
@@ -130,11 +132,12 @@ impl Roles {
     pub async fn prepare_fleet(&self, rev: &str) -> Result<Option<render::FleetFile>, ApplyError> {
         let repo = self.repo.clone();
         let asked = rev.to_string();
-        let commit = blocking(move || repo::read_commit(&repo, &asked)).await?.map_err(|e| repo_failure(rev, e))?;
+        let commit =
+            blocking(move || repo::read_commit(&repo, &asked)).await?.map_err(|e| repo_failure(rev, e))?;
         blocking(move || {
             let what = format!("commit {}", assign::short(&commit.id));
-            let applied =
-                Applied::load(commit).map_err(|d| refused(&what, d.into_iter().map(|d| (d, None)).collect()))?;
+            let applied = Applied::load(commit)
+                .map_err(|d| refused(&what, d.into_iter().map(|d| (d, None)).collect()))?;
             Ok(applied.repo.fleet.clone())
         })
         .await?

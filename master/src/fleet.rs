@@ -63,7 +63,8 @@ impl FleetHost {
         let addr = addr.trim_start_matches("tcp://").trim_start_matches('[').trim_end_matches(']');
         let port = port.parse().unwrap_or(4506);
         let any = matches!(addr, "0.0.0.0" | "::" | "*" | "");
-        let loopback = addr == "localhost" || addr.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        let loopback =
+            addr == "localhost" || addr.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
         let unreachable = (loopback && advertise.is_none()).then(|| {
             format!(
                 "the master listens on {listen}, which containers cannot reach: start it with --listen 0.0.0.0:{port} \
@@ -99,7 +100,22 @@ impl Host for FleetHost {
         if self.hub.send(Command::MinionViews { ids, reply }).await.is_err() {
             return BTreeMap::new();
         }
-        answer.await.unwrap_or_default()
+        let views = answer.await.unwrap_or_default();
+        views
+            .into_iter()
+            .map(|v| {
+                let report = v.converged.as_ref().filter(|c| c.current);
+                let view = MinionView {
+                    connected: v.connected,
+                    generation: v.generation.unwrap_or(0),
+                    converged: report.filter(|c| c.result).map(|c| c.commit.clone()),
+                    failed: report.filter(|c| c.failed).map(|c| c.comment.clone()),
+                    healthy: v.healthy.unwrap_or(false),
+                    problem: v.problem,
+                };
+                (v.id.to_string(), view)
+            })
+            .collect()
     }
 
     async fn enroll(&self, slot: &str) -> Result<Enrollment, HostError> {
@@ -119,7 +135,7 @@ impl Host for FleetHost {
                         "the key of {slot} is rejected: `drover key delete {slot}` lets the fleet enroll it again"
                     )));
                 }
-                Some((state, _)) if state == KeyState::Accepted => {
+                Some((KeyState::Accepted, _)) => {
                     return Err(HostError(format!(
                         "another key is accepted for {slot} (a minion that is not this fleet's container?): \
                          `drover key delete {slot}` if the fleet should have the id"
@@ -225,7 +241,8 @@ impl FleetService {
         let this = self.clone();
         tokio::spawn(async move {
             match this.store.load_fleet().await {
-                Ok(Some(json)) if serde_json::from_str::<FleetRecord>(&json).is_ok_and(|r| r.fleet().is_some()) => {}
+                Ok(Some(json))
+                    if serde_json::from_str::<FleetRecord>(&json).is_ok_and(|r| r.fleet().is_some()) => {}
                 _ => return,
             }
             loop {

@@ -8,6 +8,12 @@
 //! A minion is *connected* when it said `Hello` with the key accepted for its id and has
 //! been heard from within three heartbeat intervals. Only connected minions are sent jobs.
 //!
+//! One id has one session. Two containers of one fleet slot (a start-first swap, a heal)
+//! say hello with the same id and key and their `generation`: the higher one has the
+//! session, the other is answered `Superseded` (and says hello again every few seconds, so
+//! it is the minion again once the higher one is gone). A session keeps the minion's last
+//! `Health` and whether it reported convergence since it began.
+//!
 //! The roles side (assignments, reports, peers, the file server) is [`RoleState`], a part
 //! of the hub: told of every connection and disconnection, it answers with the messages to
 //! send. Plans it asks for run on blocking threads and come back on their own channel.
@@ -74,6 +80,41 @@ pub enum Command {
     RolesStatus {
         reply: oneshot::Sender<Vec<RoleStatus>>,
     },
+    /// How these minions stand, in the order asked (the fleet controller polls it while it
+    /// waits for slots: a few lookups per id, whatever the number of minions).
+    MinionViews {
+        ids: Vec<MinionId>,
+        reply: oneshot::Sender<Vec<MinionView>>,
+    },
+}
+
+/// One minion as the fleet controller sees it ([`Command::MinionViews`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MinionView {
+    pub id: MinionId,
+    /// Welcomed, and heard from within three heartbeats.
+    pub connected: bool,
+    /// The generation its session's hello gave; none when not connected.
+    pub generation: Option<u64>,
+    /// Its last convergence report, if one came on its current session.
+    pub converged: Option<ConvergedView>,
+    /// Its own verdict (`wire::Health`) as last reported on its current session.
+    pub healthy: Option<bool>,
+    pub problem: Option<String>,
+}
+
+/// The parts of a convergence report the fleet controller needs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConvergedView {
+    pub commit: String,
+    /// Every state succeeded, and no required role is waited for.
+    pub result: bool,
+    /// The first failing state, or what it waits for.
+    pub comment: String,
+    /// Some state failed (not only a required role waited for).
+    pub failed: bool,
+    /// The report is about the commit of its current assignment.
+    pub current: bool,
 }
 
 /// The most bytes the JSON data of one minion event may take.
@@ -94,6 +135,12 @@ struct Session {
     routing: Vec<u8>,
     key: PublicKey,
     last_seen: Instant,
+    /// Of the container this connection speaks for (`Hello::generation`).
+    generation: u64,
+    /// The minion's own verdict, as it last reported it on this session.
+    health: Option<wire::Health>,
+    /// Whether a convergence report was recorded on this session.
+    reported: bool,
 }
 
 /// Which minion a connection said it is (its last Hello), and when it was last heard.
@@ -385,7 +432,18 @@ impl Hub {
                     self.serve_fetch(&id, &routing, wanted, now);
                 }
             }
-            ToMaster::Converged(report) => self.roles.converged(&id, report),
+            ToMaster::Converged(report) => {
+                if self.roles.converged(&id, report)
+                    && let Some(s) = self.sessions.get_mut(&id)
+                {
+                    s.reported = true;
+                }
+            }
+            ToMaster::Health(health) => {
+                if let Some(s) = self.sessions.get_mut(&id) {
+                    s.health = Some(bounded_health(health));
+                }
+            }
             ToMaster::Event(event) => self.on_event(&id, event, now),
         }
     }
@@ -557,15 +615,47 @@ impl Hub {
 
     fn welcome(&mut self, routing: Vec<u8>, key: PublicKey, hello: Hello) {
         let id = hello.id;
+        let generation = hello.generation;
+        // a live session of a higher generation (a newer container of the slot) keeps it
+        if let Some(live) = self.sessions.get(&id)
+            && live.routing != routing
+            && live.generation > generation
+        {
+            tracing::debug!(%id, generation, live = live.generation, "a hello of an older generation: superseded");
+            self.send(&routing, &ToMinion::Superseded { by: live.generation });
+            return;
+        }
         self.pending_routes.remove(&id);
-        let previous = self
-            .sessions
-            .insert(id.clone(), Session { routing: routing.clone(), key, last_seen: Instant::now() });
+        let session = Session {
+            routing: routing.clone(),
+            key,
+            last_seen: Instant::now(),
+            generation,
+            health: None,
+            reported: false,
+        };
+        let previous = self.sessions.insert(id.clone(), session);
         self.send(&routing, &ToMinion::Welcome { heartbeat_ms: self.heartbeat.as_millis() as u64 });
         // a second hello on a connection already welcomed (several of its messages met a
         // Rehello at once) brings nothing new: no grains to save, no assignment to push again
-        if previous.as_ref().is_some_and(|p| p.routing == routing) {
+        if let Some(p) = previous.as_ref().filter(|p| p.routing == routing) {
+            let session = self.sessions.get_mut(&id).expect("inserted above");
+            (session.health, session.reported) = (p.health.clone(), p.reported);
             return;
+        }
+        if let Some(p) = &previous {
+            // the connection it had is told, so that it stops saying anything but hello
+            self.send(&p.routing, &ToMinion::Superseded { by: generation });
+            if p.generation != generation {
+                // what it reported was the other container's
+                self.roles.superseded(&id);
+                tracing::info!(%id, generation, previous = p.generation, "another generation of a minion takes its session");
+                self.event(
+                    &id,
+                    "drover/minion/superseded",
+                    json!({"id": id, "generation": generation, "previous": p.generation}),
+                );
+            }
         }
         if previous.is_none() {
             tracing::info!(%id, "minion connected");
@@ -774,6 +864,32 @@ impl Hub {
             Command::RolesStatus { reply } => {
                 let _ = reply.send(self.roles.status(&self.keys.ids(KeyState::Accepted)));
             }
+            Command::MinionViews { ids, reply } => {
+                let _ = reply.send(ids.into_iter().map(|id| self.view(id)).collect());
+            }
+        }
+    }
+
+    /// How `id` stands: its session (if any) and its last report, both looked up by id.
+    fn view(&self, id: MinionId) -> MinionView {
+        let session = self.sessions.get(&id);
+        let converged = session.filter(|s| s.reported).and_then(|_| self.roles.report_of(&id)).map(
+            |(report, assigned)| ConvergedView {
+                commit: report.commit.clone(),
+                result: report.result,
+                comment: report.comment.clone(),
+                failed: !report.failed.is_empty(),
+                current: assigned == Some(report.commit.as_str()),
+            },
+        );
+        let health = session.and_then(|s| s.health.as_ref());
+        MinionView {
+            connected: session.is_some(),
+            generation: session.map(|s| s.generation),
+            converged,
+            healthy: health.map(|h| h.healthy),
+            problem: health.and_then(|h| h.problem.clone()),
+            id,
         }
     }
 
@@ -912,7 +1028,10 @@ impl Hub {
                 // a connected minion was last heard at its last message, not at its hello
                 let seen = session
                     .map_or(seen, |s| now_ms().saturating_sub(s.last_seen.elapsed().as_millis() as u64));
+                let health = session.and_then(|s| s.health.as_ref());
                 MinionStatus {
+                    healthy: health.map(|h| h.healthy),
+                    problem: health.and_then(|h| h.problem.clone()),
                     connected: session.is_some(),
                     last_seen_ms: seen,
                     grains: match grains {
@@ -964,6 +1083,27 @@ fn minion_tag(id: &MinionId, tag: &str) -> String {
     format!("drover/minion/{id}/{tag}")
 }
 
+/// A minion's health as the hub keeps it: at most 256 daemons, and short lines.
+fn bounded_health(mut health: wire::Health) -> wire::Health {
+    let cut = |s: &mut String, max: usize| {
+        if let Some((at, _)) = s.char_indices().nth(max) {
+            s.truncate(at);
+        }
+    };
+    if let Some(p) = &mut health.problem {
+        cut(p, 1000);
+    }
+    health.daemons.truncate(256);
+    for d in &mut health.daemons {
+        cut(&mut d.name, 128);
+        cut(&mut d.state, 32);
+        if let Some(p) = &mut d.problem {
+            cut(p, 500);
+        }
+    }
+    health
+}
+
 /// Whether a minion's event may be recorded: a tag like `daemon/worker/crashed`
 /// (printable, no spaces, at most 256 bytes) and data of at most [`MAX_EVENT_DATA`] bytes.
 fn check_event(event: &wire::Event) -> Result<(), &'static str> {
@@ -978,3 +1118,6 @@ fn check_event(event: &wire::Event) -> Result<(), &'static str> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -144,7 +144,14 @@ pub async fn run(cfg: Config, token: CancellationToken) -> Result<(), MasterErro
         content,
         applying: Arc::new(tokio::sync::Mutex::new(())),
     };
-    let app = server::router(server::ApiState { hub: cmd_tx, store, token: api_token, roles, fleet, shutdown: token.clone() });
+    let app = server::router(server::ApiState {
+        hub: cmd_tx,
+        store,
+        token: api_token,
+        roles,
+        fleet,
+        shutdown: token.clone(),
+    });
     let shutdown = token.clone();
     let served =
         axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;

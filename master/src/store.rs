@@ -454,7 +454,9 @@ fn run(
                     }
                     Op::LoadFleet(reply) => {
                         let row = tx
-                            .query_row("SELECT record FROM fleet WHERE id = 1", [], |row| row.get::<_, String>(0))
+                            .query_row("SELECT record FROM fleet WHERE id = 1", [], |row| {
+                                row.get::<_, String>(0)
+                            })
                             .optional();
                         let _ = reply.send(row.map_err(StoreError::from));
                     }

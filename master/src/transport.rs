@@ -126,6 +126,17 @@ impl Outgoing {
     pub fn take_dropped(&self) -> u64 {
         self.dropped.swap(0, Ordering::Relaxed)
     }
+
+    /// An `Outgoing` whose messages arrive on the returned PULL socket, for tests of the hub
+    /// without a transport.
+    #[cfg(test)]
+    pub(crate) fn captured(ctx: &zmq::Context) -> (Outgoing, zmq::Socket) {
+        let pull = ctx.socket(zmq::PULL).expect("a PULL socket");
+        pull.bind(OUT_ENDPOINT).expect("bind the outgoing queue");
+        let push = ctx.socket(zmq::PUSH).expect("a PUSH socket");
+        push.connect(OUT_ENDPOINT).expect("connect the outgoing queue");
+        (Outgoing { push, queued: Arc::new(AtomicUsize::new(0)), dropped: AtomicU64::new(0) }, pull)
+    }
 }
 
 pub struct Transport {

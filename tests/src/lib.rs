@@ -2,6 +2,7 @@
 //! binaries, each daemon in its own temp dir, on 127.0.0.1 ports picked per test.
 //!
 //! - [`Master`], [`Minion`]: start, kill (`kill -9` too), restart; logs kept in the temp dir.
+//!   [`Minion::container`] configures a minion as a fleet container is: environment only.
 //! - [`Master::drover`]: run the CLI against that master, the way a user does.
 //! - [`wait_until`]: poll a condition with a deadline instead of sleeping.
 //! - [`RawMinion`], [`curve_client`]: a minion reduced to its wire protocol (a CURVE DEALER),
@@ -216,6 +217,44 @@ impl Master {
         ids
     }
 
+    /// `GET /api/v1/<path>` with the token of `DIR/api.json`: the answer's JSON body.
+    pub fn api(&self, path: &str) -> Value {
+        use std::io::{Read, Write};
+        let info: Value = serde_json::from_str(
+            &std::fs::read_to_string(self.state_dir().join("api.json")).expect("the master's api.json"),
+        )
+        .expect("api.json is JSON");
+        let (url, token) = (info["url"].as_str().unwrap(), info["token"].as_str().unwrap());
+        let host = url.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(host).expect("connect to the API");
+        stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let request = format!(
+            "GET /api/v1/{path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).unwrap();
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("an HTTP header");
+        let head = String::from_utf8_lossy(&raw[..split]).to_lowercase();
+        assert!(head.starts_with("http/1.1 200"), "GET {path}: {head}");
+        let mut body = &raw[split + 4..];
+        let mut dechunked = Vec::new();
+        if head.contains("transfer-encoding: chunked") {
+            loop {
+                let end = body.windows(2).position(|w| w == b"\r\n").unwrap();
+                let size =
+                    usize::from_str_radix(std::str::from_utf8(&body[..end]).unwrap().trim(), 16).unwrap();
+                if size == 0 {
+                    break;
+                }
+                dechunked.extend_from_slice(&body[end + 2..end + 2 + size]);
+                body = &body[end + 4 + size..];
+            }
+            body = dechunked.as_slice();
+        }
+        serde_json::from_slice(body).expect("a JSON answer")
+    }
+
     /// The ids of connected minions, via the API (`GET /minions` through `drover`-less HTTP
     /// is not exposed by the CLI yet, so this pings).
     pub fn wait_for_minions(&self, n: usize) {
@@ -239,6 +278,8 @@ pub struct Minion {
     args: Vec<String>,
     /// A command the minion runs under (e.g. `unshare --pid --fork` for PID-1 mode).
     wrapper: Vec<String>,
+    /// Set: configured by these environment variables alone, with no flags (a container).
+    env: Option<Vec<(String, String)>>,
     child: Option<Child>,
     starts: usize,
 }
@@ -261,11 +302,61 @@ impl Minion {
             master: master.address(),
             args: extra.iter().map(|s| s.to_string()).collect(),
             wrapper: wrapper.iter().map(|s| s.to_string()).collect(),
+            env: None,
             child: None,
             starts: 0,
         };
         m.restart();
         m
+    }
+
+    /// A minion configured the way the master configures a fleet container's: no command
+    /// line, only `DROVER_MINION_ID`, `DROVER_MASTER`, `DROVER_MINION_DIR` (and a heartbeat of
+    /// a second) plus `env`. Not started: [`Minion::restart`] starts it.
+    pub fn container(master: &Master, id: &str, env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut vars = vec![
+            ("DROVER_MINION_ID".to_string(), id.to_string()),
+            ("DROVER_MASTER".to_string(), master.address()),
+            ("DROVER_MINION_DIR".to_string(), dir.path().join("minion").display().to_string()),
+            ("DROVER_HEARTBEAT".to_string(), "1".to_string()),
+            ("DROVER_LOG".to_string(), "info,minion=debug".to_string()),
+        ];
+        vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Minion {
+            id: id.to_string(),
+            dir,
+            master: master.address(),
+            args: Vec::new(),
+            wrapper: Vec::new(),
+            env: Some(vars),
+            child: None,
+            starts: 0,
+        }
+    }
+
+    /// Gives this minion the keys of `other` (as the master copies a slot's keypair into
+    /// each of its containers), before it starts.
+    pub fn copy_keys_from(&self, other: &Minion) {
+        let (from, to) = (other.state_dir().join("pki"), self.state_dir().join("pki"));
+        std::fs::create_dir_all(&to).expect("pki dir");
+        for name in ["minion.key", "minion.pub", "master.pub"] {
+            std::fs::copy(from.join(name), to.join(name)).unwrap_or_else(|e| panic!("copy {name}: {e}"));
+        }
+    }
+
+    /// `drover-minion health` run as Docker's HEALTHCHECK runs it (in a container: with the
+    /// container's environment): its exit code and the JSON line it printed (null if none).
+    pub fn health(&self) -> (i32, Value) {
+        let mut cmd = Command::new(bin("drover-minion"));
+        cmd.arg("health").env_clear();
+        match &self.env {
+            Some(vars) => cmd.envs(vars.iter().map(|(k, v)| (k, v))),
+            None => cmd.env("DROVER_MINION_DIR", self.state_dir()),
+        };
+        let out = cmd.output().expect("run drover-minion health");
+        let line = String::from_utf8_lossy(&out.stdout);
+        (out.status.code().unwrap_or(-1), serde_json::from_str(line.trim()).unwrap_or(Value::Null))
     }
 
     /// The pid of the child the harness started (the wrapper's, with a wrapper).
@@ -289,11 +380,18 @@ impl Minion {
             }
             None => Command::new(bin("drover-minion")),
         };
-        cmd.args(["--id", &self.id, "--master", &self.master, "--heartbeat", "1"])
-            .arg("--dir")
-            .arg(self.state_dir())
-            .args(&self.args)
-            .env("DROVER_LOG", "info,minion=debug");
+        match &self.env {
+            Some(vars) => {
+                cmd.envs(vars.iter().map(|(k, v)| (k, v)));
+            }
+            None => {
+                cmd.args(["--id", &self.id, "--master", &self.master, "--heartbeat", "1"])
+                    .arg("--dir")
+                    .arg(self.state_dir())
+                    .args(&self.args)
+                    .env("DROVER_LOG", "info,minion=debug");
+            }
+        }
         self.child = Some(spawn(&mut cmd, &log));
     }
 
@@ -404,7 +502,12 @@ impl RawMinion {
 
     pub fn send_hello(&self, grains: Value) {
         let grains = grains.as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        self.send(&ToMaster::Hello(Hello { id: self.id.clone(), version: "test".into(), grains }));
+        self.send(&ToMaster::Hello(Hello {
+            id: self.id.clone(),
+            version: "test".into(),
+            grains,
+            generation: 0,
+        }));
     }
 
     pub fn send(&self, msg: &ToMaster) {

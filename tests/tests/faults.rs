@@ -163,7 +163,12 @@ fn a_forged_return_from_an_unaccepted_key_is_not_stored() {
 }
 
 fn hello(id: &str) -> Vec<u8> {
-    let hello = Hello { id: MinionId::new(id).unwrap(), version: "test".into(), grains: Default::default() };
+    let hello = Hello {
+        id: MinionId::new(id).unwrap(),
+        version: "test".into(),
+        grains: Default::default(),
+        generation: 0,
+    };
     wire::msg::encode(&ToMaster::Hello(hello)).unwrap()
 }
 

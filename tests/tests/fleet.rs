@@ -30,7 +30,8 @@ fn web(version: &str) -> String {
 fn image_dir(root: &Path, version: &str) -> std::path::PathBuf {
     let dir = root.join(format!("images-{version}")).join("app");
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("Dockerfile"), "FROM base\nCOPY kv web /app/\nRUN chmod 755 /app/kv /app/web\n").unwrap();
+    std::fs::write(dir.join("Dockerfile"), "FROM base\nCOPY kv web /app/\nRUN chmod 755 /app/kv /app/web\n")
+        .unwrap();
     std::fs::write(dir.join("kv"), KV).unwrap();
     std::fs::write(dir.join("web"), web(version)).unwrap();
     dir
@@ -46,7 +47,8 @@ fn fleet_yaml(fleet: &str, version: &str) -> String {
 }
 
 const KV_STATE: &str = "kv:\n  daemon.running:\n    - cmd: [\"/app/kv\"]\n";
-const WEB_STATE: &str = "web:\n  daemon.running:\n    - cmd: [\"/app/web\"]\n    - health: {tcp: \"127.0.0.1:8080\"}\n";
+const WEB_STATE: &str =
+    "web:\n  daemon.running:\n    - cmd: [\"/app/web\"]\n    - health: {tcp: \"127.0.0.1:8080\"}\n";
 
 /// A master that containers can reach, a config repo with the test fleet, images 1 to 3.
 struct Setup {
@@ -106,7 +108,10 @@ fn daemons(master: &Master, slot: &str) -> Vec<String> {
 }
 
 fn versions(master: &Master) -> Vec<(String, String)> {
-    ps(master).iter().map(|s| (s["slot"].as_str().unwrap().into(), s["version"].as_str().unwrap().into())).collect()
+    ps(master)
+        .iter()
+        .map(|s| (s["slot"].as_str().unwrap().into(), s["version"].as_str().unwrap().into()))
+        .collect()
 }
 
 #[test]
@@ -218,7 +223,10 @@ fn chaos_kills_are_healed_in_their_slots() {
     // each is replaced in its slot: all ready again, with new containers
     wait_until(Duration::from_secs(90), "every slot ready again", || {
         let slots = ps(&master);
-        slots.len() == 5 && slots.iter().all(|s| s["state"] == "running" && s["connected"] == true && s["converged"].is_string())
+        slots.len() == 5
+            && slots
+                .iter()
+                .all(|s| s["state"] == "running" && s["connected"] == true && s["converged"].is_string())
     });
     assert_ne!(ids(&scope), before);
     assert_eq!(scope.containers().len(), 5);
@@ -296,7 +304,11 @@ fn scale_and_refusals() {
     assert!(!made.trim().is_empty());
     let out = master.drover(&["scale", "web=2"]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
-    assert!(show(&out).contains(&format!("a container named {name} exists that drover did not create")), "{}", show(&out));
+    assert!(
+        show(&out).contains(&format!("a container named {name} exists that drover did not create")),
+        "{}",
+        show(&out)
+    );
     docker(&["rm", "-f", &name]);
     ok(&master.drover(&["down", "--volumes"]));
 }

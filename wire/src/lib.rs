@@ -16,6 +16,6 @@ pub mod private;
 pub use id::{Jid, MinionId, routing_id, routing_id_names, routing_label};
 pub use keys::{KeyPair, PublicKey};
 pub use msg::{
-    Assignment, Blob, Converged, Event, Hello, Job, JobReturn, Peer, StateResult, ToMaster, ToMinion,
-    WireError,
+    Assignment, Blob, Converged, DaemonHealth, Event, Health, Hello, Job, JobReturn, Peer, StateResult,
+    ToMaster, ToMinion, WireError,
 };

@@ -30,9 +30,13 @@ pub fn run(_args: PsArgs, ctx: &mut Ctx) -> anyhow::Result<Exit> {
     let text = match ctx.out() {
         Out::Json => output::json(&slots)?,
         Out::Yaml => output::yaml(&slots)?,
-        Out::Text | Out::Highstate if slots.is_empty() => "no fleet is up (`drover up` brings fleet.yaml up)\n".into(),
+        Out::Text | Out::Highstate if slots.is_empty() => {
+            "no fleet is up (`drover up` brings fleet.yaml up)\n".into()
+        }
         Out::Text | Out::Highstate => {
-            let short = |c: &Option<String>| c.as_deref().map(|c| c[..c.len().min(12)].to_string()).unwrap_or_else(|| "-".into());
+            let short = |c: &Option<String>| {
+                c.as_deref().map(|c| c[..c.len().min(12)].to_string()).unwrap_or_else(|| "-".into())
+            };
             let rows: Vec<Vec<String>> = slots
                 .iter()
                 .map(|s| {
@@ -53,7 +57,10 @@ pub fn run(_args: PsArgs, ctx: &mut Ctx) -> anyhow::Result<Exit> {
                     ]
                 })
                 .collect();
-            output::table(&["SLOT", "ROLE", "IMAGE", "STATE", "CONNECTED", "CONVERGED", "HEALTH", "NOTES"], &rows)
+            output::table(
+                &["SLOT", "ROLE", "IMAGE", "STATE", "CONNECTED", "CONVERGED", "HEALTH", "NOTES"],
+                &rows,
+            )
         }
     };
     ctx.print(&text)?;

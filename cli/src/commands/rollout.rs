@@ -45,7 +45,8 @@ pub fn run(args: RolloutArgs, ctx: &mut Ctx) -> anyhow::Result<Exit> {
                 Out::Text | Out::Highstate => status_text(&rollouts),
             };
             ctx.print(&text)?;
-            let failed = rollouts.first().is_some_and(|r| matches!(r.state.as_str(), "rolled-back" | "paused"));
+            let failed =
+                rollouts.first().is_some_and(|r| matches!(r.state.as_str(), "rolled-back" | "paused"));
             Ok(if failed { Exit::Failed } else { Exit::Success })
         }
     }

@@ -112,7 +112,12 @@ pub fn outcome_text(o: &FleetOutcome) -> String {
     }
     if let Some(r) = &o.rollout {
         let done = r.slots.iter().filter(|s| s.state == "done").count();
-        out.push_str(&format!("rollout {}: {} ({done}/{} slots at their new version", r.id, r.state, r.slots.len()));
+        out.push_str(&format!(
+            "rollout {}: {} ({done}/{} slots at their new version",
+            r.id,
+            r.state,
+            r.slots.len()
+        ));
         out.push_str(&format!(", {} batches)\n", r.batches));
         if let Some(reason) = &r.reason {
             out.push_str(&format!("  {}\n", reason.replace('\n', "\n  ")));

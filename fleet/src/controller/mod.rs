@@ -75,6 +75,13 @@ impl Default for Options {
     }
 }
 
+/// What `drover upgrade --batch/--order` changes of each role's update policy.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PolicyOverride {
+    pub batch: Option<render::fleet::BatchSize>,
+    pub order: Option<render::fleet::Order>,
+}
+
 /// How an operation that waits for slots ended.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Outcome {
@@ -358,7 +365,7 @@ impl<E: Engine, H: Host> Controller<E, H> {
         let mut outcome = Outcome { notes: plan.problems.clone(), ..Outcome::default() };
         self.apply_plan(&desired, &network, &plan, progress).await?;
         if !plan.changes.is_empty() {
-            let rollout = self.new_rollout(&desired, &plan.changes, None);
+            let rollout = self.new_rollout(&desired, &plan.changes, &PolicyOverride::default());
             outcome.rollout = Some(self.run_rollout(rollout, &desired, &network, progress).await?);
         }
         self.wait_all(&desired, timeout, progress, &mut outcome).await;
@@ -420,21 +427,21 @@ impl<E: Engine, H: Host> Controller<E, H> {
         Ok(())
     }
 
-    /// A rollout of `changes`, with each role's policy (or `policy` for every role).
-    fn new_rollout(
-        &self,
-        desired: &Desired,
-        changes: &[plan::Change],
-        policy: Option<&render::fleet::UpdatePolicy>,
-    ) -> Rollout {
+    /// A rollout of `changes`, with each role's policy, `over` it.
+    fn new_rollout(&self, desired: &Desired, changes: &[plan::Change], over: &PolicyOverride) -> Rollout {
         let mut roles: Vec<String> = changes.iter().map(|c| c.role.clone()).collect();
         roles.dedup();
         let parts = roles
             .iter()
             .map(|role| {
-                let p =
-                    policy.cloned().or_else(|| desired.slots_of(role).next().map(|s| s.spec.update.clone()));
-                (role.clone(), p.unwrap_or_default())
+                let mut p = desired.slots_of(role).next().map(|s| s.spec.update).unwrap_or_default();
+                if let Some(batch) = over.batch {
+                    p.batch = batch;
+                }
+                if let Some(order) = over.order {
+                    p.order = order;
+                }
+                (role.clone(), p)
             })
             .collect();
         let slots = changes
@@ -460,7 +467,10 @@ impl<E: Engine, H: Host> Controller<E, H> {
         network: &NetworkInfo,
         progress: &Progress,
     ) -> Result<Rollout> {
-        self.emit(progress, FleetEvent::Rollout { rollout: rollout.id, state: rollout.state.name(), reason: None });
+        self.emit(
+            progress,
+            FleetEvent::Rollout { rollout: rollout.id, state: rollout.state.name(), reason: None },
+        );
         loop {
             let step = rollout.next_step();
             self.keep_rollout(&rollout).await?;
@@ -501,7 +511,11 @@ impl<E: Engine, H: Host> Controller<E, H> {
                     }
                     self.emit(
                         progress,
-                        FleetEvent::Rollout { rollout: rollout.id, state: state.name(), reason: rollout.reason.clone() },
+                        FleetEvent::Rollout {
+                            rollout: rollout.id,
+                            state: state.name(),
+                            reason: rollout.reason.clone(),
+                        },
                     );
                     return Ok(rollout);
                 }
@@ -666,7 +680,7 @@ impl<E: Engine, H: Host> Controller<E, H> {
         &self,
         roles: &[String],
         to: &str,
-        policy: Option<render::fleet::UpdatePolicy>,
+        over: PolicyOverride,
         progress: &Progress,
     ) -> Result<Outcome> {
         let mut record = self.record();
@@ -699,7 +713,7 @@ impl<E: Engine, H: Host> Controller<E, H> {
         if changes.is_empty() {
             outcome.notes.push(format!("every slot of {} runs {to} already", roles.join(", ")));
         } else {
-            let rollout = self.new_rollout(&desired, &changes, policy.as_ref());
+            let rollout = self.new_rollout(&desired, &changes, &over);
             outcome.rollout = Some(self.run_rollout(rollout, &desired, &network, progress).await?);
         }
         Ok(outcome)

@@ -242,7 +242,8 @@ async fn stop_first_upgrade_swaps_one_batch_at_a_time_in_the_same_slot() {
     let (fleet, engine, _) = setup(&["1", "2"]);
     up(&fleet, "1", policy(2, Order::StopFirst, OnFailure::Rollback)).await;
     engine.clear_calls();
-    let out = fleet.upgrade(&["web".into()], "2", None, &Progress::none()).await.unwrap();
+    let out =
+        fleet.upgrade(&["web".into()], "2", PolicyOverride::default(), &Progress::none()).await.unwrap();
     assert!(out.ok(), "{out:?}");
     let rollout = out.rollout.unwrap();
     assert_eq!(rollout.state, RolloutState::Done);
@@ -276,7 +277,8 @@ async fn start_first_starts_the_new_container_before_the_old_one_goes() {
     let (fleet, engine, _) = setup(&["1", "2"]);
     up(&fleet, "1", policy(1, Order::StartFirst, OnFailure::Rollback)).await;
     engine.clear_calls();
-    let out = fleet.upgrade(&["web".into()], "2", None, &Progress::none()).await.unwrap();
+    let out =
+        fleet.upgrade(&["web".into()], "2", PolicyOverride::default(), &Progress::none()).await.unwrap();
     assert!(out.ok(), "{out:?}");
     let calls: Vec<String> = changes(&engine).into_iter().filter(|c| c.contains("f-web-1")).collect();
     assert_eq!(
@@ -298,7 +300,8 @@ async fn a_broken_version_is_rolled_back_at_the_first_batch() {
     host.break_version("3");
     up(&fleet, "1", policy(1, Order::StopFirst, OnFailure::Rollback)).await;
     engine.clear_calls();
-    let out = fleet.upgrade(&["web".into()], "3", None, &Progress::none()).await.unwrap();
+    let out =
+        fleet.upgrade(&["web".into()], "3", PolicyOverride::default(), &Progress::none()).await.unwrap();
     assert!(!out.ok());
     let rollout = out.rollout.unwrap();
     assert_eq!(rollout.state, RolloutState::RolledBack);
@@ -323,7 +326,8 @@ async fn a_start_first_failure_gives_the_old_container_its_name_back() {
     host.break_version("3");
     up(&fleet, "1", policy(1, Order::StartFirst, OnFailure::Rollback)).await;
     engine.clear_calls();
-    let out = fleet.upgrade(&["web".into()], "3", None, &Progress::none()).await.unwrap();
+    let out =
+        fleet.upgrade(&["web".into()], "3", PolicyOverride::default(), &Progress::none()).await.unwrap();
     assert_eq!(out.rollout.unwrap().state, RolloutState::RolledBack);
     let calls: Vec<String> = changes(&engine).into_iter().filter(|c| c.contains("f-web-1")).collect();
     assert_eq!(
@@ -345,7 +349,8 @@ async fn pause_and_continue_on_failure() {
     let (fleet, engine, host) = setup(&["1", "3"]);
     host.break_version("3");
     up(&fleet, "1", policy(1, Order::StopFirst, OnFailure::Pause)).await;
-    let out = fleet.upgrade(&["web".into()], "3", None, &Progress::none()).await.unwrap();
+    let out =
+        fleet.upgrade(&["web".into()], "3", PolicyOverride::default(), &Progress::none()).await.unwrap();
     assert_eq!(out.rollout.unwrap().state, RolloutState::Paused);
     assert!(versions(&engine).values().all(|v| v == "app:1"));
 
@@ -355,7 +360,8 @@ async fn pause_and_continue_on_failure() {
     let mut p = policy(1, Order::StopFirst, OnFailure::Continue);
     p.max_failure_ratio = 1.0;
     up(&fleet, "1", p).await;
-    let out = fleet.upgrade(&["web".into()], "3", None, &Progress::none()).await.unwrap();
+    let out =
+        fleet.upgrade(&["web".into()], "3", PolicyOverride::default(), &Progress::none()).await.unwrap();
     let rollout = out.rollout.unwrap();
     assert_eq!(rollout.state, RolloutState::Done);
     assert_eq!(rollout.counts(), (0, 3, 0));
@@ -366,7 +372,7 @@ async fn pause_and_continue_on_failure() {
 async fn undo_puts_the_last_rollout_back() {
     let (fleet, engine, _) = setup(&["1", "2"]);
     up(&fleet, "1", policy(3, Order::StopFirst, OnFailure::Rollback)).await;
-    fleet.upgrade(&["web".into()], "2", None, &Progress::none()).await.unwrap();
+    fleet.upgrade(&["web".into()], "2", PolicyOverride::default(), &Progress::none()).await.unwrap();
     let out = fleet.undo(&Progress::none()).await.unwrap();
     let rollout = out.rollout.unwrap();
     assert_eq!(rollout.state, RolloutState::Done);
@@ -395,7 +401,7 @@ async fn a_rollout_cut_short_by_a_master_restart_is_resumed() {
             from: "1".into(),
             to: "2".into(),
         }),
-        None,
+        &PolicyOverride::default(),
     );
     let Step::Swap { slots, .. } = rollout.next_step() else { panic!() };
     let network = engine.network("f").await.unwrap().unwrap();
@@ -430,7 +436,9 @@ async fn a_second_operation_is_refused_naming_the_first() {
     let (fleet, _engine, host) = setup(&["1", "2"]);
     up(&fleet, "1", UpdatePolicy { min_healthy: Duration::from_secs(30), ..UpdatePolicy::default() }).await;
     let f2 = fleet.clone();
-    let first = tokio::spawn(async move { f2.upgrade(&["web".into()], "2", None, &Progress::none()).await });
+    let first = tokio::spawn(async move {
+        f2.upgrade(&["web".into()], "2", PolicyOverride::default(), &Progress::none()).await
+    });
     // let the first take the lock
     tokio::time::sleep(Duration::from_millis(10)).await;
     let err = fleet.scale("web", 1, MINUTE, &Progress::none()).await.unwrap_err();
@@ -499,7 +507,7 @@ async fn the_healer_leaves_slots_an_operation_changes_and_replaces_missing_conta
     let token = tokio_util::sync::CancellationToken::new();
     let healer = fleet.spawn_healer(token.clone());
     // an upgrade stops every web container: none of that is a death
-    fleet.upgrade(&["web".into()], "2", None, &Progress::none()).await.unwrap();
+    fleet.upgrade(&["web".into()], "2", PolicyOverride::default(), &Progress::none()).await.unwrap();
     assert!(!host.events().iter().any(|t| t.ends_with("/replaced")), "{:?}", host.events());
     // a container removed by hand is made again by the sweep
     let id = engine.container("f-web-2").await.unwrap().unwrap().id;
@@ -532,7 +540,7 @@ async fn down_removes_containers_and_networks_and_keeps_volumes_unless_asked() {
 async fn ps_shows_every_slot_and_its_drift() {
     let (fleet, engine, _) = setup(&["1", "2"]);
     up(&fleet, "1", UpdatePolicy::default()).await;
-    fleet.upgrade(&["db".into()], "2", None, &Progress::none()).await.unwrap();
+    fleet.upgrade(&["db".into()], "2", PolicyOverride::default(), &Progress::none()).await.unwrap();
     let head = fleet_file("1", UpdatePolicy::default());
     let ps = fleet.ps(Some(&head)).await.unwrap();
     assert_eq!(ps.len(), 4);

@@ -7,15 +7,19 @@
 use std::future::Future;
 use std::time::Duration;
 
-use api::fleet::{ChaosRequest, DownRequest, FleetFailure, FleetLine, FleetOutcome, RolloutSummary, ScaleRequest, SlotStatus, UpRequest, UpgradeRequest};
+use api::fleet::{
+    ChaosRequest, DownRequest, FleetFailure, FleetLine, FleetOutcome, RolloutSummary, ScaleRequest,
+    SlotStatus, UpRequest, UpgradeRequest,
+};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use fleet::controller::PolicyOverride;
 use fleet::{EngineError, FleetError, Progress};
 use futures_util::StreamExt;
-use render::fleet::{BatchSize, Order, UpdatePolicy};
+use render::fleet::{BatchSize, Order};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
@@ -69,7 +73,10 @@ where
         match done_rx.await {
             Ok(Ok(outcome)) => FleetLine::Done(outcome),
             Ok(Err(e)) => FleetLine::Error(error_line(e)),
-            Err(_) => FleetLine::Error(FleetFailure { error: "the operation stopped with the master".into(), refused: false }),
+            Err(_) => FleetLine::Error(FleetFailure {
+                error: "the operation stopped with the master".into(),
+                refused: false,
+            }),
         }
     });
     let lines = events.chain(done).map(|line| {
@@ -98,7 +105,10 @@ pub async fn up(State(state): State<ApiState>, Json(req): Json<UpRequest>) -> Re
     }))
 }
 
-pub async fn scale(State(state): State<ApiState>, Json(req): Json<ScaleRequest>) -> Result<Response, Failure> {
+pub async fn scale(
+    State(state): State<ApiState>,
+    Json(req): Json<ScaleRequest>,
+) -> Result<Response, Failure> {
     let timeout = wait(req.timeout_secs)?;
     let controller = state.fleet.controller().await?.clone();
     Ok(stream(controller, move |c, progress| async move {
@@ -106,18 +116,19 @@ pub async fn scale(State(state): State<ApiState>, Json(req): Json<ScaleRequest>)
     }))
 }
 
-/// The roles' policy with the request's `batch` and `order` over it, if it gives them.
-fn policy_override(req: &UpgradeRequest) -> Result<Option<(Option<BatchSize>, Option<Order>)>, Failure> {
+/// The request's `--batch` and `--order`, over each role's update policy.
+fn policy_override(req: &UpgradeRequest) -> Result<PolicyOverride, Failure> {
+    let bad_batch = |b: &str| bad(format!("bad --batch {b:?}: expected N or N% (1 to 100%)"));
     let batch = match req.batch.as_deref() {
         None => None,
         Some(b) => Some(match b.strip_suffix('%') {
             Some(p) => match p.parse::<u32>() {
                 Ok(p) if (1..=100).contains(&p) => BatchSize::Percent(p),
-                _ => return Err(bad(format!("bad --batch {b:?}: expected N or N% (1 to 100%)"))),
+                _ => return Err(bad_batch(b)),
             },
             None => match b.parse::<u32>() {
                 Ok(n) if n >= 1 => BatchSize::Count(n),
-                _ => return Err(bad(format!("bad --batch {b:?}: expected N or N% (1 to 100%)"))),
+                _ => return Err(bad_batch(b)),
             },
         }),
     };
@@ -127,32 +138,17 @@ fn policy_override(req: &UpgradeRequest) -> Result<Option<(Option<BatchSize>, Op
         Some("start-first") => Some(Order::StartFirst),
         Some(o) => return Err(bad(format!("bad --order {o:?}: expected stop-first or start-first"))),
     };
-    Ok((batch.is_some() || order.is_some()).then_some((batch, order)))
+    Ok(PolicyOverride { batch, order })
 }
 
-pub async fn upgrade(State(state): State<ApiState>, Json(req): Json<UpgradeRequest>) -> Result<Response, Failure> {
+pub async fn upgrade(
+    State(state): State<ApiState>,
+    Json(req): Json<UpgradeRequest>,
+) -> Result<Response, Failure> {
     let over = policy_override(&req)?;
     let controller = state.fleet.controller().await?.clone();
     Ok(stream(controller, move |c, progress| async move {
-        // a --batch or --order given applies over the policy of the first role upgraded
-        let policy = match over {
-            None => None,
-            Some((batch, order)) => {
-                let record = c.record();
-                let role = req.roles.first().cloned().or_else(|| record.applied.as_ref().and_then(|a| a.file.roles.keys().next().cloned()));
-                let mut p = role
-                    .and_then(|r| record.applied.as_ref().and_then(|a| a.file.roles.get(&r).map(|s| s.update.clone())))
-                    .unwrap_or_default();
-                if let Some(b) = batch {
-                    p.batch = b;
-                }
-                if let Some(o) = order {
-                    p.order = o;
-                }
-                Some::<UpdatePolicy>(p)
-            }
-        };
-        c.upgrade(&req.roles, &req.to, policy, &progress).await.map(|o| o.to_api())
+        c.upgrade(&req.roles, &req.to, over, &progress).await.map(|o| o.to_api())
     }))
 }
 
@@ -163,10 +159,15 @@ pub async fn undo(State(state): State<ApiState>) -> Result<Response, Failure> {
 
 pub async fn down(State(state): State<ApiState>, Json(req): Json<DownRequest>) -> Result<Response, Failure> {
     let controller = state.fleet.controller().await?.clone();
-    Ok(stream(controller, move |c, progress| async move { c.down(req.volumes, &progress).await.map(|o| o.to_api()) }))
+    Ok(stream(controller, move |c, progress| async move {
+        c.down(req.volumes, &progress).await.map(|o| o.to_api())
+    }))
 }
 
-pub async fn chaos(State(state): State<ApiState>, Json(req): Json<ChaosRequest>) -> Result<Response, Failure> {
+pub async fn chaos(
+    State(state): State<ApiState>,
+    Json(req): Json<ChaosRequest>,
+) -> Result<Response, Failure> {
     let ok = |s: f64| s > 0.0 && s <= 86_400.0;
     if !ok(req.every_secs) || !ok(req.for_secs) {
         return Err(bad("--every and --for must be between 0 and 86400 seconds"));
@@ -174,7 +175,12 @@ pub async fn chaos(State(state): State<ApiState>, Json(req): Json<ChaosRequest>)
     let controller = state.fleet.controller().await?.clone();
     Ok(stream(controller, move |c, progress| async move {
         let killed = c
-            .chaos(req.role.as_deref(), Duration::from_secs_f64(req.every_secs), Duration::from_secs_f64(req.for_secs), &progress)
+            .chaos(
+                req.role.as_deref(),
+                Duration::from_secs_f64(req.every_secs),
+                Duration::from_secs_f64(req.for_secs),
+                &progress,
+            )
             .await?;
         Ok(FleetOutcome { killed, ..FleetOutcome::default() })
     }))
