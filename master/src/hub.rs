@@ -147,7 +147,14 @@ struct Session {
 struct Route {
     id: MinionId,
     seen: Instant,
+    /// Its last hello was welcomed (its key is the accepted one): only such a route's
+    /// stall counts against its minion.
+    welcomed: bool,
 }
+
+/// How long a welcomed connection is remembered after its last message: longer than the
+/// transport takes to find that it does not read (`transport::STALL_AFTER`).
+const WELCOMED_ROUTE_MEMORY: Duration = Duration::from_secs(60);
 
 struct ActiveJob {
     body: Vec<u8>,
@@ -326,7 +333,12 @@ impl Hub {
     /// session ends, and its minion is refused until the master's side of that connection
     /// is drained.
     fn on_stalled(&mut self, routing: Vec<u8>, queued: usize) {
-        let Some(id) = self.routes.get(&routing).map(|r| r.id.clone()) else { return };
+        // only a connection welcomed with the minion's accepted key speaks for it: another
+        // process presenting its routing id must not get it refused
+        let Some(id) = self.routes.get(&routing).filter(|r| r.welcomed).map(|r| r.id.clone()) else {
+            tracing::debug!(routing = %wire::routing_label(&routing), "a connection without a session does not read");
+            return;
+        };
         self.drops.note(id.as_str(), Reason::NotReading);
         self.stalled.insert(id.clone(), routing.clone());
         if let Some(l) = self.limits.get_mut(&id) {
@@ -409,7 +421,7 @@ impl Hub {
                 self.send(&routing, &ToMinion::Refused { reason });
                 return;
             }
-            self.routes.insert(routing.clone(), Route { id: hello.id.clone(), seen: now });
+            self.routes.insert(routing.clone(), Route { id: hello.id.clone(), seen: now, welcomed: false });
             return self.on_hello(routing, key, hello);
         }
         let (Some(id), true) = (id, in_session) else {
@@ -625,6 +637,9 @@ impl Hub {
             self.send(&routing, &ToMinion::Superseded { by: live.generation });
             return;
         }
+        if let Some(route) = self.routes.get_mut(&routing) {
+            route.welcomed = true;
+        }
         self.pending_routes.remove(&id);
         let session = Session {
             routing: routing.clone(),
@@ -757,7 +772,9 @@ impl Hub {
         }
         self.recheck_keys(now);
         // connections silent as long are gone too (pending minions say hello every interval)
-        self.routes.retain(|_, r| now.duration_since(r.seen) <= limit);
+        self.routes.retain(|_, r| {
+            now.duration_since(r.seen) <= if r.welcomed { limit.max(WELCOMED_ROUTE_MEMORY) } else { limit }
+        });
         let routes = &self.routes;
         self.pending_routes.retain(|_, routing| routes.contains_key(routing));
         self.roles.tick(now);
