@@ -29,7 +29,8 @@ use crate::engine::{
 pub const MINION_PATH: &str = "/usr/local/bin/drover-minion";
 /// The minion's state folder in the image (keys, cache), private to root.
 pub const MINION_DIR: &str = "/var/lib/drover/minion";
-/// The folder of the build context drover puts its own files in; a context may not have it.
+/// The folder of the build context drover puts its own files in (copied onto the image's
+/// `/`); a context may not have it.
 pub const RESERVED: &str = ".drover";
 /// The image's health check: the minion says whether it is connected, converged and its
 /// daemons healthy. The start period covers connecting and the first apply.
@@ -180,7 +181,8 @@ impl Context {
     }
 
     /// The tar the engine builds from: every entry, the completed Dockerfile in place of
-    /// the user's, and the minion at `.drover/drover-minion`; owners and times fixed.
+    /// the user's, and `.drover/`, copied onto the image's `/`: the minion at
+    /// [`MINION_PATH`] and its folder [`MINION_DIR`] (mode 0700); owners and times fixed.
     pub fn engine_tar(&self, dockerfile: &str, minion: &[u8]) -> std::io::Result<Vec<u8>> {
         let mut tar = tar::Builder::new(Vec::with_capacity(minion.len() + (1 << 20)));
         for entry in &self.entries {
@@ -198,8 +200,23 @@ impl Context {
                 }
             }
         }
+        // `.drover/` is copied onto `/`: the folders on the way keep Debian's modes
+        let minion_dir = MINION_DIR.trim_start_matches('/');
+        let minion_bin = MINION_PATH.trim_start_matches('/');
+        let mut folders = BTreeSet::new();
+        for path in [minion_dir, minion_bin] {
+            let mut at = Path::new(path).parent();
+            while let Some(p) = at.filter(|p| !p.as_os_str().is_empty()) {
+                folders.insert(p.to_string_lossy().into_owned());
+                at = p.parent();
+            }
+        }
         append(&mut tar, RESERVED, tar::EntryType::Directory, 0o755, &[], None)?;
-        append(&mut tar, &format!("{RESERVED}/drover-minion"), tar::EntryType::Regular, 0o755, minion, None)?;
+        for folder in folders {
+            append(&mut tar, &format!("{RESERVED}/{folder}"), tar::EntryType::Directory, 0o755, &[], None)?;
+        }
+        append(&mut tar, &format!("{RESERVED}/{minion_dir}"), tar::EntryType::Directory, 0o700, &[], None)?;
+        append(&mut tar, &format!("{RESERVED}/{minion_bin}"), tar::EntryType::Regular, 0o755, minion, None)?;
         tar.into_inner()
     }
 }
@@ -258,8 +275,10 @@ pub fn content(entries: &[Entry], dockerfile: &str, base_id: &str, minion_sha256
 
 /// The user's Dockerfile made drover's: every `FROM base` (and `base:latest`) names the base
 /// of images/base/base.yaml by its content tag (`base_tag`), and after the last stage, which
-/// must build on the base, come the minion, its folder, the health check and the
-/// entrypoint. Returns it with notes on what the additions override.
+/// must build on the base, come the minion and its folder (one `COPY` of the context's
+/// `.drover/`, see [`Context::engine_tar`]), the health check and the entrypoint (with
+/// `USER root` and `CMD []` when the stage set a user or a command). Returns it with notes
+/// on what the additions override. The labels come last, at build time ([`label_line`]).
 pub fn complete_dockerfile(original: &str, base_tag: &str) -> Result<(String, Vec<String>)> {
     let escape = escape_char(original);
     let mut out = String::with_capacity(original.len() + 512);
@@ -267,6 +286,8 @@ pub fn complete_dockerfile(original: &str, base_tag: &str) -> Result<(String, Ve
     // per stage: (name, builds on the base)
     let mut stages: Vec<(Option<String>, bool)> = Vec::new();
     let mut last_from = (0, String::new());
+    // whether the stage so far sets USER and CMD, which the additions must then undo
+    let (mut user_set, mut cmd_set) = (false, false);
     let mut continued = false;
     for (i, line) in original.lines().enumerate() {
         let n = i + 1;
@@ -278,10 +299,16 @@ pub fn complete_dockerfile(original: &str, base_tag: &str) -> Result<(String, Ve
                 let (rewritten, stage) = from_line(t, n, base_tag, &stages)?;
                 stages.push(stage);
                 last_from = (n, t.to_string());
+                (user_set, cmd_set) = (false, false);
                 out.push_str(&rewritten);
             }
             Some(word @ ("ENTRYPOINT" | "CMD" | "HEALTHCHECK")) if !stages.is_empty() => {
                 notes.push(format!("Dockerfile line {n}: drover's {word} replaces this one: {t}"));
+                cmd_set |= word == "CMD";
+                out.push_str(line);
+            }
+            Some("USER") => {
+                user_set = true;
                 out.push_str(line);
             }
             _ => out.push_str(line),
@@ -307,16 +334,26 @@ pub fn complete_dockerfile(original: &str, base_tag: &str) -> Result<(String, Ve
         }
         Some(_) => {}
     }
-    out.push_str(&format!(
-        "\n# added by drover: the minion is the entrypoint (see docs/images.md)\n\
-         USER root\n\
-         RUN mkdir -p {MINION_DIR} && chmod 700 {MINION_DIR}\n\
-         COPY {RESERVED}/drover-minion {MINION_PATH}\n\
-         {HEALTHCHECK}\n\
-         ENTRYPOINT [\"{MINION_PATH}\"]\n\
-         CMD []\n"
-    ));
+    // as few instructions as will do: each one is a step of the engine's build, a
+    // container made and committed (seconds each on some storage drivers)
+    out.push_str("\n# added by drover: the minion is the entrypoint (see docs/images.md)\n");
+    if user_set {
+        out.push_str("USER root\n");
+    }
+    out.push_str(&format!("COPY {RESERVED}/ /\n{HEALTHCHECK}\nENTRYPOINT [\"{MINION_PATH}\"]\n"));
+    if cmd_set {
+        out.push_str("CMD []\n");
+    }
     Ok((out, notes))
+}
+
+/// The image's labels as one `LABEL` instruction (one build step: the engine makes a step
+/// of each label given to it apart), appended to the completed Dockerfile. The content hash
+/// is of the Dockerfile without it, since the line holds the hash.
+pub fn label_line(labels: &Labels) -> String {
+    let quote = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+    let pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{}={}", quote(k), quote(v))).collect();
+    format!("LABEL {}\n", pairs.join(" "))
 }
 
 /// The line continuation character: `\`, or what an `# escape=` parser directive says.
@@ -382,7 +419,7 @@ fn check_commit(commit: &str) -> Result<()> {
 #[derive(Debug)]
 pub enum Prepared {
     /// The tag exists with this very content: nothing to do.
-    UpToDate(ImageRecord),
+    UpToDate(Built),
     /// It is to be built.
     Build(Box<Plan>),
 }
@@ -395,7 +432,7 @@ pub struct Plan {
     pub commit: Option<String>,
     pub context: Context,
     pub base: Definition,
-    /// The completed Dockerfile.
+    /// The completed Dockerfile (without its labels: see [`label_line`]).
     pub dockerfile: String,
     /// What the completed Dockerfile overrides of the user's.
     pub notes: Vec<String>,
@@ -510,13 +547,20 @@ impl<E: Engine, B: super::Bootstrap> Builder<E, B> {
                 self.bootstrap.check()?;
                 Ok(Prepared::Build(Box::new(plan)))
             }
-            (Some(existing), base) => {
-                let content = match base {
-                    Some(b) => Some(plan.content(&b.id, &read_minion(&self.paths.minion).await?.1)),
-                    // built on a base that is no more: its content differs
-                    None => None,
+            // its base is not there: it was built on another one, so its content differs
+            (Some(existing), None) => {
+                Err(judge(&existing, &plan, None).expect_err("no content matches none"))
+            }
+            (Some(existing), Some(base)) => {
+                let content = plan.content(&base.id, &read_minion(&self.paths.minion).await?.1);
+                let image = judge(&existing, &plan, Some(&content))?;
+                let base = BaseImage {
+                    tag: plan.base.tag(),
+                    id: base.id,
+                    content: plan.base.content(),
+                    built: false,
                 };
-                judge(&existing, &plan, content.as_deref()).map(Prepared::UpToDate)
+                Ok(Prepared::UpToDate(Built { image, base, up_to_date: true }))
             }
         }
     }
@@ -540,12 +584,13 @@ impl<E: Engine, B: super::Bootstrap> Builder<E, B> {
             say(progress, note.clone());
         }
         say(progress, format!("building {tag} on {} (content {})", base.tag, short(&content)));
-        let (context, dockerfile) = (plan.context.clone(), plan.dockerfile.clone());
+        let context = plan.context.clone();
+        let dockerfile = format!("{}{}", plan.dockerfile, label_line(&plan.labels(&content)));
         let tar = tokio::task::spawn_blocking(move || context.engine_tar(&dockerfile, &minion))
             .await
             .map_err(|e| ImageError::io("pack the build context")(std::io::Error::other(e)))?
             .map_err(ImageError::io("pack the build context"))?;
-        let built = self.engine_build(tar, &tag, &plan.labels(&content), progress).await?;
+        let built = self.engine_build(tar, &tag, &Labels::new(), progress).await?;
         let image = ImageRecord::from_info(&built)
             .filter(|r| r.tag == tag && r.content.as_deref() == Some(content.as_str()))
             .ok_or_else(|| ImageError::Failed {
@@ -715,11 +760,15 @@ mod tests {
             out,
             format!(
                 "FROM base:0123456789ab\nCOPY a /a\n\n# added by drover: the minion is the entrypoint (see docs/images.md)\n\
-                 USER root\nRUN mkdir -p /var/lib/drover/minion && chmod 700 /var/lib/drover/minion\n\
-                 COPY .drover/drover-minion /usr/local/bin/drover-minion\n{HEALTHCHECK}\n\
-                 ENTRYPOINT [\"/usr/local/bin/drover-minion\"]\nCMD []\n"
+                 COPY .drover/ /\n{HEALTHCHECK}\nENTRYPOINT [\"/usr/local/bin/drover-minion\"]\n"
             )
         );
+        // a user and a command set by the last stage are undone; an earlier stage's are not
+        let (out, _) = complete_dockerfile("FROM base\nUSER app\nCMD [\"x\"]\n", tag).unwrap();
+        assert!(out.contains("USER root\nCOPY .drover/ /\n"), "{out}");
+        assert!(out.ends_with("ENTRYPOINT [\"/usr/local/bin/drover-minion\"]\nCMD []\n"), "{out}");
+        let (out, _) = complete_dockerfile("FROM base AS b\nUSER app\nCMD [\"x\"]\nFROM b\n", tag).unwrap();
+        assert!(!out.contains("USER root") && !out.contains("CMD []"), "{out}");
         // only FROM lines change, whatever the case and spacing; the rest is kept as written
         let table = [
             ("from base:latest\nRUN true", "from base:0123456789ab\nRUN true\n"),
@@ -744,7 +793,7 @@ mod tests {
         for (input, want) in table {
             let (out, _) = complete_dockerfile(input, tag).unwrap();
             assert!(out.starts_with(want), "{input:?}:\n{out}");
-            assert!(out.ends_with("CMD []\n"), "{out}");
+            assert!(out.ends_with("ENTRYPOINT [\"/usr/local/bin/drover-minion\"]\n"), "{out}");
         }
         let (_, notes) = complete_dockerfile("FROM base\nENTRYPOINT [\"/app\"]\ncmd run\n", tag).unwrap();
         assert_eq!(
@@ -841,14 +890,34 @@ mod tests {
                 (e.path().unwrap().display().to_string(), h.mode().unwrap(), h.mtime().unwrap(), data)
             })
             .collect();
+        let dir = |p: &str, m| (p.to_string(), m, MTIME, String::new());
         assert_eq!(
             got,
             [
                 ("Dockerfile".to_string(), 0o644, MTIME, "FROM base:0123456789ab\n".to_string()),
                 ("app".into(), 0o755, MTIME, "x".into()),
-                (".drover".into(), 0o755, MTIME, String::new()),
-                (".drover/drover-minion".into(), 0o755, MTIME, "\u{7f}ELF".into()),
+                dir(".drover", 0o755),
+                dir(".drover/usr", 0o755),
+                dir(".drover/usr/local", 0o755),
+                dir(".drover/usr/local/bin", 0o755),
+                dir(".drover/var", 0o755),
+                dir(".drover/var/lib", 0o755),
+                dir(".drover/var/lib/drover", 0o755),
+                dir(".drover/var/lib/drover/minion", 0o700),
+                (".drover/usr/local/bin/drover-minion".into(), 0o755, MTIME, "\u{7f}ELF".into()),
             ]
+        );
+    }
+
+    #[test]
+    fn labels_are_one_instruction() {
+        let labels: Labels = [("drover.image", "coins"), ("drover.version", "1.0"), ("odd", "a \"b\" \\c")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(
+            label_line(&labels),
+            "LABEL \"drover.image\"=\"coins\" \"drover.version\"=\"1.0\" \"odd\"=\"a \\\"b\\\" \\\\c\"\n"
         );
     }
 

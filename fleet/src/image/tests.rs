@@ -222,7 +222,9 @@ async fn an_app_image_is_built_once_and_never_rebuilt_with_other_content() {
     // the same content: up to date, nothing built
     s.engine.clear_calls();
     match b.prepare(request("coins:1.0", "hello\n")).await.unwrap() {
-        Prepared::UpToDate(r) => assert_eq!(&r, image),
+        Prepared::UpToDate(b) => {
+            assert_eq!((&b.image, b.up_to_date, b.base.id), (image, true, built.base.id.clone()))
+        }
         Prepared::Build(_) => panic!("rebuilt"),
     }
     // other content: refused, and nothing changes
