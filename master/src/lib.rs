@@ -127,6 +127,7 @@ pub async fn run(cfg: Config, token: CancellationToken) -> Result<(), MasterErro
         content,
         applying: Arc::new(tokio::sync::Mutex::new(())),
         shutdown: token.clone(),
+        images: Arc::new(server::images::Images::new(&cfg)),
     });
     let shutdown = token.clone();
     let served =

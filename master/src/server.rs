@@ -7,10 +7,12 @@
 //! - jobs, keys, minions: here;
 //! - `dashboard`: the page;
 //! - `roles`: `POST /roles/apply`, `GET /roles/diff`, `GET /roles/status`;
-//! - `events`: `GET /events` (newline-delimited JSON, optionally followed live).
+//! - `events`: `GET /events` (newline-delimited JSON, optionally followed live);
+//! - `images`: `POST /images/build` (a build context in, progress lines out), `GET /images`.
 
 mod dashboard;
 mod events;
+pub mod images;
 mod roles;
 
 use std::path::PathBuf;
@@ -45,6 +47,8 @@ pub struct ApiState {
     pub applying: Arc<tokio::sync::Mutex<()>>,
     /// Fires when the master stops: followed event streams end.
     pub shutdown: CancellationToken,
+    /// Image builds: the engine (reached on first use) and where builds work.
+    pub images: Arc<images::Images>,
 }
 
 /// An error answer: status + `{"error": ..., "diagnostics": [...]}`.
@@ -84,6 +88,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/roles/diff", get(roles::diff))
         .route("/api/v1/roles/status", get(roles::status))
         .route("/api/v1/events", get(events::events))
+        .route("/api/v1/images", get(images::list))
+        .route("/api/v1/images/build", images::build_route())
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .merge(dashboard::router()) // after the auth layer: the page holds no data
         .with_state(state)
