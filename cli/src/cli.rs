@@ -20,7 +20,7 @@ Options go before the target; as with Salt, the long ones (--out, --timeout, --b
 after the target is the function or its arguments, passed on as typed (`cmd.run ls -la`
 keeps its `-la`); after a `--` word, every word is. `key=value` words are keyword
 arguments, their values read as YAML. Words that are commands (key, jobs, roles, events,
-dashboard, completions) are reserved: target a minion named like one with -L.
+image, dashboard, completions) are reserved: target a minion named like one with -L.
 
 state.apply and state.highstate print as highstate (each state, then a summary per minion)
 unless --out says otherwise.
@@ -44,6 +44,8 @@ Examples:
   drover roles apply
   drover roles status
   drover events --out json | jq .tag
+  drover image build images/coins --tag coins:1.0
+  drover image list
   drover completions bash > /etc/bash_completion.d/drover
 
 Exit status: 0 every targeted minion returned success; 1 some returned a failure;

@@ -3,6 +3,7 @@
 pub mod completions;
 pub mod dashboard;
 pub mod events;
+pub mod image;
 pub mod jobs;
 pub mod key;
 pub mod roles;
@@ -31,6 +32,8 @@ pub enum Command {
     Roles(roles::RolesArgs),
     /// Print the master's events as they happen (Ctrl-C ends it)
     Events(events::EventsArgs),
+    /// Build images without a registry (on the base made from Debian packages), list them
+    Image(image::ImageArgs),
     /// Print the link to the master's web dashboard (it carries the API token: treat it like a password)
     Dashboard(dashboard::DashboardArgs),
     /// Print a shell completion script
@@ -95,6 +98,7 @@ pub fn dispatch(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<Exit> {
                 Command::Jobs(args) => jobs::run(args, ctx)?,
                 Command::Roles(args) => roles::run(args, ctx)?,
                 Command::Events(args) => events::run(args, ctx)?,
+                Command::Image(args) => image::run(args, ctx)?,
                 Command::Dashboard(args) => dashboard::run(args, ctx)?,
                 Command::Completions(args) => completions::run(args, ctx)?,
             }
@@ -166,6 +170,26 @@ mod tests {
         assert!(
             matches!(parse(&["events"]).command, Some(Command::Events(e)) if e.since.is_none() && !e.no_follow)
         );
+        let cli = parse(&[
+            "--dir",
+            "/srv/m",
+            "image",
+            "build",
+            "images/coins",
+            "--tag",
+            "coins:1.0",
+            "--out",
+            "json",
+        ]);
+        assert!(
+            matches!(&cli.command, Some(Command::Image(image::ImageArgs { action: image::ImageCommand::Build(b) })) if b.folder == Path::new("images/coins") && b.tag == "coins:1.0")
+        );
+        assert_eq!(cli.out, Some(Out::Json));
+        assert_eq!(cli.dir(), Path::new("/srv/m"), "the image's folder is not the master's");
+        assert!(matches!(
+            parse(&["image", "list", "coins"]).command,
+            Some(Command::Image(image::ImageArgs { action: image::ImageCommand::List(l) })) if l.name.as_deref() == Some("coins")
+        ));
         // `-L roles` and `-L events` target minions so named
         assert_eq!(parse(&["-L", "roles", "test.ping"]).run.target.list.as_deref(), Some("roles"));
         assert_eq!(parse(&["-L", "events", "test.ping"]).run.target.list.as_deref(), Some("events"));
@@ -200,6 +224,11 @@ mod tests {
             &["events", "--since", "-1"],
             &["events", "--since", "x"],
             &["events", "extra"],
+            &["image"],
+            &["image", "build", "images/coins"],
+            &["image", "build", "--tag", "coins:1"],
+            &["image", "list", "a", "b"],
+            &["image", "rm", "coins:1"],
         ];
         for argv in table {
             let argv: Vec<&str> = std::iter::once("drover").chain(argv.iter().copied()).collect();
