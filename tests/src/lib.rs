@@ -92,6 +92,8 @@ pub struct Master {
     pub dir: tempfile::TempDir,
     pub port: u16,
     pub args: Vec<String>,
+    /// Environment variables it starts with, besides the test's own.
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
     starts: usize,
 }
@@ -99,10 +101,21 @@ pub struct Master {
 impl Master {
     /// Starts a master with `extra` flags (e.g. `--auto-accept`) and waits for its API.
     pub fn start(extra: &[&str]) -> Self {
+        Self::start_with_env(extra, &[])
+    }
+
+    /// Starts a master with `extra` flags and `env` variables (`DOCKER_HOST`, say).
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port_pair();
-        let mut m =
-            Master { dir, port, args: extra.iter().map(|s| s.to_string()).collect(), child: None, starts: 0 };
+        let mut m = Master {
+            dir,
+            port,
+            args: extra.iter().map(|s| s.to_string()).collect(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            child: None,
+            starts: 0,
+        };
         m.restart();
         m
     }
@@ -126,6 +139,7 @@ impl Master {
             .arg(self.state_dir())
             .args(["--listen", &self.address(), "--api", "127.0.0.1:0", "--heartbeat", "1"])
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("DROVER_LOG", "info,master=debug");
         self.child = Some(spawn(&mut cmd, &log));
         let api = self.state_dir().join("api.json");
