@@ -421,7 +421,7 @@ pub enum Prepared {
     /// The tag exists with this very content: nothing to do.
     UpToDate(Built),
     /// It is to be built.
-    Build(Box<Plan>),
+    Build(Plan),
 }
 
 /// An app image to build, checked.
@@ -480,12 +480,12 @@ fn judge(existing: &ImageInfo, plan: &Plan, content: Option<&str>) -> Result<Ima
         Some(r) if content.is_some() && r.content.as_deref() == content => Ok(r),
         Some(r) if r.content.is_some() => {
             let from = match &r.commit {
-                Some(c) => format!("commit {}", short_commit(c)),
+                Some(c) => format!("from commit {}", short_commit(c)),
                 None => "outside a git repository".into(),
             };
             let why = if content.is_none() { ", on another base" } else { "" };
             Err(ImageError::Refused(format!(
-                "{tag} exists with other content{why} (built from {from}, content {}, image {}); a tag is \
+                "{tag} exists with other content{why} (built {from}, content {}, image {}); a tag is \
                  never rebuilt: build a new version",
                 short(r.content.as_deref().unwrap_or_default()),
                 short(&r.id)
@@ -542,10 +542,10 @@ impl<E: Engine, B: super::Bootstrap> Builder<E, B> {
         let existing = self.engine.image(&plan.tag()).await?;
         let base_image = self.find_base(&plan.base).await?;
         match (existing, base_image) {
-            (None, Some(_)) => Ok(Prepared::Build(Box::new(plan))),
+            (None, Some(_)) => Ok(Prepared::Build(plan)),
             (None, None) => {
                 self.bootstrap.check()?;
-                Ok(Prepared::Build(Box::new(plan)))
+                Ok(Prepared::Build(plan))
             }
             // its base is not there: it was built on another one, so its content differs
             (Some(existing), None) => {

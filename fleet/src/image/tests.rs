@@ -196,7 +196,7 @@ fn request(tag: &str, file: &str) -> Request {
 
 async fn plan(b: &Builder<FakeEngine, FakeBootstrap>, req: Request) -> Plan {
     match b.prepare(req).await.unwrap() {
-        Prepared::Build(plan) => *plan,
+        Prepared::Build(plan) => plan,
         Prepared::UpToDate(r) => panic!("up to date: {r:?}"),
     }
 }
