@@ -92,7 +92,7 @@ async fn the_base_is_made_from_debian_packages_once_then_found_by_its_hash() {
         paths: Paths {
             base: repo_root().join("images/base"),
             work: work.path().to_path_buf(),
-            locks: std::env::temp_dir(),
+            locks: std::env::temp_dir().join("drover-locks"),
             minion: bin("drover-minion"),
         },
     };

@@ -1,8 +1,9 @@
 //! A lock per thing built (a base by its content hash, an app image by its tag): an
-//! exclusive `flock` on `<locks>/drover-<kind>-<key>.lock`. Every master and test on the
-//! machine shares the system's temp dir, so two builds of one base never both run
-//! debootstrap, and two builds of one tag never race to it. The kernel drops the lock when
-//! its holder ends, however it ends.
+//! exclusive `flock` on `<locks>/drover-<kind>-<hash of key>.lock`. Every master and test
+//! on the machine shares one folder (`drover-locks` in the system's temp dir), so two
+//! builds of one base never both run debootstrap, and two builds of one tag never race to
+//! it. The kernel drops the lock when its holder ends, however it ends. The files stay
+//! (removing one while another process waits on it would let a third take a new one).
 
 use std::fs::File;
 use std::path::Path;

@@ -87,7 +87,8 @@ pub struct Paths {
     pub base: PathBuf,
     /// Scratch space for the base's root file system and its tar (~500 MB while it builds).
     pub work: PathBuf,
-    /// Lock files, shared by every build on this machine (the system's temp dir).
+    /// Lock files, shared by every build on this machine (`drover-locks` in the system's
+    /// temp dir).
     pub locks: PathBuf,
     /// The `drover-minion` binary put into every app image.
     pub minion: PathBuf,

@@ -54,7 +54,7 @@ impl Images {
             paths: Paths {
                 base: cfg.repo.join("images").join(fleet::image::BASE),
                 work: cfg.build_dir.clone().unwrap_or_else(|| cfg.dir.join("build")),
-                locks: std::env::temp_dir(),
+                locks: std::env::temp_dir().join("drover-locks"),
                 minion,
             },
         }
