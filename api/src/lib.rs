@@ -12,7 +12,9 @@
 //! change minion keys, `GET /minions` lists minions with their connection state,
 //! `POST /roles/apply` ([`RolesApplyRequest`]), `GET /roles/diff?commit=REV`, `GET /roles/status`,
 //! `GET /events?since=SEQ&follow=true` (newline-delimited JSON [`Event`]s; with `follow` the
-//! answer stays open and streams new events as they happen).
+//! answer stays open and streams new events as they happen), `POST /images/build?tag=&commit=`
+//! (a tar of the image's folder in, [`ImageBuildLine`]s out, one per line), `GET /images`
+//! ([`ImageSummary`]s).
 
 pub mod fleet;
 pub mod types;

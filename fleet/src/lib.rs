@@ -4,6 +4,7 @@
 //! - [`engine`]: the [`Engine`] seam (images, networks, volumes, containers, events) and its types.
 //! - [`docker`]: [`Engine`] over the Docker Engine API (bollard); the only code that knows bollard.
 //! - [`fake`]: [`Engine`] in memory, for unit tests of everything above it.
+//! - [`image`]: images without a registry: the base from Debian packages, app images on it.
 //! - [`plan`]: reconcile: the engine's containers against the slots wanted, without I/O.
 //! - [`heal`]: when to replace a dead container and when to give a slot up, without I/O.
 //! - [`host`]: [`host::Host`], what the controller needs of the master (minions, keys, events, storage).
@@ -16,6 +17,7 @@ pub mod engine;
 pub mod fake;
 pub mod heal;
 pub mod host;
+pub mod image;
 pub mod plan;
 pub mod record;
 pub mod rollout;

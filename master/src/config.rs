@@ -21,4 +21,9 @@ pub struct Config {
     pub heartbeat: Duration,
     /// Jobs (with their returns) and events older than this are deleted, hourly.
     pub keep: Duration,
+    /// The `drover-minion` binary put into app images (default: the one beside this
+    /// executable).
+    pub minion_bin: Option<PathBuf>,
+    /// Scratch space for building the base image (default: `DIR/build`).
+    pub build_dir: Option<PathBuf>,
 }

@@ -151,6 +151,7 @@ pub async fn run(cfg: Config, token: CancellationToken) -> Result<(), MasterErro
         roles,
         fleet,
         shutdown: token.clone(),
+        images: Arc::new(server::images::Images::new(&cfg)),
     });
     let shutdown = token.clone();
     let served =

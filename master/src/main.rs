@@ -43,6 +43,13 @@ struct Args {
     /// Days to keep jobs, their returns and events; older ones are deleted every hour
     #[arg(long, default_value_t = 30.0, value_name = "DAYS")]
     keep_days: f64,
+    /// The drover-minion binary put into app images [default: the one beside drover-master]
+    #[arg(long, env = "DROVER_MINION_BIN", value_name = "PATH")]
+    minion_bin: Option<PathBuf>,
+    /// Scratch space for building the base image: its root file system and tar, ~500 MB
+    /// while it builds [default: DIR/build]
+    #[arg(long, env = "DROVER_BUILD_DIR", value_name = "DIR")]
+    build_dir: Option<PathBuf>,
     /// Log filter (error, warn, info, debug, trace, or a tracing directive)
     #[arg(long, env = "DROVER_LOG", default_value = "info")]
     log_level: String,
@@ -72,6 +79,8 @@ fn main() -> ExitCode {
         auto_accept: args.auto_accept,
         heartbeat: Duration::from_secs_f64(args.heartbeat),
         keep: Duration::from_secs_f64(args.keep_days * 86_400.0),
+        minion_bin: args.minion_bin,
+        build_dir: args.build_dir,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,

@@ -9,11 +9,13 @@
 //! - `roles`: `POST /roles/apply`, `GET /roles/diff`, `GET /roles/status`;
 //! - `events`: `GET /events` (newline-delimited JSON, optionally followed live);
 //! - `fleet`: `POST /fleet/{up,scale,upgrade,undo,down,chaos}` (streamed progress),
-//!   `GET /fleet/ps`, `GET /fleet/rollouts`.
+//!   `GET /fleet/ps`, `GET /fleet/rollouts`;
+//! - `images`: `POST /images/build` (a build context in, progress lines out), `GET /images`.
 
 mod dashboard;
 mod events;
 mod fleet;
+pub mod images;
 mod roles;
 
 use std::sync::Arc;
@@ -44,6 +46,8 @@ pub struct ApiState {
     pub fleet: Arc<crate::fleet::FleetService>,
     /// Fires when the master stops: followed event streams end.
     pub shutdown: CancellationToken,
+    /// Image builds: the engine (reached on first use) and where builds work.
+    pub images: Arc<images::Images>,
 }
 
 /// An error answer: status + `{"error": ..., "diagnostics": [...]}`.
@@ -91,6 +95,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/fleet/chaos", post(fleet::chaos))
         .route("/api/v1/fleet/ps", get(fleet::ps))
         .route("/api/v1/fleet/rollouts", get(fleet::rollouts))
+        .route("/api/v1/images", get(images::list))
+        .route("/api/v1/images/build", images::build_route())
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .merge(dashboard::router()) // after the auth layer: the page holds no data
         .with_state(state)

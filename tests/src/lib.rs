@@ -99,6 +99,8 @@ pub struct Master {
     /// The address it listens on for minions (loopback, or every address for containers).
     pub listen_host: &'static str,
     pub args: Vec<String>,
+    /// Environment variables it starts with, besides the test's own.
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
     starts: usize,
 }
@@ -106,10 +108,22 @@ pub struct Master {
 impl Master {
     /// Starts a master with `extra` flags (e.g. `--auto-accept`) and waits for its API.
     pub fn start(extra: &[&str]) -> Self {
+        Self::start_with_env(extra, &[])
+    }
+
+    /// Starts a master with `extra` flags and `env` variables (`DOCKER_HOST`, say).
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port_pair();
-        let args = extra.iter().map(|s| s.to_string()).collect();
-        let mut m = Master { dir, port, listen_host: "127.0.0.1", args, child: None, starts: 0 };
+        let mut m = Master {
+            dir,
+            port,
+            listen_host: "127.0.0.1",
+            args: extra.iter().map(|s| s.to_string()).collect(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            child: None,
+            starts: 0,
+        };
         m.restart();
         m
     }
@@ -120,7 +134,7 @@ impl Master {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port_pair();
         let args = vec!["--repo".to_string(), repo.display().to_string()];
-        let mut m = Master { dir, port, listen_host: "0.0.0.0", args, child: None, starts: 0 };
+        let mut m = Master { dir, port, listen_host: "0.0.0.0", args, env: Vec::new(), child: None, starts: 0 };
         m.restart();
         m
     }
@@ -145,6 +159,7 @@ impl Master {
             .args(["--listen", &format!("{}:{}", self.listen_host, self.port), "--api", "127.0.0.1:0"])
             .args(["--heartbeat", "1"])
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("DROVER_LOG", "info,master=debug");
         self.child = Some(spawn(&mut cmd, &log));
         let api = self.state_dir().join("api.json");

@@ -6,6 +6,7 @@ pub mod dashboard;
 pub mod down;
 pub mod events;
 pub mod fleet;
+pub mod image;
 pub mod jobs;
 pub mod key;
 pub mod ps;
@@ -53,6 +54,8 @@ pub enum Command {
     Chaos(chaos::ChaosArgs),
     /// Print the master's events as they happen (Ctrl-C ends it)
     Events(events::EventsArgs),
+    /// Build images without a registry (on the base made from Debian packages), list them
+    Image(image::ImageArgs),
     /// Print the link to the master's web dashboard (it carries the API token: treat it like a password)
     Dashboard(dashboard::DashboardArgs),
     /// Print a shell completion script
@@ -124,6 +127,7 @@ pub fn dispatch(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<Exit> {
                 Command::Down(args) => down::run(args, ctx)?,
                 Command::Chaos(args) => chaos::run(args, ctx)?,
                 Command::Events(args) => events::run(args, ctx)?,
+                Command::Image(args) => image::run(args, ctx)?,
                 Command::Dashboard(args) => dashboard::run(args, ctx)?,
                 Command::Completions(args) => completions::run(args, ctx)?,
             }
@@ -195,6 +199,26 @@ mod tests {
         assert!(
             matches!(parse(&["events"]).command, Some(Command::Events(e)) if e.since.is_none() && !e.no_follow)
         );
+        let cli = parse(&[
+            "--dir",
+            "/srv/m",
+            "image",
+            "build",
+            "images/coins",
+            "--tag",
+            "coins:1.0",
+            "--out",
+            "json",
+        ]);
+        assert!(
+            matches!(&cli.command, Some(Command::Image(image::ImageArgs { action: image::ImageCommand::Build(b) })) if b.folder == Path::new("images/coins") && b.tag == "coins:1.0")
+        );
+        assert_eq!(cli.out, Some(Out::Json));
+        assert_eq!(cli.dir(), Path::new("/srv/m"), "the image's folder is not the master's");
+        assert!(matches!(
+            parse(&["image", "list", "coins"]).command,
+            Some(Command::Image(image::ImageArgs { action: image::ImageCommand::List(l) })) if l.name.as_deref() == Some("coins")
+        ));
         // `-L roles` and `-L events` target minions so named
         assert_eq!(parse(&["-L", "roles", "test.ping"]).run.target.list.as_deref(), Some("roles"));
         assert_eq!(parse(&["-L", "events", "test.ping"]).run.target.list.as_deref(), Some("events"));
@@ -229,6 +253,11 @@ mod tests {
             &["events", "--since", "-1"],
             &["events", "--since", "x"],
             &["events", "extra"],
+            &["image"],
+            &["image", "build", "images/coins"],
+            &["image", "build", "--tag", "coins:1"],
+            &["image", "list", "a", "b"],
+            &["image", "rm", "coins:1"],
         ];
         for argv in table {
             let argv: Vec<&str> = std::iter::once("drover").chain(argv.iter().copied()).collect();

@@ -83,6 +83,8 @@ impl Master {
             auto_accept: false,
             heartbeat: Duration::from_secs(5),
             keep: Duration::from_secs(30 * 86_400),
+            minion_bin: None,
+            build_dir: None,
         };
         let stop = CancellationToken::new();
         let token = stop.clone();
