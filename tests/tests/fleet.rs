@@ -50,6 +50,12 @@ const KV_STATE: &str = "kv:\n  daemon.running:\n    - cmd: [\"/app/kv\"]\n";
 const WEB_STATE: &str =
     "web:\n  daemon.running:\n    - cmd: [\"/app/web\"]\n    - health: {tcp: \"127.0.0.1:8080\"}\n";
 
+/// This project's `images/base/base.yaml`.
+fn base_yaml() -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    std::fs::read_to_string(root.join("images/base/base.yaml")).unwrap()
+}
+
 /// A master that containers can reach, a config repo with the test fleet, images 1 to 3.
 struct Setup {
     scope: Scope,
@@ -70,6 +76,8 @@ fn setup(what: &str) -> Setup {
             ("roles/idle.yaml", "description: nothing runs here\n"),
             ("states/app/kv.yaml", KV_STATE),
             ("states/app/web.yaml", WEB_STATE),
+            // the project's own base definition: its image is built once per machine
+            ("images/base/base.yaml", &base_yaml()),
         ],
     );
     let master = Master::start_for_containers(repo.path());
@@ -207,7 +215,7 @@ fn chaos_kills_are_healed_in_their_slots() {
     if !required() {
         return;
     }
-    let Setup { scope, master, .. } = setup("chaos");
+    let Setup { scope, master, repo: _repo, .. } = setup("chaos");
     ok(&master.drover(&["up", "--timeout", "120"]));
     let f = scope.fleet.clone();
     let kv = format!("{f}-kv-1");
@@ -243,7 +251,7 @@ fn a_master_killed_in_a_rollout_resumes_it_and_leaves_no_slot_empty() {
     if !required() {
         return;
     }
-    let Setup { scope, mut master, .. } = setup("resume");
+    let Setup { scope, mut master, repo: _repo, .. } = setup("resume");
     ok(&master.drover(&["up", "--timeout", "120"]));
     let f = scope.fleet.clone();
 
@@ -282,7 +290,7 @@ fn scale_and_refusals() {
     if !required() {
         return;
     }
-    let Setup { scope, master, .. } = setup("scale");
+    let Setup { scope, master, repo: _repo, .. } = setup("scale");
     ok(&master.drover(&["up", "--timeout", "120"]));
     let f = scope.fleet.clone();
     ok(&master.drover(&["scale", "web=4"]));
