@@ -145,7 +145,7 @@ impl Host for FleetHost {
             }
             // the pair's files as written, for the minion's own pki folder
             let mut files = Vec::new();
-            for (ext, mode) in [("key", 0o600), ("pub", 0o644)] {
+            for (ext, mode) in [("key", 0o600), ("pub", 0o600)] {
                 let path = keys.join(format!("{slot}.{ext}"));
                 let data = std::fs::read(&path).map_err(|e| HostError(format!("{}: {e}", path.display())))?;
                 files.push(FileIn { path: format!("{MINION_PKI}/minion.{ext}"), mode, data });

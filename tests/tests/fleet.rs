@@ -185,7 +185,9 @@ fn up_ps_upgrade_and_down() {
     let text = show(&out);
     assert!(text.contains("rolled-back"), "{text}");
     assert!(text.contains(&format!("{f}-web-1 failed to become ready at 3")), "{text}");
-    assert!(text.contains("web"), "{text}");
+    // the daemon named, and its own last words
+    assert!(text.contains("web exited with code 3"), "{text}");
+    assert!(text.contains("cannot start: no such config"), "{text}");
     assert!(versions(&master).iter().all(|(_, v)| v == "2"), "{:?}", versions(&master));
     let (code, rollouts, _) = master.drover_json(&["rollout", "status"]);
     assert_eq!(code, 1);

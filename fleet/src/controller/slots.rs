@@ -267,7 +267,9 @@ impl<E: Engine, H: Host> Controller<E, H> {
     /// `why`, with the container's last lines of output.
     async fn with_logs(&self, id: &str, why: String) -> String {
         match self.inner.engine.logs(id, LOG_LINES).await {
-            Ok(log) if !log.trim().is_empty() => format!("{why}; its last output:\n{}", log.trim_end()),
+            Ok(log) if !log.trim().is_empty() => {
+                format!("{why}\nthe container's last lines:\n{}", log.trim_end())
+            }
             _ => why,
         }
     }
