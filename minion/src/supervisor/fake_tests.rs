@@ -338,7 +338,9 @@ async fn dying_at_once_or_not_starting_fails_the_state() {
     assert!(!o.result, "{o:?}");
     assert!(o.comment.starts_with("flaky exited with code 2 right after it started"), "{}", o.comment);
     assert!(o.comment.contains("retrying in"), "{}", o.comment);
-    assert_eq!(s.state("flaky").await.state, DaemonState::Backoff);
+    // the state answers once the daemon's last output had a moment to reach its log (see
+    // real_tests for the quote); by then it may be on its way back up
+    assert!(matches!(s.state("flaky").await.state, DaemonState::Backoff | DaemonState::Starting));
 
     let mut missing = spec("ghost");
     missing.cmd = vec!["missing".into()];

@@ -246,26 +246,9 @@ fn gone(e: SupervisorError) -> DaemonOutcome {
 }
 
 impl Daemons for Supervisor {
-    /// A daemon that fails to start is reported with its last lines of output, so whoever
-    /// reads the failed state (a rollout's reason, `roles status`) sees why.
     async fn ensure_running(&self, spec: &render::DaemonRunning, restart: bool, test: bool) -> DaemonOutcome {
-        let name = spec.name.clone();
         let spec = Box::new(spec.clone());
-        let mut outcome =
-            self.ask(|reply| Cmd::Ensure { spec, restart, test, reply }).await.unwrap_or_else(gone);
-        if !outcome.result && !test {
-            // its exit is seen (waitpid) before its last output went through its pipe and
-            // its log's writer: give those a moment (a failure path, once per failed start)
-            tokio::time::sleep(OUTPUT_SETTLE).await;
-        }
-        if !outcome.result
-            && !test
-            && let Ok(tail) = self.logs(&name, FAILED_START_LINES).await
-            && !tail.trim().is_empty()
-        {
-            outcome.comment = format!("{}; its last output:\n{}", outcome.comment, tail.trim_end());
-        }
-        outcome
+        self.ask(|reply| Cmd::Ensure { spec, restart, test, reply }).await.unwrap_or_else(gone)
     }
 
     async fn ensure_stopped(&self, name: &str, test: bool) -> DaemonOutcome {
@@ -288,11 +271,6 @@ impl Daemons for Supervisor {
         stopped
     }
 }
-
-/// Lines of a daemon's output quoted when it fails to start.
-const FAILED_START_LINES: usize = 6;
-/// How long a failed start waits for the daemon's last output to reach its log.
-const OUTPUT_SETTLE: Duration = Duration::from_millis(200);
 
 /// A duration as people write it: `300ms`, `10s`, `1.5s`.
 pub(crate) fn human(d: Duration) -> String {

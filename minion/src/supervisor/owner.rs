@@ -735,12 +735,20 @@ impl<S: Sys> Owner<S> {
             warn!(daemon = name, pid, how = %what, "daemon ended");
         }
         let retry = next.map(|delay| format!("; retrying in {}", human(delay))).unwrap_or_default();
-        d.fail_start_waiters(&match &how {
+        match &how {
             Ok(_) => {
-                format!("{name} {what} right after it started (daemon.logs {name} shows its output){retry}")
+                // whoever reads the failed state (a rollout's reason, `roles status`) sees why
+                // in the daemon's own words: its last lines, read off the runtime thread
+                let comment = format!("{name} {what} right after it started{retry}");
+                let waiters: Vec<StartWaiter> = d.start_waiters.drain(..).collect();
+                if !waiters.is_empty() {
+                    let path = self.dir.join(format!("{name}.log"));
+                    let keep = self.options.rotation.keep;
+                    tokio::spawn(quote_output(waiters, comment, path, keep));
+                }
             }
-            Err(why) => format!("cannot start {name}: {why}{retry}"),
-        });
+            Err(why) => d.fail_start_waiters(&format!("cannot start {name}: {why}{retry}")),
+        }
         let mut data = json!({
             "pid": pid,
             "uptime_ms": uptime.as_millis() as u64,
@@ -1026,6 +1034,28 @@ fn pids(pids: &[u32]) -> String {
     match list.len() {
         1 => format!("pid {}", list[0]),
         _ => format!("pids {}", list.join(", ")),
+    }
+}
+
+/// Lines of a daemon's output quoted when it dies right after it started.
+const QUOTED_LINES: usize = 6;
+/// Its exit is seen (waitpid) before its last output went through its pipe and its log's
+/// writer: the quote waits this long for them (once per failed start).
+const OUTPUT_SETTLE: Duration = Duration::from_millis(200);
+
+/// Fails `waiters` with `comment` and the daemon's last lines of output (from `log`).
+async fn quote_output(waiters: Vec<StartWaiter>, comment: String, log: std::path::PathBuf, keep: u32) {
+    tokio::time::sleep(OUTPUT_SETTLE).await;
+    let tail = tokio::task::spawn_blocking(move || super::log::tail(&log, QUOTED_LINES, keep)).await;
+    let comment = match tail {
+        Ok(Ok(tail)) if !tail.trim().is_empty() => {
+            format!("{comment}; its last output:\n{}", tail.trim_end())
+        }
+        _ => comment,
+    };
+    for w in waiters {
+        let changed = !w.changes.is_empty();
+        let _ = w.reply.send(outcome(false, changed, comment.clone(), Value::Object(w.changes)));
     }
 }
 

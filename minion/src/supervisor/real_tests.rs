@@ -125,6 +125,20 @@ async fn a_daemon_ignoring_sigterm_is_killed_with_its_group() {
 }
 
 #[tokio::test]
+async fn a_daemon_that_dies_at_start_is_reported_in_its_own_words() {
+    let s = setup();
+    let o = s
+        .sup
+        .ensure_running(&sh("broken", "echo 'no config at /etc/broken.toml' >&2; exit 3"), false, false)
+        .await;
+    assert!(!o.result, "{o:?}");
+    assert!(o.comment.starts_with("broken exited with code 3 right after it started"), "{}", o.comment);
+    assert!(o.comment.contains("its last output:\n"), "{}", o.comment);
+    assert!(o.comment.contains("no config at /etc/broken.toml"), "{}", o.comment);
+    s.sup.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_crash_is_an_event_and_restarts_with_backoff() {
     // a short start grace, so a process living 0.5 s counts as started
     let mut s = setup_with(Options { start_grace: Duration::from_millis(50), ..Options::default() });
