@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bench::{measure, salt, states, swarm, table};
+use bench::{fleet, measure, salt, states, swarm, table};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -53,6 +53,21 @@ enum Cmd {
         /// several files, comma-separated, are merged (with --salt, the new run wins)
         #[arg(long, value_delimiter = ',')]
         salt_table: Vec<PathBuf>,
+    },
+    /// Measure the container fleet on the local Docker engine, beside docker-compose
+    Fleet {
+        /// Repetitions of the slot swap and heal timings
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Where the drover binaries are [default: the folder of this binary]
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+        /// The repository whose images/base/base.yaml makes the base image
+        #[arg(long, default_value = ".")]
+        repo_root: PathBuf,
+        /// The master's port for the run
+        #[arg(long, default_value_t = 24606)]
+        port: u16,
     },
     /// Run a swarm of simulated minions against a master until interrupted
     Swarm {
@@ -118,6 +133,14 @@ fn main() -> anyhow::Result<()> {
             }
             let salt = (!salt_figures.is_empty()).then_some(salt_figures);
             table::print(&figures, salt.as_ref());
+        }
+        Cmd::Fleet { runs, bin_dir, repo_root, port } => {
+            let bin_dir = match bin_dir {
+                Some(d) => d,
+                None => std::env::current_exe()?.parent().expect("bin dir").to_path_buf(),
+            };
+            let rows = fleet::run(&fleet::Options { bin_dir, repo_root, port, runs })?;
+            fleet::print(&rows);
         }
         Cmd::Swarm { master, master_key, count, prefix } => {
             let key = match wire::PublicKey::parse(&master_key) {
