@@ -8,7 +8,6 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use api::{ImageBuildLine, ImageBuilt, ImageSummary};
@@ -36,9 +35,6 @@ Examples:
 
 Exit status: 0 built or up to date; 1 the build failed (its last output lines are shown);
 2 usage or configuration error, a refused tag, or no Docker engine.";
-
-/// How long the spinner waits between frames.
-const TICK: Duration = Duration::from_millis(120);
 
 #[derive(Debug, Args)]
 #[command(after_long_help = EXAMPLES)]
@@ -201,11 +197,9 @@ struct Shown {
 
 impl Shown {
     fn new(terminal: bool) -> Shown {
-        let bar = terminal.then(|| {
-            let bar = indicatif::ProgressBar::new_spinner();
-            bar.enable_steady_tick(TICK);
-            bar
-        });
+        // no steady tick: `main` holds stderr's lock while a command runs, so a drawing
+        // thread would wait for it forever; the bar is drawn as lines arrive
+        let bar = terminal.then(indicatif::ProgressBar::new_spinner);
         Shown { bar }
     }
 
@@ -232,7 +226,10 @@ impl Shown {
                 bar.set_position(step.saturating_sub(1).into());
                 bar.set_message(text);
             }
-            ImageBuildLine::Output { line } => bar.set_message(line),
+            ImageBuildLine::Output { line } => {
+                bar.set_message(line);
+                bar.tick();
+            }
             ImageBuildLine::Done { .. } | ImageBuildLine::Failed { .. } => {}
         }
         Ok(())
@@ -497,8 +494,14 @@ mod tests {
         write(b.path(), "src/a.txt", "a", 0o644);
         symlink("src/a.txt", b.path().join("latest")).unwrap();
         write(b.path(), "src/run.sh", "#!/bin/sh\n", 0o700);
-        std::thread::sleep(Duration::from_millis(20));
         write(b.path(), "Dockerfile", "FROM base\n", 0o600);
+        let long_ago = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        std::fs::File::options()
+            .write(true)
+            .open(b.path().join("Dockerfile"))
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
 
         let tar = pack(a.path()).unwrap();
         assert_eq!(tar, pack(b.path()).unwrap());
