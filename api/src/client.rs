@@ -4,7 +4,7 @@
 //! No request has an overall timeout (only connecting has one): `roles apply` renders every
 //! state before it answers, and `events` with `follow` stays open as long as the user wants.
 
-use std::io::{BufRead, BufReader, Lines};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -165,6 +165,43 @@ impl Client {
         self.get_with("/images", &[("name", name)])
     }
 
+    /// Starts a fleet operation (`up`, `scale`, `upgrade`, `undo`, `down`, `chaos`: the
+    /// route's last word) and reads its answer line by line as the master sends it.
+    pub fn fleet<B: Serialize>(
+        &self,
+        op: &str,
+        body: &B,
+    ) -> Result<Lines<crate::fleet::FleetLine>, ClientError> {
+        self.post_lines(&format!("/fleet/{op}"), body)
+    }
+
+    /// Every slot of the fleet, as `drover ps` shows them.
+    pub fn fleet_ps(&self) -> Result<Vec<crate::fleet::SlotStatus>, ClientError> {
+        self.get("/fleet/ps")
+    }
+
+    /// The fleet's rollouts, newest first.
+    pub fn fleet_rollouts(&self) -> Result<Vec<crate::fleet::RolloutSummary>, ClientError> {
+        self.get("/fleet/rollouts")
+    }
+
+    /// A POST whose answer is newline-delimited JSON, read as it comes.
+    fn post_lines<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<Lines<T>, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let resp = self.agent.post(&url).header("Authorization", &self.auth).send_json(body);
+        let mut resp = resp.map_err(|source| ClientError::Unreachable { url: url.clone(), source })?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(refusal(status, body_text(&mut resp)?));
+        }
+        let reader = BufReader::new(resp.into_body().into_reader());
+        Ok(Lines { url, lines: reader.lines(), done: false, item: std::marker::PhantomData })
+    }
+
     fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         self.get_with(path, &[])
     }
@@ -248,7 +285,7 @@ pub type Events = NdJson<Event>;
 /// them (blank lines, which a master may send to keep the connection alive, are skipped).
 pub struct NdJson<T> {
     url: String,
-    lines: Lines<BufReader<ureq::BodyReader<'static>>>,
+    lines: std::io::Lines<BufReader<ureq::BodyReader<'static>>>,
     done: bool,
     /// What a line is, for errors: `event`.
     what: &'static str,
@@ -276,6 +313,39 @@ impl<T: DeserializeOwned> Iterator for NdJson<T> {
                     return Some(
                         serde_json::from_str(&line)
                             .map_err(|e| ClientError::BadAnswer(format!("{} {line:?}: {e}", self.what))),
+                    );
+                }
+                Err(source) => {
+                    self.done = true;
+                    return Some(Err(ClientError::Lost { url: self.url.clone(), source }));
+                }
+            }
+        }
+    }
+}
+
+/// A newline-delimited JSON answer, one `T` a line, read as the master sends it.
+pub struct Lines<T> {
+    url: String,
+    lines: std::io::Lines<BufReader<ureq::BodyReader<'static>>>,
+    done: bool,
+    item: std::marker::PhantomData<T>,
+}
+
+impl<T: DeserializeOwned> Iterator for Lines<T> {
+    type Item = Result<T, ClientError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        loop {
+            match self.lines.next()? {
+                Ok(line) if line.trim().is_empty() => continue,
+                Ok(line) => {
+                    return Some(
+                        serde_json::from_str(&line)
+                            .map_err(|e| ClientError::BadAnswer(format!("{line:?}: {e}"))),
                     );
                 }
                 Err(source) => {

@@ -1,6 +1,7 @@
 //! The master's local API, spoken over HTTP on 127.0.0.1 with a bearer token.
 //!
 //! - [`types`]: requests and responses (JSON), shared by the master's server and clients.
+//! - [`fleet`]: the fleet's requests, streamed progress and answers (`drover up`, `ps`...).
 //! - [`client`] (feature `client`): a blocking client; the `drover` CLI's only way in.
 //! - [`ApiInfo`]: `DIR/api.json`, where the master says how to reach it.
 //!
@@ -15,6 +16,7 @@
 //! (a tar of the image's folder in, [`ImageBuildLine`]s out, one per line), `GET /images`
 //! ([`ImageSummary`]s).
 
+pub mod fleet;
 pub mod types;
 
 #[cfg(feature = "client")]

@@ -196,6 +196,14 @@ pub struct MinionStatus {
     /// Last message from the minion, ms since the Unix epoch (0: never since master start).
     pub last_seen_ms: u64,
     pub grains: BTreeMap<String, Value>,
+    /// The minion's own verdict, as it last reported it on its current session: its last
+    /// apply of its current assignment succeeded and every daemon runs and passes its
+    /// health check. Null when not connected or not reported yet.
+    #[serde(default)]
+    pub healthy: Option<bool>,
+    /// Why it is not healthy, in one line (`daemon worker: exited with code 1 (restarting)`).
+    #[serde(default)]
+    pub problem: Option<String>,
 }
 
 /// Body of every error answer.

@@ -678,7 +678,7 @@ fn event_chunks() -> (Vec<Value>, Vec<String>) {
     let events = vec![
         event(6, "drover/minion/connected", Some("web-1"), json!({"address": "10.0.0.5"})),
         event(7, "drover/key/accept", None, json!({"id": "web-2"})),
-        event(8, "drover/daemon/worker/crashed", Some("web-1"), json!({"status": 137})),
+        event(8, "drover/minion/web-1/daemon/worker/crashed", Some("web-1"), json!({"status": 137})),
     ];
     let text: String = events
         .iter()
@@ -705,7 +705,7 @@ fn events_stream_one_line_each_until_the_end() {
         stdout(&out),
         "2025-01-01T12:00:00.006Z  drover/minion/connected  web-1  {\"address\":\"10.0.0.5\"}\n\
          2025-01-01T12:00:00.007Z  drover/key/accept  -  {\"id\":\"web-2\"}\n\
-         2025-01-01T12:00:00.008Z  drover/daemon/worker/crashed  web-1  {\"status\":137}\n"
+         2025-01-01T12:00:00.008Z  drover/minion/web-1/daemon/worker/crashed  web-1  {\"status\":137}\n"
     );
     assert_eq!(stderr(&out), "");
 

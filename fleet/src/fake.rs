@@ -375,6 +375,22 @@ impl Engine for FakeEngine {
         Ok(())
     }
 
+    async fn rename(&self, id: &str, name: &str) -> Result<()> {
+        let old = self.name_of(id)?;
+        self.call("rename", &format!("{old} {name}"))?;
+        let mut s = self.lock();
+        if s.containers.values().any(|(_, c)| c.name == name) {
+            return Err(EngineError::Conflict {
+                what: format!("rename {old}"),
+                reason: format!("{name} is in use"),
+            });
+        }
+        let (spec, info) = s.containers.get_mut(id).expect("checked");
+        spec.name = name.into();
+        info.name = name.into();
+        Ok(())
+    }
+
     async fn remove(&self, id: &str) -> Result<()> {
         let Ok(name) = self.name_of(id) else { return Ok(()) };
         self.call("remove", &name)?;

@@ -9,6 +9,8 @@ pub struct Config {
     pub dir: PathBuf,
     /// ZeroMQ address minions connect to (`ADDR:PORT`; the key port is PORT - 1).
     pub listen: String,
+    /// The address fleet containers dial, when it is not the fleet network's gateway.
+    pub advertise: Option<String>,
     /// HTTP API address (`ADDR:PORT`, loopback by default).
     pub api: String,
     /// The config repository (git) holding `roles/` and `states/`.

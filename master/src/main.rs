@@ -24,10 +24,14 @@ struct Args {
     /// Address minions connect to (ZeroMQ, CURVE); the key port is PORT - 1
     #[arg(long, default_value = "0.0.0.0:4506", value_name = "ADDR:PORT")]
     listen: String,
+    /// The address fleet containers (and remote minions) dial to reach this master, when it
+    /// is not the fleet network's gateway (a master listening on 0.0.0.0 needs none)
+    #[arg(long, value_name = "HOST")]
+    advertise: Option<String>,
     /// Address of the local HTTP API
     #[arg(long, default_value = "127.0.0.1:4507", value_name = "ADDR:PORT")]
     api: String,
-    /// Config repository (git) with roles/ and states/
+    /// Config repository (git) with roles/, states/ and fleet.yaml
     #[arg(long, default_value = ".")]
     repo: PathBuf,
     /// Accept every new minion key without `drover key accept` (development only)
@@ -69,6 +73,7 @@ fn main() -> ExitCode {
     let cfg = master::Config {
         dir: args.dir,
         listen: args.listen,
+        advertise: args.advertise,
         api: args.api,
         repo: args.repo,
         auto_accept: args.auto_accept,

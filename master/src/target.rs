@@ -2,15 +2,29 @@
 //! returns is known before anything is sent.
 //!
 //! Forms (Salt's): glob on ids (default), `-E` regex on ids (anchored at the start, as
-//! Salt's `re.match`), `-L` comma list, `-G grain:glob` (nested keys with `:`, lists match
-//! if any element does, case-insensitive), and `-C` compound: terms `G@grain:glob`,
-//! `E@regex`, `L@a,b`, `R@role`, or a bare glob, joined with `and`, `or`, `not` and
-//! parentheses (`not` binds tightest, then `and`, then `or`).
+//! Salt's `re.match`), `-L` comma list of minion ids, `-G grain:glob` (nested keys with
+//! `:`, lists match if any element does, case-insensitive), and `-C` compound: terms
+//! `G@grain:glob`, `E@regex`, `L@a,b`, `R@role`, or a bare glob, joined with `and`, `or`,
+//! `not` and parentheses (`not` binds tightest, then `and`, then `or`).
+//!
+//! A compound target comes from a user (the CLI, or a key of `roles/top.yaml`), so its size
+//! is bounded ([`MAX_COMPOUND_LEN`], [`MAX_DEPTH`], [`MAX_TERMS`]) and it is parsed with an
+//! explicit stack, never by recursion on the input. Chains of `and` / `or` become one n-ary
+//! node, so a parsed target is at most about `2 * MAX_DEPTH` nodes deep: matching and
+//! dropping it recurse no deeper than that.
 
 use api::TargetType;
 use globset::{GlobBuilder, GlobMatcher};
 use regex::Regex;
 use serde_json::Value;
+use wire::MinionId;
+
+/// The longest compound target, in bytes.
+pub const MAX_COMPOUND_LEN: usize = 4096;
+/// How deep parentheses and `not` may nest in a compound target, together.
+pub const MAX_DEPTH: usize = 32;
+/// The most terms (`G@...`, `L@...`, globs...) in a compound target.
+pub const MAX_TERMS: usize = 512;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TargetError {
@@ -22,8 +36,25 @@ pub enum TargetError {
     Regex { pattern: String, reason: String },
     #[error("bad grain target {0:?}: expected grain:glob, like os:debian")]
     Grain(String),
+    #[error("bad list target: {0}")]
+    List(#[from] wire::id::InvalidId),
     #[error("bad compound target at token {pos} {token:?}: {reason}")]
     Compound { pos: usize, token: String, reason: String },
+    #[error(
+        "compound target is {0} bytes long (at most {MAX_COMPOUND_LEN}); shorten it, e.g. with one glob \
+         or grain instead of many terms"
+    )]
+    TooLong(usize),
+    #[error(
+        "compound target nests {0} levels deep (at most {MAX_DEPTH}, counting parentheses and 'not'); \
+         write it with fewer nested levels"
+    )]
+    TooDeep(usize),
+    #[error(
+        "compound target has {0} terms (at most {MAX_TERMS}); use fewer, e.g. one glob or grain that \
+         covers several"
+    )]
+    TooManyTerms(usize),
 }
 
 /// A parsed target, ready to match minions.
@@ -31,7 +62,7 @@ pub enum TargetError {
 pub enum Target {
     Glob(GlobMatcher),
     Pcre(Regex),
-    List(Vec<String>),
+    List(Vec<MinionId>),
     /// `key:glob`; `whole` is `glob` compiled once (case-insensitive) for scalar and list
     /// grains, the common case; nested grains (`net:eth0:10.*`) compile their tail as met.
     Grain {
@@ -41,8 +72,10 @@ pub enum Target {
     },
     Role(String),
     Not(Box<Target>),
-    And(Box<Target>, Box<Target>),
-    Or(Box<Target>, Box<Target>),
+    /// Every one matches (two or more).
+    And(Vec<Target>),
+    /// Any one matches (two or more).
+    Or(Vec<Target>),
 }
 
 /// What a target is matched against: an id and its grains (an object; may be empty for a
@@ -76,8 +109,11 @@ fn grain(expr: &str) -> Result<Target, TargetError> {
     }
 }
 
-fn list(expr: &str) -> Target {
-    Target::List(expr.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
+/// `a,b,c`: every id must be a valid minion id (empty items, as after a trailing comma, are
+/// skipped), so a typo is named rather than matching nothing.
+fn list(expr: &str) -> Result<Target, TargetError> {
+    let ids = expr.split(',').map(str::trim).filter(|s| !s.is_empty()).map(MinionId::new);
+    Ok(Target::List(ids.collect::<Result<_, _>>()?))
 }
 
 impl Target {
@@ -89,25 +125,26 @@ impl Target {
         match kind {
             TargetType::Glob => Ok(Target::Glob(glob(expr, false)?)),
             TargetType::Pcre => Ok(Target::Pcre(pcre(expr)?)),
-            TargetType::List => Ok(list(expr)),
+            TargetType::List => list(expr),
             TargetType::Grain => grain(expr),
             TargetType::Compound => compound::parse(expr),
         }
     }
 
+    /// Recurses once per level of the tree, which [`MAX_DEPTH`] keeps shallow.
     pub fn matches(&self, c: &Candidate) -> bool {
         match self {
             Target::Glob(g) => g.is_match(c.id),
             Target::Pcre(r) => r.is_match(c.id),
-            Target::List(ids) => ids.iter().any(|i| i == c.id),
+            Target::List(ids) => ids.iter().any(|i| i.as_str() == c.id),
             Target::Grain { key, glob, whole } => match_grain(c.grains.get(key.as_str()), glob, Some(whole)),
             Target::Role(role) => match c.grains.get("roles") {
                 Some(Value::Array(roles)) => roles.iter().any(|r| r.as_str() == Some(role)),
                 _ => false,
             },
             Target::Not(t) => !t.matches(c),
-            Target::And(a, b) => a.matches(c) && b.matches(c),
-            Target::Or(a, b) => a.matches(c) || b.matches(c),
+            Target::And(all) => all.iter().all(|t| t.matches(c)),
+            Target::Or(any) => any.iter().any(|t| t.matches(c)),
         }
     }
 }
@@ -131,13 +168,13 @@ fn match_grain(value: Option<&Value>, pattern: &str, compiled: Option<&GlobMatch
     }
 }
 
+/// The compound parser: operator precedence over an explicit stack (shunting-yard), so the
+/// input's shape never reaches the call stack.
 mod compound {
     use super::*;
 
-    struct Parser<'a> {
-        tokens: Vec<&'a str>,
-        pos: usize,
-    }
+    const OPEN: &str = "(";
+    const CLOSE: &str = ")";
 
     /// Splits on white space, and parentheses off the words they touch.
     fn tokenize(expr: &str) -> Vec<&str> {
@@ -145,7 +182,7 @@ mod compound {
         for word in expr.split_whitespace() {
             let mut w = word;
             while let Some(rest) = w.strip_prefix('(') {
-                out.push("(");
+                out.push(OPEN);
                 w = rest;
             }
             let mut closing = 0;
@@ -156,104 +193,220 @@ mod compound {
             if !w.is_empty() {
                 out.push(w);
             }
-            out.extend(std::iter::repeat_n(")", closing));
+            out.extend(std::iter::repeat_n(CLOSE, closing));
         }
         out
     }
 
-    pub fn parse(expr: &str) -> Result<Target, TargetError> {
-        let mut p = Parser { tokens: tokenize(expr), pos: 0 };
-        let t = p.or()?;
-        if let Some(tok) = p.peek() {
-            return Err(p.error(tok, "expected 'and', 'or' or the end of the target"));
+    /// How deep `(` and `not` nest (the deepest point of the stack the parser keeps of
+    /// them) and how many terms there are. Counts whatever the syntax, so a target that
+    /// is too big says so before any syntax error in it.
+    fn measure(tokens: &[&str]) -> (usize, usize) {
+        let (mut open, mut deepest, mut terms) = (Vec::new(), 0, 0);
+        // an operand just ended: the `not`s waiting for it are done
+        let operand_done = |open: &mut Vec<&str>| {
+            while open.last() == Some(&"not") {
+                open.pop();
+            }
+        };
+        for &tok in tokens {
+            match tok {
+                OPEN | "not" => {
+                    open.push(tok);
+                    deepest = deepest.max(open.len());
+                }
+                CLOSE => {
+                    operand_done(&mut open);
+                    if open.last() == Some(&OPEN) {
+                        open.pop();
+                    }
+                    operand_done(&mut open);
+                }
+                "and" | "or" => {}
+                _ => {
+                    terms += 1;
+                    operand_done(&mut open);
+                }
+            }
         }
-        Ok(t)
+        (deepest, terms)
     }
 
-    impl<'a> Parser<'a> {
-        fn peek(&self) -> Option<&'a str> {
-            self.tokens.get(self.pos).copied()
+    pub fn parse(expr: &str) -> Result<Target, TargetError> {
+        if expr.len() > MAX_COMPOUND_LEN {
+            return Err(TargetError::TooLong(expr.len()));
         }
-
-        fn error(&self, token: &str, reason: &str) -> TargetError {
-            TargetError::Compound { pos: self.pos + 1, token: token.to_string(), reason: reason.to_string() }
+        let tokens = tokenize(expr);
+        let (depth, terms) = measure(&tokens);
+        if depth > MAX_DEPTH {
+            return Err(TargetError::TooDeep(depth));
         }
-
-        fn or(&mut self) -> Result<Target, TargetError> {
-            let mut left = self.and()?;
-            while self.peek() == Some("or") {
-                self.pos += 1;
-                left = Target::Or(Box::new(left), Box::new(self.and()?));
-            }
-            Ok(left)
+        if terms > MAX_TERMS {
+            return Err(TargetError::TooManyTerms(terms));
         }
+        Parser::default().run(&tokens)
+    }
 
-        fn and(&mut self) -> Result<Target, TargetError> {
-            let mut left = self.not()?;
-            while self.peek() == Some("and") {
-                self.pos += 1;
-                left = Target::And(Box::new(left), Box::new(self.not()?));
-            }
-            Ok(left)
-        }
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Op {
+        /// A `(` at this token (1-based), for the error when it is never closed.
+        Open(usize),
+        Not,
+        And,
+        Or,
+    }
 
-        fn not(&mut self) -> Result<Target, TargetError> {
-            if self.peek() == Some("not") {
-                self.pos += 1;
-                return Ok(Target::Not(Box::new(self.not()?)));
-            }
-            self.primary()
-        }
+    #[derive(Default)]
+    struct Parser {
+        /// Operands parsed and not yet taken by an operator.
+        operands: Vec<Target>,
+        /// Operators waiting for their operands; `and` and `or` only above an operand.
+        ops: Vec<Op>,
+    }
 
-        fn primary(&mut self) -> Result<Target, TargetError> {
-            let Some(tok) = self.peek() else {
-                let last = self.tokens.last().copied().unwrap_or("");
-                return Err(TargetError::Compound {
-                    pos: self.tokens.len(),
-                    token: last.to_string(),
-                    reason: "expected a target after it".into(),
-                });
-            };
-            match tok {
-                "(" => {
-                    self.pos += 1;
-                    let inner = self.or()?;
-                    match self.peek() {
-                        Some(")") => {
-                            self.pos += 1;
-                            Ok(inner)
+    fn error(pos: usize, token: &str, reason: &str) -> TargetError {
+        TargetError::Compound { pos, token: token.to_string(), reason: reason.to_string() }
+    }
+
+    impl Parser {
+        fn run(mut self, tokens: &[&str]) -> Result<Target, TargetError> {
+            let mut expect_operand = true;
+            for (i, &tok) in tokens.iter().enumerate() {
+                let pos = i + 1;
+                if expect_operand {
+                    match tok {
+                        OPEN => self.ops.push(Op::Open(pos)),
+                        "not" => self.ops.push(Op::Not),
+                        CLOSE | "and" | "or" => return Err(error(pos, tok, "expected a target here")),
+                        _ => {
+                            let t = term(tok).map_err(|e| error(pos, tok, &e))?;
+                            self.operand(t);
+                            expect_operand = false;
                         }
-                        Some(other) => Err(self.error(other, "expected ')'")),
-                        None => Err(self.error("(", "unclosed '('")),
                     }
+                    continue;
                 }
-                ")" | "and" | "or" => Err(self.error(tok, "expected a target here")),
-                _ => {
-                    let t = self.term(tok)?;
-                    self.pos += 1;
-                    Ok(t)
+                match tok {
+                    "and" => {
+                        self.reduce(false);
+                        self.ops.push(Op::And);
+                    }
+                    "or" => {
+                        self.reduce(true);
+                        self.ops.push(Op::Or);
+                    }
+                    CLOSE => {
+                        self.reduce(true);
+                        if !matches!(self.ops.pop(), Some(Op::Open(_))) {
+                            return Err(error(pos, tok, "expected 'and', 'or' or the end of the target"));
+                        }
+                        let group = self.operands.pop().expect("a closed group holds an operand");
+                        self.operand(group);
+                    }
+                    _ if self.ops.iter().any(|op| matches!(op, Op::Open(_))) => {
+                        return Err(error(pos, tok, "expected 'and', 'or' or ')'"));
+                    }
+                    _ => return Err(error(pos, tok, "expected 'and', 'or' or the end of the target")),
                 }
+                expect_operand = tok != CLOSE;
             }
+            if expect_operand {
+                let last = tokens.last().copied().unwrap_or("");
+                return Err(error(tokens.len(), last, "expected a target after it"));
+            }
+            self.reduce(true);
+            if let Some(Op::Open(pos)) = self.ops.last() {
+                return Err(error(*pos, OPEN, "unclosed '('; expected a ')' to close it"));
+            }
+            Ok(self.operands.pop().expect("a complete target leaves one operand"))
         }
 
-        fn term(&self, tok: &str) -> Result<Target, TargetError> {
-            let Some((prefix, rest)) = tok.split_once('@') else {
-                return Ok(Target::Glob(glob(tok, false).map_err(|e| self.error(tok, &e.to_string()))?));
-            };
-            let empty = || self.error(tok, &format!("nothing after '{prefix}@'"));
-            if rest.is_empty() {
-                return Err(empty());
+        /// A complete operand: the `not`s waiting for it take it first.
+        fn operand(&mut self, mut t: Target) {
+            while self.ops.last() == Some(&Op::Not) {
+                self.ops.pop();
+                t = Target::Not(Box::new(t));
             }
-            let wrap = |e: TargetError| self.error(tok, &e.to_string());
-            match prefix {
-                "G" => grain(rest).map_err(wrap),
-                "E" => Ok(Target::Pcre(pcre(rest).map_err(wrap)?)),
-                "L" => Ok(list(rest)),
-                "R" => Ok(Target::Role(rest.to_string())),
-                _ => {
-                    Err(self
-                        .error(tok, &format!("unknown target type '{prefix}@' (expected G@, E@, L@ or R@)")))
-                }
+            self.operands.push(t);
+        }
+
+        /// Applies the `and`s on top of the stack, and the `or`s too with `or_too`.
+        fn reduce(&mut self, or_too: bool) {
+            loop {
+                let and = match self.ops.last() {
+                    Some(Op::And) => true,
+                    Some(Op::Or) if or_too => false,
+                    _ => return,
+                };
+                self.ops.pop();
+                let right = self.operands.pop().expect("an operator's right operand");
+                let left = self.operands.pop().expect("an operator's left operand");
+                self.operands.push(match (and, left) {
+                    (true, Target::And(mut all)) => {
+                        all.push(right);
+                        Target::And(all)
+                    }
+                    (false, Target::Or(mut any)) => {
+                        any.push(right);
+                        Target::Or(any)
+                    }
+                    (true, left) => Target::And(vec![left, right]),
+                    (false, left) => Target::Or(vec![left, right]),
+                });
+            }
+        }
+    }
+
+    fn term(tok: &str) -> Result<Target, String> {
+        let Some((prefix, rest)) = tok.split_once('@') else {
+            return glob(tok, false).map(Target::Glob).map_err(|e| e.to_string());
+        };
+        if rest.is_empty() {
+            return Err(format!("nothing after '{prefix}@'"));
+        }
+        let plain = |e: TargetError| e.to_string();
+        match prefix {
+            "G" => grain(rest).map_err(plain),
+            "E" => pcre(rest).map(Target::Pcre).map_err(plain),
+            "L" => list(rest).map_err(plain),
+            "R" => Ok(Target::Role(rest.to_string())),
+            _ => Err(format!("unknown target type '{prefix}@' (expected G@, E@, L@ or R@)")),
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::super::tests::on_small_stack;
+        use super::*;
+
+        #[test]
+        fn the_parser_does_not_recurse_on_its_input() {
+            // far past the limits, straight to the parser: the input's depth stays off the
+            // call stack, and long chains come out flat (list terms: globs are slow to build)
+            let parens = format!("{}web-1{}", "(".repeat(100_000), ")".repeat(100_000));
+            let t = on_small_stack(move || Parser::default().run(&tokenize(&parens)));
+            assert!(matches!(t, Ok(Target::Glob(_))), "{t:?}");
+            let ors = "L@web-1 or ".repeat(100_000) + "web-2";
+            let t = on_small_stack(move || Parser::default().run(&tokenize(&ors)));
+            assert!(matches!(&t, Ok(Target::Or(any)) if any.len() == 100_001), "not one flat 'or'");
+            // the first group starts the chain; the others stay groups of two
+            let ands = "(L@a and L@b) and ".repeat(50_000) + "web-3";
+            let t = on_small_stack(move || Parser::default().run(&tokenize(&ands)));
+            assert!(matches!(&t, Ok(Target::And(all)) if all.len() == 50_002), "not one flat 'and'");
+        }
+
+        #[test]
+        fn depth_counts_open_parentheses_and_waiting_nots() {
+            let cases = [
+                ("a", (0, 1)),
+                ("not a and not b", (1, 2)),
+                ("not (a or not b) and (c)", (3, 3)),
+                ("((a) or (b)) and not not (c)", (3, 3)),
+                ("not not not", (3, 0)),
+                (")))) a", (0, 1)),
+            ];
+            for (expr, want) in cases {
+                assert_eq!(measure(&tokenize(expr)), want, "{expr}");
             }
         }
     }
@@ -312,6 +465,10 @@ mod tests {
             ("R@webui", Compound, &["web-1", "web-2"]),
             ("not not key", Compound, &["key"]),
             ("G@os:debian and R@datastore or worker-*", Compound, &["db-1", "worker-1"]),
+            ("not web-1 and web-*", Compound, &["web-2"]),
+            ("web-1 or web-2 and G@num_cpus:2", Compound, &["web-1"]),
+            ("(web-1 or web-2) and G@num_cpus:2", Compound, &["web-1"]),
+            ("key or db-1 or web-2 and not G@num_cpus:4 or worker-1", Compound, &["db-1", "worker-1", "key"]),
         ];
         for (expr, kind, want) in cases {
             assert_eq!(select(expr, *kind).as_deref(), Ok(*want), "{expr} ({kind:?})");
@@ -325,12 +482,18 @@ mod tests {
             ("G@os:debian and", Compound, "token 2 \"and\""),
             ("web-* db-*", Compound, "token 2 \"db-*\""),
             ("X@foo", Compound, "unknown target type 'X@'"),
-            ("(web-*", Compound, "unclosed '('"),
+            ("(web-*", Compound, "token 1 \"(\": unclosed '('"),
+            ("(web-* db-*)", Compound, "token 3 \"db-*\": expected 'and', 'or' or ')'"),
+            ("()", Compound, "token 2 \")\": expected a target here"),
+            ("not", Compound, "token 1 \"not\": expected a target after it"),
             ("web-*)", Compound, "token 2 \")\""),
             ("G@nocolon", Compound, "expected grain:glob"),
             ("and web-*", Compound, "token 1 \"and\""),
             ("E@(", Compound, "bad regular expression"),
             ("nocolon", Grain, "expected grain:glob"),
+            ("bad id,m1", List, "bad list target: invalid minion id \"bad id\""),
+            ("m1,../etc", List, "invalid minion id \"../etc\""),
+            ("L@db-1,a/b", Compound, "token 1 \"L@db-1,a/b\": bad list target: invalid minion id \"a/b\""),
             ("(", Pcre, "bad regular expression"),
             ("[", Glob, "bad glob"),
             ("   ", Glob, "empty target"),
@@ -338,6 +501,66 @@ mod tests {
         for (expr, kind, want) in cases {
             let err = select(expr, *kind).unwrap_err().to_string();
             assert!(err.contains(want), "{expr}: {err:?} should contain {want:?}");
+        }
+    }
+
+    /// Runs `f` on a thread with a small stack: what passes here does not lean on the stack.
+    pub(super) fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::Builder::new().stack_size(256 << 10).spawn(f).unwrap().join().unwrap()
+    }
+
+    #[test]
+    fn deep_long_and_wide_compound_targets_are_refused_with_their_size() {
+        let cases: Vec<(String, TargetError, &str)> = vec![
+            // the shapes of issue 7, each of which overflowed the stack
+            (
+                format!("{}web-1{}", "(".repeat(1200), ")".repeat(1200)),
+                TargetError::TooDeep(1200),
+                "compound target nests 1200 levels deep (at most 32",
+            ),
+            (
+                "not ".repeat(10_000) + "web-1",
+                TargetError::TooLong(40_005),
+                "is 40005 bytes long (at most 4096)",
+            ),
+            ("web-1 or ".repeat(20_000) + "web-1", TargetError::TooLong(180_005), "is 180005 bytes long"),
+            // one past each limit, short enough for the others
+            (
+                format!("{}web-1{}", "(".repeat(33), ")".repeat(33)),
+                TargetError::TooDeep(33),
+                "nests 33 levels",
+            ),
+            ("not ".repeat(33) + "web-1", TargetError::TooDeep(33), "nests 33 levels"),
+            ("not (".repeat(17) + "web-1" + &")".repeat(17), TargetError::TooDeep(34), "nests 34 levels"),
+            ("x or ".repeat(512) + "web-1", TargetError::TooManyTerms(513), "has 513 terms (at most 512)"),
+            // the size is told before a syntax error in it
+            ("(".repeat(4000), TargetError::TooDeep(4000), "nests 4000 levels"),
+            ("x ".repeat(2049), TargetError::TooLong(4097), "is 4097 bytes long"),
+        ];
+        for (expr, want, text) in cases {
+            let got = on_small_stack(move || Target::parse(&expr, TargetType::Compound).unwrap_err());
+            assert_eq!(got, want);
+            assert!(got.to_string().contains(text), "{got} should contain {text:?}");
+        }
+    }
+
+    #[test]
+    fn the_largest_allowed_targets_match_and_drop_on_a_small_stack() {
+        let cases: Vec<(String, &[&str])> = vec![
+            // 32 levels of parentheses, each with an `or` over an `and`: the deepest tree
+            ("(nothing or web-1 and ".repeat(32) + "web-*" + &")".repeat(32), &["web-1"]),
+            // 16 of `not (`: 32 levels, an even number of `not`
+            ("not (".repeat(16) + "web-*" + &")".repeat(16), &["web-1", "web-2"]),
+            ("not ".repeat(31) + "web-*", &["db-1", "worker-1", "key"]),
+            // 512 terms
+            ("x or ".repeat(511) + "web-2", &["web-2"]),
+            ("* and ".repeat(511) + "db-1", &["db-1"]),
+        ];
+        for (expr, want) in cases {
+            assert!(expr.len() <= MAX_COMPOUND_LEN, "{} bytes", expr.len());
+            let shown = expr.chars().take(40).collect::<String>();
+            let got = on_small_stack(move || select(&expr, TargetType::Compound));
+            assert_eq!(got.as_deref(), Ok(want), "{shown}...");
         }
     }
 }

@@ -83,10 +83,18 @@ impl Scope {
         lines(&docker(&["volume", "ls", "-q", "--filter", &format!("label={}", self.label())]))
     }
 
-    /// Removes everything of this scope (also what `Drop` does).
+    /// Removes everything of this scope (also what `Drop` does): objects with its label, and
+    /// containers and images whose name starts with its fleet name (no other run's can).
     pub fn clean(&self) {
         let filter = format!("label={}", self.label());
-        let ids = lines(&docker(&["ps", "-aq", "--filter", &filter]));
+        let mut ids = lines(&docker(&["ps", "-aq", "--filter", &filter]));
+        let named = docker(&["ps", "-a", "--format", "{{.ID}} {{.Names}}"]);
+        ids.extend(named.lines().filter_map(|l| {
+            let (id, name) = l.split_once(' ')?;
+            name.starts_with(&self.fleet).then(|| id.to_string())
+        }));
+        ids.sort();
+        ids.dedup();
         if !ids.is_empty() {
             docker(&[&["rm", "-f", "-v"][..], &ids.iter().map(String::as_str).collect::<Vec<_>>()].concat());
         }

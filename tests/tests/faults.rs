@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use tests::{Master, Minion, minions, show, wait_until};
-use wire::{Hello, Jid, JobReturn, KeyPair, MinionId, PublicKey, ToMaster, ToMinion};
+use wire::{Hello, Jid, JobReturn, KeyPair, MinionId, ToMaster, ToMinion};
 
 /// A CURVE client with a key of its own (never accepted).
 fn curve_client(ctx: &zmq::Context, master: &Master) -> zmq::Socket {
@@ -15,28 +15,7 @@ fn curve_client(ctx: &zmq::Context, master: &Master) -> zmq::Socket {
 
 /// A CURVE client with a key of its own, presenting `routing` as its routing id if given.
 fn curve_client_as(ctx: &zmq::Context, master: &Master, routing: Option<&[u8]>) -> zmq::Socket {
-    curve_client_with(ctx, master, routing, &KeyPair::generate().unwrap())
-}
-
-/// A CURVE client with the key `me`, presenting `routing` as its routing id if given.
-fn curve_client_with(
-    ctx: &zmq::Context,
-    master: &Master,
-    routing: Option<&[u8]>,
-    me: &KeyPair,
-) -> zmq::Socket {
-    let info = std::fs::read_to_string(master.state_dir().join("pki/master.pub")).unwrap();
-    let server = PublicKey::parse(&info).unwrap();
-    let s = ctx.socket(zmq::DEALER).unwrap();
-    if let Some(routing) = routing {
-        s.set_identity(routing).unwrap();
-    }
-    s.set_curve_serverkey(&server.raw()).unwrap();
-    s.set_curve_publickey(&me.public.raw()).unwrap();
-    s.set_curve_secretkey(&me.secret_raw()).unwrap();
-    s.set_linger(0).unwrap();
-    s.connect(&format!("tcp://{}", master.address())).unwrap();
-    s
+    tests::curve_client(ctx, master, routing, &KeyPair::generate().unwrap())
 }
 
 #[test]
@@ -58,13 +37,14 @@ fn garbage_truncated_and_oversized_frames_leave_the_master_serving() {
     }
 
     // authenticated (CURVE) but malformed: garbage bodies, extra frames, a body that is
-    // valid MessagePack of the wrong shape, a return from a minion without a session, and a
-    // frame over the 8 MiB limit (libzmq drops that peer)
+    // valid MessagePack of the wrong shape or nests 100,000 levels deep, a return from a
+    // minion without a session, and a frame over the 8 MiB limit (libzmq drops that peer)
     let ctx = zmq::Context::new();
     let c = curve_client(&ctx, &master);
     c.send(&b"\x00\x01garbage"[..], 0).unwrap();
     c.send_multipart([&b"a"[..], b"b", b"c"], 0).unwrap();
     c.send(rmp_like_map(), 0).unwrap();
+    c.send(rmp_nested(100_000), 0).unwrap();
     c.send(Vec::<u8>::new(), 0).unwrap();
     let big = curve_client(&ctx, &master);
     big.send(vec![7u8; 9 << 20], 0).unwrap();
@@ -92,6 +72,15 @@ fn rmp_like_map() -> Vec<u8> {
     let mut v = vec![0x82, 0xa1, b'v', 0x01, 0xa3];
     v.extend(b"msg");
     v.push(0x05);
+    v
+}
+
+/// `{"v": 1, "msg": [[[...1...]]]}` with `levels` arrays.
+fn rmp_nested(levels: usize) -> Vec<u8> {
+    let mut v = vec![0x82, 0xa1, b'v', 0x01, 0xa3];
+    v.extend(b"msg");
+    v.extend(std::iter::repeat_n(0x91, levels));
+    v.push(0x01);
     v
 }
 
@@ -174,7 +163,12 @@ fn a_forged_return_from_an_unaccepted_key_is_not_stored() {
 }
 
 fn hello(id: &str) -> Vec<u8> {
-    let hello = Hello { id: MinionId::new(id).unwrap(), version: "test".into(), grains: Default::default() };
+    let hello = Hello {
+        id: MinionId::new(id).unwrap(),
+        version: "test".into(),
+        grains: Default::default(),
+        generation: 0,
+    };
     wire::msg::encode(&ToMaster::Hello(hello)).unwrap()
 }
 
@@ -194,7 +188,7 @@ fn a_connection_is_only_the_minion_its_routing_id_names() {
     let good = MinionId::new("good").unwrap();
     let good_keys = KeyPair::generate().unwrap();
     let good_route = wire::routing_id(&good).unwrap();
-    let a = curve_client_with(&ctx, &master, Some(&good_route), &good_keys);
+    let a = tests::curve_client(&ctx, &master, Some(&good_route), &good_keys);
     a.send(hello("good"), 0).unwrap();
     assert!(matches!(answer(&a, 10_000), Some(ToMinion::Welcome { .. })));
 
@@ -225,7 +219,7 @@ fn a_connection_is_only_the_minion_its_routing_id_names() {
     // the real one, as drover-minion does when its master falls silent: a new socket with a
     // new routing id, and it is welcomed again
     drop((a, b));
-    let a = curve_client_with(&ctx, &master, Some(&wire::routing_id(&good).unwrap()), &good_keys);
+    let a = tests::curve_client(&ctx, &master, Some(&wire::routing_id(&good).unwrap()), &good_keys);
     a.send(hello("good"), 0).unwrap();
     assert!(matches!(answer(&a, 10_000), Some(ToMinion::Welcome { .. })));
 

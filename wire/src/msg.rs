@@ -19,8 +19,18 @@ pub const PROTOCOL_VERSION: u16 = 1;
 /// The largest message body either end accepts (8 MiB).
 pub const MAX_FRAME: usize = 8 << 20;
 
+/// The largest message the master reads from a connection before it has a session (a hello
+/// with its grains); a larger one is refused undecoded, the minion told why.
+pub const MAX_HELLO: usize = 256 << 10;
+
 /// The largest output one job may return; longer outputs are cut (and say so).
 pub const MAX_OUTPUT: usize = 1 << 20;
+
+/// How deep arrays and maps may nest in a frame, the envelope's two levels included. A
+/// deeper frame is refused while it is decoded, before it can exhaust the stack of the
+/// thread decoding it (a level costs a few KiB there in a debug build). What travels nests
+/// far less: serde_json and serde_yaml refuse documents deeper than 128 levels too.
+pub const MAX_DEPTH: usize = 128;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum WireError {
@@ -28,6 +38,8 @@ pub enum WireError {
     TooLarge(usize),
     #[error("undecodable frame: {0}")]
     Decode(String),
+    #[error("frame nests arrays and maps deeper than {MAX_DEPTH} levels")]
+    TooDeep,
     #[error("protocol version {got} not supported (this build speaks {PROTOCOL_VERSION})")]
     Version { got: u16 },
     #[error("cannot encode message: {0}")]
@@ -60,14 +72,23 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
     if bytes.len() > MAX_FRAME {
         return Err(WireError::TooLarge(bytes.len()));
     }
-    match rmp_serde::from_slice::<Envelope<T>>(bytes) {
+    match bounded::<Envelope<T>>(bytes) {
         Ok(env) if env.v == PROTOCOL_VERSION => Ok(env.msg),
         Ok(env) => Err(WireError::Version { got: env.v }),
-        Err(e) => match rmp_serde::from_slice::<VersionOnly>(bytes) {
+        Err(rmp_serde::decode::Error::DepthLimitExceeded) => Err(WireError::TooDeep),
+        Err(e) => match bounded::<VersionOnly>(bytes) {
             Ok(VersionOnly { v }) if v != PROTOCOL_VERSION => Err(WireError::Version { got: v }),
             _ => Err(WireError::Decode(e.to_string())),
         },
     }
+}
+
+/// `rmp_serde::from_slice` with at most [`MAX_DEPTH`] levels of nesting.
+fn bounded<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, rmp_serde::decode::Error> {
+    let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
+    // the count is of levels left, and reaching 0 is an error
+    de.set_max_depth(MAX_DEPTH + 1);
+    T::deserialize(&mut de)
 }
 
 /// Grains: facts a minion reports about itself.
@@ -90,6 +111,9 @@ pub enum ToMaster {
     Converged(Converged),
     /// Something happened on the minion (a daemon crashed, restarted, changed health...).
     Event(Event),
+    /// The minion's own verdict on itself; sent after every [`ToMinion::Welcome`] and
+    /// whenever it changes.
+    Health(Health),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -98,6 +122,40 @@ pub struct Hello {
     /// The minion's drover version.
     pub version: String,
     pub grains: Grains,
+    /// Which container of the minion's slot this is (`DROVER_GENERATION`; 0 outside a
+    /// fleet). Of two live connections for one id, the higher generation has the session;
+    /// the other is answered [`ToMinion::Superseded`].
+    #[serde(default)]
+    pub generation: u64,
+}
+
+/// What a minion says of itself: its last apply of its current assignment succeeded and
+/// every daemon it supervises runs and passes its health check (the verdict
+/// `drover-minion health` gives Docker's HEALTHCHECK, minus the link to the master, which
+/// the master knows).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    pub healthy: bool,
+    /// Why not, in one line (`daemon worker: exited with code 1 (restarting)`).
+    #[serde(default)]
+    pub problem: Option<String>,
+    /// Every supervised daemon, in start order.
+    #[serde(default)]
+    pub daemons: Vec<DaemonHealth>,
+}
+
+/// One supervised daemon in a [`Health`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DaemonHealth {
+    pub name: String,
+    /// `starting`, `running`, `backoff`, `stopping`, `stopped` or `failed`.
+    pub state: String,
+    /// Running and passing its health check (if it has one); a daemon stopped on purpose
+    /// counts as healthy.
+    pub healthy: bool,
+    /// Why not, in one line (`exited with code 1 (restarting)`).
+    #[serde(default)]
+    pub problem: Option<String>,
 }
 
 /// Master → minion.
@@ -126,6 +184,12 @@ pub enum ToMinion {
     },
     /// The roles this minion has and everything it needs to render and apply them.
     Assign(Assignment),
+    /// A connection of a higher generation has this minion's session (another container of
+    /// its slot): no jobs come here. The minion keeps its daemons running and says hello
+    /// again every few seconds, to be the minion again once that connection is gone.
+    Superseded {
+        by: u64,
+    },
     /// Answer to [`ToMaster::Fetch`]: the files found, and the hashes the master will not
     /// serve (unknown, or not in this minion's assignment).
     Files {
@@ -192,8 +256,10 @@ pub struct Converged {
     pub comment: String,
 }
 
-/// An event from a minion. Tags are paths: `drover/daemon/<name>/crashed`,
-/// `drover/daemon/<name>/restarted`, `drover/daemon/<name>/health`, ...
+/// An event from a minion. Tags are paths relative to the minion: `daemon/<name>/crashed`,
+/// `daemon/<name>/restarted`, `daemon/<name>/health`, ... The master files them under the
+/// minion's own namespace, `drover/minion/<id>/<tag>`, so no minion event can pass for one
+/// of the master's (`drover/key/...`, `drover/minion/connected`, ...).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub tag: String,
@@ -309,6 +375,17 @@ mod tests {
                 id: MinionId::new("m1").unwrap(),
                 version: "0.0.0".into(),
                 grains: [("os".to_string(), json!("Debian"))].into(),
+                generation: 3,
+            }),
+            ToMaster::Health(Health {
+                healthy: false,
+                problem: Some("daemon worker: exited with code 1 (restarting)".into()),
+                daemons: vec![DaemonHealth {
+                    name: "worker".into(),
+                    state: "backoff".into(),
+                    healthy: false,
+                    problem: Some("exited with code 1 (restarting)".into()),
+                }],
             }),
         ];
         for m in msgs {
@@ -322,6 +399,30 @@ mod tests {
             timeout_ms: Some(5000),
         });
         assert_eq!(decode::<ToMinion>(&encode(&job).unwrap()).unwrap(), job);
+        let superseded = ToMinion::Superseded { by: 7 };
+        assert_eq!(decode::<ToMinion>(&encode(&superseded).unwrap()).unwrap(), superseded);
+    }
+
+    #[test]
+    fn fields_added_later_have_defaults() {
+        // a hello from a minion that predates generations, a health with only its verdict
+        let hello = json!({"type": "hello", "id": "m1", "version": "0.0.0", "grains": {}});
+        let health = json!({"type": "health", "healthy": true});
+        for (msg, want) in [
+            (
+                hello,
+                ToMaster::Hello(Hello {
+                    id: MinionId::new("m1").unwrap(),
+                    version: "0.0.0".into(),
+                    grains: Grains::new(),
+                    generation: 0,
+                }),
+            ),
+            (health, ToMaster::Health(Health { healthy: true, problem: None, daemons: Vec::new() })),
+        ] {
+            let bytes = rmp_serde::to_vec_named(&json!({"v": PROTOCOL_VERSION, "msg": msg})).unwrap();
+            assert_eq!(decode::<ToMaster>(&bytes).unwrap(), want);
+        }
     }
 
     #[test]
@@ -334,6 +435,54 @@ mod tests {
         assert_eq!(decode::<ToMaster>(&vec![0u8; MAX_FRAME + 1]), Err(WireError::TooLarge(MAX_FRAME + 1)));
         // a message for another side is refused too
         assert!(decode::<ToMinion>(&good).is_err());
+    }
+
+    /// An event whose data is `levels` arrays around `1`, written byte by byte (a value that
+    /// deep could not be built, nor dropped, without recursing as deep).
+    fn nested_event(levels: usize) -> Vec<u8> {
+        let mut frame = vec![0x82, 0xa1, b'v', PROTOCOL_VERSION as u8, 0xa3, b'm', b's', b'g', 0x84];
+        for (key, value) in [("type", Some("event")), ("tag", Some("t")), ("data", None)] {
+            frame.push(0xa0 | key.len() as u8);
+            frame.extend(key.bytes());
+            if let Some(value) = value {
+                frame.push(0xa0 | value.len() as u8);
+                frame.extend(value.bytes());
+            }
+        }
+        frame.extend(std::iter::repeat_n(0x91, levels)); // an array of one element
+        frame.push(0x01);
+        frame.push(0xa7);
+        frame.extend(b"time_ms");
+        frame.push(0x01);
+        frame
+    }
+
+    #[test]
+    fn deeply_nested_frames_are_refused_not_a_stack_overflow() {
+        // on a thread with the stack the daemons' threads have
+        let decoded = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(|| {
+                // the envelope and the message are two of the levels
+                let event = decode::<ToMaster>(&nested_event(MAX_DEPTH - 2)).map(|_| ());
+                let deep: Vec<_> = [MAX_DEPTH - 1, 1_000, 100_000, MAX_FRAME - 100]
+                    .into_iter()
+                    .map(|levels| {
+                        let frame = nested_event(levels);
+                        (decode::<ToMaster>(&frame).map(|_| ()), decode::<ToMinion>(&frame).is_err())
+                    })
+                    .collect();
+                (event, deep)
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(decoded.0, Ok(()));
+        for (to_master, to_minion_refused) in decoded.1 {
+            assert_eq!(to_master, Err(WireError::TooDeep));
+            assert!(to_minion_refused);
+        }
+        assert_eq!(WireError::TooDeep.to_string(), "frame nests arrays and maps deeper than 128 levels");
     }
 
     #[test]

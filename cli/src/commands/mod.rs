@@ -1,13 +1,21 @@
 //! One file per command. Adding a command is one [`Command`] variant and one file here.
 
+pub mod chaos;
 pub mod completions;
 pub mod dashboard;
+pub mod down;
 pub mod events;
+pub mod fleet;
 pub mod image;
 pub mod jobs;
 pub mod key;
+pub mod ps;
 pub mod roles;
+pub mod rollout;
 pub mod run;
+pub mod scale;
+pub mod up;
+pub mod upgrade;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -30,6 +38,20 @@ pub enum Command {
     Jobs(jobs::JobsArgs),
     /// Apply the roles of a git commit, see what it would change, see each minion's state
     Roles(roles::RolesArgs),
+    /// Bring the fleet of fleet.yaml up: network, volumes, containers; wait until ready
+    Up(up::UpArgs),
+    /// List the fleet's slots: container, version, minion, health, drift
+    Ps(ps::PsArgs),
+    /// Set a role's number of slots: drover scale worker=4
+    Scale(scale::ScaleArgs),
+    /// Roll roles to another image version, batch by batch, with rollback
+    Upgrade(upgrade::UpgradeArgs),
+    /// Show the fleet's rollouts, or undo the last one
+    Rollout(rollout::RolloutArgs),
+    /// Remove the fleet's containers and network (volumes with --volumes)
+    Down(down::DownArgs),
+    /// Kill fleet containers at random, to see the fleet heal
+    Chaos(chaos::ChaosArgs),
     /// Print the master's events as they happen (Ctrl-C ends it)
     Events(events::EventsArgs),
     /// Build images without a registry (on the base made from Debian packages), list them
@@ -97,6 +119,13 @@ pub fn dispatch(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<Exit> {
                 Command::Key(args) => key::run(args, ctx)?,
                 Command::Jobs(args) => jobs::run(args, ctx)?,
                 Command::Roles(args) => roles::run(args, ctx)?,
+                Command::Up(args) => up::run(args, ctx)?,
+                Command::Ps(args) => ps::run(args, ctx)?,
+                Command::Scale(args) => scale::run(args, ctx)?,
+                Command::Upgrade(args) => upgrade::run(args, ctx)?,
+                Command::Rollout(args) => rollout::run(args, ctx)?,
+                Command::Down(args) => down::run(args, ctx)?,
+                Command::Chaos(args) => chaos::run(args, ctx)?,
                 Command::Events(args) => events::run(args, ctx)?,
                 Command::Image(args) => image::run(args, ctx)?,
                 Command::Dashboard(args) => dashboard::run(args, ctx)?,
