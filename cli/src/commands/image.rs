@@ -18,6 +18,10 @@ use crate::commands::{Ctx, api_error};
 use crate::exit::Exit;
 use crate::output::{self, Out};
 
+/// How often the spinner turns (a step such as copying the minion in prints nothing for
+/// seconds).
+const TICK: std::time::Duration = std::time::Duration::from_millis(120);
+
 const EXAMPLES: &str = "\
 An image is a folder: images/<name>/ holds a Dockerfile that starts FROM base, and what it
 copies. The master makes the base image from images/base/base.yaml of its config repo
@@ -197,9 +201,11 @@ struct Shown {
 
 impl Shown {
     fn new(terminal: bool) -> Shown {
-        // no steady tick: `main` holds stderr's lock while a command runs, so a drawing
-        // thread would wait for it forever; the bar is drawn as lines arrive
-        let bar = terminal.then(indicatif::ProgressBar::new_spinner);
+        let bar = terminal.then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.enable_steady_tick(TICK);
+            bar
+        });
         Shown { bar }
     }
 
@@ -226,10 +232,7 @@ impl Shown {
                 bar.set_position(step.saturating_sub(1).into());
                 bar.set_message(text);
             }
-            ImageBuildLine::Output { line } => {
-                bar.set_message(line);
-                bar.tick();
-            }
+            ImageBuildLine::Output { line } => bar.set_message(line),
             ImageBuildLine::Done { .. } | ImageBuildLine::Failed { .. } => {}
         }
         Ok(())
