@@ -70,6 +70,8 @@ fn setup(what: &str) -> Setup {
             ("roles/idle.yaml", "description: nothing runs here\n"),
             ("states/app/kv.yaml", KV_STATE),
             ("states/app/web.yaml", WEB_STATE),
+            // the base the images build on: the repository's own, so it is the one kept
+            ("images/base/base.yaml", include_str!("../../images/base/base.yaml")),
         ],
     );
     let master = Master::start_for_containers(repo.path());
@@ -207,7 +209,7 @@ fn chaos_kills_are_healed_in_their_slots() {
     if !required() {
         return;
     }
-    let Setup { scope, master, .. } = setup("chaos");
+    let Setup { scope, master, repo: _repo, .. } = setup("chaos");
     ok(&master.drover(&["up", "--timeout", "120"]));
     let f = scope.fleet.clone();
     let kv = format!("{f}-kv-1");
@@ -243,7 +245,7 @@ fn a_master_killed_in_a_rollout_resumes_it_and_leaves_no_slot_empty() {
     if !required() {
         return;
     }
-    let Setup { scope, mut master, .. } = setup("resume");
+    let Setup { scope, mut master, repo: _repo, .. } = setup("resume");
     ok(&master.drover(&["up", "--timeout", "120"]));
     let f = scope.fleet.clone();
 
@@ -282,7 +284,7 @@ fn scale_and_refusals() {
     if !required() {
         return;
     }
-    let Setup { scope, master, .. } = setup("scale");
+    let Setup { scope, master, repo: _repo, .. } = setup("scale");
     ok(&master.drover(&["up", "--timeout", "120"]));
     let f = scope.fleet.clone();
     ok(&master.drover(&["scale", "web=4"]));
