@@ -124,12 +124,7 @@ impl Client {
         let since = since.map(|s| s.to_string());
         let query = [("since", since.as_deref()), ("follow", Some(if follow { "true" } else { "false" }))];
         let (url, resp) = self.call_get("/events", &query);
-        let mut resp = resp.map_err(|source| ClientError::Unreachable { url: url.clone(), source })?;
-        let status = resp.status();
-        if !status.is_success() {
-            return Err(refusal(status, body_text(&mut resp)?));
-        }
-        Ok(NdJson::new(url, resp, "event"))
+        lines_answer(url, resp, "event")
     }
 
     /// Builds an app image from `context` (a tar of its folder) as `tag` (`name:version`).
@@ -140,7 +135,7 @@ impl Client {
         context: &[u8],
         tag: &str,
         commit: Option<&str>,
-    ) -> Result<NdJson<ImageBuildLine>, ClientError> {
+    ) -> Result<Lines<ImageBuildLine>, ClientError> {
         let url = format!("{}/images/build", self.base);
         let mut req = self
             .agent
@@ -151,13 +146,8 @@ impl Client {
         if let Some(commit) = commit {
             req = req.query("commit", commit);
         }
-        let mut resp =
-            req.send(context).map_err(|source| ClientError::Unreachable { url: url.clone(), source })?;
-        let status = resp.status();
-        if !status.is_success() {
-            return Err(refusal(status, body_text(&mut resp)?));
-        }
-        Ok(NdJson::new(url, resp, "build progress line"))
+        let resp = req.send(context);
+        lines_answer(url, resp, "build progress line")
     }
 
     /// The images drover built (and the bases), or only the versions of `name`.
@@ -193,13 +183,7 @@ impl Client {
     ) -> Result<Lines<T>, ClientError> {
         let url = format!("{}{path}", self.base);
         let resp = self.agent.post(&url).header("Authorization", &self.auth).send_json(body);
-        let mut resp = resp.map_err(|source| ClientError::Unreachable { url: url.clone(), source })?;
-        let status = resp.status();
-        if !status.is_success() {
-            return Err(refusal(status, body_text(&mut resp)?));
-        }
-        let reader = BufReader::new(resp.into_body().into_reader());
-        Ok(Lines { url, lines: reader.lines(), done: false, item: std::marker::PhantomData })
+        lines_answer(url, resp, "progress line")
     }
 
     fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
@@ -279,57 +263,33 @@ fn refusal(status: ureq::http::StatusCode, text: String) -> ClientError {
 }
 
 /// The events of `GET /events`, as the master sends them.
-pub type Events = NdJson<Event>;
+pub type Events = Lines<Event>;
 
-/// A streamed answer of one JSON object per line, read line by line as the master sends
-/// them (blank lines, which a master may send to keep the connection alive, are skipped).
-pub struct NdJson<T> {
+/// A streamed answer's lines, or the refusal its status stands for.
+fn lines_answer<T>(
+    url: String,
+    resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    what: &'static str,
+) -> Result<Lines<T>, ClientError> {
+    let mut resp = resp.map_err(|source| ClientError::Unreachable { url: url.clone(), source })?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(refusal(status, body_text(&mut resp)?));
+    }
+    let reader = BufReader::new(resp.into_body().into_reader());
+    Ok(Lines { url, lines: reader.lines(), done: false, what, item: std::marker::PhantomData })
+}
+
+/// A newline-delimited JSON answer, one `T` a line, read as the master sends it (blank
+/// lines, which a master may send to keep the connection alive, are skipped). A read that
+/// fails ends it after one [`ClientError::Lost`].
+pub struct Lines<T> {
     url: String,
     lines: std::io::Lines<BufReader<ureq::BodyReader<'static>>>,
     done: bool,
     /// What a line is, for errors: `event`.
     what: &'static str,
     item: std::marker::PhantomData<fn() -> T>,
-}
-
-impl<T> NdJson<T> {
-    fn new(url: String, resp: ureq::http::Response<ureq::Body>, what: &'static str) -> Self {
-        let reader = BufReader::new(resp.into_body().into_reader());
-        NdJson { url, lines: reader.lines(), done: false, what, item: std::marker::PhantomData }
-    }
-}
-
-impl<T: DeserializeOwned> Iterator for NdJson<T> {
-    type Item = Result<T, ClientError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        loop {
-            match self.lines.next()? {
-                Ok(line) if line.trim().is_empty() => continue,
-                Ok(line) => {
-                    return Some(
-                        serde_json::from_str(&line)
-                            .map_err(|e| ClientError::BadAnswer(format!("{} {line:?}: {e}", self.what))),
-                    );
-                }
-                Err(source) => {
-                    self.done = true;
-                    return Some(Err(ClientError::Lost { url: self.url.clone(), source }));
-                }
-            }
-        }
-    }
-}
-
-/// A newline-delimited JSON answer, one `T` a line, read as the master sends it.
-pub struct Lines<T> {
-    url: String,
-    lines: std::io::Lines<BufReader<ureq::BodyReader<'static>>>,
-    done: bool,
-    item: std::marker::PhantomData<T>,
 }
 
 impl<T: DeserializeOwned> Iterator for Lines<T> {
@@ -345,7 +305,7 @@ impl<T: DeserializeOwned> Iterator for Lines<T> {
                 Ok(line) => {
                     return Some(
                         serde_json::from_str(&line)
-                            .map_err(|e| ClientError::BadAnswer(format!("{line:?}: {e}"))),
+                            .map_err(|e| ClientError::BadAnswer(format!("{} {line:?}: {e}", self.what))),
                     );
                 }
                 Err(source) => {

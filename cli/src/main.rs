@@ -10,7 +10,8 @@ use cli::{Cli, Exit};
 fn main() -> ExitCode {
     let cli = Cli::parse_args().unwrap_or_else(|e| e.exit());
     let color = io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let (mut stdout, mut stderr) = (io::stdout().lock(), io::stderr().lock());
+    // stderr unlocked: a progress bar's drawing thread writes to it while a command runs
+    let (mut stdout, mut stderr) = (io::stdout().lock(), io::stderr());
     let mut ctx = Ctx { dir: cli.dir(), out: cli.out, color, stdout: &mut stdout, stderr: &mut stderr };
     match commands::dispatch(cli, &mut ctx) {
         Ok(exit) => exit.into(),

@@ -8,7 +8,6 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use api::{ImageBuildLine, ImageBuilt, ImageSummary};
@@ -18,6 +17,10 @@ use globset::{GlobBuilder, GlobMatcher};
 use crate::commands::{Ctx, api_error};
 use crate::exit::Exit;
 use crate::output::{self, Out};
+
+/// How often the spinner turns (a step such as copying the minion in prints nothing for
+/// seconds).
+const TICK: std::time::Duration = std::time::Duration::from_millis(120);
 
 const EXAMPLES: &str = "\
 An image is a folder: images/<name>/ holds a Dockerfile that starts FROM base, and what it
@@ -36,9 +39,6 @@ Examples:
 
 Exit status: 0 built or up to date; 1 the build failed (its last output lines are shown);
 2 usage or configuration error, a refused tag, or no Docker engine.";
-
-/// How long the spinner waits between frames.
-const TICK: Duration = Duration::from_millis(120);
 
 #[derive(Debug, Args)]
 #[command(after_long_help = EXAMPLES)]
@@ -497,8 +497,14 @@ mod tests {
         write(b.path(), "src/a.txt", "a", 0o644);
         symlink("src/a.txt", b.path().join("latest")).unwrap();
         write(b.path(), "src/run.sh", "#!/bin/sh\n", 0o700);
-        std::thread::sleep(Duration::from_millis(20));
         write(b.path(), "Dockerfile", "FROM base\n", 0o600);
+        let long_ago = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        std::fs::File::options()
+            .write(true)
+            .open(b.path().join("Dockerfile"))
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
 
         let tar = pack(a.path()).unwrap();
         assert_eq!(tar, pack(b.path()).unwrap());
