@@ -246,29 +246,20 @@ impl<E: Engine, H: Host> Controller<E, H> {
         let refs: BTreeSet<(String, String)> =
             desired.slots.values().map(|s| (s.spec.image.clone(), s.version.clone())).collect();
         for (image, version) in refs {
-            let reference = format!("{image}:{version}");
-            if self.inner.engine.image(&reference).await?.is_none() {
-                let filter = format!("{LABEL_IMAGE}={image}");
-                let mut versions: Vec<String> = self
-                    .inner
-                    .engine
-                    .images(&[&filter])
-                    .await?
-                    .into_iter()
-                    .flat_map(|i| i.tags)
-                    .filter_map(|t| t.strip_prefix(&format!("{image}:")).map(String::from))
-                    .collect();
-                versions.sort();
-                versions.dedup();
-                let have = if versions.is_empty() {
-                    format!(
-                        "no version of {image} is built: `drover image build images/{image} --tag {reference}`"
-                    )
-                } else {
-                    format!("versions built: {}", versions.join(", "))
-                };
-                missing.push(format!("image {reference} does not exist ({have})"));
+            // only an image drover built as that tag: it has the minion as its entrypoint
+            if crate::image::find(&self.inner.engine, &image, &version).await?.is_some() {
+                continue;
             }
+            let built = crate::image::versions(&self.inner.engine, &image).await?;
+            let have = if built.is_empty() {
+                format!(
+                    "no version of {image} is built: `drover image build images/{image} --tag {image}:{version}`"
+                )
+            } else {
+                let names: Vec<&str> = built.iter().map(|r| r.version.as_str()).collect();
+                format!("versions built: {}", names.join(", "))
+            };
+            missing.push(format!("image {image}:{version} does not exist ({have})"));
         }
         if missing.is_empty() { Ok(()) } else { Err(FleetError::Refused(missing.join("; "))) }
     }

@@ -100,7 +100,11 @@ type Fleet = Controller<FakeEngine, FakeHost>;
 fn setup(versions: &[&str]) -> (Fleet, FakeEngine, FakeHost) {
     let engine = FakeEngine::new();
     for v in versions {
-        engine.add_image(&format!("app:{v}"), Labels::from([(LABEL_IMAGE.to_string(), "app".to_string())]));
+        let labels = [(LABEL_IMAGE, "app"), (LABEL_VERSION, v)];
+        engine.add_image(
+            &format!("app:{v}"),
+            labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        );
     }
     let host = FakeHost { engine: engine.clone(), ..FakeHost::default() };
     let fleet = Controller::new(engine.clone(), host.clone(), FleetRecord::default(), Options::default());
