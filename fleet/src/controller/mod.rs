@@ -326,6 +326,13 @@ impl<E: Engine, H: Host> Controller<E, H> {
         timeout: Duration,
         progress: &Progress,
     ) -> Result<Outcome> {
+        if file.engine == render::fleet::EngineKind::Swarm {
+            return Err(FleetError::Refused(format!(
+                "fleet {} says `engine: swarm`, which this drover cannot run yet: remove the line to run it on \
+                 this Docker engine",
+                file.fleet
+            )));
+        }
         let mut op = self.begin(format!("up of fleet {}", file.fleet))?;
         self.inner.engine.info().await?;
         let before = self.record();

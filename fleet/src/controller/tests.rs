@@ -214,6 +214,14 @@ async fn up_refuses_what_it_cannot_do_and_changes_nothing() {
     assert!(changes(&engine).is_empty(), "{:?}", changes(&engine));
     assert_eq!(engine.table().len(), 1);
 
+    // a fleet for Swarm, not yet
+    let (fleet, engine, _) = setup(&["1"]);
+    let mut swarm = fleet_file("1", UpdatePolicy::default());
+    swarm.engine = render::fleet::EngineKind::Swarm;
+    let err = fleet.up(swarm, "c".into(), MINUTE, &Progress::none()).await.unwrap_err();
+    assert!(err.to_string().contains("`engine: swarm`, which this drover cannot run yet"), "{err}");
+    assert!(engine.table().is_empty());
+
     // an engine that does not answer
     let (fleet, engine, _) = setup(&["1"]);
     engine.set_down(true);
