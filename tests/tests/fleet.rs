@@ -322,3 +322,33 @@ fn scale_and_refusals() {
     docker(&["rm", "-f", &name]);
     ok(&master.drover(&["down", "--volumes"]));
 }
+
+#[test]
+fn no_docker_engine_is_one_line_and_exit_2() {
+    // no engine needed: the master is pointed at one that does not exist
+    let repo = ConfigRepo::new();
+    repo.commit(
+        "a fleet",
+        &[
+            ("fleet.yaml", "fleet: nodocker\nimage: app\nversion: \"1\"\nroles:\n  web: {}\n"),
+            ("roles/web.yaml", "states: []\n"),
+        ],
+    );
+    let master = Master::start_with_env(
+        &["--repo", repo.path().to_str().unwrap()],
+        &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")],
+    );
+    for args in [&["ps"][..], &["up"], &["upgrade", "--to", "2"], &["down"], &["rollout", "status"]] {
+        let out = master.drover(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", show(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: one line: {err}");
+        assert!(
+            err.contains("cannot reach the Docker engine at unix:///nonexistent/docker.sock"),
+            "{args:?}: {err}"
+        );
+    }
+    // the master still serves plain hosts
+    let out = master.drover(&["key", "list"]);
+    assert!(out.status.success(), "{}", show(&out));
+}
