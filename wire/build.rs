@@ -2,8 +2,7 @@
 //! sources (fetched from crates.io like any crate, not copied into this repository), with
 //! CURVE on Debian's static libsodium, linked statically together with libstdc++.
 //!
-//! Why not the `zmq` crate's own vendored build: it leaves CURVE out
-//! (`../shared/DEPENDENCIES.md`). Why not Debian's shared libzmq5: it drags in libpgm,
+//! Why not the `zmq` crate's own vendored build: it leaves CURVE out. Why not Debian's shared libzmq5: it drags in libpgm,
 //! libnorm, the Kerberos libraries and a shared libstdc++, about 5 MiB of resident pages
 //! per process, which kept the idle minion above its 8 MB budget (issue 2). This build has
 //! none of those transports, so a binary needs only libc and libgcc_s at run time.

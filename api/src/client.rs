@@ -4,7 +4,7 @@
 //! No request has an overall timeout (only connecting has one): `roles apply` renders every
 //! state before it answers, and `events` with `follow` stays open as long as the user wants.
 
-use std::io::{BufRead, BufReader, Lines};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -28,6 +28,10 @@ pub enum ClientError {
     /// each. Only `error` is in the message, so a caller prints the diagnostics itself.
     #[error("{error}")]
     Invalid { error: String, diagnostics: Vec<String> },
+    /// The master cannot do it now: something it needs is unreachable (HTTP 503), such as
+    /// the Docker engine. The message says what.
+    #[error("{0}")]
+    Unavailable(String),
     /// The master failed (HTTP 5xx).
     #[error("master error: {0}")]
     Master(String),
@@ -125,8 +129,77 @@ impl Client {
         if !status.is_success() {
             return Err(refusal(status, body_text(&mut resp)?));
         }
+        Ok(NdJson::new(url, resp, "event"))
+    }
+
+    /// Builds an app image from `context` (a tar of its folder) as `tag` (`name:version`).
+    /// What the master refuses at once is an error here; otherwise the lines of its
+    /// progress follow, the last one [`ImageBuildLine::Done`] or [`ImageBuildLine::Failed`].
+    pub fn image_build(
+        &self,
+        context: &[u8],
+        tag: &str,
+        commit: Option<&str>,
+    ) -> Result<NdJson<ImageBuildLine>, ClientError> {
+        let url = format!("{}/images/build", self.base);
+        let mut req = self
+            .agent
+            .post(&url)
+            .header("Authorization", &self.auth)
+            .header("Content-Type", "application/x-tar")
+            .query("tag", tag);
+        if let Some(commit) = commit {
+            req = req.query("commit", commit);
+        }
+        let mut resp =
+            req.send(context).map_err(|source| ClientError::Unreachable { url: url.clone(), source })?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(refusal(status, body_text(&mut resp)?));
+        }
+        Ok(NdJson::new(url, resp, "build progress line"))
+    }
+
+    /// The images drover built (and the bases), or only the versions of `name`.
+    pub fn images(&self, name: Option<&str>) -> Result<Vec<ImageSummary>, ClientError> {
+        self.get_with("/images", &[("name", name)])
+    }
+
+    /// Starts a fleet operation (`up`, `scale`, `upgrade`, `undo`, `down`, `chaos`: the
+    /// route's last word) and reads its answer line by line as the master sends it.
+    pub fn fleet<B: Serialize>(
+        &self,
+        op: &str,
+        body: &B,
+    ) -> Result<Lines<crate::fleet::FleetLine>, ClientError> {
+        self.post_lines(&format!("/fleet/{op}"), body)
+    }
+
+    /// Every slot of the fleet, as `drover ps` shows them.
+    pub fn fleet_ps(&self) -> Result<Vec<crate::fleet::SlotStatus>, ClientError> {
+        self.get("/fleet/ps")
+    }
+
+    /// The fleet's rollouts, newest first.
+    pub fn fleet_rollouts(&self) -> Result<Vec<crate::fleet::RolloutSummary>, ClientError> {
+        self.get("/fleet/rollouts")
+    }
+
+    /// A POST whose answer is newline-delimited JSON, read as it comes.
+    fn post_lines<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<Lines<T>, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let resp = self.agent.post(&url).header("Authorization", &self.auth).send_json(body);
+        let mut resp = resp.map_err(|source| ClientError::Unreachable { url: url.clone(), source })?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(refusal(status, body_text(&mut resp)?));
+        }
         let reader = BufReader::new(resp.into_body().into_reader());
-        Ok(Events { url, lines: reader.lines(), done: false })
+        Ok(Lines { url, lines: reader.lines(), done: false, item: std::marker::PhantomData })
     }
 
     fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
@@ -198,21 +271,36 @@ fn refusal(status: ureq::http::StatusCode, text: String) -> ClientError {
         ClientError::Invalid { error, diagnostics }
     } else if status.is_client_error() {
         ClientError::Refused(error)
+    } else if status == ureq::http::StatusCode::SERVICE_UNAVAILABLE {
+        ClientError::Unavailable(error)
     } else {
         ClientError::Master(error)
     }
 }
 
-/// The events of `GET /events`, read line by line as the master sends them (blank lines,
-/// which a master may send to keep the connection alive, are skipped).
-pub struct Events {
+/// The events of `GET /events`, as the master sends them.
+pub type Events = NdJson<Event>;
+
+/// A streamed answer of one JSON object per line, read line by line as the master sends
+/// them (blank lines, which a master may send to keep the connection alive, are skipped).
+pub struct NdJson<T> {
     url: String,
-    lines: Lines<BufReader<ureq::BodyReader<'static>>>,
+    lines: std::io::Lines<BufReader<ureq::BodyReader<'static>>>,
     done: bool,
+    /// What a line is, for errors: `event`.
+    what: &'static str,
+    item: std::marker::PhantomData<fn() -> T>,
 }
 
-impl Iterator for Events {
-    type Item = Result<Event, ClientError>;
+impl<T> NdJson<T> {
+    fn new(url: String, resp: ureq::http::Response<ureq::Body>, what: &'static str) -> Self {
+        let reader = BufReader::new(resp.into_body().into_reader());
+        NdJson { url, lines: reader.lines(), done: false, what, item: std::marker::PhantomData }
+    }
+}
+
+impl<T: DeserializeOwned> Iterator for NdJson<T> {
+    type Item = Result<T, ClientError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.done {
@@ -224,7 +312,40 @@ impl Iterator for Events {
                 Ok(line) => {
                     return Some(
                         serde_json::from_str(&line)
-                            .map_err(|e| ClientError::BadAnswer(format!("event {line:?}: {e}"))),
+                            .map_err(|e| ClientError::BadAnswer(format!("{} {line:?}: {e}", self.what))),
+                    );
+                }
+                Err(source) => {
+                    self.done = true;
+                    return Some(Err(ClientError::Lost { url: self.url.clone(), source }));
+                }
+            }
+        }
+    }
+}
+
+/// A newline-delimited JSON answer, one `T` a line, read as the master sends it.
+pub struct Lines<T> {
+    url: String,
+    lines: std::io::Lines<BufReader<ureq::BodyReader<'static>>>,
+    done: bool,
+    item: std::marker::PhantomData<T>,
+}
+
+impl<T: DeserializeOwned> Iterator for Lines<T> {
+    type Item = Result<T, ClientError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        loop {
+            match self.lines.next()? {
+                Ok(line) if line.trim().is_empty() => continue,
+                Ok(line) => {
+                    return Some(
+                        serde_json::from_str(&line)
+                            .map_err(|e| ClientError::BadAnswer(format!("{line:?}: {e}"))),
                     );
                 }
                 Err(source) => {
@@ -260,6 +381,7 @@ mod tests {
                 "Invalid { error: \"not json\", diagnostics: [] }",
             ),
             (StatusCode::INTERNAL_SERVER_ERROR, r#"{"error": "locked"}"#, "Master(\"locked\")"),
+            (StatusCode::SERVICE_UNAVAILABLE, r#"{"error": "no engine"}"#, "Unavailable(\"no engine\")"),
         ];
         for (status, body, want) in table {
             assert_eq!(format!("{:?}", refusal(status, body.to_string())), want, "{status}");

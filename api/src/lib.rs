@@ -1,6 +1,7 @@
 //! The master's local API, spoken over HTTP on 127.0.0.1 with a bearer token.
 //!
 //! - [`types`]: requests and responses (JSON), shared by the master's server and clients.
+//! - [`fleet`]: the fleet's requests, streamed progress and answers (`drover up`, `ps`...).
 //! - [`client`] (feature `client`): a blocking client; the `drover` CLI's only way in.
 //! - [`ApiInfo`]: `DIR/api.json`, where the master says how to reach it.
 //!
@@ -11,8 +12,11 @@
 //! change minion keys, `GET /minions` lists minions with their connection state,
 //! `POST /roles/apply` ([`RolesApplyRequest`]), `GET /roles/diff?commit=REV`, `GET /roles/status`,
 //! `GET /events?since=SEQ&follow=true` (newline-delimited JSON [`Event`]s; with `follow` the
-//! answer stays open and streams new events as they happen).
+//! answer stays open and streams new events as they happen), `POST /images/build?tag=&commit=`
+//! (a tar of the image's folder in, [`ImageBuildLine`]s out, one per line), `GET /images`
+//! ([`ImageSummary`]s).
 
+pub mod fleet;
 pub mod types;
 
 #[cfg(feature = "client")]

@@ -196,6 +196,14 @@ pub struct MinionStatus {
     /// Last message from the minion, ms since the Unix epoch (0: never since master start).
     pub last_seen_ms: u64,
     pub grains: BTreeMap<String, Value>,
+    /// The minion's own verdict, as it last reported it on its current session: its last
+    /// apply of its current assignment succeeded and every daemon runs and passes its
+    /// health check. Null when not connected or not reported yet.
+    #[serde(default)]
+    pub healthy: Option<bool>,
+    /// Why it is not healthy, in one line (`daemon worker: exited with code 1 (restarting)`).
+    #[serde(default)]
+    pub problem: Option<String>,
 }
 
 /// Body of every error answer.
@@ -287,6 +295,69 @@ pub struct Event {
     pub data: Value,
 }
 
+/// `POST /images/build?tag=NAME:VERSION&commit=C`: build an app image. The body is a tar
+/// of its folder (`images/<name>/`: a Dockerfile `FROM base` and its context); the answer
+/// streams [`ImageBuildLine`]s, one JSON object per line, the last one `done` or `failed`.
+/// What can be refused at once (a bad tag or context, a tag that exists with other content,
+/// no engine) is an error answer instead (400, 409, 503).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ImageBuildQuery {
+    pub tag: String,
+    /// The git commit of the folder, `-dirty` when it has changes; none outside a repo.
+    #[serde(default)]
+    pub commit: Option<String>,
+}
+
+/// One line of a build's progress.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ImageBuildLine {
+    /// What happens next, or what was found (`base:0123456789ab is up to date`).
+    Phase { text: String },
+    /// A step of the engine's build: `step` of `of`.
+    Step { step: u32, of: u32, text: String },
+    /// A line of output of what runs (debootstrap, a `RUN`).
+    Output { line: String },
+    /// The end: the image (built, or up to date).
+    Done { image: ImageBuilt },
+    /// The end: the build failed; `last_lines` is the end of its output.
+    Failed {
+        error: String,
+        #[serde(default)]
+        last_lines: Vec<String>,
+    },
+}
+
+/// The result of `POST /images/build`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ImageBuilt {
+    #[serde(flatten)]
+    pub image: ImageSummary,
+    /// The base image it builds on (`base:<first 12 of its content hash>`).
+    pub base: String,
+    /// Whether the tag existed with this very content already (nothing was built).
+    pub up_to_date: bool,
+    pub seconds: f64,
+}
+
+/// One row of `GET /images[?name=NAME]`: an image drover built.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ImageSummary {
+    pub name: String,
+    pub version: String,
+    /// `name:version`
+    pub tag: String,
+    /// `sha256:…`
+    pub id: String,
+    /// The git commit it was built from (`-dirty`: with uncommitted changes).
+    pub commit: Option<String>,
+    /// The sha256 of everything it was built from.
+    pub content: Option<String>,
+    pub created_ms: u64,
+    /// Bytes.
+    pub size: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,5 +372,33 @@ mod tests {
         assert_eq!(Batch::Percent(10).window(50), 5);
         assert_eq!(Batch::Percent(10).window(3), 1);
         assert_eq!(Batch::Count(2).window(20), 2);
+    }
+
+    #[test]
+    fn build_lines_are_tagged_objects() {
+        let image = ImageSummary {
+            name: "coins".into(),
+            version: "1.0".into(),
+            tag: "coins:1.0".into(),
+            id: "sha256:ab".into(),
+            commit: None,
+            content: Some("cd".into()),
+            created_ms: 1,
+            size: 2,
+        };
+        let done = ImageBuildLine::Done {
+            image: ImageBuilt { image, base: "base:0123456789ab".into(), up_to_date: true, seconds: 0.5 },
+        };
+        let text = serde_json::to_string(&done).unwrap();
+        assert!(
+            text.starts_with(r#"{"type":"done","image":{"name":"coins","version":"1.0","tag":"coins:1.0""#),
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<ImageBuildLine>(&text).unwrap(), done);
+        let step: ImageBuildLine =
+            serde_json::from_str(r#"{"type":"step","step":2,"of":7,"text":"RUN x"}"#).unwrap();
+        assert_eq!(step, ImageBuildLine::Step { step: 2, of: 7, text: "RUN x".into() });
+        let failed: ImageBuildLine = serde_json::from_str(r#"{"type":"failed","error":"no"}"#).unwrap();
+        assert_eq!(failed, ImageBuildLine::Failed { error: "no".into(), last_lines: vec![] });
     }
 }

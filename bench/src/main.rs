@@ -30,6 +30,10 @@ enum Cmd {
         /// Repetitions per timing
         #[arg(long, default_value_t = 20)]
         runs: usize,
+        /// test.ping jobs to run on one real minion, reading the master's RSS after 1,000,
+        /// 10,000 and 20,000 of them (0: skip)
+        #[arg(long, default_value_t = 20_000)]
+        jobs: usize,
         /// Where the drover binaries are [default: the folder of this binary]
         #[arg(long)]
         bin_dir: Option<PathBuf>,
@@ -39,9 +43,9 @@ enum Cmd {
         /// Also run Salt's baseline at N minions (installs Salt into a temp venv)
         #[arg(long, value_name = "N")]
         salt: Option<usize>,
-        /// The Salt baseline script
-        #[arg(long, default_value = "../shared/bench/salt-baseline.sh")]
-        salt_script: PathBuf,
+        /// The Salt baseline script (salt-baseline.sh), needed by --salt
+        #[arg(long, value_name = "PATH")]
+        salt_script: Option<PathBuf>,
         /// Also write Salt's own table to this file
         #[arg(long)]
         salt_out: Option<PathBuf>,
@@ -71,6 +75,7 @@ fn main() -> anyhow::Result<()> {
             state_minions,
             real,
             runs,
+            jobs,
             bin_dir,
             port,
             salt: salt_n,
@@ -91,6 +96,7 @@ fn main() -> anyhow::Result<()> {
                     real_minions: real,
                     runs,
                     port,
+                    jobs,
                 },
                 &mut figures,
             )?;
@@ -105,7 +111,10 @@ fn main() -> anyhow::Result<()> {
                 salt_figures.extend(salt::parse(&std::fs::read_to_string(path)?));
             }
             if let Some(n) = salt_n {
-                salt_figures.extend(salt::run(&salt_script, n, salt_out.as_deref())?);
+                let script = salt_script.ok_or_else(|| {
+                    anyhow::anyhow!("--salt needs --salt-script PATH (the Salt baseline script)")
+                })?;
+                salt_figures.extend(salt::run(&script, n, salt_out.as_deref())?);
             }
             let salt = (!salt_figures.is_empty()).then_some(salt_figures);
             table::print(&figures, salt.as_ref());

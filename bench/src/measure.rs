@@ -19,7 +19,13 @@ pub struct Options {
     pub real_minions: usize,
     pub runs: usize,
     pub port: u16,
+    /// Jobs to run one after the other on one real minion, with the master's RSS after
+    /// 1,000, 10,000 and 20,000 of them (those the count reaches), and at the end.
+    pub jobs: usize,
 }
+
+/// Where the master's RSS is read while `jobs` run.
+const JOB_CHECKPOINTS: [usize; 3] = [1_000, 10_000, 20_000];
 
 pub(crate) struct Daemon(pub(crate) Child);
 
@@ -180,6 +186,15 @@ fn run_in(opts: &Options, work: &Path, figures: &mut Figures) -> anyhow::Result<
     figures.add("cli_version_p50", percentiles(&mut cli_version).0, "ms");
     std::thread::sleep(Duration::from_secs(2));
     figures.add("minion_idle_rss", rss_kib(minion.0.id())? as f64 / 1024.0, "MiB");
+
+    // many jobs one after the other: the master's memory must level off
+    for done in 1..=opts.jobs {
+        job(&client, "real-1", TargetType::Glob, "test.ping", &[], None, 1)?;
+        if JOB_CHECKPOINTS.contains(&done) || done == opts.jobs {
+            let rss = rss_kib(master_pid)? as f64 / 1024.0;
+            figures.add(&format!("master_rss_after_{done}_jobs"), rss, "MiB");
+        }
+    }
 
     // N real minions, as Salt's baseline runs them
     let n = opts.real_minions;

@@ -1,4 +1,4 @@
-//! The Salt side: runs `../shared/bench/salt-baseline.sh N` and reads its
+//! The Salt side: runs the Salt baseline script (`salt-baseline.sh N`) and reads its
 //! `name value unit` lines.
 
 use std::collections::BTreeMap;

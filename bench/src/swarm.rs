@@ -127,6 +127,7 @@ fn run(
                     id: s.id.clone(),
                     version: "swarm".into(),
                     grains: grains(&s.id),
+                    generation: 0,
                 });
                 let _ = s.sock.send(encode(&hello).expect("encodes"), zmq::DONTWAIT);
                 s.last_hello = now;

@@ -19,8 +19,15 @@ Options go before the target; as with Salt, the long ones (--out, --timeout, --b
 --async) may also follow the function: `drover '*' test.ping --out json`. Every other word
 after the target is the function or its arguments, passed on as typed (`cmd.run ls -la`
 keeps its `-la`); after a `--` word, every word is. `key=value` words are keyword
-arguments, their values read as YAML. Words that are commands (key, jobs, roles, events,
-dashboard, completions) are reserved: target a minion named like one with -L.
+arguments, their values read as YAML. Words that are commands (key, jobs, roles, image, up,
+ps, scale, upgrade, rollout, down, chaos, events, dashboard, completions) are reserved:
+target a minion named like one with -L.
+
+cmd.run runs a command line given as one word with /bin/sh -c, as Salt does (pipes,
+redirections, $VARS); given as several words, or with shell=false, it runs the program
+without a shell. It returns the output (stderr merged in); cmd.run_all returns pid, retcode,
+stdout and stderr; cmd.retcode the exit status. A command line whose first word holds an
+`=` goes in cmd='...'.
 
 state.apply and state.highstate print as highstate (each state, then a summary per minion)
 unless --out says otherwise.
@@ -28,6 +35,7 @@ unless --out says otherwise.
 Examples:
   drover '*' test.ping
   drover 'web-*' cmd.run ls -la
+  drover '*' cmd.run 'ps aux | grep nginx | wc -l'
   drover -G os:debian cmd.run uptime
   drover -E 'web-[0-9]+' grains.get os
   drover -L web-1,db-1 state.apply test=true   # what would change, as highstate
@@ -35,7 +43,7 @@ Examples:
   drover -L key test.ping                      # a minion named `key`
   drover -R worker daemon.status
   drover -C 'G@os:debian and web-* or L@a,b' test.ping
-  drover --out json -t 30 -b 25% '*' cmd.run 'apt-get update' shell=true
+  drover --out json -t 30 -b 25% '*' cmd.run_all 'apt-get update'
   drover --async '*' test.sleep 60
   drover key list
   drover key accept web-1
@@ -43,7 +51,16 @@ Examples:
   drover roles diff --commit HEAD~1
   drover roles apply
   drover roles status
+  drover up                                    # the fleet of fleet.yaml, in containers
+  drover ps
+  drover scale worker=4
+  drover upgrade worker --to 1.1
+  drover rollout status
+  drover chaos kill --role worker --every 5s --for 30s
+  drover down
   drover events --out json | jq .tag
+  drover image build images/coins --tag coins:1.0
+  drover image list
   drover completions bash > /etc/bash_completion.d/drover
 
 Exit status: 0 every targeted minion returned success; 1 some returned a failure;
@@ -53,7 +70,8 @@ when some minion's last apply failed.";
 
 /// Salt-like configuration management for fleets of immutable containers.
 ///
-/// Runs a function on the minions a target selects, and manages minion keys, jobs and roles.
+/// Runs a function on the minions a target selects; manages minion keys, jobs, roles, and the
+/// fleet of containers (up, ps, scale, upgrade, rollout, down, chaos).
 /// drover finds the master through DIR/api.json, which drover-master writes once it serves.
 #[derive(Debug, Parser)]
 #[command(name = "drover", version, override_usage = USAGE, after_long_help = EXAMPLES)]

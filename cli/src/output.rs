@@ -5,6 +5,7 @@
 //! Salt's highstate outputter does ([`highstate`]), and anything else as text.
 
 pub mod highstate;
+pub mod progress;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

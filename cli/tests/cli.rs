@@ -97,7 +97,12 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<Request>>, route: &Route) {
     }
     let mut body = vec![0; length];
     reader.read_exact(&mut body).unwrap();
-    let body = if body.is_empty() { Value::Null } else { serde_json::from_slice(&body).unwrap() };
+    // a body that is not JSON (an image's build context) is kept as its size
+    let body = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&body).unwrap_or_else(|_| json!(format!("{} bytes", body.len())))
+    };
     let req = Request { method, path, auth, body };
     let reply = route(&req);
     seen.lock().unwrap().push(req);
@@ -673,7 +678,7 @@ fn event_chunks() -> (Vec<Value>, Vec<String>) {
     let events = vec![
         event(6, "drover/minion/connected", Some("web-1"), json!({"address": "10.0.0.5"})),
         event(7, "drover/key/accept", None, json!({"id": "web-2"})),
-        event(8, "drover/daemon/worker/crashed", Some("web-1"), json!({"status": 137})),
+        event(8, "drover/minion/web-1/daemon/worker/crashed", Some("web-1"), json!({"status": 137})),
     ];
     let text: String = events
         .iter()
@@ -700,7 +705,7 @@ fn events_stream_one_line_each_until_the_end() {
         stdout(&out),
         "2025-01-01T12:00:00.006Z  drover/minion/connected  web-1  {\"address\":\"10.0.0.5\"}\n\
          2025-01-01T12:00:00.007Z  drover/key/accept  -  {\"id\":\"web-2\"}\n\
-         2025-01-01T12:00:00.008Z  drover/daemon/worker/crashed  web-1  {\"status\":137}\n"
+         2025-01-01T12:00:00.008Z  drover/minion/web-1/daemon/worker/crashed  web-1  {\"status\":137}\n"
     );
     assert_eq!(stderr(&out), "");
 
@@ -836,4 +841,128 @@ fn dashboard_without_a_master_exits_2_saying_what_to_do() {
     assert_eq!(stdout(&out), "");
     let err = stderr(&out);
     assert!(err.starts_with("drover: cannot read ") && err.contains("is drover-master running"), "{err}");
+}
+
+/// An image's folder: a Dockerfile and a file.
+fn image_folder() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), "FROM base\nCOPY hello /hello\n").unwrap();
+    std::fs::write(dir.path().join("hello"), "hi\n").unwrap();
+    dir
+}
+
+fn built_image(up_to_date: bool) -> Value {
+    json!({"name": "coins", "version": "1.0", "tag": "coins:1.0", "id": "sha256:0123456789abcdef",
+           "commit": null, "content": "fedcba9876543210", "created_ms": 1_735_732_800_000u64,
+           "size": 152_400_000, "base": "base:aaaaaaaaaaaa", "up_to_date": up_to_date, "seconds": 12.34})
+}
+
+fn lines(values: &[Value]) -> Vec<String> {
+    values.iter().map(|v| format!("{v}\n")).collect()
+}
+
+#[test]
+fn image_build_uploads_the_folder_shows_progress_and_prints_the_result() {
+    let chunks = lines(&[
+        json!({"type": "phase", "text": "base:aaaaaaaaaaaa is up to date"}),
+        json!({"type": "step", "step": 1, "of": 2, "text": "FROM base:aaaaaaaaaaaa"}),
+        json!({"type": "step", "step": 2, "of": 2, "text": "COPY hello /hello"}),
+        json!({"type": "output", "line": " ---> 5bce36b6a993"}),
+        json!({"type": "done", "image": built_image(false)}),
+    ]);
+    let master = FakeMaster::start(move |_| Reply::Chunks { chunks: chunks.clone(), open: false });
+    let folder = image_folder();
+    let path = folder.path().to_str().unwrap();
+    let out = master.drover(&["image", "build", path, "--tag", "coins:1.0"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "built coins:1.0 (image 0123456789ab, content fedcba987654, 152 MB, on base:aaaaaaaaaaaa) in 12.3 s\n"
+    );
+    // not a terminal: plain lines
+    assert_eq!(
+        stderr(&out),
+        "base:aaaaaaaaaaaa is up to date\nStep 1/2 : FROM base:aaaaaaaaaaaa\nStep 2/2 : COPY hello /hello\n   ---> 5bce36b6a993\n"
+    );
+    let req = &master.requests()[0];
+    assert_eq!((req.method.as_str(), req.path.as_str()), ("POST", "/api/v1/images/build?tag=coins%3A1.0"));
+    // the tar of the folder: a Dockerfile and a file, 512-byte blocks
+    let size: usize = req.body.as_str().unwrap().trim_end_matches(" bytes").parse().unwrap();
+    assert!(size >= 4 * 512 && size % 512 == 0, "{size}");
+
+    let out = master.drover(&["--out", "json", "image", "build", path, "--tag", "coins:1.0"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(serde_json::from_str::<Value>(&stdout(&out)).unwrap(), built_image(false));
+}
+
+#[test]
+fn a_failed_image_build_exits_1_with_its_last_lines() {
+    let chunks = lines(&[
+        json!({"type": "step", "step": 2, "of": 5, "text": "RUN make"}),
+        json!({"type": "output", "line": "make: *** No targets.  Stop."}),
+        json!({"type": "failed", "error": "building coins:1.0 failed at step 2/5 (RUN make): returned a non-zero code: 2",
+               "last_lines": ["make: *** No targets.  Stop."]}),
+    ]);
+    let master = FakeMaster::start(move |_| Reply::Chunks { chunks: chunks.clone(), open: false });
+    let folder = image_folder();
+    let out = master.drover(&["image", "build", folder.path().to_str().unwrap(), "--tag", "coins:1.0"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "");
+    assert!(
+        stderr(&out).ends_with(
+            "  | make: *** No targets.  Stop.\n\
+             drover: building coins:1.0 failed at step 2/5 (RUN make): returned a non-zero code: 2\n"
+        ),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_refused_image_build_exits_2_with_the_masters_message() {
+    let refusal = "coins:1.0 exists with other content (built from commit 0123456789ab, content fedcba987654, \
+                   image 0123456789ab); a tag is never rebuilt: build a new version";
+    let master = FakeMaster::start(move |_| (409, json!({"error": refusal})));
+    let folder = image_folder();
+    let out = master.drover(&["image", "build", folder.path().to_str().unwrap(), "--tag", "coins:1.0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(stderr(&out), format!("drover: {refusal}\n"));
+
+    // no engine: one line
+    let master = FakeMaster::start(|_| {
+        (503, json!({"error": "cannot reach the Docker engine at unix:///var/run/docker.sock: no such file"}))
+    });
+    let out = master.drover(&["image", "list"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        "drover: cannot reach the Docker engine at unix:///var/run/docker.sock: no such file\n"
+    );
+
+    // a folder without a Dockerfile never reaches the master
+    let empty = tempfile::tempdir().unwrap();
+    let out = master.drover(&["image", "build", empty.path().to_str().unwrap(), "--tag", "coins:1.0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).ends_with("has no Dockerfile\n"), "{}", stderr(&out));
+    assert_eq!(master.requests().len(), 1);
+}
+
+#[test]
+fn image_list_prints_a_table_or_json() {
+    let mut image = built_image(false);
+    for k in ["base", "up_to_date", "seconds"] {
+        image.as_object_mut().unwrap().remove(k);
+    }
+    let listed = json!([image.clone()]);
+    let master = FakeMaster::start(move |_| (200, listed.clone()));
+    let out = master.drover(&["image", "list", "coins"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "NAME   VERSION  TAG        COMMIT  CONTENT       CREATED              SIZE\n\
+         coins  1.0      coins:1.0  -       fedcba987654  2025-01-01 12:00:00  152 MB\n"
+    );
+    assert_eq!(master.requests()[0].path, "/api/v1/images?name=coins");
+    let out = master.drover(&["--out", "json", "image", "list"]);
+    assert_eq!(serde_json::from_str::<Value>(&stdout(&out)).unwrap(), json!([image]));
 }

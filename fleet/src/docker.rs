@@ -473,6 +473,14 @@ impl Engine for Docker {
             .map_err(self.error(format!("kill container {id}")))
     }
 
+    async fn rename(&self, id: &str, name: &str) -> Result<()> {
+        let options = bollard::query_parameters::RenameContainerOptions { name: name.into() };
+        self.client
+            .rename_container(id, options)
+            .await
+            .map_err(self.error(format!("rename container {id} to {name}")))
+    }
+
     async fn remove(&self, id: &str) -> Result<()> {
         let options = RemoveContainerOptions { force: true, v: false, link: false };
         match self.client.remove_container(id, Some(options)).await {

@@ -329,6 +329,8 @@ pub trait Engine: Send + Sync + 'static {
     fn stop(&self, id: &str, timeout: Duration) -> impl Future<Output = Result<()>> + Send;
     /// Sends `signal` (`KILL`, `TERM`...) to the container's main process.
     fn kill(&self, id: &str, signal: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Renames a container (a start-first swap moves the old one aside).
+    fn rename(&self, id: &str, name: &str) -> impl Future<Output = Result<()>> + Send;
     /// Removes the container, killing it first if it runs.
     fn remove(&self, id: &str) -> impl Future<Output = Result<()>> + Send;
     /// The last `lines` lines of the container's output (the minion's log).

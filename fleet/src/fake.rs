@@ -142,6 +142,26 @@ impl FakeEngine {
     }
 }
 
+/// The labels of the `LABEL "k"="v" …` lines of the context's Dockerfile, as a build
+/// gives them to its image.
+fn dockerfile_labels(context: &[u8]) -> Labels {
+    let mut archive = tar::Archive::new(context);
+    let mut text = String::new();
+    if let Ok(entries) = archive.entries() {
+        for mut e in entries.flatten() {
+            if e.path().is_ok_and(|p| p.as_os_str() == "Dockerfile") {
+                let _ = std::io::Read::read_to_string(&mut e, &mut text);
+            }
+        }
+    }
+    let unquote = |s: &str| s.trim_matches('"').replace("\\\"", "\"").replace("\\\\", "\\");
+    text.lines()
+        .filter_map(|l| l.strip_prefix("LABEL "))
+        .flat_map(|l| l.split("\" \"").map(str::to_string).collect::<Vec<_>>())
+        .filter_map(|pair| pair.split_once("\"=\"").map(|(k, v)| (unquote(k), unquote(v))))
+        .collect()
+}
+
 fn event(action: &str, c: &ContainerInfo) -> ContainerEvent {
     ContainerEvent {
         action: action.into(),
@@ -180,14 +200,16 @@ impl Engine for FakeEngine {
 
     async fn build(
         &self,
-        _context: Vec<u8>,
+        context: Vec<u8>,
         tag: &str,
         labels: &Labels,
         progress: &UnboundedSender<BuildEvent>,
     ) -> Result<ImageInfo> {
         self.call("build", tag)?;
         let _ = progress.send(BuildEvent::Step { step: 1, of: 1, text: format!("build {tag}") });
-        Ok(self.add_image(tag, labels.clone()))
+        let mut labels = labels.clone();
+        labels.extend(dockerfile_labels(&context));
+        Ok(self.add_image(tag, labels))
     }
 
     async fn tag(&self, id: &str, repo: &str, tag: &str) -> Result<()> {
@@ -350,6 +372,22 @@ impl Engine for FakeEngine {
         let name = self.name_of(id)?;
         self.call("kill", &name)?;
         self.die(&name, 137);
+        Ok(())
+    }
+
+    async fn rename(&self, id: &str, name: &str) -> Result<()> {
+        let old = self.name_of(id)?;
+        self.call("rename", &format!("{old} {name}"))?;
+        let mut s = self.lock();
+        if s.containers.values().any(|(_, c)| c.name == name) {
+            return Err(EngineError::Conflict {
+                what: format!("rename {old}"),
+                reason: format!("{name} is in use"),
+            });
+        }
+        let (spec, info) = s.containers.get_mut(id).expect("checked");
+        spec.name = name.into();
+        info.name = name.into();
         Ok(())
     }
 

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use api::{MinionDiff, TargetType};
-use render::{Context, Diagnostic, Files, Repo, TOP_FILE, TopFile, role_path};
+use render::{Context, Diagnostic, Files, FleetFile, Repo, TOP_FILE, TopFile, role_path};
 use serde_json::{Map, Value};
 use wire::MinionId;
 use wire::msg::sha256_hex;
@@ -16,8 +16,8 @@ use crate::repo::Commit;
 use crate::target::{Candidate, Target};
 
 /// Where a minion's roles come from. A minion gets the union of what every source gives
-/// it: `roles/top.yaml` for plain hosts ([`TopRoles`]); the fleet's containers will get
-/// theirs from `fleet.yaml` through another source.
+/// it: `roles/top.yaml` for plain hosts ([`TopRoles`]), `fleet.yaml` for the fleet's
+/// containers ([`FleetRoles`]).
 pub trait RoleSource: Send + Sync {
     fn roles_for(&self, id: &str, grains: &Value) -> BTreeSet<String>;
 }
@@ -80,6 +80,24 @@ impl RoleSource for TopRoles {
     }
 }
 
+/// `fleet.yaml`: the minion whose id is a slot name of the fleet (`<fleet>-<role>-<n>`,
+/// [`FleetFile::slot_of`]) gets that slot's role.
+pub struct FleetRoles {
+    fleet: FleetFile,
+}
+
+impl FleetRoles {
+    pub fn new(fleet: FleetFile) -> FleetRoles {
+        FleetRoles { fleet }
+    }
+}
+
+impl RoleSource for FleetRoles {
+    fn roles_for(&self, id: &str, _grains: &Value) -> BTreeSet<String> {
+        self.fleet.slot_of(id).map(|(role, _)| role.to_string()).into_iter().collect()
+    }
+}
+
 /// One commit, validated as a whole, ready to plan minions with and to serve files from.
 pub struct Applied {
     /// The full commit id.
@@ -94,7 +112,7 @@ pub struct Applied {
 }
 
 impl Applied {
-    /// Parses and cross-checks every role and the top file of `commit`.
+    /// Parses and cross-checks every role, the top file and the fleet file of `commit`.
     pub fn load(commit: Commit) -> Result<Applied, Vec<Diagnostic>> {
         let top_text = commit.files.get(TOP_FILE).map(String::as_str).unwrap_or("");
         let repo = match Repo::load(&commit.files) {
@@ -110,17 +128,14 @@ impl Applied {
             }
         };
         let top = TopRoles::new(repo.top.clone(), top_text)?;
+        let mut sources: Vec<Box<dyn RoleSource>> = vec![Box::new(top)];
+        if let Some(fleet) = &repo.fleet {
+            sources.push(Box::new(FleetRoles::new(fleet.clone())));
+        }
         let tree: BTreeMap<String, String> =
             commit.files.iter().map(|(path, text)| (path.clone(), sha256_hex(text.as_bytes()))).collect();
         let by_sha = tree.iter().map(|(path, sha)| (sha.clone(), path.clone())).collect();
-        Ok(Applied {
-            commit: commit.id,
-            files: commit.files,
-            tree,
-            by_sha,
-            repo,
-            sources: vec![Box::new(top)],
-        })
+        Ok(Applied { commit: commit.id, files: commit.files, tree, by_sha, repo, sources })
     }
 
     /// The first 12 digits of the commit id.
@@ -321,7 +336,8 @@ pub struct MinionInput {
 }
 
 /// Plans every minion for `applied`, peers included: a role's members are the minions that
-/// serve it now and keep it. Every problem of every minion, or every plan.
+/// serve it now and keep it. Every problem of every minion, or every plan; after a render
+/// stopped by its budget ([`Diagnostic::over_budget`]), the minions left are not planned.
 pub fn plan_all(
     applied: &Applied,
     minions: &[MinionInput],
@@ -346,7 +362,14 @@ pub fn plan_all(
             Ok(p) => {
                 planned.insert(m.id.clone(), p);
             }
-            Err(diags) => problems.extend(diags.into_iter().map(|d| (d, m.id.clone()))),
+            Err(diags) => {
+                let over_budget = diags.iter().any(Diagnostic::over_budget);
+                problems.extend(diags.into_iter().map(|d| (d, m.id.clone())));
+                if over_budget {
+                    // the commit is refused: the others would each spend the render budget again
+                    break;
+                }
+            }
         }
     }
     if problems.is_empty() { Ok(planned) } else { Err(problems) }
@@ -485,6 +508,51 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_fleet_slot_gets_its_role_from_the_fleet_file() {
+        let fleet =
+            "fleet: coins\nimage: coins\nversion: \"1.0\"\nroles:\n  worker: {replicas: 2}\n  webui: {}\n";
+        let mut files: Vec<(&str, &str)> = CLOUD.to_vec();
+        files.push(("fleet.yaml", fleet));
+        let applied = Applied::load(commit(&files)).unwrap();
+        let roles = |id: &str| applied.roles_for(id, &json!({}));
+        assert_eq!(roles("coins-worker-1"), ["worker"]);
+        assert_eq!(roles("coins-worker-2"), ["worker"]);
+        assert_eq!(roles("coins-webui-1"), ["webui"]);
+        for not_a_slot in
+            ["coins-worker-0", "coins-worker-01", "coins-datastore-1", "other-worker-1", "coins-worker"]
+        {
+            assert!(roles(not_a_slot).is_empty(), "{not_a_slot}");
+        }
+        assert_eq!(roles("w1"), ["worker"], "roles/top.yaml still gives plain hosts theirs");
+        assert_eq!(roles("web-1"), ["webui"]);
+
+        // planned like any minion: its role's files, peers from the other members
+        let mut ms = minions();
+        ms.push(input("coins-worker-2", json!({"ipv4": ["10.0.0.9"]})));
+        ms[1].serving = ["datastore".to_string()].into(); // db-1
+        let planned = plan_all(&applied, &ms).unwrap();
+        let slot = &planned[&MinionId::new("coins-worker-2").unwrap()];
+        assert_eq!(slot.roles, ["worker"]);
+        assert!(slot.files.contains_key("states/coins/worker.toml"), "{:?}", slot.files);
+        assert_eq!(slot.peers["datastore"][0].id, "db-1");
+
+        // no fleet.yaml, no fleet roles
+        let applied = Applied::load(commit(CLOUD)).unwrap();
+        assert!(applied.roles_for("coins-worker-1", &json!({})).is_empty());
+    }
+
+    #[test]
+    fn a_bad_fleet_file_refuses_the_commit_with_its_lines() {
+        let mut files: Vec<(&str, &str)> = CLOUD.to_vec();
+        files.push(("fleet.yaml", "fleet: coins\nimage: coins\nversion: 1.0\nroles:\n  ghost: {}\n"));
+        let err = Applied::load(commit(&files)).err().unwrap();
+        let lines: Vec<String> = err.iter().map(ToString::to_string).collect();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].starts_with("fleet.yaml:3:10: version: expected a version string"), "{lines:?}");
+        assert!(lines[1].starts_with("fleet.yaml:5:3: roles.ghost: no file roles/ghost.yaml"), "{lines:?}");
+    }
+
+    #[test]
     fn a_bad_target_is_a_diagnostic_on_its_line() {
         let err = Applied::load(commit(&[
             ("roles/top.yaml", "'web-*': [a]\n'G@os and (x': [a]\n"),
@@ -564,6 +632,26 @@ pub(crate) mod tests {
         let bad_yaml = Applied::load(commit(&[("roles/a.yaml", "states: [x\n")])).err().unwrap();
         assert!(bad_yaml[0].to_string().starts_with("roles/a.yaml:"), "{bad_yaml:?}");
         assert!(bad_yaml[0].line > 0, "{bad_yaml:?}");
+    }
+
+    #[test]
+    fn a_runaway_loop_is_rendered_for_one_minion_only() {
+        let mut files: Vec<(&str, &str)> = CLOUD.to_vec();
+        files.push(("roles/top.yaml", "'*': [webui]\n"));
+        files.push((
+            "states/web/ui.conf",
+            "{% for a in range(end=100000) %}{% for b in range(end=100000) %}{% endfor %}{% endfor %}",
+        ));
+        let applied = Applied::load(commit(&files)).unwrap();
+        let problems = plan_all(&applied, &minions()).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        let (diag, minion) = &problems[0];
+        assert!(diag.over_budget(), "{diag}");
+        assert!(
+            diag.to_string().starts_with("states/web/ui.conf:1:36: rendering stopped in this loop"),
+            "{diag}"
+        );
+        assert_eq!(minion.as_str(), "web-1");
     }
 
     #[test]

@@ -9,6 +9,8 @@ pub struct Config {
     pub dir: PathBuf,
     /// ZeroMQ address minions connect to (`ADDR:PORT`; the key port is PORT - 1).
     pub listen: String,
+    /// The address fleet containers dial, when it is not the fleet network's gateway.
+    pub advertise: Option<String>,
     /// HTTP API address (`ADDR:PORT`, loopback by default).
     pub api: String,
     /// The config repository (git) holding `roles/` and `states/`.
@@ -19,4 +21,9 @@ pub struct Config {
     pub heartbeat: Duration,
     /// Jobs (with their returns) and events older than this are deleted, hourly.
     pub keep: Duration,
+    /// The `drover-minion` binary put into app images (default: the one beside this
+    /// executable).
+    pub minion_bin: Option<PathBuf>,
+    /// Scratch space for building the base image (default: `DIR/build`).
+    pub build_dir: Option<PathBuf>,
 }

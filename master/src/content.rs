@@ -26,9 +26,9 @@ pub fn is_sha256(s: &str) -> bool {
 }
 
 impl ContentStore {
-    /// Opens `dir`, creating it.
+    /// Opens `dir`, creating it (private: the files hold pillar).
     pub fn open(dir: &Path) -> io::Result<Self> {
-        fs::create_dir_all(dir)?;
+        wire::private::create_dir(dir)?;
         Ok(Self { dir: dir.to_path_buf() })
     }
 
@@ -37,7 +37,7 @@ impl ContentStore {
         let sha = sha256_hex(data);
         let path = self.dir.join(&sha);
         if !path.exists() {
-            wire::keys::write_atomic(&path, data)?;
+            wire::private::write_atomic(&path, data)?;
         }
         Ok(sha)
     }

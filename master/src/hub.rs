@@ -1,6 +1,6 @@
 //! The hub: the one owner of connection state and in-flight jobs, fed by messages.
 //!
-//! Inputs: decoded frames from the transport, returns the store has committed, commands
+//! Inputs: frames (and stalled connections) from the transport, returns the store has committed, commands
 //! from the API, and a tick. Outputs: frames to minions (through [`Outgoing`]), writes to
 //! the store, answers to the API. Nothing else holds a session or a job, so there are no
 //! locks to order.
@@ -8,11 +8,17 @@
 //! A minion is *connected* when it said `Hello` with the key accepted for its id and has
 //! been heard from within three heartbeat intervals. Only connected minions are sent jobs.
 //!
+//! One id has one session. Two containers of one fleet slot (a start-first swap, a heal)
+//! say hello with the same id and key and their `generation`: the higher one has the
+//! session, the other is answered `Superseded` (and says hello again every few seconds, so
+//! it is the minion again once the higher one is gone). A session keeps the minion's last
+//! `Health` and whether it reported convergence since it began.
+//!
 //! The roles side (assignments, reports, peers, the file server) is [`RoleState`], a part
 //! of the hub: told of every connection and disconnection, it answers with the messages to
 //! send. Plans it asks for run on blocking threads and come back on their own channel.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,13 +29,14 @@ use api::{
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use wire::msg::{decode, encode, now_ms};
+use wire::msg::{MAX_HELLO, decode, encode, now_ms};
 use wire::{Hello, Jid, Job, JobReturn, MinionId, PublicKey, ToMaster, ToMinion};
 
 use crate::assign::{Applied, Planned};
+use crate::limits::{DROPS_INTERVAL, Drops, KeyRefusal, MAX_PENDING, MinionLimits, NewKeys, Reason};
 use crate::pki::KeyStore;
 use crate::roles::{Out, PlanDone, RoleState, RolesInput};
-use crate::store::Store;
+use crate::store::{Store, Stored};
 use crate::target::{Candidate, Target};
 use crate::transport::{Incoming, Outgoing};
 
@@ -73,26 +80,81 @@ pub enum Command {
     RolesStatus {
         reply: oneshot::Sender<Vec<RoleStatus>>,
     },
+    /// How these minions stand, in the order asked (the fleet controller polls it while it
+    /// waits for slots: a few lookups per id, whatever the number of minions).
+    MinionViews {
+        ids: Vec<MinionId>,
+        reply: oneshot::Sender<Vec<MinionView>>,
+    },
+}
+
+/// One minion as the fleet controller sees it ([`Command::MinionViews`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MinionView {
+    pub id: MinionId,
+    /// Welcomed, and heard from within three heartbeats.
+    pub connected: bool,
+    /// The generation its session's hello gave; none when not connected.
+    pub generation: Option<u64>,
+    /// Its last convergence report, if one came on its current session.
+    pub converged: Option<ConvergedView>,
+    /// Its own verdict (`wire::Health`) as last reported on its current session.
+    pub healthy: Option<bool>,
+    pub problem: Option<String>,
+}
+
+/// The parts of a convergence report the fleet controller needs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConvergedView {
+    pub commit: String,
+    /// Every state succeeded, and no required role is waited for.
+    pub result: bool,
+    /// The first failing state, or what it waits for.
+    pub comment: String,
+    /// Some state failed (not only a required role waited for).
+    pub failed: bool,
+    /// The report is about the commit of its current assignment.
+    pub current: bool,
 }
 
 /// The most bytes the JSON data of one minion event may take.
 const MAX_EVENT_DATA: usize = 64 << 10;
 
+/// The largest return (its frame) the master keeps; a larger one is stored as a failure
+/// saying so. A minion cuts each output at `wire::msg::MAX_OUTPUT`, far below it.
+const MAX_RETURN: usize = 4 << 20;
+
+/// The most bytes of file-server answers sent at once to one minion (at least one message
+/// goes); the rest waits for a later tick.
+const FETCH_SERVE_BYTES: usize = 4 << 20;
+
+/// How often limits at rest are forgotten.
+const LIMITS_GC: Duration = Duration::from_secs(10);
+
 struct Session {
     routing: Vec<u8>,
     key: PublicKey,
     last_seen: Instant,
+    /// Of the container this connection speaks for (`Hello::generation`).
+    generation: u64,
+    /// The minion's own verdict, as it last reported it on this session.
+    health: Option<wire::Health>,
+    /// Whether a convergence report was recorded on this session.
+    reported: bool,
 }
 
 /// Which minion a connection said it is (its last Hello), and when it was last heard.
 struct Route {
     id: MinionId,
     seen: Instant,
+    /// Its last hello was welcomed (its key is the accepted one): only such a route's
+    /// stall counts against its minion.
+    welcomed: bool,
 }
 
-/// The largest frame read from a connection that has no session yet (a Hello with grains
-/// fits easily); anything larger is dropped undecoded.
-const UNAUTHENTICATED_FRAME: usize = 256 << 10;
+/// How long a welcomed connection is remembered after its last message: longer than the
+/// transport takes to find that it does not read (`transport::STALL_AFTER`).
+const WELCOMED_ROUTE_MEMORY: Duration = Duration::from_secs(60);
 
 struct ActiveJob {
     body: Vec<u8>,
@@ -105,6 +167,15 @@ struct ActiveJob {
     timed_out: Vec<String>,
     not_connected: Vec<String>,
     reply: Option<oneshot::Sender<RunResponse>>,
+}
+
+impl ActiveJob {
+    /// Whether the job was sent to `id` (it may have returned or timed out since).
+    fn was_sent(&self, id: &MinionId) -> bool {
+        self.in_flight.contains_key(id)
+            || self.returns.contains_key(id.as_str())
+            || self.timed_out.binary_search_by(|t| t.as_str().cmp(id.as_str())).is_ok()
+    }
 }
 
 pub struct Hub {
@@ -123,6 +194,19 @@ pub struct Hub {
     /// Last grains and last-seen time of every minion ever seen (from the store at start).
     known: HashMap<MinionId, (Value, u64)>,
     jobs: HashMap<Jid, ActiveJob>,
+    /// What each minion with a session (or recently one) may still send.
+    limits: HashMap<MinionId, MinionLimits>,
+    limits_gc: Instant,
+    /// What was dropped, per minion and reason; logged on the tick.
+    drops: Drops,
+    /// Whether one more new key may wait in `pending/`.
+    new_keys: NewKeys,
+    /// Minions whose connection did not read what it was sent, with that connection: each
+    /// is refused until the transport says libzmq let go of all it held for it.
+    stalled: HashMap<MinionId, Vec<u8>>,
+    /// Connections with more than `transport::BUSY_BYTES` waiting: no file-server answer is
+    /// added until they are ready again.
+    busy: HashSet<Vec<u8>>,
     roles: RoleState,
     /// Finished plans of `roles`; taken by `run`.
     plans: Option<mpsc::UnboundedReceiver<PlanDone>>,
@@ -160,6 +244,12 @@ impl Hub {
             pending_routes: HashMap::new(),
             known,
             jobs: HashMap::new(),
+            limits: HashMap::new(),
+            limits_gc: Instant::now(),
+            drops: Drops::new(DROPS_INTERVAL),
+            new_keys: NewKeys::new(MAX_PENDING, Instant::now()),
+            stalled: HashMap::new(),
+            busy: HashSet::new(),
             roles: roles.0,
             plans: Some(roles.1),
         }
@@ -168,7 +258,7 @@ impl Hub {
     pub async fn run(
         mut self,
         mut incoming: mpsc::Receiver<Incoming>,
-        mut stored: mpsc::UnboundedReceiver<Vec<JobReturn>>,
+        mut stored: mpsc::UnboundedReceiver<Vec<Stored>>,
         mut commands: mpsc::Receiver<Command>,
         token: CancellationToken,
     ) {
@@ -221,7 +311,52 @@ impl Hub {
         }
     }
 
-    fn on_incoming(&mut self, Incoming { routing, key, body }: Incoming) {
+    fn limits(&mut self, id: &MinionId, now: Instant) -> &mut MinionLimits {
+        self.limits.entry(id.clone()).or_insert_with(|| MinionLimits::new(now))
+    }
+
+    fn on_incoming(&mut self, incoming: Incoming) {
+        match incoming {
+            Incoming::Message { routing, key, body } => self.on_message(routing, key, body),
+            Incoming::Stalled { routing, queued } => self.on_stalled(routing, queued),
+            Incoming::Drained { routing } => self.stalled.retain(|_, r| *r != routing),
+            Incoming::Busy { routing } => {
+                self.busy.insert(routing);
+            }
+            Incoming::Ready { routing } => {
+                self.busy.remove(&routing);
+            }
+        }
+    }
+
+    /// A connection did not read what it was sent; the transport dropped its queue. Its
+    /// session ends, and its minion is refused until the master's side of that connection
+    /// is drained.
+    fn on_stalled(&mut self, routing: Vec<u8>, queued: usize) {
+        // only a connection welcomed with the minion's accepted key speaks for it: another
+        // process presenting its routing id must not get it refused
+        let Some(id) = self.routes.get(&routing).filter(|r| r.welcomed).map(|r| r.id.clone()) else {
+            tracing::debug!(routing = %wire::routing_label(&routing), "a connection without a session does not read");
+            return;
+        };
+        self.drops.note(id.as_str(), Reason::NotReading);
+        self.stalled.insert(id.clone(), routing.clone());
+        if let Some(l) = self.limits.get_mut(&id) {
+            l.forget_fetch();
+        }
+        if self.sessions.get(&id).is_some_and(|s| s.routing == routing) {
+            self.sessions.remove(&id);
+            tracing::warn!(%id, queued, "a minion does not read what the master sends it: its session ends");
+            self.roles.disconnected(&id);
+            self.event(
+                &id,
+                "drover/minion/disconnected",
+                json!({"id": id, "reason": format!("it did not read what the master sent ({queued} bytes waited)")}),
+            );
+        }
+    }
+
+    fn on_message(&mut self, routing: Vec<u8>, key: Option<PublicKey>, body: Vec<u8>) {
         let Some(key) = key else {
             tracing::debug!("message from a connection without a CURVE key");
             return;
@@ -257,8 +392,16 @@ impl Hub {
         let in_session = id
             .as_ref()
             .is_some_and(|id| self.sessions.get(id).is_some_and(|s| s.routing == routing && s.key == key));
-        if !in_session && body.len() > UNAUTHENTICATED_FRAME {
-            tracing::warn!(bytes = body.len(), "dropped a large frame from a connection without a session");
+        if !in_session && body.len() > MAX_HELLO {
+            // not decoded; the connection is named by its routing id (`web-1/…`) and told why
+            self.drops.note(&wire::routing_label(&routing), Reason::LargeUnauthenticated);
+            let reason = format!(
+                "the master reads at most {} KiB from a minion before it is welcomed, and this one sent \
+                 {} KiB: its hello carries too many grains; trim its custom grains (DIR/grains.yaml, --grain)",
+                MAX_HELLO >> 10,
+                body.len() >> 10
+            );
+            self.send(&routing, &ToMinion::Refused { reason });
             return;
         }
         let msg = match decode::<ToMaster>(&body) {
@@ -278,7 +421,7 @@ impl Hub {
                 self.send(&routing, &ToMinion::Refused { reason });
                 return;
             }
-            self.routes.insert(routing.clone(), Route { id: hello.id.clone(), seen: now });
+            self.routes.insert(routing.clone(), Route { id: hello.id.clone(), seen: now, welcomed: false });
             return self.on_hello(routing, key, hello);
         }
         let (Some(id), true) = (id, in_session) else {
@@ -291,33 +434,118 @@ impl Hub {
         match msg {
             ToMaster::Hello(_) => unreachable!("handled above"),
             ToMaster::Heartbeat { seq } => self.send(&routing, &ToMinion::HeartbeatAck { seq }),
-            ToMaster::Return(ret) if ret.id == id => {
-                if let Err(e) = self.store.insert_return(ret) {
-                    tracing::error!(error = %e, "cannot queue a return");
-                }
-            }
-            ToMaster::Return(ret) => {
-                tracing::warn!(%id, claimed = %ret.id, "dropped a return for another minion")
-            }
+            ToMaster::Return(ret) => self.on_return(&id, &routing, ret, body.len(), now),
             ToMaster::Fetch { sha256 } => {
-                for answer in self.roles.fetch(&id, sha256) {
-                    self.send(&routing, &answer);
+                let busy = self.busy.contains(&routing);
+                let limits = self.limits(&id, now);
+                if busy {
+                    limits.defer(sha256);
+                } else if let Some(wanted) = limits.fetch(now, sha256) {
+                    self.serve_fetch(&id, &routing, wanted, now);
                 }
             }
-            ToMaster::Converged(report) => self.roles.converged(&id, report),
-            ToMaster::Event(event) => match check_event(&event) {
-                Ok(()) => {
-                    if let Err(e) = self.store.minion_event(&id, event) {
-                        tracing::error!(error = %e, "cannot record event");
-                    }
+            ToMaster::Converged(report) => {
+                if self.roles.converged(&id, report)
+                    && let Some(s) = self.sessions.get_mut(&id)
+                {
+                    s.reported = true;
                 }
-                Err(why) => tracing::warn!(%id, why, "dropped an event"),
-            },
+            }
+            ToMaster::Health(health) => {
+                if let Some(s) = self.sessions.get_mut(&id) {
+                    s.health = Some(bounded_health(health));
+                }
+            }
+            ToMaster::Event(event) => self.on_event(&id, event, now),
         }
+    }
+
+    /// A return from `id`'s session, `bytes` long on the wire. Kept only for a job the
+    /// master sent to `id`: one the hub runs, or, when the hub knows nothing of the jid (a
+    /// job from before the master's last start, or finished), one the store has recorded
+    /// with `id` targeted. A return refused for good is acknowledged all the same, so the
+    /// minion stops resending it; one over the rate limit is not (it comes again later).
+    fn on_return(&mut self, id: &MinionId, routing: &[u8], mut ret: JobReturn, bytes: usize, now: Instant) {
+        if ret.id != *id {
+            self.drops.note(id.as_str(), Reason::ReturnOtherId);
+            return;
+        }
+        if !self.limits(id, now).take_return(now, bytes) {
+            self.drops.note(id.as_str(), Reason::ReturnRate);
+            return;
+        }
+        if bytes > MAX_RETURN {
+            self.drops.note(id.as_str(), Reason::ReturnTooLarge);
+            ret = too_large(ret, bytes);
+        }
+        let queued = match self.jobs.get(&ret.jid).map(|job| job.was_sent(id)) {
+            Some(true) => self.store.insert_return(ret),
+            Some(false) => {
+                self.drops.note(id.as_str(), Reason::ReturnNotSent);
+                self.send(routing, &ToMinion::Ack { jid: ret.jid });
+                return;
+            }
+            None => self.store.insert_return_if_targeted(ret),
+        };
+        if let Err(e) = queued {
+            tracing::error!(error = %e, "cannot queue a return");
+        }
+    }
+
+    /// An event from `id`: filed under its own namespace, `drover/minion/<id>/<tag>`, so
+    /// that it can never pass for one of the master's events.
+    fn on_event(&mut self, id: &MinionId, event: wire::Event, now: Instant) {
+        if !self.limits(id, now).take_event(now) {
+            self.drops.note(id.as_str(), Reason::EventRate);
+            return;
+        }
+        if let Err(why) = check_event(&event) {
+            tracing::debug!(%id, why, "dropped an event");
+            self.drops.note(id.as_str(), Reason::EventBad);
+            return;
+        }
+        let event = wire::Event { tag: minion_tag(id, &event.tag), ..event };
+        if let Err(e) = self.store.minion_event(id, event) {
+            tracing::error!(error = %e, "cannot record event");
+        }
+    }
+
+    /// Answers a fetch of `wanted` now, up to [`FETCH_SERVE_BYTES`] (at least one message),
+    /// charging its bytes to `id`'s file-server budget; the rest waits for the next tick on
+    /// which the budget allows and the connection is not busy.
+    fn serve_fetch(&mut self, id: &MinionId, routing: &[u8], wanted: Vec<String>, now: Instant) {
+        let mut bytes = 0;
+        let mut later = Vec::new();
+        for answer in self.roles.fetch(id, wanted) {
+            if bytes >= FETCH_SERVE_BYTES {
+                if let ToMinion::Files { blobs, missing } = answer {
+                    later.extend(blobs.into_iter().map(|b| b.sha256).chain(missing));
+                }
+                continue;
+            }
+            match encode(&answer) {
+                Ok(body) => {
+                    bytes += body.len();
+                    self.out.send(routing, &body);
+                }
+                Err(e) => tracing::error!(%id, error = %e, "cannot encode the files for a minion"),
+            }
+        }
+        let limits = self.limits(id, now);
+        limits.served(now, bytes);
+        limits.defer(later);
     }
 
     fn on_hello(&mut self, routing: Vec<u8>, key: PublicKey, hello: Hello) {
         let id = hello.id.clone();
+        if self.stalled.contains_key(&id) {
+            let reason =
+                "the master still holds what it sent this minion on a connection that did not read it; \
+                          it takes this minion back once that connection read it or closed"
+                    .to_string();
+            self.send(&routing, &ToMinion::Refused { reason });
+            return;
+        }
         if let Some(path) = self.keys.broken(&id) {
             tracing::error!(%id, path = %path.display(), "refused a minion whose key file is unreadable");
             let reason = format!("the master cannot read {}: fix or delete that file", path.display());
@@ -355,6 +583,21 @@ impl Hub {
             }
             Some((KeyState::Pending, _)) | None => {
                 let state = if self.auto_accept { KeyState::Accepted } else { KeyState::Pending };
+                // a key never seen waits in pending/ only if the cap and the rate allow
+                if known.is_none() && state == KeyState::Pending {
+                    let keys = &self.keys;
+                    if let Err(refusal) =
+                        self.new_keys.admit(Instant::now(), || keys.ids(KeyState::Pending).len())
+                    {
+                        let reason = match refusal {
+                            KeyRefusal::Full { .. } => Reason::PendingFull,
+                            KeyRefusal::Rate => Reason::NewKeyRate,
+                        };
+                        self.drops.note(id.as_str(), reason);
+                        self.send(&routing, &ToMinion::Refused { reason: refusal.to_string() });
+                        return;
+                    }
+                }
                 // a pending minion says hello every interval: write only what changes
                 let unchanged = known.is_some() && state == KeyState::Pending;
                 if !unchanged && let Err(e) = self.keys.put(state, &id, &key) {
@@ -384,15 +627,50 @@ impl Hub {
 
     fn welcome(&mut self, routing: Vec<u8>, key: PublicKey, hello: Hello) {
         let id = hello.id;
+        let generation = hello.generation;
+        // a live session of a higher generation (a newer container of the slot) keeps it
+        if let Some(live) = self.sessions.get(&id)
+            && live.routing != routing
+            && live.generation > generation
+        {
+            tracing::debug!(%id, generation, live = live.generation, "a hello of an older generation: superseded");
+            self.send(&routing, &ToMinion::Superseded { by: live.generation });
+            return;
+        }
+        if let Some(route) = self.routes.get_mut(&routing) {
+            route.welcomed = true;
+        }
         self.pending_routes.remove(&id);
-        let previous = self
-            .sessions
-            .insert(id.clone(), Session { routing: routing.clone(), key, last_seen: Instant::now() });
+        let session = Session {
+            routing: routing.clone(),
+            key,
+            last_seen: Instant::now(),
+            generation,
+            health: None,
+            reported: false,
+        };
+        let previous = self.sessions.insert(id.clone(), session);
         self.send(&routing, &ToMinion::Welcome { heartbeat_ms: self.heartbeat.as_millis() as u64 });
         // a second hello on a connection already welcomed (several of its messages met a
         // Rehello at once) brings nothing new: no grains to save, no assignment to push again
-        if previous.as_ref().is_some_and(|p| p.routing == routing) {
+        if let Some(p) = previous.as_ref().filter(|p| p.routing == routing) {
+            let session = self.sessions.get_mut(&id).expect("inserted above");
+            (session.health, session.reported) = (p.health.clone(), p.reported);
             return;
+        }
+        if let Some(p) = &previous {
+            // the connection it had is told, so that it stops saying anything but hello
+            self.send(&p.routing, &ToMinion::Superseded { by: generation });
+            if p.generation != generation {
+                // what it reported was the other container's
+                self.roles.superseded(&id);
+                tracing::info!(%id, generation, previous = p.generation, "another generation of a minion takes its session");
+                self.event(
+                    &id,
+                    "drover/minion/superseded",
+                    json!({"id": id, "generation": generation, "previous": p.generation}),
+                );
+            }
         }
         if previous.is_none() {
             tracing::info!(%id, "minion connected");
@@ -408,11 +686,15 @@ impl Hub {
         self.deliver(out);
     }
 
-    fn on_stored(&mut self, rets: Vec<JobReturn>) {
+    fn on_stored(&mut self, rets: Vec<Stored>) {
         let mut touched = Vec::new();
-        for r in rets {
+        for Stored { ret: r, kept } in rets {
             if let Some(s) = self.sessions.get(&r.id) {
                 self.send(&s.routing.clone(), &ToMinion::Ack { jid: r.jid.clone() });
+            }
+            if !kept {
+                self.drops.note(r.id.as_str(), Reason::ReturnNotSent);
+                continue;
             }
             if let Some(job) = self.jobs.get_mut(&r.jid)
                 && job.in_flight.remove(&r.id).is_some()
@@ -490,10 +772,37 @@ impl Hub {
         }
         self.recheck_keys(now);
         // connections silent as long are gone too (pending minions say hello every interval)
-        self.routes.retain(|_, r| now.duration_since(r.seen) <= limit);
+        self.routes.retain(|_, r| {
+            now.duration_since(r.seen) <= if r.welcomed { limit.max(WELCOMED_ROUTE_MEMORY) } else { limit }
+        });
         let routes = &self.routes;
         self.pending_routes.retain(|_, routing| routes.contains_key(routing));
         self.roles.tick(now);
+        let due: Vec<(MinionId, Vec<String>)> = self
+            .limits
+            .iter_mut()
+            .filter(|(id, _)| self.sessions.get(*id).is_some_and(|s| !self.busy.contains(&s.routing)))
+            .filter_map(|(id, l)| l.due_fetch(now).map(|w| (id.clone(), w)))
+            .collect();
+        for (id, wanted) in due {
+            if let Some(routing) = self.sessions.get(&id).map(|s| s.routing.clone()) {
+                self.serve_fetch(&id, &routing, wanted, now);
+            }
+        }
+        self.drops.note_n("(every minion)", Reason::OutgoingFull, self.out.take_dropped());
+        if now.duration_since(self.limits_gc) >= LIMITS_GC {
+            self.limits_gc = now;
+            let sessions = &self.sessions;
+            self.limits.retain(|id, l| sessions.contains_key(id) || !l.at_rest(now));
+        }
+        for line in self.drops.report(now) {
+            tracing::warn!(
+                minion = %line.who, reason = %line.reason, dropped = line.new, since_start = line.total,
+                "over the master's limits: dropped what a minion sent or what waited for it \
+                 (one line per minion and reason every {}s at most)",
+                DROPS_INTERVAL.as_secs()
+            );
+        }
     }
 
     /// Key files are the truth: when a folder of `pki/` changed (a key moved or removed by
@@ -572,6 +881,32 @@ impl Hub {
             Command::RolesStatus { reply } => {
                 let _ = reply.send(self.roles.status(&self.keys.ids(KeyState::Accepted)));
             }
+            Command::MinionViews { ids, reply } => {
+                let _ = reply.send(ids.into_iter().map(|id| self.view(id)).collect());
+            }
+        }
+    }
+
+    /// How `id` stands: its session (if any) and its last report, both looked up by id.
+    fn view(&self, id: MinionId) -> MinionView {
+        let session = self.sessions.get(&id);
+        let converged = session.filter(|s| s.reported).and_then(|_| self.roles.report_of(&id)).map(
+            |(report, assigned)| ConvergedView {
+                commit: report.commit.clone(),
+                result: report.result,
+                comment: report.comment.clone(),
+                failed: !report.failed.is_empty(),
+                current: assigned == Some(report.commit.as_str()),
+            },
+        );
+        let health = session.and_then(|s| s.health.as_ref());
+        MinionView {
+            connected: session.is_some(),
+            generation: session.map(|s| s.generation),
+            converged,
+            healthy: health.map(|h| h.healthy),
+            problem: health.and_then(|h| h.problem.clone()),
+            id,
         }
     }
 
@@ -710,7 +1045,10 @@ impl Hub {
                 // a connected minion was last heard at its last message, not at its hello
                 let seen = session
                     .map_or(seen, |s| now_ms().saturating_sub(s.last_seen.elapsed().as_millis() as u64));
+                let health = session.and_then(|s| s.health.as_ref());
                 MinionStatus {
+                    healthy: health.map(|h| h.healthy),
+                    problem: health.and_then(|h| h.problem.clone()),
                     connected: session.is_some(),
                     last_seen_ms: seen,
                     grains: match grains {
@@ -723,6 +1061,21 @@ impl Hub {
             .collect();
         out.sort_by(|a, b| a.id.cmp(&b.id));
         out
+    }
+}
+
+/// What is stored instead of a return over [`MAX_RETURN`]: a failure that says so.
+fn too_large(ret: JobReturn, bytes: usize) -> JobReturn {
+    JobReturn {
+        success: false,
+        retcode: 1,
+        ret: Value::String(format!(
+            "the return of this job was {} KiB, over the {} KiB the master keeps for one return: \
+             have the function return less (write large output to a file)",
+            bytes >> 10,
+            MAX_RETURN >> 10
+        )),
+        ..ret
     }
 }
 
@@ -740,7 +1093,35 @@ fn with_roles(grains: &Value, assigned: &[String]) -> Value {
     grains
 }
 
-/// Whether a minion's event may be recorded: a tag like `drover/daemon/worker/crashed`
+/// The tag a minion's event is filed under: `drover/minion/<id>/<tag>`. The master's own
+/// events never have that shape (`drover/minion/connected` has no fourth part), and `id`
+/// cannot hold a `/`, so a minion can only write under its own name.
+fn minion_tag(id: &MinionId, tag: &str) -> String {
+    format!("drover/minion/{id}/{tag}")
+}
+
+/// A minion's health as the hub keeps it: at most 256 daemons, and short lines.
+fn bounded_health(mut health: wire::Health) -> wire::Health {
+    let cut = |s: &mut String, max: usize| {
+        if let Some((at, _)) = s.char_indices().nth(max) {
+            s.truncate(at);
+        }
+    };
+    if let Some(p) = &mut health.problem {
+        cut(p, 1000);
+    }
+    health.daemons.truncate(256);
+    for d in &mut health.daemons {
+        cut(&mut d.name, 128);
+        cut(&mut d.state, 32);
+        if let Some(p) = &mut d.problem {
+            cut(p, 500);
+        }
+    }
+    health
+}
+
+/// Whether a minion's event may be recorded: a tag like `daemon/worker/crashed`
 /// (printable, no spaces, at most 256 bytes) and data of at most [`MAX_EVENT_DATA`] bytes.
 fn check_event(event: &wire::Event) -> Result<(), &'static str> {
     if event.tag.is_empty() || event.tag.len() > 256 {
@@ -754,3 +1135,6 @@ fn check_event(event: &wire::Event) -> Result<(), &'static str> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,8 +4,11 @@
 //! - [`pki`]: the master keypair and minion keys (accepted / pending / rejected files).
 //! - [`transport`]: the ZeroMQ I/O thread (CURVE ROUTER, ZAP, key port).
 //! - [`hub`]: the single owner of sessions and in-flight jobs.
+//! - [`limits`]: what one minion may cost the master (rates, caps) and the tally of drops.
 //! - [`roles`]: the hub's roles side: assignments, reports, peers, the file server.
 //! - [`repo`]: reads `roles/` and `states/` of the config repository at a commit (git CLI).
+//! - [`apply`]: applying a commit: read, validate and plan it whole, then push (no HTTP in it).
+//! - [`fleet`]: the fleet controller's host (minions, slot keys, events, storage) and its lazy start.
 //! - [`assign`]: what a commit gives each minion: roles, plan, manifest, peers (no I/O).
 //! - [`peers`]: the peer table: which minions serve each role.
 //! - [`content`]: the applied commit's files on disk, named by sha256; restored at start.
@@ -15,10 +18,13 @@
 //!
 //! [`run`] wires them together and serves until the cancellation token fires.
 
+pub mod apply;
 pub mod assign;
 pub mod config;
 pub mod content;
+pub mod fleet;
 pub mod hub;
+pub mod limits;
 pub mod peers;
 pub mod pki;
 pub mod repo;
@@ -66,7 +72,10 @@ fn new_token() -> Result<String, MasterError> {
 
 /// Runs the master until `token` is cancelled.
 pub async fn run(cfg: Config, token: CancellationToken) -> Result<(), MasterError> {
-    std::fs::create_dir_all(&cfg.dir).map_err(io(format!("create {}", cfg.dir.display())))?;
+    wire::private::create_dir(&cfg.dir).map_err(io(format!("create {}", cfg.dir.display())))?;
+    for loose in wire::private::secure(&cfg.dir) {
+        tracing::warn!(path = %loose.path.display(), "{loose}");
+    }
     let keys = pki::KeyStore::open(&cfg.dir.join("pki"))?;
     let master_key = keys.master().clone();
 
@@ -119,14 +128,30 @@ pub async fn run(cfg: Config, token: CancellationToken) -> Result<(), MasterErro
     tracing::info!(url = %format!("http://{addr}"), "API serving");
 
     let closer = store.clone();
+    let fleet_host = fleet::FleetHost::new(
+        &cfg.dir,
+        cmd_tx.clone(),
+        store.clone(),
+        master_key.public.to_string(),
+        &bound.router,
+        cfg.advertise.clone(),
+    );
+    let fleet = fleet::FleetService::new(fleet_host, store.clone(), token.clone());
+    fleet.start();
+    let roles = apply::Roles {
+        hub: cmd_tx.clone(),
+        repo: cfg.repo.clone(),
+        content,
+        applying: Arc::new(tokio::sync::Mutex::new(())),
+    };
     let app = server::router(server::ApiState {
         hub: cmd_tx,
         store,
         token: api_token,
-        repo: cfg.repo.clone(),
-        content,
-        applying: Arc::new(tokio::sync::Mutex::new(())),
+        roles,
+        fleet,
         shutdown: token.clone(),
+        images: Arc::new(server::images::Images::new(&cfg)),
     });
     let shutdown = token.clone();
     let served =

@@ -24,10 +24,14 @@ struct Args {
     /// Address minions connect to (ZeroMQ, CURVE); the key port is PORT - 1
     #[arg(long, default_value = "0.0.0.0:4506", value_name = "ADDR:PORT")]
     listen: String,
+    /// The address fleet containers (and remote minions) dial to reach this master, when it
+    /// is not the fleet network's gateway (a master listening on 0.0.0.0 needs none)
+    #[arg(long, value_name = "HOST")]
+    advertise: Option<String>,
     /// Address of the local HTTP API
     #[arg(long, default_value = "127.0.0.1:4507", value_name = "ADDR:PORT")]
     api: String,
-    /// Config repository (git) with roles/ and states/
+    /// Config repository (git) with roles/, states/ and fleet.yaml
     #[arg(long, default_value = ".")]
     repo: PathBuf,
     /// Accept every new minion key without `drover key accept` (development only)
@@ -39,6 +43,13 @@ struct Args {
     /// Days to keep jobs, their returns and events; older ones are deleted every hour
     #[arg(long, default_value_t = 30.0, value_name = "DAYS")]
     keep_days: f64,
+    /// The drover-minion binary put into app images [default: the one beside drover-master]
+    #[arg(long, env = "DROVER_MINION_BIN", value_name = "PATH")]
+    minion_bin: Option<PathBuf>,
+    /// Scratch space for building the base image: its root file system and tar, ~500 MB
+    /// while it builds [default: DIR/build]
+    #[arg(long, env = "DROVER_BUILD_DIR", value_name = "DIR")]
+    build_dir: Option<PathBuf>,
     /// Log filter (error, warn, info, debug, trace, or a tracing directive)
     #[arg(long, env = "DROVER_LOG", default_value = "info")]
     log_level: String,
@@ -62,11 +73,14 @@ fn main() -> ExitCode {
     let cfg = master::Config {
         dir: args.dir,
         listen: args.listen,
+        advertise: args.advertise,
         api: args.api,
         repo: args.repo,
         auto_accept: args.auto_accept,
         heartbeat: Duration::from_secs_f64(args.heartbeat),
         keep: Duration::from_secs_f64(args.keep_days * 86_400.0),
+        minion_bin: args.minion_bin,
+        build_dir: args.build_dir,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,

@@ -11,7 +11,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use api::KeyState;
-use wire::keys::{KeyError, write_atomic};
+use wire::keys::KeyError;
+use wire::private::write_atomic;
 use wire::{KeyPair, MinionId, PublicKey};
 
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +53,7 @@ impl KeyStore {
         let (master, created) = KeyPair::load_or_create(pki, "master")?;
         for s in STATES {
             let dir = pki.join(state_dir(s));
-            fs::create_dir_all(&dir).map_err(|source| PkiError::Io { path: dir, source })?;
+            wire::private::create_dir(&dir).map_err(|source| PkiError::Io { path: dir, source })?;
         }
         if created {
             tracing::info!(fingerprint = %master.public.fingerprint(), "created the master keypair");

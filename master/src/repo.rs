@@ -1,4 +1,4 @@
-//! Reading `roles/` and `states/` of the config repository at one commit.
+//! Reading `roles/`, `states/` and `fleet.yaml` of the config repository at one commit.
 //!
 //! This runs the `git` CLI rather than linking a git library: libgit2 would add a C build
 //! to every image and CI runner, gitoxide a large dependency tree, and the master already
@@ -15,15 +15,16 @@ use std::process::{Command, Stdio};
 
 use render::Files;
 
-/// The largest file `roles/` or `states/` may hold: a file must fit, with room to spare, in
-/// one `ToMinion::Files` message (`wire::msg::MAX_FRAME`).
+/// The largest file the master reads: a file must fit, with room to spare, in one
+/// `ToMinion::Files` message (`wire::msg::MAX_FRAME`).
 pub const MAX_FILE: u64 = 4 << 20;
 
-/// The most `roles/` and `states/` may hold together.
+/// The most the files the master reads may hold together.
 pub const MAX_TOTAL: u64 = 64 << 20;
 
-/// The folders of the config repository the master reads.
-const DIRS: [&str; 2] = ["roles", "states"];
+/// What the master reads of the config repository: two folders and the fleet file (and its
+/// misspelling, to be refused by name rather than ignored).
+const READ: [&str; 4] = ["roles", "states", "fleet.yaml", "fleet.yml"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
@@ -38,7 +39,7 @@ pub enum RepoError {
     BadFile { path: String, reason: String },
 }
 
-/// `roles/` and `states/` at one commit.
+/// `roles/`, `states/` and `fleet.yaml` at one commit.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Commit {
     /// The full commit id (hex).
@@ -69,7 +70,8 @@ fn complaint(stderr: &[u8]) -> String {
     if line.is_empty() { "git said nothing".to_string() } else { line.to_string() }
 }
 
-/// Reads `roles/` and `states/` of `repo` at `rev` (a commit, branch, tag, `HEAD~1`...).
+/// Reads `roles/`, `states/` and `fleet.yaml` of `repo` at `rev` (a commit, branch, tag,
+/// `HEAD~1`...).
 pub fn read_commit(repo: &Path, rev: &str) -> Result<Commit, RepoError> {
     let id = resolve(repo, rev)?;
     let entries = list(repo, &id)?;
@@ -118,12 +120,12 @@ struct Entry {
     oid: String,
 }
 
-/// Every file under `roles/` and `states/` at `commit`; refuses links, submodules, non-UTF-8
-/// names and files over the size limits before any content is read.
+/// Every file under `roles/` and `states/`, and `fleet.yaml`, at `commit`; refuses links,
+/// submodules, non-UTF-8 names and files over the size limits before any content is read.
 fn list(repo: &Path, commit: &str) -> Result<Vec<Entry>, RepoError> {
     let out = git(repo)
         .args(["ls-tree", "-r", "-l", "-z", commit, "--"])
-        .args(DIRS)
+        .args(READ)
         .stdin(Stdio::null())
         .output()
         .map_err(RepoError::NoGit)?;
@@ -162,13 +164,16 @@ fn list(repo: &Path, commit: &str) -> Result<Vec<Entry>, RepoError> {
             return Err(bad(
                 path,
                 &format!(
-                    "is {size} bytes; expected at most {MAX_FILE} (keep large data out of roles/ and states/)"
+                    "is {size} bytes; expected at most {MAX_FILE} (keep large data out of the config files)"
                 ),
             ));
         }
         total += size;
         if total > MAX_TOTAL {
-            return Err(bad(path, &format!("roles/ and states/ exceed {MAX_TOTAL} bytes together")));
+            return Err(bad(
+                path,
+                &format!("roles/, states/ and fleet.yaml exceed {MAX_TOTAL} bytes together"),
+            ));
         }
         entries.push(Entry { path: path.to_string(), oid: oid.to_string() });
     }
@@ -314,13 +319,35 @@ pub(crate) mod tests {
         assert_eq!(
             head.files.keys().collect::<Vec<_>>(),
             ["roles/web.yaml", "states/web/site.yaml"],
-            "only roles/ and states/"
+            "only roles/, states/ and fleet.yaml"
         );
+        assert!(!head.files.contains_key("fleet.yaml"), "no fleet file, no fleet");
         assert!(head.files["roles/web.yaml"].contains("pillar"));
         let old = read_commit(&repo.path(), "HEAD~1").unwrap();
         assert_eq!(old.id, first);
         assert_eq!(old.files["roles/web.yaml"], "states: [web.site]\n");
         assert_eq!(read_commit(&repo.path(), &first[..10]).unwrap().id, first);
+    }
+
+    #[test]
+    fn reads_the_fleet_file_at_the_root_and_no_other() {
+        let repo = TestRepo::new();
+        repo.commit(&[
+            ("fleet.yaml", "fleet: coins\n"),
+            ("fleet.yaml.orig", "not read\n"),
+            ("images/fleet.yaml", "not read\n"),
+            ("roles/a.yaml", ""),
+        ]);
+        let head = read_commit(&repo.path(), "HEAD").unwrap();
+        assert_eq!(head.files.keys().collect::<Vec<_>>(), ["fleet.yaml", "roles/a.yaml"]);
+        assert_eq!(head.files["fleet.yaml"], "fleet: coins\n");
+
+        // a config repository in a folder of a larger one: its own fleet file
+        let outer = TestRepo::new();
+        outer.commit(&[("fleet.yaml", "fleet: outer\n"), ("config/fleet.yaml", "fleet: inner\n")]);
+        let inner = read_commit(&outer.path().join("config"), "HEAD").unwrap();
+        assert_eq!(inner.files.keys().collect::<Vec<_>>(), ["fleet.yaml"]);
+        assert_eq!(inner.files["fleet.yaml"], "fleet: inner\n");
     }
 
     #[test]

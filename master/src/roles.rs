@@ -357,6 +357,17 @@ impl RoleState {
         self.peers_dirty = true;
     }
 
+    /// Another container of `id`'s slot took its session (a newer generation, or an older
+    /// one back after a rollback): the last report was the other container's, so `id`
+    /// serves no role as a peer until this one reports.
+    pub fn superseded(&mut self, id: &MinionId) {
+        if let Some(s) = self.minions.get_mut(id)
+            && s.report.take().is_some()
+        {
+            self.peers_dirty = true;
+        }
+    }
+
     /// `id`'s key was deleted: its assignment and report go too.
     pub fn forget(&mut self, id: &MinionId) {
         if self.minions.remove(id).is_some()
@@ -368,19 +379,19 @@ impl RoleState {
         self.peers_dirty = true;
     }
 
-    /// A minion's report on an assignment it applied.
-    pub fn converged(&mut self, id: &MinionId, mut report: Converged) {
+    /// A minion's report on an assignment it applied; whether it was recorded.
+    pub fn converged(&mut self, id: &MinionId, mut report: Converged) -> bool {
         let Some(standing) = self.minions.get_mut(id) else {
             tracing::warn!(%id, "dropped a convergence report from a minion without an assignment");
-            return;
+            return false;
         };
         let Some(assigned) = &standing.assigned else {
             tracing::warn!(%id, "dropped a convergence report from a minion without an assignment");
-            return;
+            return false;
         };
         if report.serial > assigned.serial {
             tracing::warn!(%id, serial = report.serial, sent = assigned.serial, "dropped a report for a serial never sent");
-            return;
+            return false;
         }
         report.comment = report.comment.chars().take(2000).collect();
         report.failed.truncate(1000);
@@ -398,6 +409,14 @@ impl RoleState {
         standing.report = Some((report, now));
         self.peers_dirty = true;
         self.event(Some(id), "drover/roles/converged", data);
+        true
+    }
+
+    /// `id`'s last report, and the commit of its current assignment.
+    pub fn report_of(&self, id: &MinionId) -> Option<(&Converged, Option<&str>)> {
+        let standing = self.minions.get(id)?;
+        let (report, _) = standing.report.as_ref()?;
+        Some((report, standing.assigned.as_ref().map(|a| a.commit.as_str())))
     }
 
     /// The answer to `Fetch`: the contents asked for that are in `id`'s manifest, in as many
@@ -788,6 +807,28 @@ mod tests {
             })
             .sum();
         assert_eq!(served, 5, "role file, state file and the three sources");
+    }
+
+    #[tokio::test]
+    async fn a_superseded_minion_serves_no_role_until_its_new_container_reports() {
+        let mut f = fixture();
+        for (id, g) in fleet() {
+            f.state.connected(&id, g);
+        }
+        let (_, out) = apply(&mut f, CLOUD);
+        let db = assignment(&out, "db-1");
+        f.state.converged(&id("db-1"), ok_report(&db));
+        let t0 = Instant::now();
+        let out = settle(&mut f, t0).await;
+        assert_eq!(assignment(&out, "w1").peers["datastore"].len(), 1);
+
+        f.state.superseded(&id("db-1"));
+        assert!(f.state.report_of(&id("db-1")).is_none());
+        let out = settle(&mut f, t0 + Duration::from_secs(1)).await;
+        assert!(assignment(&out, "w1").peers["datastore"].is_empty());
+        f.state.converged(&id("db-1"), ok_report(&db));
+        let out = settle(&mut f, t0 + Duration::from_secs(2)).await;
+        assert_eq!(assignment(&out, "w1").peers["datastore"].len(), 1);
     }
 
     #[tokio::test]

@@ -7,13 +7,17 @@
 //! - jobs, keys, minions: here;
 //! - `dashboard`: the page;
 //! - `roles`: `POST /roles/apply`, `GET /roles/diff`, `GET /roles/status`;
-//! - `events`: `GET /events` (newline-delimited JSON, optionally followed live).
+//! - `events`: `GET /events` (newline-delimited JSON, optionally followed live);
+//! - `fleet`: `POST /fleet/{up,scale,upgrade,undo,down,chaos}` (streamed progress),
+//!   `GET /fleet/ps`, `GET /fleet/rollouts`;
+//! - `images`: `POST /images/build` (a build context in, progress lines out), `GET /images`.
 
 mod dashboard;
 mod events;
+mod fleet;
+pub mod images;
 mod roles;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,13 +26,12 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use wire::{Jid, Job};
 
-use crate::content::ContentStore;
 use crate::hub::Command;
 use crate::store::{JobRecord, Store};
 
@@ -37,14 +40,14 @@ pub struct ApiState {
     pub hub: mpsc::Sender<Command>,
     pub store: Store,
     pub token: String,
-    /// The config repository (`--repo`).
-    pub repo: PathBuf,
-    /// Where applied files are kept (`DIR/files`).
-    pub content: Arc<ContentStore>,
-    /// Held through a `roles apply`, so that two applies do not interleave.
-    pub applying: Arc<tokio::sync::Mutex<()>>,
+    /// Applying commits of the config repo.
+    pub roles: crate::apply::Roles,
+    /// The container fleet (Docker reached on first use).
+    pub fleet: Arc<crate::fleet::FleetService>,
     /// Fires when the master stops: followed event streams end.
     pub shutdown: CancellationToken,
+    /// Image builds: the engine (reached on first use) and where builds work.
+    pub images: Arc<images::Images>,
 }
 
 /// An error answer: status + `{"error": ..., "diagnostics": [...]}`.
@@ -80,10 +83,20 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/jobs/{jid}", get(show_job))
         .route("/api/v1/keys", get(keys).post(key_action))
         .route("/api/v1/minions", get(minions))
-        .route("/api/v1/roles/apply", axum::routing::post(roles::apply))
+        .route("/api/v1/roles/apply", post(roles::apply))
         .route("/api/v1/roles/diff", get(roles::diff))
         .route("/api/v1/roles/status", get(roles::status))
         .route("/api/v1/events", get(events::events))
+        .route("/api/v1/fleet/up", post(fleet::up))
+        .route("/api/v1/fleet/scale", post(fleet::scale))
+        .route("/api/v1/fleet/upgrade", post(fleet::upgrade))
+        .route("/api/v1/fleet/undo", post(fleet::undo))
+        .route("/api/v1/fleet/down", post(fleet::down))
+        .route("/api/v1/fleet/chaos", post(fleet::chaos))
+        .route("/api/v1/fleet/ps", get(fleet::ps))
+        .route("/api/v1/fleet/rollouts", get(fleet::rollouts))
+        .route("/api/v1/images", get(images::list))
+        .route("/api/v1/images/build", images::build_route())
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .merge(dashboard::router()) // after the auth layer: the page holds no data
         .with_state(state)

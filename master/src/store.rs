@@ -29,6 +29,8 @@ pub enum StoreError {
     Failed(String),
     #[error("job store: stopped")]
     Stopped,
+    #[error("job store: cannot create {path}: {source}")]
+    Create { path: std::path::PathBuf, source: std::io::Error },
 }
 
 /// A job as recorded when it is published.
@@ -77,9 +79,21 @@ pub struct RolesRecord {
     pub converged: Vec<(MinionId, Converged, u64)>,
 }
 
+/// A return the store handled, as reported on the `stored` channel.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stored {
+    pub ret: JobReturn,
+    /// False: refused, because no job recorded under its jid targeted its minion.
+    pub kept: bool,
+}
+
 enum Op {
     InsertJob(JobRecord, oneshot::Sender<Result<(), StoreError>>),
-    InsertReturn(JobReturn),
+    /// A return; with `verify`, kept only if its job is recorded with its minion targeted.
+    InsertReturn {
+        ret: JobReturn,
+        verify: bool,
+    },
     SaveMinion {
         id: MinionId,
         grains: Value,
@@ -108,6 +122,9 @@ enum Op {
     DeleteRoles(MinionId),
     SaveConverged(MinionId, Converged, u64),
     LoadRoles(oneshot::Sender<Result<RolesRecord, StoreError>>),
+    /// The fleet's record (JSON), answered once committed.
+    SaveFleet(String, oneshot::Sender<Result<(), StoreError>>),
+    LoadFleet(oneshot::Sender<Result<Option<String>, StoreError>>),
     /// Commit everything queued before, answer, and stop the thread.
     Close(oneshot::Sender<()>),
     /// Delete jobs (and their returns) created, and events recorded, before this time.
@@ -146,6 +163,8 @@ CREATE TABLE IF NOT EXISTS applied (
 CREATE TABLE IF NOT EXISTS assignments (
     minion TEXT PRIMARY KEY, commit_id TEXT NOT NULL, serial INTEGER NOT NULL, roles TEXT NOT NULL,
     files TEXT NOT NULL, role_since TEXT NOT NULL, view TEXT NOT NULL, grains_digest TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS fleet (
+    id INTEGER PRIMARY KEY CHECK (id = 1), record TEXT NOT NULL, saved_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS converged (
     minion TEXT PRIMARY KEY, commit_id TEXT NOT NULL, serial INTEGER NOT NULL, result INTEGER NOT NULL,
     failed TEXT NOT NULL, changed INTEGER NOT NULL, waiting TEXT NOT NULL, comment TEXT NOT NULL,
@@ -169,12 +188,18 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
 const BATCH: usize = 4096;
 
 impl Store {
-    /// Opens (or creates) `path` and starts the store thread. Every return committed is
-    /// sent on `stored`, in commit order.
-    pub fn open(path: &Path, stored: mpsc::UnboundedSender<Vec<JobReturn>>) -> Result<Self, StoreError> {
+    /// Opens (or creates) `path` and starts the store thread. Every return handled is
+    /// reported on `stored` once committed, in commit order.
+    pub fn open(path: &Path, stored: mpsc::UnboundedSender<Vec<Stored>>) -> Result<Self, StoreError> {
+        // created private here: SQLite gives its -wal and -shm files the database's mode
+        wire::private::create_file(path)
+            .map_err(|source| StoreError::Create { path: path.to_path_buf(), source })?;
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
+        // the page cache: 2 MiB at most (SQLite's default, set here because it is most of
+        // the master's growth over its first 10,000 jobs, until it is full)
+        conn.pragma_update(None, "cache_size", -2000)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
         migrate(&conn)?;
@@ -221,11 +246,18 @@ impl Store {
         self.ask(|tx| Op::InsertJob(job, tx)).await
     }
 
-    /// Queues a return; it is reported on the `stored` channel once committed. A second
-    /// return for the same (jid, minion) is ignored, but reported again so that the minion
-    /// gets its acknowledgement.
+    /// Queues a return the hub knows it asked for; it is reported on the `stored` channel
+    /// once committed. A second return for the same (jid, minion) is ignored, but reported
+    /// again so that the minion gets its acknowledgement.
     pub fn insert_return(&self, ret: JobReturn) -> Result<(), StoreError> {
-        self.send(Op::InsertReturn(ret))
+        self.send(Op::InsertReturn { ret, verify: false })
+    }
+
+    /// Queues a return the hub knows nothing of (its job started before the master's last
+    /// start, or finished): kept only if a job recorded under its jid targeted its minion,
+    /// and reported on `stored` either way (`kept` says which).
+    pub fn insert_return_if_targeted(&self, ret: JobReturn) -> Result<(), StoreError> {
+        self.send(Op::InsertReturn { ret, verify: true })
     }
 
     pub fn save_minion(&self, id: MinionId, grains: Value, seen_ms: u64) -> Result<(), StoreError> {
@@ -285,6 +317,16 @@ impl Store {
         self.ask(Op::LoadRoles).await
     }
 
+    /// Keeps the fleet's record (JSON); answers once it is committed.
+    pub async fn save_fleet(&self, record: String) -> Result<(), StoreError> {
+        self.ask(|tx| Op::SaveFleet(record, tx)).await
+    }
+
+    /// The fleet's record, if one was kept.
+    pub async fn load_fleet(&self) -> Result<Option<String>, StoreError> {
+        self.ask(Op::LoadFleet).await
+    }
+
     pub async fn list_jobs(&self, limit: usize) -> Result<Vec<JobSummary>, StoreError> {
         self.ask(|tx| Op::ListJobs(limit, tx)).await
     }
@@ -302,7 +344,7 @@ impl Store {
 fn run(
     mut conn: Connection,
     rx: std_mpsc::Receiver<Op>,
-    stored: mpsc::UnboundedSender<Vec<JobReturn>>,
+    stored: mpsc::UnboundedSender<Vec<Stored>>,
     published: broadcast::Sender<api::Event>,
 ) {
     while let Ok(first) = rx.recv() {
@@ -326,12 +368,21 @@ fn run(
                         let err = insert_job(&tx, &job).err().map(|e| e.to_string());
                         replies.push((err, reply));
                     }
-                    Op::InsertReturn(ret) => match insert_return(&tx, &ret) {
-                        Ok(()) => done_returns.push(ret),
-                        Err(e) => {
-                            tracing::error!(jid = %ret.jid, id = %ret.id, error = %e, "cannot store return")
+                    Op::InsertReturn { ret, verify } => {
+                        let kept = match verify {
+                            false => Ok(true),
+                            true => targeted(&tx, &ret.jid, &ret.id),
                         }
-                    },
+                        .and_then(|kept| {
+                            if kept { insert_return(&tx, &ret).map(|()| true) } else { Ok(false) }
+                        });
+                        match kept {
+                            Ok(kept) => done_returns.push(Stored { ret, kept }),
+                            Err(e) => {
+                                tracing::error!(jid = %ret.jid, id = %ret.id, error = %e, "cannot store return")
+                            }
+                        }
+                    }
                     Op::SaveMinion { id, grains, seen_ms } => {
                         if let Err(e) = tx.execute(
                             "INSERT INTO minions (id, grains, last_seen_ms) VALUES (?1, ?2, ?3)
@@ -390,6 +441,24 @@ fn run(
                     }
                     Op::LoadRoles(reply) => {
                         let _ = reply.send(load_roles(&tx).map_err(StoreError::from));
+                    }
+                    Op::SaveFleet(record, reply) => {
+                        let err = tx
+                            .execute(
+                                "INSERT OR REPLACE INTO fleet (id, record, saved_ms) VALUES (1, ?1, ?2)",
+                                rusqlite::params![record, wire::msg::now_ms() as i64],
+                            )
+                            .err()
+                            .map(|e| e.to_string());
+                        replies.push((err, reply));
+                    }
+                    Op::LoadFleet(reply) => {
+                        let row = tx
+                            .query_row("SELECT record FROM fleet WHERE id = 1", [], |row| {
+                                row.get::<_, String>(0)
+                            })
+                            .optional();
+                        let _ = reply.send(row.map_err(StoreError::from));
                     }
                     Op::ListJobs(limit, reply) => {
                         let _ = reply.send(list_jobs(&tx, limit).map_err(StoreError::from));
@@ -466,6 +535,15 @@ fn insert_job(tx: &rusqlite::Transaction, job: &JobRecord) -> rusqlite::Result<(
         ],
     )?;
     Ok(())
+}
+
+/// Whether the job recorded under `jid` targeted `id`.
+fn targeted(tx: &rusqlite::Transaction, jid: &Jid, id: &MinionId) -> rusqlite::Result<bool> {
+    tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM jobs, json_each(jobs.minions) WHERE jobs.jid = ?1 AND json_each.value = ?2)",
+        params![jid.as_str(), id.as_str()],
+        |row| row.get(0),
+    )
 }
 
 fn insert_return(tx: &rusqlite::Transaction, r: &JobReturn) -> rusqlite::Result<()> {
@@ -729,6 +807,39 @@ mod tests {
         assert_eq!(jobs, 1);
         assert!(store.show_job(old).await.unwrap().is_none());
         assert_eq!(store.show_job(new).await.unwrap().unwrap().returns.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_return_the_hub_does_not_know_is_kept_only_for_a_targeted_minion_of_a_recorded_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, mut stored) = mpsc::unbounded_channel();
+        let store = Store::open(&dir.path().join("drover.db"), tx).unwrap();
+        let jid = Jid::generate();
+        store
+            .insert_job(JobRecord {
+                jid: jid.clone(),
+                fun: "test.ping".into(),
+                args: vec![],
+                kwargs: BTreeMap::new(),
+                target: "a,b".into(),
+                tgt_type: TargetType::List,
+                minions: vec![MinionId::new("a").unwrap(), MinionId::new("b").unwrap()],
+                created_ms: 1,
+            })
+            .await
+            .unwrap();
+        // a targeted minion (as after a master restart), one not targeted, a made-up jid
+        store.insert_return_if_targeted(ret(&jid, "a", true)).unwrap();
+        store.insert_return_if_targeted(ret(&jid, "c", true)).unwrap();
+        store.insert_return_if_targeted(ret(&Jid::generate(), "a", true)).unwrap();
+        let mut kept = Vec::new();
+        while kept.len() < 3 {
+            kept.extend(stored.recv().await.unwrap().into_iter().map(|s| (s.ret.id.to_string(), s.kept)));
+        }
+        assert_eq!(kept, [("a".to_string(), true), ("c".into(), false), ("a".into(), false)]);
+        let detail = store.show_job(jid).await.unwrap().unwrap();
+        assert_eq!(detail.returns.keys().collect::<Vec<_>>(), ["a"]);
+        assert_eq!(store.list_jobs(10).await.unwrap().len(), 1, "no job made up by a return");
     }
 
     #[tokio::test]

@@ -86,7 +86,7 @@ fn assign_fetch_converge_peers_and_events_over_the_wire() {
 
     // an event from a minion is stored with its id and streamed
     db.send(&ToMaster::Event(wire::Event {
-        tag: "drover/daemon/db/crashed".into(),
+        tag: "daemon/db/crashed".into(),
         data: json!({"code": 9}),
         time_ms: 1,
     }));
@@ -95,7 +95,7 @@ fn assign_fetch_converge_peers_and_events_over_the_wire() {
         let text = String::from_utf8(body).unwrap();
         text.lines()
             .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-            .find(|e| e["tag"] == json!("drover/daemon/db/crashed"))
+            .find(|e| e["tag"] == json!("drover/minion/db-1/daemon/db/crashed"))
     });
     assert_eq!(crashed["minion"], json!("db-1"));
     assert_eq!(crashed["data"], json!({"code": 9}));

@@ -13,13 +13,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 use wire::msg::{Grains, sha256_hex};
 use wire::{Assignment, Blob, Converged, ToMaster};
 
 use crate::daemons::Daemons;
 use crate::functions::Outcome;
+use crate::health::Convergence;
 use crate::state::{self, ApplyOptions};
 
 /// What a job asks of the converger.
@@ -41,6 +42,7 @@ enum Msg {
 #[derive(Clone)]
 pub struct Converger {
     tx: mpsc::UnboundedSender<Msg>,
+    convergence: watch::Receiver<Convergence>,
 }
 
 impl Converger {
@@ -53,9 +55,16 @@ impl Converger {
         to_master: mpsc::UnboundedSender<ToMaster>,
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        let owner = Owner { id, grains, cache_dir, daemons, to_master, current: None, fetching: None };
+        let (status, convergence) = watch::channel(Convergence::default());
+        let owner =
+            Owner { id, grains, cache_dir, daemons, to_master, status, current: None, fetching: None };
         tokio::spawn(owner.run(rx));
-        Self { tx }
+        Self { tx, convergence }
+    }
+
+    /// Where convergence stands, for the minion's health (see `crate::health`).
+    pub fn convergence(&self) -> watch::Receiver<Convergence> {
+        self.convergence.clone()
     }
 
     pub fn assign(&self, a: Assignment) {
@@ -91,6 +100,8 @@ struct Owner<D> {
     cache_dir: PathBuf,
     daemons: D,
     to_master: mpsc::UnboundedSender<ToMaster>,
+    /// Where convergence stands, for the minion's health.
+    status: watch::Sender<Convergence>,
     /// The assignment last applied (or being fetched for).
     current: Option<Assignment>,
     /// An assignment waiting for files from the master.
@@ -136,6 +147,11 @@ impl<D: Daemons + Send + Sync + 'static> Owner<D> {
 
     async fn on_assign(&mut self, a: Assignment) {
         info!(commit = %short(&a.commit), serial = a.serial, roles = ?a.roles, "assignment received");
+        // another commit is not converged until it is applied; the same one pushed again
+        // (its peers changed) keeps the verdict of its last apply until the next one ends
+        if self.status.borrow().commit.as_deref() != Some(a.commit.as_str()) {
+            self.publish(&a, false, Some(format!("applying commit {}", short(&a.commit))));
+        }
         let missing = self.missing(&a);
         if missing.is_empty() {
             self.fetching = None;
@@ -148,7 +164,7 @@ impl<D: Daemons + Send + Sync + 'static> Owner<D> {
     }
 
     async fn on_files(&mut self, blobs: Vec<Blob>, refused: Vec<String>) {
-        if let Err(e) = fs::create_dir_all(&self.cache_dir) {
+        if let Err(e) = wire::private::create_dir(&self.cache_dir) {
             warn!(dir = %self.cache_dir.display(), cause = %e, "cannot create the file cache");
         }
         for blob in blobs {
@@ -157,7 +173,7 @@ impl<D: Daemons + Send + Sync + 'static> Owner<D> {
                 continue;
             }
             let path = self.cached(&blob.sha256);
-            if let Err(e) = wire::keys::write_atomic(&path, &blob.data) {
+            if let Err(e) = wire::private::write_atomic(&path, &blob.data) {
                 warn!(path = %path.display(), cause = %e, "cannot cache a file");
             }
         }
@@ -169,6 +185,7 @@ impl<D: Daemons + Send + Sync + 'static> Owner<D> {
         if !refused.is_empty() {
             let comment =
                 format!("the master did not serve {} file(s) of commit {}", refused.len(), short(&a.commit));
+            self.publish(&a, false, Some(comment.clone()));
             self.report(&a, false, Vec::new(), 0, Vec::new(), comment);
             self.current = Some(a);
             return;
@@ -211,10 +228,26 @@ impl<D: Daemons + Send + Sync + 'static> Owner<D> {
                 if !applied.stopped.is_empty() {
                     info!(stopped = ?applied.stopped, "stopped daemons no state asks for");
                 }
+                let problem = if let Some(first) = applied.results.iter().find(|r| r.result == Some(false)) {
+                    let file =
+                        p.plan.resources.iter().find(|r| r.id == first.id).map(|r| r.state.to_string());
+                    Some(format!(
+                        "state {} failed: {}: {}",
+                        file.as_deref().unwrap_or("?"),
+                        first.id,
+                        first.comment
+                    ))
+                } else if !p.waiting.is_empty() {
+                    Some(format!("its daemons wait for a converged member of {}", opts.hold_reason))
+                } else {
+                    None
+                };
+                self.publish(&a, problem.is_none(), problem);
                 Some((applied.failed.is_empty(), applied.failed, applied.changed, p.waiting, comment))
             }
             Err(e) => {
                 warn!(commit = %short(&a.commit), error = %e, "cannot plan the assignment");
+                self.publish(&a, false, Some(format!("cannot apply commit {}: {e}", short(&a.commit))));
                 Some((false, Vec::new(), 0, Vec::new(), e))
             }
         };
@@ -240,6 +273,11 @@ impl<D: Daemons + Send + Sync + 'static> Owner<D> {
                 debug!(file = name, cause = %e, "cannot remove a cached file");
             }
         }
+    }
+
+    /// Publishes where the convergence of `a` stands.
+    fn publish(&self, a: &Assignment, converged: bool, problem: Option<String>) {
+        self.status.send_replace(Convergence { commit: Some(a.commit.clone()), converged, problem });
     }
 
     fn report(

@@ -46,8 +46,6 @@ pub fn system(id: &MinionId) -> Grains {
         nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
     let num_cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let mem_total = fs::read_to_string("/proc/meminfo").ok().and_then(|t| mem_total_mib(&t)).unwrap_or(0);
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let container = Path::new("/.dockerenv").exists() || env("DROVER_CONTAINER").as_deref() == Some("1");
 
     let mut g = Grains::new();
     g.insert("id".into(), json!(id.as_str()));
@@ -61,9 +59,28 @@ pub fn system(id: &MinionId) -> Grains {
     g.insert("mem_total".into(), json!(mem_total));
     g.insert("ipv4".into(), json!(ipv4_addresses().iter().map(|a| a.to_string()).collect::<Vec<_>>()));
     g.insert("roles".into(), json!([]));
-    g.insert("image".into(), json!(env("DROVER_IMAGE")));
-    g.insert("image_version".into(), json!(env("DROVER_IMAGE_VERSION")));
-    g.insert("container".into(), json!(container));
+    let env = |name: &str| std::env::var(name).ok();
+    g.extend(container(&env, Path::new("/.dockerenv").exists()));
+    g
+}
+
+/// The grains a fleet container's environment gives (the master sets these variables when
+/// it creates the container): `image` (`DROVER_IMAGE`, the image's name), `image_version`
+/// (`DROVER_IMAGE_VERSION`), `container` (true with `DROVER_CONTAINER=1` or in Docker, where
+/// `/.dockerenv` exists), and `fleet` and `slot` (`DROVER_FLEET`, `DROVER_SLOT`) when set.
+/// `image` and `image_version` are null outside a fleet.
+pub fn container(env: &dyn Fn(&str) -> Option<String>, dockerenv: bool) -> Grains {
+    let var = |name: &str| env(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let flagged = var("DROVER_CONTAINER").is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes"));
+    let mut g = Grains::new();
+    g.insert("image".into(), json!(var("DROVER_IMAGE")));
+    g.insert("image_version".into(), json!(var("DROVER_IMAGE_VERSION")));
+    g.insert("container".into(), json!(dockerenv || flagged));
+    for (grain, name) in [("fleet", "DROVER_FLEET"), ("slot", "DROVER_SLOT")] {
+        if let Some(value) = var(name) {
+            g.insert(grain.into(), json!(value));
+        }
+    }
     g
 }
 
@@ -269,6 +286,46 @@ mod tests {
             "image_version",
         ] {
             assert!(g.contains_key(key), "{key}");
+        }
+    }
+
+    /// (environment, /.dockerenv exists) → the container grains.
+    #[test]
+    fn a_fleet_containers_environment_gives_its_grains() {
+        let fleet = [
+            ("DROVER_IMAGE", "coins"),
+            ("DROVER_IMAGE_VERSION", "1.2"),
+            ("DROVER_CONTAINER", "1"),
+            ("DROVER_FLEET", "coins"),
+            ("DROVER_SLOT", "coins-worker-1"),
+        ];
+        type Env<'a> = &'a [(&'a str, &'a str)];
+        let cases: Vec<(Env, bool, Value)> = vec![
+            (
+                &fleet,
+                false,
+                json!({"image": "coins", "image_version": "1.2", "container": true, "fleet": "coins", "slot": "coins-worker-1"}),
+            ),
+            // a plain host
+            (&[], false, json!({"image": null, "image_version": null, "container": false})),
+            // any Docker container, not drover's
+            (&[], true, json!({"image": null, "image_version": null, "container": true})),
+            // empty values are unset; DROVER_CONTAINER other than 1/true/yes is not a container
+            (
+                &[("DROVER_IMAGE", ""), ("DROVER_CONTAINER", "0"), ("DROVER_SLOT", " ")],
+                false,
+                json!({"image": null, "image_version": null, "container": false}),
+            ),
+            (
+                &[("DROVER_CONTAINER", "true")],
+                false,
+                json!({"image": null, "image_version": null, "container": true}),
+            ),
+        ];
+        for (vars, dockerenv, want) in cases {
+            let env = |name: &str| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string());
+            let got = Value::Object(container(&env, dockerenv).into_iter().collect());
+            assert_eq!(got, want, "{vars:?} {dockerenv}");
         }
     }
 

@@ -7,6 +7,8 @@
 //! - [`outbox`]: job returns spooled to disk until the master acknowledges them.
 //! - [`functions`]: the functions jobs call (`test.*`, `cmd.run`, `grains.*`, `sys.*`).
 //! - [`grains`]: the facts the minion reports.
+//! - [`health`]: the minion's own verdict (link, convergence, daemons); its socket and
+//!   `drover-minion health`.
 //! - [`converge`]: the owner of the role assignment: fetch files, render, apply, report.
 //! - [`daemons`]: the `Daemons` trait, the seam between the state engine and the supervisor.
 //! - [`supervisor`]: starts, restarts (with backoff), health-checks and stops the daemons.
@@ -23,6 +25,7 @@ pub mod daemons;
 pub mod error;
 pub mod functions;
 pub mod grains;
+pub mod health;
 pub mod outbox;
 pub mod pki;
 pub mod reaper;

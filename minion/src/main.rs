@@ -1,4 +1,5 @@
-//! The `drover-minion` binary: flags, logs, signals, then [`minion::run`].
+//! The `drover-minion` binary: flags, logs, signals, then [`minion::run`]; or
+//! `drover-minion health`, a quick question to the running minion and nothing else.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -11,6 +12,9 @@ use tracing_subscriber::prelude::*;
 
 fn main() -> ExitCode {
     let cli = minion::Cli::parse();
+    if let Some(minion::config::Command::Health) = cli.command {
+        return health(&cli.dir);
+    }
     // `Targets` (level, or target=level list) rather than EnvFilter: same syntax for what a
     // minion needs, without a regex engine in the binary
     let filter = match cli.log_level.parse::<Targets>() {
@@ -40,6 +44,20 @@ fn main() -> ExitCode {
             eprintln!("drover-minion: {e:#}");
             let config_error = e.downcast_ref::<minion::Error>().is_some_and(minion::Error::is_config);
             ExitCode::from(if config_error { 2 } else { 1 })
+        }
+    }
+}
+
+/// `drover-minion health`: no logs, no runtime, no zmq; one question on the health socket.
+fn health(dir: &std::path::Path) -> ExitCode {
+    match minion::health::check(dir, minion::health::CHECK_TIMEOUT) {
+        minion::health::Checked::Answer { line, healthy } => {
+            println!("{line}");
+            ExitCode::from(if healthy { 0 } else { 1 })
+        }
+        minion::health::Checked::NoAnswer(why) => {
+            eprintln!("drover-minion: {why}");
+            ExitCode::from(2)
         }
     }
 }

@@ -11,7 +11,6 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use wire::{Jid, JobReturn, ToMaster};
@@ -36,8 +35,7 @@ impl Outbox {
     /// that cannot be read back is renamed to `<name>.bad` and reported, never fatal.
     pub fn load(dir: &Path) -> Result<Self, OutboxError> {
         let io_err = |source| OutboxError::Io { path: dir.to_path_buf(), source };
-        fs::create_dir_all(dir).map_err(io_err)?;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err)?;
+        wire::private::create_dir(dir).map_err(io_err)?;
         let mut outbox = Self { dir: dir.to_path_buf(), entries: BTreeMap::new() };
         for entry in fs::read_dir(dir).map_err(io_err)? {
             let path = entry.map_err(io_err)?.path();
@@ -175,7 +173,7 @@ impl Spooler {
             }
         };
         let path = path_of(&self.dir, &jid);
-        if let Err(e) = wire::keys::write_atomic(&path, &frame) {
+        if let Err(e) = wire::private::write_atomic(&path, &frame) {
             tracing::error!(file = %path.display(), cause = %e, "cannot spool a return; it is lost if the minion stops");
         }
         Ok(Spooled { jid, frame })

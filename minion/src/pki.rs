@@ -65,7 +65,7 @@ pub fn decide(flag: Option<&PublicKey>, pinned_file: &Path) -> Result<Decision, 
 }
 
 pub fn pin(path: &Path, key: &PublicKey) -> Result<(), PkiError> {
-    wire::keys::write_atomic(path, format!("{key}\n").as_bytes())
+    wire::private::write_atomic(path, format!("{key}\n").as_bytes())
         .map_err(|source| PkiError::Write { path: path.to_path_buf(), source })
 }
 

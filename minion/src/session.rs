@@ -4,7 +4,10 @@
 //! socket thread, finished jobs, timers and the shutdown token. It never blocks on zmq.
 //!
 //! - On connect it sends `Hello` and resends it every interval until `Welcome` (`Pending`
-//!   is logged once; after `Refused` it retries every 30 s).
+//!   is logged once; after `Refused` it retries every 30 s; after `Superseded`, logged
+//!   once, every [`SUPERSEDED_RETRY`], its daemons left running, so that it is the minion
+//!   again soon after the container of a higher generation that took its place is gone).
+//! - It sends `Health` after every `Welcome` and whenever the minion's health changes.
 //! - Once welcomed it sends `Heartbeat` every interval and resends unacknowledged returns
 //!   every [`RESEND_EVERY`] and right after every `Welcome`.
 //! - When the master is silent for [`SILENT_INTERVALS`] intervals it drops the socket, waits
@@ -13,17 +16,16 @@
 //!   shows another key and says so (it never switches keys itself).
 
 use std::collections::{HashSet, VecDeque};
-use std::fs;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, warn};
 use wire::msg::{Grains, Hello};
-use wire::{Jid, Job, JobReturn, KeyPair, PublicKey, ToMaster, ToMinion};
+use wire::{Health, Jid, Job, JobReturn, KeyPair, PublicKey, ToMaster, ToMinion};
 
 use crate::backoff::Backoff;
 use crate::config::Config;
@@ -33,7 +35,7 @@ use crate::functions::{self, Call, Outcome};
 use crate::outbox::{self, Outbox, Spooled};
 use crate::supervisor::Supervisor;
 use crate::transport::{self, Identity, Transport};
-use crate::{grains, pki};
+use crate::{grains, health, pki};
 
 /// How often unacknowledged returns are sent again (at first; see `resend_returns`).
 pub const RESEND_EVERY: Duration = Duration::from_secs(2);
@@ -45,13 +47,19 @@ pub const RESEND_BYTES: usize = 4 << 20;
 pub const SILENT_INTERVALS: u32 = 3;
 /// How often a refused minion says hello again.
 pub const REFUSED_RETRY: Duration = Duration::from_secs(30);
+/// How often a superseded minion says hello again.
+pub const SUPERSEDED_RETRY: Duration = Duration::from_secs(2);
 /// How many acknowledged jids are remembered to ignore a job sent twice.
 const REMEMBERED_JIDS: usize = 4096;
 
 /// Runs the minion until `shutdown`: keys, grains, the spooled returns, the master key
 /// (trusted on first use if need be), then the session.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
-    fs::create_dir_all(&config.dir).map_err(|source| Error::Dir { path: config.dir.clone(), source })?;
+    wire::private::create_dir(&config.dir)
+        .map_err(|source| Error::Dir { path: config.dir.clone(), source })?;
+    for loose in wire::private::secure(&config.dir) {
+        warn!(path = %loose.path.display(), "{loose}");
+    }
     let (keys, created) = KeyPair::load_or_create(&config.pki_dir(), "minion")?;
     if created {
         info!(fingerprint = %keys.public.fingerprint(), "generated this minion's key");
@@ -88,7 +96,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         to_master,
     );
     functions::set_converger(converger.clone());
-    let links = Links { converger, from_converger, events };
+    let (link, link_rx) = watch::channel(health::Link::Down);
+    let health =
+        health::Sources { link: link_rx, convergence: converger.convergence(), daemons: supervisor.health() };
+    // answers `drover-minion health` until the minion's daemons are stopped
+    let _health_socket = match health::serve(&config.dir, health.clone()) {
+        Ok(server) => Some(server),
+        Err(e) => {
+            warn!(socket = %config.health_socket().display(), cause = %e, "cannot serve health checks: 'drover-minion health' will find no minion");
+            None
+        }
+    };
+    let links = Links { converger, from_converger, events, link, health };
     let result = match Session::new(config, ctx, keys, master_key, grains, outbox, links) {
         Ok(session) => session.run(shutdown).await,
         Err(e) => Err(e),
@@ -130,6 +149,10 @@ struct Links {
     from_converger: mpsc::UnboundedReceiver<ToMaster>,
     /// Daemon events from the supervisor, for the master.
     events: mpsc::UnboundedReceiver<wire::Event>,
+    /// Where the link stands, for the minion's health; the session owns it.
+    link: watch::Sender<health::Link>,
+    /// The minion's health, to report to the master.
+    health: health::Sources,
 }
 
 /// Where the link to the master stands.
@@ -143,6 +166,8 @@ enum Link {
     Pending,
     /// The master refuses this minion.
     Refused,
+    /// Another container of this minion's slot, of a higher generation, has the session.
+    Superseded { by: u64 },
     /// Welcomed: heartbeats flow, jobs come, returns go.
     Up,
 }
@@ -173,6 +198,11 @@ struct Session {
     resend_cursor: usize,
     seq: u64,
     told_pending: bool,
+    told_superseded: bool,
+    /// Why the master refuses this minion, while it does.
+    refused: String,
+    /// The health last sent to the master on this session.
+    sent_health: Option<Health>,
     /// The background check of the master's key, if one ran.
     key_check: Option<tokio::task::JoinHandle<()>>,
 }
@@ -194,8 +224,17 @@ impl Session {
             id: config.id.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             grains: (*grains).clone(),
+            generation: config.generation,
         });
         let hello = wire::msg::encode(&hello).map_err(Error::Hello)?;
+        if hello.len() > wire::msg::MAX_HELLO {
+            error!(
+                "this minion's hello is {} KiB with its grains, over the {} KiB the master reads before it \
+                 welcomes a minion: the master will refuse it; trim the custom grains (DIR/grains.yaml, --grain)",
+                hello.len() >> 10,
+                wire::msg::MAX_HELLO >> 10
+            );
+        }
         let now = Instant::now();
         Ok(Self {
             interval: config.heartbeat,
@@ -220,6 +259,9 @@ impl Session {
             resend_cursor: 0,
             seq: 0,
             told_pending: false,
+            told_superseded: false,
+            refused: String::new(),
+            sent_health: None,
             key_check: None,
         })
     }
@@ -236,6 +278,8 @@ impl Session {
                 Some(ret) = self.jobs.done.recv() => self.on_finished(ret),
                 Some(msg) = self.links.from_converger.recv() => self.to_master(msg),
                 Some(event) = self.links.events.recv() => self.to_master(ToMaster::Event(event)),
+                Ok(()) = self.links.health.convergence.changed() => self.report_health(false),
+                Ok(()) = self.links.health.daemons.changed() => self.report_health(false),
                 () = tokio::time::sleep_until(wake) => self.on_timer(&shutdown).await,
             }
         }
@@ -249,7 +293,43 @@ impl Session {
 
     /// The interval of hellos or heartbeats in the current state.
     fn period(&self) -> Duration {
-        if self.link == Link::Refused { REFUSED_RETRY } else { self.interval }
+        match self.link {
+            Link::Refused => REFUSED_RETRY,
+            Link::Superseded { .. } => SUPERSEDED_RETRY,
+            _ => self.interval,
+        }
+    }
+
+    /// Moves the link to `link`, and the minion's health with it.
+    fn set_link(&mut self, link: Link) {
+        self.link = link;
+        let seen = match link {
+            Link::Down { .. } | Link::Hello => health::Link::Down,
+            Link::Pending => health::Link::Pending,
+            Link::Refused => health::Link::Refused(self.refused.clone()),
+            Link::Superseded { by } => health::Link::Superseded(by),
+            Link::Up => health::Link::Up,
+        };
+        self.links.link.send_if_modified(|published| {
+            let changed = *published != seen;
+            if changed {
+                *published = seen;
+            }
+            changed
+        });
+    }
+
+    /// Sends the minion's health to the master if it changed since it was last sent on
+    /// this session (or in any case: `force`, after a Welcome).
+    fn report_health(&mut self, force: bool) {
+        if self.link != Link::Up {
+            return;
+        }
+        let health = self.links.health.report();
+        if force || self.sent_health.as_ref() != Some(&health) {
+            self.send(&ToMaster::Health(health.clone()));
+            self.sent_health = Some(health);
+        }
     }
 
     fn silence_deadline(&self) -> Instant {
@@ -304,7 +384,8 @@ impl Session {
             Ok(addr) => addr,
             Err(e) => {
                 warn!(master = %self.config.master, cause = %e, "cannot resolve the master; retrying");
-                self.link = Link::Down { retry_at: now + self.backoff.next_delay() };
+                let retry_at = now + self.backoff.next_delay();
+                self.set_link(Link::Down { retry_at });
                 return;
             }
         };
@@ -313,7 +394,7 @@ impl Session {
         self.addr = Some(addr);
         self.heard_on_socket = false;
         self.last_heard = now;
-        self.link = Link::Hello;
+        self.set_link(Link::Hello);
         self.transport.send(&self.hello);
         self.next_beat = now + self.period();
     }
@@ -326,7 +407,8 @@ impl Session {
         if !self.heard_on_socket {
             self.check_master_key();
         }
-        self.link = Link::Down { retry_at: Instant::now() + self.backoff.next_delay() };
+        let retry_at = Instant::now() + self.backoff.next_delay();
+        self.set_link(Link::Down { retry_at });
     }
 
     /// Nothing came back on a socket: a CURVE handshake with the wrong server key fails
@@ -379,28 +461,46 @@ impl Session {
                 if self.link != Link::Up {
                     info!(master = %self.config.master, heartbeat = ?self.interval, "connected to the master");
                 }
-                self.link = Link::Up;
+                self.set_link(Link::Up);
                 self.told_pending = false;
+                self.told_superseded = false;
                 self.backoff.reset();
                 self.next_beat = now + self.interval;
                 self.resend_every = RESEND_EVERY;
                 self.resend_returns(now);
+                self.report_health(true);
             }
             ToMinion::Pending => {
                 if !self.told_pending {
                     warn!("key not accepted yet: run 'drover key accept {}' on the master", self.config.id);
                     self.told_pending = true;
                 }
-                self.link = Link::Pending;
+                self.set_link(Link::Pending);
             }
             ToMinion::Refused { reason } => {
                 error!(%reason, "the master refuses this minion; trying again every {:?}", REFUSED_RETRY);
-                self.link = Link::Refused;
+                self.refused = reason;
+                self.set_link(Link::Refused);
                 self.next_beat = now + REFUSED_RETRY;
+            }
+            ToMinion::Superseded { by } => {
+                if !self.told_superseded {
+                    warn!(
+                        generation = self.config.generation,
+                        by,
+                        "superseded: another container of this minion (generation {by}) has its session now; \
+                         this one gets no jobs, keeps its daemons running and says hello every {:?} to take \
+                         over once that one is gone",
+                        SUPERSEDED_RETRY
+                    );
+                    self.told_superseded = true;
+                }
+                self.set_link(Link::Superseded { by });
+                self.next_beat = now + SUPERSEDED_RETRY;
             }
             ToMinion::Rehello => {
                 debug!("the master asks for a new hello");
-                self.link = Link::Hello;
+                self.set_link(Link::Hello);
                 self.transport.send(&self.hello);
                 self.next_beat = now + self.period();
             }

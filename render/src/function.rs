@@ -115,7 +115,8 @@ pub struct FileSymlink {
 pub struct CmdRun {
     /// The command as written (or its words joined).
     pub name: String,
-    /// What to execute: `name` split into words, or `["/bin/sh", "-c", name]` with `shell`.
+    /// What to execute: `["/bin/sh", "-c", name]` for a command line (Salt's default), or
+    /// the words of `name` (a list, or a string with `shell: false`).
     pub argv: Vec<String>,
     pub creates: Vec<String>,
     /// Each an argv, built like `argv`.
@@ -124,6 +125,7 @@ pub struct CmdRun {
     pub cwd: Option<String>,
     pub env: BTreeMap<String, String>,
     pub runas: Option<String>,
+    /// `argv` is `/bin/sh -c <command line>`.
     pub shell: bool,
     /// The command (and each `unless`/`onlyif` check) is killed after this long and the
     /// state fails: a hung command must not hold the minion's applies forever.
@@ -323,18 +325,20 @@ fn file_managed(args: &mut Args) -> Option<FileManaged> {
     })
 }
 
-/// A command written as a string (split into words, or given to `/bin/sh -c` with
-/// `shell`) or as a list of words.
-fn command(v: &Value, shell: bool) -> Result<Vec<String>, String> {
+/// A command written as a string (a command line for `/bin/sh -c`, as Salt runs it, unless
+/// `shell: false`: then split into words) or as a list of words (never a shell).
+fn command(v: &Value, shell: Option<bool>) -> Result<Vec<String>, String> {
     match v {
-        Value::String(s) if shell => Ok(vec!["/bin/sh".into(), "-c".into(), s.clone()]),
-        Value::Sequence(_) if shell => Err("with `shell: true`, expected the command as one string".into()),
+        Value::String(s) if shell != Some(false) => Ok(vec!["/bin/sh".into(), "-c".into(), s.clone()]),
+        Value::Sequence(_) if shell == Some(true) => {
+            Err("with `shell: true`, expected the command as one string".into())
+        }
         other => args::argv(other),
     }
 }
 
 fn cmd_run(args: &mut Args) -> Option<CmdRun> {
-    let shell = args.bool("shell").unwrap_or(false);
+    let shell = args.bool("shell");
     let (name, argv) = match args.take("name") {
         Some(_) => args.typed("name", |v| Ok((shown_command(v), command(v, shell)?)))?,
         None => {
@@ -356,6 +360,7 @@ fn cmd_run(args: &mut Args) -> Option<CmdRun> {
         other => command(other, shell).map(|c| vec![c]),
     };
     let creates = args.strings("creates");
+    let shell = matches!(argv.as_slice(), [sh, c, _] if sh == "/bin/sh" && c == "-c");
     Some(CmdRun {
         name,
         argv,

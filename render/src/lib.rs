@@ -5,8 +5,10 @@
 //! - `path`: [`Files`] (path → contents), [`StateId`] (`a.b` ↔ `states/a/b.yaml`), sources
 //! - `role`: `roles/<name>.yaml` → [`Role`]
 //! - `top`: `roles/top.yaml` → [`TopFile`] (target → roles; matching is the caller's)
-//! - `repo`: every role and the top file of a commit, cross-checked → [`Repo`]
+//! - `fleet`: `fleet.yaml` → [`FleetFile`] (role → image, version, replicas...; slot names)
+//! - `repo`: every role, the top file and the fleet file of a commit, cross-checked → [`Repo`]
 //! - `template`: the Tera [`Context`] (`id, grains, roles, pillar, peers`), [`render_source`]
+//! - `budget`: the most loop iterations and time one render may take
 //! - `state`: a rendered state file → declarations, in Salt's structure
 //! - `function`: the state functions and their typed arguments ([`Function`])
 //! - `plan`: a minion's resources in apply order with requisite edges → [`plan()`], [`Plan`]
@@ -14,7 +16,9 @@
 //! Internal: `locate` finds keys in (rendered) text, `args` reads arguments, `graph` orders.
 
 mod args;
+mod budget;
 mod diag;
+pub mod fleet;
 mod function;
 mod graph;
 mod locate;
@@ -26,7 +30,12 @@ mod state;
 mod template;
 mod top;
 
+pub use budget::{MAX_ITERATIONS, MAX_TIME};
 pub use diag::Diagnostic;
+pub use fleet::{
+    BatchSize, EngineKind, FLEET_FILE, FleetFile, MAX_REPLICAS, OnFailure, Order, PortSpec, Protocol,
+    Resources, RoleSpec, UpdatePolicy,
+};
 pub use function::{
     CmdRun, DaemonDead, DaemonRunning, FileAbsent, FileDirectory, FileManaged, FileSymlink, Function, Health,
     HealthCheck, Mode, Restart, TemplateEngine,

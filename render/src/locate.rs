@@ -155,6 +155,187 @@ impl<'a> Text<'a> {
         }
         self.at(line0, col0).diag(message)
     }
+
+    /// The key `key` of the map that is the value of the key at `parent` (`None`: the
+    /// top-level map): in a flow map after the parent's colon (`parent: {key: 1}`), else on
+    /// the lines of the parent's block indented like its first child. `None` when the key is
+    /// not written there (merged in with `<<`, say).
+    pub(crate) fn child_key(&self, parent: Option<At>, key: &str) -> Option<At> {
+        let Some(parent) = parent else { return self.top_key(key).map(|line| (line, 0)) };
+        let end = self.extent(parent);
+        let value = self.value_at(parent);
+        if self.char_at(value) == Some('{') {
+            let mut found = None;
+            self.flow_entries(value, end, |at, rest| {
+                if key_at(rest, key) {
+                    found = Some(at);
+                }
+                found.is_none()
+            });
+            return found;
+        }
+        let mut children = None;
+        for i in parent.0 + 1..end {
+            let line = self.lines[i];
+            if blank_or_comment(line) {
+                continue;
+            }
+            let n = indent(line);
+            if *children.get_or_insert(n) == n && key_at(&line[n..], key) {
+                return Some((i, n));
+            }
+        }
+        None
+    }
+
+    /// The line after the block of the key at `at`: the next line that is neither blank nor
+    /// a comment and is indented less, or as much without being a list item.
+    pub(crate) fn extent(&self, (line0, col0): At) -> usize {
+        (line0 + 1..self.lines.len())
+            .find(|&i| {
+                let line = self.lines[i];
+                let n = indent(line);
+                !blank_or_comment(line) && (n < col0 || (n == col0 && !is_item(&line[n..])))
+            })
+            .unwrap_or(self.lines.len())
+    }
+
+    /// Where the value of the key at `at` starts: after its colon on the same line, else on
+    /// the first line of its block; the key itself when it has no value.
+    pub(crate) fn value_at(&self, at: At) -> At {
+        let line = self.lines.get(at.0).copied().unwrap_or("");
+        if let Some(byte) = after_colon(line, at.1) {
+            let rest = &line[byte..];
+            let value = rest.trim_start_matches([' ', '\t']);
+            if !value.is_empty() && !value.starts_with('#') {
+                return (at.0, line[..line.len() - value.len()].chars().count());
+            }
+        }
+        (at.0 + 1..self.extent(at))
+            .find(|&i| !blank_or_comment(self.lines[i]))
+            .map_or(at, |i| (i, indent(self.lines[i])))
+    }
+
+    /// Where each item of the list that is the value of the key at `at` starts, in order:
+    /// of a flow list `[a, b]`, or of block items `- a` indented like the first one.
+    pub(crate) fn items(&self, at: At) -> Vec<At> {
+        let end = self.extent(at);
+        let value = self.value_at(at);
+        let mut items = Vec::new();
+        match self.char_at(value) {
+            Some('[') => self.flow_entries(value, end, |at, _| {
+                items.push(at);
+                true
+            }),
+            Some('-') if value != at => {
+                for i in value.0..end {
+                    let line = self.lines[i];
+                    let n = indent(line);
+                    if n == value.1 && is_item(&line[n..]) {
+                        let after = &line[n + 1..];
+                        items.push((i, n + 1 + indent(after)));
+                    }
+                }
+            }
+            _ => {}
+        }
+        items
+    }
+
+    /// The plain scalar written at `at`, up to a flow `,`, `]` or `}`, a comment, or the
+    /// line end (`1.10` as written, where YAML reads the number 1.1).
+    pub(crate) fn scalar_at(&self, (line0, col0): At) -> &'a str {
+        let line = self.lines.get(line0).copied().unwrap_or("");
+        let start = line.char_indices().nth(col0).map_or(line.len(), |(b, _)| b);
+        let rest = &line[start..];
+        let end = rest.find([',', ']', '}']).unwrap_or(rest.len()).min(rest.find(" #").unwrap_or(rest.len()));
+        rest[..end].trim_end()
+    }
+
+    fn char_at(&self, (line0, col0): At) -> Option<char> {
+        self.lines.get(line0).and_then(|line| line.chars().nth(col0))
+    }
+
+    /// Calls `visit` with the position and the rest of the line of each entry of the flow
+    /// collection (`{...}` or `[...]`) that opens at `open`, in order, while it returns true.
+    /// Quoted text and comments are skipped; nested collections are entries, not entered.
+    fn flow_entries(&self, open: At, end: usize, mut visit: impl FnMut(At, &str) -> bool) {
+        let mut depth = 0usize;
+        let mut quote = None;
+        let mut escaped = false;
+        let mut expecting = false;
+        for i in open.0..end.max(open.0 + 1).min(self.lines.len()) {
+            let line = self.lines[i];
+            let mut after_space = true;
+            let skip = if i == open.0 { open.1 } else { 0 };
+            for (col, (byte, c)) in line.char_indices().enumerate().skip(skip) {
+                if let Some(q) = quote {
+                    if escaped {
+                        escaped = false;
+                    } else if q == '"' && c == '\\' {
+                        escaped = true;
+                    } else if c == q {
+                        quote = None;
+                    }
+                    continue;
+                }
+                if c == ' ' || c == '\t' {
+                    after_space = true;
+                    continue;
+                }
+                if c == '#' && after_space {
+                    break;
+                }
+                after_space = false;
+                if depth == 1 && expecting && !matches!(c, ',' | ']' | '}') {
+                    expecting = false;
+                    if !visit((i, col), &line[byte..]) {
+                        return;
+                    }
+                }
+                match c {
+                    '{' | '[' => {
+                        depth += 1;
+                        expecting = depth == 1;
+                    }
+                    '}' | ']' => {
+                        depth = depth.saturating_sub(1);
+                        if depth == 0 {
+                            return;
+                        }
+                    }
+                    ',' if depth == 1 => expecting = true,
+                    '"' | '\'' => quote = Some(c),
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// A 0-based position in the parsed text: line, and column in characters.
+pub(crate) type At = (usize, usize);
+
+fn blank_or_comment(line: &str) -> bool {
+    let line = line.trim_start();
+    line.is_empty() || line.starts_with('#')
+}
+
+/// Does `text` (from the indentation on) start a block list item (`- x`, `-`)?
+fn is_item(text: &str) -> bool {
+    text == "-" || text.starts_with("- ") || text.starts_with("-\t")
+}
+
+/// The byte just after the colon of the key that starts at column `col0` of `line`.
+fn after_colon(line: &str, col0: usize) -> Option<usize> {
+    let start = line.char_indices().nth(col0)?.0;
+    let rest = &line[start..];
+    let from = match rest.chars().next() {
+        Some(q @ ('"' | '\'')) => 1 + rest[1..].find(q)? + 1,
+        _ => 0,
+    };
+    let colon = rest[from..].find(':')?;
+    Some(start + from + colon + 1)
 }
 
 /// serde_yaml's message without its " at line N column M" parts (the position goes first).
@@ -263,6 +444,35 @@ mod tests {
             "did not find expected key, while parsing"
         );
         assert_eq!(without_positions("key at line one"), "key at line one");
+    }
+
+    #[test]
+    fn finds_nested_keys_block_and_flow() {
+        let text = Text::plain(
+            "t",
+            "roles:\n  image: {a: 1}\n  web:\n    # note\n    image: x\n    update: {batch: 1, 'order': \"a,}b\", x: [1, {order: 2}]}\n  db: {image: y,\n       ports: [\"80\", 81]}\nports:\n- 1\n-   \"2\"\n",
+        );
+        let roles = text.child_key(None, "roles");
+        assert_eq!(roles, Some((0, 0)));
+        let web = text.child_key(roles, "web");
+        assert_eq!(web, Some((2, 2)));
+        assert_eq!(text.child_key(web, "image"), Some((4, 4)), "the role's, not the role named image");
+        let update = text.child_key(web, "update");
+        assert_eq!(text.child_key(update, "order"), Some((5, 23)), "quoted, after a flow value");
+        assert_eq!(text.child_key(update, "x"), Some((5, 40)), "after a quoted `,}}`");
+        assert_eq!(text.child_key(update, "nope"), None);
+        let db = text.child_key(roles, "db");
+        assert_eq!(text.child_key(db, "image"), Some((6, 7)));
+        let ports = text.child_key(db, "ports");
+        assert_eq!(ports, Some((7, 7)), "on the next line of a flow map");
+        assert_eq!(text.items(ports.unwrap()), [(7, 15), (7, 21)]);
+        assert_eq!(text.value_at(text.child_key(web, "image").unwrap()), (4, 11));
+        let top_ports = text.child_key(None, "ports").unwrap();
+        assert_eq!(text.items(top_ports), [(9, 2), (10, 4)], "block items at the key's indentation");
+        assert_eq!(text.value_at(top_ports), (9, 0));
+        assert_eq!(text.scalar_at((5, 20)), "1");
+        assert_eq!(text.extent((2, 2)), 6);
+        assert_eq!(text.extent((0, 0)), 8);
     }
 
     #[test]

@@ -1,11 +1,12 @@
-//! Every role and the top file of one commit, cross-checked: what the master validates
-//! before it pushes anything.
+//! Every role, the top file and the fleet file of one commit, cross-checked: what the
+//! master validates before it pushes anything.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::diag::{Diagnostic, finish};
+use crate::fleet::{FLEET_FILE, FleetFile};
 use crate::graph;
 use crate::locate::Text;
 use crate::path::{Files, ROLES_DIR, TOP_FILE, role_path};
@@ -20,12 +21,15 @@ pub struct Repo {
     pub roles: BTreeMap<String, Role>,
     /// `roles/top.yaml`, empty when there is none.
     pub top: TopFile,
+    /// `fleet.yaml`, if the commit has one (no file, no fleet).
+    pub fleet: Option<FleetFile>,
 }
 
 impl Repo {
-    /// Parse every role file and the top file in `files`, and check what ties them together:
-    /// each listed state has a file, each `requires` names a role and forms no cycle, each
-    /// role in the top file exists. State files are rendered per minion, by `Repo::plan`.
+    /// Parse every role file, the top file and the fleet file in `files`, and check what ties
+    /// them together: each listed state has a file, each `requires` names a role and forms no
+    /// cycle, each role in the top file and the fleet file exists. State files are rendered
+    /// per minion, by `Repo::plan`.
     pub fn load(files: &Files) -> Result<Repo, Vec<Diagnostic>> {
         let mut diags = Vec::new();
         let mut repo = Repo::default();
@@ -100,6 +104,18 @@ impl Repo {
                 Ok(top) => repo.top = top,
                 Err(found) => diags.extend(found),
             }
+        }
+        if let Some(text) = files.get(FLEET_FILE) {
+            match FleetFile::parse(text, exists) {
+                Ok(fleet) => repo.fleet = Some(fleet),
+                Err(found) => diags.extend(found),
+            }
+        }
+        if files.contains_key("fleet.yml") {
+            diags.push(Diagnostic::whole_file(
+                "fleet.yml",
+                "the fleet file is `fleet.yaml`; rename this file",
+            ));
         }
         finish(repo, diags)
     }

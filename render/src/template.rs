@@ -4,14 +4,17 @@
 //! Templates are self-contained: no `{% include %}`, `{% extends %}` or `{% import %}`,
 //! since a minion fetches only the files its plan names. Nothing is HTML-escaped. Besides
 //! Tera's built-ins there is a `json` filter, which writes a value as JSON (valid YAML too).
+//! Every render runs within a budget of loop iterations and time (`budget`).
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tera::ErrorKind;
 
+use crate::budget::{self, Budget, Instrumented, Meter};
 use crate::diag::{Diagnostic, guard, lowercase_first};
 use crate::role::{self, Role};
 
@@ -90,19 +93,44 @@ pub fn render_source(path: &str, contents: &str, ctx: &Context) -> Result<String
     render(path, contents, ctx)
 }
 
-/// Render `template` (the contents of `file`) against `ctx`.
+/// Render `template` (the contents of `file`) against `ctx`, within the default [`Budget`].
 pub(crate) fn render(file: &str, template: &str, ctx: &Context) -> Result<String, Vec<Diagnostic>> {
-    guard(file, "rendering", || render_unguarded(file, template, ctx)).map_err(|d| vec![d])?
+    render_within(file, template, ctx, Budget::default())
 }
 
-fn render_unguarded(file: &str, template: &str, ctx: &Context) -> Result<String, Vec<Diagnostic>> {
+fn render_within(
+    file: &str,
+    template: &str,
+    ctx: &Context,
+    budget: Budget,
+) -> Result<String, Vec<Diagnostic>> {
+    guard(file, "rendering", || render_unguarded(file, template, ctx, budget)).map_err(|d| vec![d])?
+}
+
+fn render_unguarded(
+    file: &str,
+    template: &str,
+    ctx: &Context,
+    budget: Budget,
+) -> Result<String, Vec<Diagnostic>> {
+    let meter = Arc::new(Meter::start(budget));
+    let instrumented = budget::instrument(template);
     let mut tera = tera::Tera::new();
     tera.autoescape_on(Vec::<&str>::new());
     tera.register_filter("json", |value: &tera::Value, _: tera::Kwargs, _: &tera::State| {
         serde_json::to_string(value).map_err(|e| tera::Error::message(format!("cannot write as JSON: {e}")))
     });
-    tera.add_raw_template(file, template).map_err(|e| tera_diagnostics(file, &e))?;
-    let context = tera::Context::from_serialize(ctx).map_err(|e| tera_diagnostics(file, &e))?;
+    let m = Arc::clone(&meter);
+    tera.register_function(budget::TICK, move |_: tera::Kwargs, _: &tera::State| {
+        m.tick().map(|()| "").map_err(|why| tera::Error::message(why.message()))
+    });
+    let m = Arc::clone(&meter);
+    tera.register_function(budget::EACH, move |_: tera::Kwargs, _: &tera::State| {
+        m.tick().map(|()| true).map_err(|why| tera::Error::message(why.message()))
+    });
+    let diagnostics = |e: &tera::Error| tera_diagnostics(file, e, &instrumented);
+    tera.add_raw_template(file, &instrumented.text).map_err(|e| diagnostics(&e))?;
+    let context = tera::Context::from_serialize(ctx).map_err(|e| diagnostics(&e))?;
     let mut out = Capped { buf: Vec::new(), over: false };
     if let Err(e) = tera.render_to(file, &context, &mut out) {
         if out.over {
@@ -111,36 +139,46 @@ fn render_unguarded(file: &str, template: &str, ctx: &Context) -> Result<String,
                 format!("rendered output exceeds {} MiB; expected a bounded template", MAX_OUTPUT >> 20),
             )]);
         }
-        return Err(tera_diagnostics(file, &e));
+        if let Some(why) = meter.exceeded() {
+            // the tick that stopped it is in the loop's body: Tera points at it
+            let mut found = diagnostics(&e);
+            found.truncate(1);
+            let (line, col) = found.first().map_or((0, 0), |d| (d.line, d.col));
+            return Err(vec![Diagnostic::new(file, line, col, why.message())]);
+        }
+        return Err(diagnostics(&e));
     }
     String::from_utf8(out.buf)
         .map_err(|_| vec![Diagnostic::whole_file(file, "rendered output is not UTF-8; expected text")])
 }
 
-/// Tera's errors carry their position (1-based line, 0-based column) and message, such as
-/// "Field `password` is not defined. Available fields: bind, port".
-fn tera_diagnostics(file: &str, err: &tera::Error) -> Vec<Diagnostic> {
+/// Tera's errors carry their position (1-based line, 0-based column, in the instrumented
+/// text) and message, such as "Field `password` is not defined. Available fields: bind, port".
+fn tera_diagnostics(file: &str, err: &tera::Error, instrumented: &Instrumented) -> Vec<Diagnostic> {
     match err.kind() {
         ErrorKind::SyntaxError(report) | ErrorKind::RenderingError(report) => {
             let span = report.span();
-            let col = if span.start_line == 0 { 0 } else { span.start_col + 1 };
+            let (line, col) = match span.start_line {
+                0 => (0, 0),
+                line => instrumented.position(line, span.start_col),
+            };
             let mut message = lowercase_first(report.message());
             if message == "unexpected end of input" {
                 message.push_str("; expected `}}`, `%}` or an `{% end… %}` closing what was opened");
             }
-            vec![Diagnostic::new(file, span.start_line, col, message)]
+            vec![Diagnostic::new(file, line, col, message)]
         }
         // Unknown filters, functions, tests and templates come as reports in plain text.
         ErrorKind::Msg(text) => {
-            let found = text_reports(file, text);
+            let found = text_reports(file, text, instrumented);
             if found.is_empty() { vec![Diagnostic::whole_file(file, lowercase_first(text))] } else { found }
         }
         other => vec![Diagnostic::whole_file(file, lowercase_first(&other.to_string()))],
     }
 }
 
-/// Parse Tera's text reports: `error: MESSAGE` then ` --> NAME:LINE:COL`.
-fn text_reports(file: &str, text: &str) -> Vec<Diagnostic> {
+/// Parse Tera's text reports: `error: MESSAGE` then ` --> NAME:LINE:COL` (1-based).
+fn text_reports(file: &str, text: &str, instrumented: &Instrumented) -> Vec<Diagnostic> {
     let mut found = Vec::new();
     let mut lines = text.lines().peekable();
     while let Some(line) = lines.next() {
@@ -151,7 +189,11 @@ fn text_reports(file: &str, text: &str) -> Vec<Diagnostic> {
             let line = parts.next()?.trim().parse::<usize>().ok()?;
             Some((line, col))
         });
-        let (line, col) = position.unwrap_or((0, 0));
+        let (line, col) = match position {
+            Some((line, col)) if line > 0 && col > 0 => instrumented.position(line, col - 1),
+            Some((line, _)) => (line, 0),
+            None => (0, 0),
+        };
         found.push(Diagnostic::new(file, line, col, lowercase_first(message)));
     }
     found
@@ -180,6 +222,8 @@ impl Write for Capped {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use serde_json::json;
 
     use super::*;
@@ -219,6 +263,97 @@ mod tests {
         let big = "{% for i in range(end=100000) %}{% for j in range(end=100) %}xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx{% endfor %}{% endfor %}";
         let err = render("t.yaml", big, &ctx()).unwrap_err();
         assert!(err[0].message.contains("exceeds 16 MiB"), "{err:?}");
+    }
+
+    /// Renders with Tera as it is: no budget, no instrumentation.
+    fn plain(template: &str, ctx: &Context) -> String {
+        let mut tera = tera::Tera::new();
+        tera.autoescape_on(Vec::<&str>::new());
+        tera.add_raw_template("t", template).unwrap();
+        tera.render("t", &tera::Context::from_serialize(ctx).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn instrumented_templates_render_as_written() {
+        let mut ctx = ctx();
+        ctx.pillar.insert("list".into(), json!([1, 2, 3]));
+        ctx.pillar.insert("map".into(), json!({"a": 1, "b": 2}));
+        let templates = [
+            "{% for x in pillar.list %}{{ x }},{% endfor %}",
+            "a:\n{% for x in pillar.list -%}\n  - {{ x }}\n{% endfor -%}\nb: 1\n",
+            "{%- for k, v in pillar.map -%}\n {{ k }}={{ v }} {% endfor %}|",
+            "{% for x in [] %}x{% else %}none{% endfor %}",
+            "{% for x in pillar.list %}{{ loop.index }}{% if x == 2 %}{% break %}{% endif %}{% endfor %}",
+            "{{ [x * 2 for x in pillar.list] }} {{ [x for x in pillar.list if x > 1] | join(sep=\",\") }}",
+            "{{ [[y for y in range(end=x)] for x in pillar.list if x != 2] }}",
+            "{% set s %}{% for x in pillar.list %}[{{ x }}]{% endfor %}{% endset %}{{ s }}",
+            "{% component c(v) %}<{{ v }}>{% endcomponent c %}{% for x in pillar.list %}{{<c v={x}/>}}{% endfor %}",
+            "{% raw %}{% for x in l %}{% endraw %}{# {% for %} #}{{ \"{% for x in l %}\" }}",
+        ];
+        for t in templates {
+            assert_eq!(render("t", t, &ctx).unwrap(), plain(t, &ctx), "{t}");
+        }
+    }
+
+    #[test]
+    fn runaway_loops_are_stopped_at_the_loop_that_ran_over() {
+        let budget = Budget { iterations: 10_000, time: Duration::from_secs(3600) };
+        let stopped = "rendering stopped in this loop after 10000 iterations in all; \
+                       expected loops that end sooner (is a `range` or a list too large?)";
+        let cases = [
+            // the issue's example: empty loops in loops
+            (
+                "{% for a in range(end=100000) %}{% for b in range(end=100000) %}{% endfor %}{% endfor %}",
+                1,
+                36,
+            ),
+            // one list, looped over in itself
+            (
+                "{% set l = range(end=1000) %}\n{% for a in l %}\n  {% for b in l %}{% endfor %}{% endfor %}",
+                3,
+                6,
+            ),
+            // comprehensions in a comprehension
+            ("x: {{ [[b for b in range(end=1000)] for a in range(end=1000)] | length }}", 1, 11),
+            // a component calling itself three times, 20 deep
+            (
+                "{% component r(n) %}{% if n > 0 %}{{<r n={n - 1}/>}}{{<r n={n - 1}/>}}{{<r n={n - 1}/>}}{% endif %}{% endcomponent r %}{{<r n={19}/>}}",
+                1,
+                4,
+            ),
+        ];
+        for (template, line, col) in cases {
+            let err = render_within("states/x.yaml", template, &ctx(), budget).unwrap_err();
+            assert_eq!(err, [Diagnostic::new("states/x.yaml", line, col, stopped)], "{template}");
+        }
+        let slow = Budget { iterations: 10_000, time: Duration::ZERO };
+        let err = render_within("states/x.yaml", "{% for a in range(end=2) %}{% endfor %}", &ctx(), slow)
+            .unwrap_err();
+        assert_eq!(
+            err[0].to_string(),
+            format!("states/x.yaml:1:4: {}", budget::Exceeded::Time(Duration::ZERO).message())
+        );
+    }
+
+    #[test]
+    fn the_default_budget_stops_the_issues_example() {
+        let example =
+            "{% for a in range(end=100000) %}{% for b in range(end=100000) %}{% endfor %}{% endfor %}";
+        let err = render("states/x.yaml", example, &ctx()).unwrap_err();
+        // within the 2 s or the million iterations, whichever a loaded machine reaches first
+        assert_eq!((err.len(), err[0].line, err[0].col), (1, 1, 36), "{err:?}");
+        assert!(err[0].message.starts_with("rendering stopped in this loop after "), "{err:?}");
+    }
+
+    #[test]
+    fn errors_after_a_loop_point_into_the_users_text() {
+        let err = render("t.yaml", "{% for x in [1] %}{{ nope }}{% endfor %}", &ctx()).unwrap_err();
+        assert_eq!(
+            err[0].to_string(),
+            "t.yaml:1:22: variable `nope` is not defined. Available variables: grains, id, peers, pillar, roles"
+        );
+        let err = render("t.yaml", "{{ [x for x in [1]] }} {{ x | nope }}", &ctx()).unwrap_err();
+        assert_eq!(err[0].to_string(), "t.yaml:1:31: unknown filter `nope`");
     }
 
     #[test]

@@ -15,6 +15,10 @@
 //! === expected              # last: the plan as YAML (+ rendered template sources), or
 //! ...                       # the diagnostics, one per line
 //! ```
+//!
+//! With a `fleet.yaml`, the expected output starts with the parsed fleet (as YAML); a header
+//! with neither `roles:` nor `matches:` then gives the minion the role of its slot (its `id`
+//! is a slot name), and a case without a header plans nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -91,6 +95,14 @@ pub fn run(header: &Header, files: &Files) -> String {
         peers: header.peers.clone(),
     };
     let mut out = String::new();
+    if let Some(fleet) = &repo.fleet {
+        out.push_str("--- fleet.yaml as read\n");
+        out.push_str(&serde_yaml::to_string(fleet).expect("a fleet serializes"));
+        if header.id.is_empty() && header.roles.is_none() && header.matches.is_none() {
+            return out;
+        }
+        out.push_str("--- plan\n");
+    }
     let roles: Vec<String> = match (&header.roles, &header.matches) {
         (Some(roles), _) => roles.clone(),
         (None, Some(matches)) => {
@@ -101,7 +113,13 @@ pub fn run(header: &Header, files: &Files) -> String {
             ));
             roles.into_iter().collect()
         }
-        (None, None) => Vec::new(),
+        (None, None) => match repo.fleet.as_ref().and_then(|fleet| fleet.slot_of(&header.id)) {
+            Some((role, n)) => {
+                out.push_str(&format!("roles from fleet.yaml: {role} (slot {n})\n"));
+                vec![role.to_string()]
+            }
+            None => Vec::new(),
+        },
     };
     match repo.plan(files, &minion, &roles) {
         Ok(plan) => {

@@ -1,7 +1,9 @@
 //! Docker tests own what they create: a [`Scope`] names a fleet no other run uses
 //! (`dt<pid><random>`), and when it is dropped — test passed or panicked — every container,
-//! network, volume and image carrying its `drover.fleet` label is removed. Nothing else
-//! is ever touched, except the base image, which is cached across runs by content hash.
+//! network, volume and image carrying its `drover.fleet` label is removed, and every image
+//! whose repository is the fleet's name or starts with it and a `-` (images a test built:
+//! `<fleet>-app:1`). Nothing else is ever touched; the base image, which no test removes,
+//! stays cached across runs by its content hash.
 //!
 //! [`required`] decides whether a test without an engine fails (`DROVER_REQUIRE_DOCKER=1`,
 //! set by CI) or says it skipped.
@@ -63,14 +65,36 @@ impl Scope {
         lines(&docker(&["network", "ls", "-q", "--filter", &format!("label={}", self.label())]))
     }
 
+    /// The `repository:tag` of every image named for this scope: `<fleet>` or `<fleet>-…`.
+    pub fn images(&self) -> Vec<String> {
+        let all = docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+        let mut mine: Vec<String> = lines(&all)
+            .into_iter()
+            .filter(|i| {
+                let repo = i.rsplit_once(':').map_or(i.as_str(), |(r, _)| r);
+                repo == self.fleet || repo.strip_prefix(&self.fleet).is_some_and(|r| r.starts_with('-'))
+            })
+            .collect();
+        mine.sort();
+        mine
+    }
+
     pub fn volumes(&self) -> Vec<String> {
         lines(&docker(&["volume", "ls", "-q", "--filter", &format!("label={}", self.label())]))
     }
 
-    /// Removes everything of this scope (also what `Drop` does).
+    /// Removes everything of this scope (also what `Drop` does): objects with its label, and
+    /// containers and images whose name starts with its fleet name (no other run's can).
     pub fn clean(&self) {
         let filter = format!("label={}", self.label());
-        let ids = lines(&docker(&["ps", "-aq", "--filter", &filter]));
+        let mut ids = lines(&docker(&["ps", "-aq", "--filter", &filter]));
+        let named = docker(&["ps", "-a", "--format", "{{.ID}} {{.Names}}"]);
+        ids.extend(named.lines().filter_map(|l| {
+            let (id, name) = l.split_once(' ')?;
+            name.starts_with(&self.fleet).then(|| id.to_string())
+        }));
+        ids.sort();
+        ids.dedup();
         if !ids.is_empty() {
             docker(&[&["rm", "-f", "-v"][..], &ids.iter().map(String::as_str).collect::<Vec<_>>()].concat());
         }
@@ -83,6 +107,9 @@ impl Scope {
         let images = lines(&docker(&["images", "--filter", &filter, "--format", "{{.Repository}}:{{.Tag}}"]));
         for image in images.iter().filter(|i| !i.ends_with(":<none>")) {
             docker(&["rmi", "-f", image]);
+        }
+        for image in self.images() {
+            docker(&["rmi", "-f", &image]);
         }
         for id in lines(&docker(&["images", "-q", "--filter", &filter])) {
             docker(&["rmi", "-f", &id]);

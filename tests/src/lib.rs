@@ -2,8 +2,12 @@
 //! binaries, each daemon in its own temp dir, on 127.0.0.1 ports picked per test.
 //!
 //! - [`Master`], [`Minion`]: start, kill (`kill -9` too), restart; logs kept in the temp dir.
+//!   [`Minion::container`] configures a minion as a fleet container is: environment only.
 //! - [`Master::drover`]: run the CLI against that master, the way a user does.
 //! - [`wait_until`]: poll a condition with a deadline instead of sleeping.
+//! - [`RawMinion`], [`curve_client`]: a minion reduced to its wire protocol (a CURVE DEALER),
+//!   to send what drover-minion never would.
+//! - [`rss_kib`]: a process's resident memory.
 //!
 //! The binaries are found next to the test executable's `deps/` folder; `scripts/test.sh`
 //! builds them first (`cargo build --workspace --bins`).
@@ -17,6 +21,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use wire::{Hello, KeyPair, MinionId, PublicKey, ToMaster, ToMinion};
 
 /// The folder holding the workspace's binaries (`target/debug`).
 pub fn bin_dir() -> PathBuf {
@@ -91,7 +96,11 @@ fn stop(child: &mut Option<Child>, signal: &str) {
 pub struct Master {
     pub dir: tempfile::TempDir,
     pub port: u16,
+    /// The address it listens on for minions (loopback, or every address for containers).
+    pub listen_host: &'static str,
     pub args: Vec<String>,
+    /// Environment variables it starts with, besides the test's own.
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
     starts: usize,
 }
@@ -99,10 +108,33 @@ pub struct Master {
 impl Master {
     /// Starts a master with `extra` flags (e.g. `--auto-accept`) and waits for its API.
     pub fn start(extra: &[&str]) -> Self {
+        Self::start_with_env(extra, &[])
+    }
+
+    /// Starts a master with `extra` flags and `env` variables (`DOCKER_HOST`, say).
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port_pair();
-        let mut m =
-            Master { dir, port, args: extra.iter().map(|s| s.to_string()).collect(), child: None, starts: 0 };
+        let mut m = Master {
+            dir,
+            port,
+            listen_host: "127.0.0.1",
+            args: extra.iter().map(|s| s.to_string()).collect(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            child: None,
+            starts: 0,
+        };
+        m.restart();
+        m
+    }
+
+    /// A master whose config repo is `repo`, listening on every address so that fleet
+    /// containers reach it through their network's gateway.
+    pub fn start_for_containers(repo: &Path) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port_pair();
+        let args = vec!["--repo".to_string(), repo.display().to_string()];
+        let mut m = Master { dir, port, listen_host: "0.0.0.0", args, env: Vec::new(), child: None, starts: 0 };
         m.restart();
         m
     }
@@ -124,8 +156,10 @@ impl Master {
         let mut cmd = Command::new(bin("drover-master"));
         cmd.arg("--dir")
             .arg(self.state_dir())
-            .args(["--listen", &self.address(), "--api", "127.0.0.1:0", "--heartbeat", "1"])
+            .args(["--listen", &format!("{}:{}", self.listen_host, self.port), "--api", "127.0.0.1:0"])
+            .args(["--heartbeat", "1"])
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("DROVER_LOG", "info,master=debug");
         self.child = Some(spawn(&mut cmd, &log));
         let api = self.state_dir().join("api.json");
@@ -143,6 +177,23 @@ impl Master {
 
     pub fn kill9(&mut self) {
         stop(&mut self.child, "-KILL");
+    }
+
+    /// The running master's pid.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// A count from the master's job store (read beside the master), e.g.
+    /// `SELECT COUNT(*) FROM returns`.
+    pub fn count(&self, query: &str) -> i64 {
+        let db = rusqlite::Connection::open_with_flags(
+            self.state_dir().join("drover.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("open the job store");
+        db.busy_timeout(Duration::from_secs(10)).unwrap();
+        db.query_row(query, [], |r| r.get(0)).unwrap_or_else(|e| panic!("{query}: {e}"))
     }
 
     pub fn stop(&mut self) {
@@ -181,6 +232,44 @@ impl Master {
         ids
     }
 
+    /// `GET /api/v1/<path>` with the token of `DIR/api.json`: the answer's JSON body.
+    pub fn api(&self, path: &str) -> Value {
+        use std::io::{Read, Write};
+        let info: Value = serde_json::from_str(
+            &std::fs::read_to_string(self.state_dir().join("api.json")).expect("the master's api.json"),
+        )
+        .expect("api.json is JSON");
+        let (url, token) = (info["url"].as_str().unwrap(), info["token"].as_str().unwrap());
+        let host = url.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(host).expect("connect to the API");
+        stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let request = format!(
+            "GET /api/v1/{path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).unwrap();
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("an HTTP header");
+        let head = String::from_utf8_lossy(&raw[..split]).to_lowercase();
+        assert!(head.starts_with("http/1.1 200"), "GET {path}: {head}");
+        let mut body = &raw[split + 4..];
+        let mut dechunked = Vec::new();
+        if head.contains("transfer-encoding: chunked") {
+            loop {
+                let end = body.windows(2).position(|w| w == b"\r\n").unwrap();
+                let size =
+                    usize::from_str_radix(std::str::from_utf8(&body[..end]).unwrap().trim(), 16).unwrap();
+                if size == 0 {
+                    break;
+                }
+                dechunked.extend_from_slice(&body[end + 2..end + 2 + size]);
+                body = &body[end + 4 + size..];
+            }
+            body = dechunked.as_slice();
+        }
+        serde_json::from_slice(body).expect("a JSON answer")
+    }
+
     /// The ids of connected minions, via the API (`GET /minions` through `drover`-less HTTP
     /// is not exposed by the CLI yet, so this pings).
     pub fn wait_for_minions(&self, n: usize) {
@@ -204,6 +293,8 @@ pub struct Minion {
     args: Vec<String>,
     /// A command the minion runs under (e.g. `unshare --pid --fork` for PID-1 mode).
     wrapper: Vec<String>,
+    /// Set: configured by these environment variables alone, with no flags (a container).
+    env: Option<Vec<(String, String)>>,
     child: Option<Child>,
     starts: usize,
 }
@@ -226,11 +317,61 @@ impl Minion {
             master: master.address(),
             args: extra.iter().map(|s| s.to_string()).collect(),
             wrapper: wrapper.iter().map(|s| s.to_string()).collect(),
+            env: None,
             child: None,
             starts: 0,
         };
         m.restart();
         m
+    }
+
+    /// A minion configured the way the master configures a fleet container's: no command
+    /// line, only `DROVER_MINION_ID`, `DROVER_MASTER`, `DROVER_MINION_DIR` (and a heartbeat of
+    /// a second) plus `env`. Not started: [`Minion::restart`] starts it.
+    pub fn container(master: &Master, id: &str, env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut vars = vec![
+            ("DROVER_MINION_ID".to_string(), id.to_string()),
+            ("DROVER_MASTER".to_string(), master.address()),
+            ("DROVER_MINION_DIR".to_string(), dir.path().join("minion").display().to_string()),
+            ("DROVER_HEARTBEAT".to_string(), "1".to_string()),
+            ("DROVER_LOG".to_string(), "info,minion=debug".to_string()),
+        ];
+        vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Minion {
+            id: id.to_string(),
+            dir,
+            master: master.address(),
+            args: Vec::new(),
+            wrapper: Vec::new(),
+            env: Some(vars),
+            child: None,
+            starts: 0,
+        }
+    }
+
+    /// Gives this minion the keys of `other` (as the master copies a slot's keypair into
+    /// each of its containers), before it starts.
+    pub fn copy_keys_from(&self, other: &Minion) {
+        let (from, to) = (other.state_dir().join("pki"), self.state_dir().join("pki"));
+        std::fs::create_dir_all(&to).expect("pki dir");
+        for name in ["minion.key", "minion.pub", "master.pub"] {
+            std::fs::copy(from.join(name), to.join(name)).unwrap_or_else(|e| panic!("copy {name}: {e}"));
+        }
+    }
+
+    /// `drover-minion health` run as Docker's HEALTHCHECK runs it (in a container: with the
+    /// container's environment): its exit code and the JSON line it printed (null if none).
+    pub fn health(&self) -> (i32, Value) {
+        let mut cmd = Command::new(bin("drover-minion"));
+        cmd.arg("health").env_clear();
+        match &self.env {
+            Some(vars) => cmd.envs(vars.iter().map(|(k, v)| (k, v))),
+            None => cmd.env("DROVER_MINION_DIR", self.state_dir()),
+        };
+        let out = cmd.output().expect("run drover-minion health");
+        let line = String::from_utf8_lossy(&out.stdout);
+        (out.status.code().unwrap_or(-1), serde_json::from_str(line.trim()).unwrap_or(Value::Null))
     }
 
     /// The pid of the child the harness started (the wrapper's, with a wrapper).
@@ -254,11 +395,18 @@ impl Minion {
             }
             None => Command::new(bin("drover-minion")),
         };
-        cmd.args(["--id", &self.id, "--master", &self.master, "--heartbeat", "1"])
-            .arg("--dir")
-            .arg(self.state_dir())
-            .args(&self.args)
-            .env("DROVER_LOG", "info,minion=debug");
+        match &self.env {
+            Some(vars) => {
+                cmd.envs(vars.iter().map(|(k, v)| (k, v)));
+            }
+            None => {
+                cmd.args(["--id", &self.id, "--master", &self.master, "--heartbeat", "1"])
+                    .arg("--dir")
+                    .arg(self.state_dir())
+                    .args(&self.args)
+                    .env("DROVER_LOG", "info,minion=debug");
+            }
+        }
         self.child = Some(spawn(&mut cmd, &log));
     }
 
@@ -282,6 +430,123 @@ impl Minion {
 impl Drop for Minion {
     fn drop(&mut self) {
         stop(&mut self.child, "-TERM");
+    }
+}
+
+/// VmRSS of a process, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS in /proc/PID/status")
+}
+
+/// A CURVE DEALER connected to `master` with the key `me`, presenting `routing` as its
+/// routing id if given (libzmq makes one up otherwise).
+pub fn curve_client(
+    ctx: &zmq::Context,
+    master: &Master,
+    routing: Option<&[u8]>,
+    me: &KeyPair,
+) -> zmq::Socket {
+    let info = std::fs::read_to_string(master.state_dir().join("pki/master.pub")).unwrap();
+    let server = PublicKey::parse(&info).unwrap();
+    let s = ctx.socket(zmq::DEALER).unwrap();
+    if let Some(routing) = routing {
+        s.set_identity(routing).unwrap();
+    }
+    s.set_curve_serverkey(&server.raw()).unwrap();
+    s.set_curve_publickey(&me.public.raw()).unwrap();
+    s.set_curve_secretkey(&me.secret_raw()).unwrap();
+    s.set_linger(0).unwrap();
+    s.connect(&format!("tcp://{}", master.address())).unwrap();
+    s
+}
+
+/// A minion reduced to its wire protocol: its own key, a routing id made for its id as
+/// drover-minion makes it, and whatever messages a test sends.
+pub struct RawMinion {
+    pub id: MinionId,
+    pub keys: KeyPair,
+    pub socket: zmq::Socket,
+    _ctx: zmq::Context,
+}
+
+impl RawMinion {
+    /// Connects (no hello yet); `setup` may set socket options before the connection.
+    pub fn connect_with(master: &Master, id: &str, setup: impl FnOnce(&zmq::Socket)) -> Self {
+        Self::connect_as(master, id, KeyPair::generate().unwrap(), setup)
+    }
+
+    /// Connects with the key `keys` (a new socket, a new routing id), as drover-minion
+    /// does when it redials.
+    pub fn connect_as(master: &Master, id: &str, keys: KeyPair, setup: impl FnOnce(&zmq::Socket)) -> Self {
+        let id = MinionId::new(id).unwrap();
+        let ctx = zmq::Context::new();
+        let info = std::fs::read_to_string(master.state_dir().join("pki/master.pub")).unwrap();
+        let server = PublicKey::parse(&info).unwrap();
+        let socket = ctx.socket(zmq::DEALER).unwrap();
+        setup(&socket);
+        socket.set_identity(&wire::routing_id(&id).unwrap()).unwrap();
+        socket.set_curve_serverkey(&server.raw()).unwrap();
+        socket.set_curve_publickey(&keys.public.raw()).unwrap();
+        socket.set_curve_secretkey(&keys.secret_raw()).unwrap();
+        socket.set_linger(0).unwrap();
+        socket.connect(&format!("tcp://{}", master.address())).unwrap();
+        RawMinion { id, keys, socket, _ctx: ctx }
+    }
+
+    /// Connects and says hello with `grains`; returns at once.
+    pub fn hello(master: &Master, id: &str, grains: Value) -> Self {
+        let m = Self::connect_with(master, id, |_| {});
+        m.send_hello(grains);
+        m
+    }
+
+    /// Connects, says hello and waits for the master's welcome (with `--auto-accept`).
+    pub fn welcomed(master: &Master, id: &str) -> Self {
+        let m = Self::hello(master, id, serde_json::json!({}));
+        match m.recv_until(Duration::from_secs(20), |msg| matches!(msg, ToMinion::Welcome { .. })) {
+            Some(_) => m,
+            None => panic!("{id} was not welcomed"),
+        }
+    }
+
+    pub fn send_hello(&self, grains: Value) {
+        let grains = grains.as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        self.send(&ToMaster::Hello(Hello {
+            id: self.id.clone(),
+            version: "test".into(),
+            grains,
+            generation: 0,
+        }));
+    }
+
+    pub fn send(&self, msg: &ToMaster) {
+        self.socket.send(wire::msg::encode(msg).unwrap(), 0).unwrap();
+    }
+
+    /// The next message from the master, or None when nothing came within `limit`.
+    pub fn recv(&self, limit: Duration) -> Option<ToMinion> {
+        self.socket.set_rcvtimeo(limit.as_millis() as i32).unwrap();
+        let parts = self.socket.recv_multipart(0).ok()?;
+        Some(wire::msg::decode(parts.last()?).expect("a message the minion can decode"))
+    }
+
+    /// Reads until a message `wanted` takes, for at most `limit`.
+    pub fn recv_until(&self, limit: Duration, mut wanted: impl FnMut(&ToMinion) -> bool) -> Option<ToMinion> {
+        let deadline = Instant::now() + limit;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.recv(left) {
+                Some(msg) if wanted(&msg) => return Some(msg),
+                Some(_) => {}
+                None => return None,
+            }
+        }
+        None
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use tests::{Master, Minion, minions, show, wait_until};
-use wire::{Hello, Jid, JobReturn, KeyPair, MinionId, PublicKey, ToMaster, ToMinion};
+use wire::{Hello, Jid, JobReturn, KeyPair, MinionId, ToMaster, ToMinion};
 
 /// A CURVE client with a key of its own (never accepted).
 fn curve_client(ctx: &zmq::Context, master: &Master) -> zmq::Socket {
@@ -15,28 +15,7 @@ fn curve_client(ctx: &zmq::Context, master: &Master) -> zmq::Socket {
 
 /// A CURVE client with a key of its own, presenting `routing` as its routing id if given.
 fn curve_client_as(ctx: &zmq::Context, master: &Master, routing: Option<&[u8]>) -> zmq::Socket {
-    curve_client_with(ctx, master, routing, &KeyPair::generate().unwrap())
-}
-
-/// A CURVE client with the key `me`, presenting `routing` as its routing id if given.
-fn curve_client_with(
-    ctx: &zmq::Context,
-    master: &Master,
-    routing: Option<&[u8]>,
-    me: &KeyPair,
-) -> zmq::Socket {
-    let info = std::fs::read_to_string(master.state_dir().join("pki/master.pub")).unwrap();
-    let server = PublicKey::parse(&info).unwrap();
-    let s = ctx.socket(zmq::DEALER).unwrap();
-    if let Some(routing) = routing {
-        s.set_identity(routing).unwrap();
-    }
-    s.set_curve_serverkey(&server.raw()).unwrap();
-    s.set_curve_publickey(&me.public.raw()).unwrap();
-    s.set_curve_secretkey(&me.secret_raw()).unwrap();
-    s.set_linger(0).unwrap();
-    s.connect(&format!("tcp://{}", master.address())).unwrap();
-    s
+    tests::curve_client(ctx, master, routing, &KeyPair::generate().unwrap())
 }
 
 #[test]
@@ -184,7 +163,12 @@ fn a_forged_return_from_an_unaccepted_key_is_not_stored() {
 }
 
 fn hello(id: &str) -> Vec<u8> {
-    let hello = Hello { id: MinionId::new(id).unwrap(), version: "test".into(), grains: Default::default() };
+    let hello = Hello {
+        id: MinionId::new(id).unwrap(),
+        version: "test".into(),
+        grains: Default::default(),
+        generation: 0,
+    };
     wire::msg::encode(&ToMaster::Hello(hello)).unwrap()
 }
 
@@ -204,7 +188,7 @@ fn a_connection_is_only_the_minion_its_routing_id_names() {
     let good = MinionId::new("good").unwrap();
     let good_keys = KeyPair::generate().unwrap();
     let good_route = wire::routing_id(&good).unwrap();
-    let a = curve_client_with(&ctx, &master, Some(&good_route), &good_keys);
+    let a = tests::curve_client(&ctx, &master, Some(&good_route), &good_keys);
     a.send(hello("good"), 0).unwrap();
     assert!(matches!(answer(&a, 10_000), Some(ToMinion::Welcome { .. })));
 
@@ -235,7 +219,7 @@ fn a_connection_is_only_the_minion_its_routing_id_names() {
     // the real one, as drover-minion does when its master falls silent: a new socket with a
     // new routing id, and it is welcomed again
     drop((a, b));
-    let a = curve_client_with(&ctx, &master, Some(&wire::routing_id(&good).unwrap()), &good_keys);
+    let a = tests::curve_client(&ctx, &master, Some(&wire::routing_id(&good).unwrap()), &good_keys);
     a.send(hello("good"), 0).unwrap();
     assert!(matches!(answer(&a, 10_000), Some(ToMinion::Welcome { .. })));
 

@@ -87,21 +87,29 @@ fn exit_codes_and_output_shapes() {
     let out = master.drover(&["nomatch-*", "test.ping"]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
 
-    // cmd.run: argv, stdout/stderr (trailing newlines trimmed, as Salt does)/retcode;
+    // cmd.run: a command line runs in a shell, as Salt's does (pipes, redirections,
+    // expansions); it returns stdout and stderr merged in order, trailing newlines trimmed;
     // a failing command makes exit 1
     let (code, v, _) = master.drover_json(&["-L", "a", "cmd.run", "echo hello"]);
-    assert_eq!(code, 0);
-    assert_eq!(v["a"]["stdout"], json!("hello"));
-    assert_eq!(v["a"]["retcode"], json!(0));
-    let (code, v, _) = master.drover_json(&["a", "cmd.run", "sh -c 'echo oops >&2; exit 3'"]);
+    assert_eq!((code, v), (0, json!({"a": "hello"})));
+    let (code, v, _) = master.drover_json(&["a", "cmd.run", "printf 'x\\ny\\nx\\n' | grep x | wc -l"]);
+    assert_eq!((code, v["a"].as_str().map(str::trim)), (0, Some("2")), "{v}");
+    let (code, v, _) = master.drover_json(&["a", "cmd.run", "echo out; echo oops >&2; exit 3"]);
+    assert_eq!((code, v), (1, json!({"a": "out\noops"})));
+    // cmd.run_all keeps the streams apart, cmd.retcode gives the exit status
+    let (code, v, _) = master.drover_json(&["a", "cmd.run_all", "echo out; echo oops >&2; exit 3"]);
     assert_eq!(code, 1);
-    assert_eq!(v["a"]["retcode"], json!(3));
-    assert_eq!(v["a"]["stderr"], json!("oops"));
-    // no shell unless asked
-    let (_, v, _) = master.drover_json(&["a", "cmd.run", "echo $HOME"]);
-    assert_eq!(v["a"]["stdout"], json!("$HOME"));
-    let (_, v, _) = master.drover_json(&["a", "cmd.run", "echo $((6*7))", "shell=true"]);
-    assert_eq!(v["a"]["stdout"], json!("42"));
+    assert_eq!(
+        (&v["a"]["stdout"], &v["a"]["stderr"], &v["a"]["retcode"]),
+        (&json!("out"), &json!("oops"), &json!(3))
+    );
+    let (code, v, _) = master.drover_json(&["a", "cmd.retcode", "test -d /"]);
+    assert_eq!((code, v), (0, json!({"a": 0})));
+    // no shell with shell=false, or with the program and its arguments as separate words
+    let (_, v, _) = master.drover_json(&["a", "cmd.run", "echo $HOME", "shell=false"]);
+    assert_eq!(v, json!({"a": "$HOME"}));
+    let (_, v, _) = master.drover_json(&["a", "cmd.run", "echo", "$((6*7))"]);
+    assert_eq!(v, json!({"a": "$((6*7))"}));
 
     // the other functions
     let (_, v, _) = master.drover_json(&["b", "test.echo", "hi there"]);
@@ -119,6 +127,8 @@ fn exit_codes_and_output_shapes() {
         "test.echo",
         "test.sleep",
         "cmd.run",
+        "cmd.run_all",
+        "cmd.retcode",
         "grains.items",
         "grains.get",
         "sys.list_functions",

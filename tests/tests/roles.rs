@@ -193,6 +193,28 @@ fn broken_commits_are_refused_with_file_and_line_and_change_nothing() {
         let out = master.drover(&["roles", "diff", "--commit", &bad]);
         assert_eq!(out.status.code(), Some(2), "{what}: {}", show(&out));
     }
+    // runaway loops: refused within the render budget, naming the loop, while the master
+    // keeps answering
+    repo.commit(
+        "runaway loops",
+        &[(
+            "states/t/g.yaml",
+            "{% for a in range(end=100000) %}{% for b in range(end=100000) %}{% endfor %}{% endfor %}\n",
+        )],
+    );
+    let applying = std::thread::scope(|s| {
+        let applying = s.spawn(|| master.drover(&["roles", "apply"]));
+        assert_eq!(master.ping(&["m1"]), ["m1"], "the master answers while it renders");
+        applying.join().unwrap()
+    });
+    assert_eq!(applying.status.code(), Some(2), "{}", show(&applying));
+    let err = String::from_utf8_lossy(&applying.stderr);
+    assert!(
+        err.contains("states/t/g.yaml:1:36: rendering stopped in this loop after "),
+        "{}",
+        show(&applying)
+    );
+
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(pids_of(&daemon), vec![pid], "the daemon of the good commit still runs, untouched");
     let s = status(&master, "m1");
@@ -355,4 +377,49 @@ fn a_role_that_requires_another_waits_for_a_converged_member() {
     one_pid(&db);
     one_pid(&app);
     wait_until(LONG, "app-1 to stop waiting", || status(&master, "app-1")["waiting"] == json!([]));
+}
+
+#[test]
+fn a_fleet_slot_gets_its_role_from_fleet_yaml_and_a_bad_fleet_yaml_is_refused_with_its_lines() {
+    let daemon = ["/bin/sleep", "3041"];
+    let repo = ConfigRepo::new();
+    let good = repo.commit(
+        "a fleet of role a",
+        &[
+            ("roles/a.yaml", "description: runs a\nstates: [t.a]\n"),
+            ("states/t/a.yaml", &daemon_state("a", &daemon)),
+            ("fleet.yaml", "fleet: t\nimage: app\nversion: \"1.0\"\nroles:\n  a: {replicas: 2}\n"),
+        ],
+    );
+    let master = master_for(&repo);
+    // no top.yaml: its id, a slot name of the fleet, is all that gives it role a
+    let _m = Minion::start(&master, "t-a-1", &[]);
+    master.wait_for_minions(1);
+    apply(&master);
+    let pid = one_pid(&daemon);
+    wait_until(LONG, "t-a-1 to converge", || status(&master, "t-a-1")["converged_commit"] == json!(good));
+    assert_eq!(status(&master, "t-a-1")["roles"], json!(["a"]));
+
+    let bad = repo.commit(
+        "a broken fleet",
+        &[(
+            "fleet.yaml",
+            "fleet: t\nimage: app\nversion: 1.10\nroles:\n  a: {replicas: 2, ports: [\"8080:80\"]}\n  ghost: {}\n",
+        )],
+    );
+    for args in [vec!["roles", "apply"], vec!["roles", "diff", "--commit", &bad]] {
+        let out = master.drover(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", show(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        for expect in [
+            "fleet.yaml:3:10: version: expected a version string, got the number 1.10; quote it",
+            "fleet.yaml:5:28: roles.a.ports: host port 8080/tcp is fixed, but the role has 2 replicas",
+            "fleet.yaml:6:3: roles.ghost: no file roles/ghost.yaml",
+        ] {
+            assert!(err.contains(expect), "{args:?}: expected {expect:?} in stderr:\n{}", show(&out));
+        }
+    }
+    assert_eq!(pids_of(&daemon), vec![pid], "the daemon of the good commit still runs, untouched");
+    let s = status(&master, "t-a-1");
+    assert_eq!((&s["assigned_commit"], &s["converged_commit"]), (&json!(good), &json!(good)), "{s}");
 }

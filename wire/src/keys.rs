@@ -1,16 +1,19 @@
 //! CURVE keypairs on disk and public-key fingerprints.
 //!
 //! Keys are kept as Z85 text (40 characters), the form libzmq takes and the form a user can
-//! read with `cat`: `NAME.pub` holds the public key, `NAME.key` the secret one (mode 0600).
+//! read with `cat`: `NAME.pub` holds the public key, `NAME.key` the secret one (both mode 0600,
+//! as all private state: [`crate::private`]).
 
 use std::fmt;
 use std::fs;
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use crate::private;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -30,11 +33,8 @@ pub struct PublicKey(String);
 impl PublicKey {
     pub fn parse(z85: &str) -> Result<Self, KeyError> {
         let z85 = z85.trim();
-        // zmq::z85_decode does not reject characters outside the Z85 alphabet
-        let alphabet_ok =
-            z85.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:+=^!/*?&<>()[]{}@%$#".contains(&b));
-        match zmq::z85_decode(z85).ok().filter(|_| alphabet_ok) {
-            Some(raw) if raw.len() == 32 && z85.len() == 40 => Ok(Self(z85.to_string())),
+        match z85_decode(z85) {
+            Some(raw) if raw.len() == 32 => Ok(Self(z85.to_string())),
             _ => Err(KeyError::Malformed { what: format!("{z85:?}") }),
         }
     }
@@ -45,7 +45,7 @@ impl PublicKey {
 
     /// The 32 raw key bytes.
     pub fn raw(&self) -> Vec<u8> {
-        zmq::z85_decode(&self.0).expect("checked at construction")
+        z85_decode(&self.0).expect("checked at construction")
     }
 
     /// SHA-256 of the raw key, as colon-separated hex pairs (like `salt-key -F`).
@@ -106,6 +106,39 @@ impl fmt::Debug for KeyPair {
     }
 }
 
+/// Z85 (ZeroMQ's base-85, RFC 32) of `text`, or None if it is not Z85. Decoded here rather
+/// than with `zmq::z85_decode`, which leaks a copy of its input on every call (the master
+/// parses the key of every message it receives), and accepts characters outside the alphabet.
+fn z85_decode(text: &str) -> Option<Vec<u8>> {
+    const ALPHABET: &[u8; 85] =
+        b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#";
+    const DIGITS: [u8; 256] = {
+        let mut digits = [u8::MAX; 256];
+        let mut i = 0;
+        while i < ALPHABET.len() {
+            digits[ALPHABET[i] as usize] = i as u8;
+            i += 1;
+        }
+        digits
+    };
+    if text.len() % 5 != 0 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(text.len() / 5 * 4);
+    for chunk in text.as_bytes().chunks(5) {
+        let mut value: u64 = 0;
+        for &c in chunk {
+            let digit = DIGITS[c as usize];
+            if digit == u8::MAX {
+                return None;
+            }
+            value = value * 85 + u64::from(digit);
+        }
+        out.extend_from_slice(&u32::try_from(value).ok()?.to_be_bytes());
+    }
+    Some(out)
+}
+
 impl KeyPair {
     pub fn generate() -> Result<Self, KeyError> {
         let pair = zmq::CurveKeyPair::new().map_err(KeyError::Generate)?;
@@ -119,7 +152,7 @@ impl KeyPair {
     }
 
     pub fn secret_raw(&self) -> Vec<u8> {
-        zmq::z85_decode(&self.secret).expect("checked at construction")
+        z85_decode(&self.secret).expect("checked at construction")
     }
 
     /// Loads `dir/NAME.pub` + `dir/NAME.key`, or creates both (the secret with mode 0600)
@@ -132,8 +165,8 @@ impl KeyPair {
             let secret = fs::read_to_string(&key_path)
                 .map_err(|source| KeyError::Io { path: key_path.clone(), source })?;
             let secret = secret.trim().to_string();
-            match zmq::z85_decode(&secret) {
-                Ok(raw) if raw.len() == 32 => {}
+            match z85_decode(&secret) {
+                Some(raw) if raw.len() == 32 => {}
                 _ => return Err(KeyError::Malformed { what: key_path.display().to_string() }),
             }
             return Ok((Self { public, secret }, false));
@@ -143,45 +176,38 @@ impl KeyPair {
         Ok((pair, true))
     }
 
-    /// Writes `dir/NAME.pub` (0644) and `dir/NAME.key` (0600), creating `dir` (0700).
+    /// Writes `dir/NAME.pub` and `dir/NAME.key` (both 0600), creating `dir` (0700).
     pub fn write(&self, dir: &Path, name: &str) -> Result<(), KeyError> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| KeyError::Io { path, source }
         };
-        fs::create_dir_all(dir).map_err(io(dir))?;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
+        private::create_dir(dir).map_err(io(dir))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(private::DIR_MODE)).map_err(io(dir))?;
         let key_path = dir.join(format!("{name}.key"));
-        let tmp = dir.join(format!(".{name}.key.tmp"));
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io(&tmp))?;
-        writeln!(f, "{}", self.secret).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-        fs::rename(&tmp, &key_path).map_err(io(&key_path))?;
-        write_atomic(&dir.join(format!("{name}.pub")), format!("{}\n", self.public).as_bytes())
-            .map_err(io(&dir.join(format!("{name}.pub"))))?;
-        Ok(())
+        private::write_atomic(&key_path, format!("{}\n", self.secret).as_bytes()).map_err(io(&key_path))?;
+        let pub_path = dir.join(format!("{name}.pub"));
+        private::write_atomic(&pub_path, format!("{}\n", self.public).as_bytes()).map_err(io(&pub_path))
     }
-}
-
-/// Writes `path` through a temporary file and a rename, so readers never see half a file.
-pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    let mut f = fs::File::create(&tmp)?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    fs::rename(&tmp, path)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn z85_decodes_as_libzmq_encodes_and_refuses_what_is_not_z85() {
+        // RFC 32's example
+        assert_eq!(z85_decode("HelloWorld").unwrap(), [0x86, 0x4F, 0xD2, 0x6F, 0xB5, 0x59, 0xF7, 0x5B]);
+        for _ in 0..20 {
+            let pair = zmq::CurveKeyPair::new().unwrap();
+            let text = zmq::z85_encode(&pair.public_key).unwrap();
+            assert_eq!(z85_decode(&text).unwrap(), pair.public_key);
+        }
+        for bad in ["Hell", "HelloWorl", "Hello World", "Hello\"orld", "%%%%%"] {
+            assert_eq!(z85_decode(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn the_linked_libzmq_has_curve() {

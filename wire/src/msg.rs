@@ -19,6 +19,10 @@ pub const PROTOCOL_VERSION: u16 = 1;
 /// The largest message body either end accepts (8 MiB).
 pub const MAX_FRAME: usize = 8 << 20;
 
+/// The largest message the master reads from a connection before it has a session (a hello
+/// with its grains); a larger one is refused undecoded, the minion told why.
+pub const MAX_HELLO: usize = 256 << 10;
+
 /// The largest output one job may return; longer outputs are cut (and say so).
 pub const MAX_OUTPUT: usize = 1 << 20;
 
@@ -107,6 +111,9 @@ pub enum ToMaster {
     Converged(Converged),
     /// Something happened on the minion (a daemon crashed, restarted, changed health...).
     Event(Event),
+    /// The minion's own verdict on itself; sent after every [`ToMinion::Welcome`] and
+    /// whenever it changes.
+    Health(Health),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -115,6 +122,40 @@ pub struct Hello {
     /// The minion's drover version.
     pub version: String,
     pub grains: Grains,
+    /// Which container of the minion's slot this is (`DROVER_GENERATION`; 0 outside a
+    /// fleet). Of two live connections for one id, the higher generation has the session;
+    /// the other is answered [`ToMinion::Superseded`].
+    #[serde(default)]
+    pub generation: u64,
+}
+
+/// What a minion says of itself: its last apply of its current assignment succeeded and
+/// every daemon it supervises runs and passes its health check (the verdict
+/// `drover-minion health` gives Docker's HEALTHCHECK, minus the link to the master, which
+/// the master knows).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    pub healthy: bool,
+    /// Why not, in one line (`daemon worker: exited with code 1 (restarting)`).
+    #[serde(default)]
+    pub problem: Option<String>,
+    /// Every supervised daemon, in start order.
+    #[serde(default)]
+    pub daemons: Vec<DaemonHealth>,
+}
+
+/// One supervised daemon in a [`Health`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DaemonHealth {
+    pub name: String,
+    /// `starting`, `running`, `backoff`, `stopping`, `stopped` or `failed`.
+    pub state: String,
+    /// Running and passing its health check (if it has one); a daemon stopped on purpose
+    /// counts as healthy.
+    pub healthy: bool,
+    /// Why not, in one line (`exited with code 1 (restarting)`).
+    #[serde(default)]
+    pub problem: Option<String>,
 }
 
 /// Master → minion.
@@ -143,6 +184,12 @@ pub enum ToMinion {
     },
     /// The roles this minion has and everything it needs to render and apply them.
     Assign(Assignment),
+    /// A connection of a higher generation has this minion's session (another container of
+    /// its slot): no jobs come here. The minion keeps its daemons running and says hello
+    /// again every few seconds, to be the minion again once that connection is gone.
+    Superseded {
+        by: u64,
+    },
     /// Answer to [`ToMaster::Fetch`]: the files found, and the hashes the master will not
     /// serve (unknown, or not in this minion's assignment).
     Files {
@@ -209,8 +256,10 @@ pub struct Converged {
     pub comment: String,
 }
 
-/// An event from a minion. Tags are paths: `drover/daemon/<name>/crashed`,
-/// `drover/daemon/<name>/restarted`, `drover/daemon/<name>/health`, ...
+/// An event from a minion. Tags are paths relative to the minion: `daemon/<name>/crashed`,
+/// `daemon/<name>/restarted`, `daemon/<name>/health`, ... The master files them under the
+/// minion's own namespace, `drover/minion/<id>/<tag>`, so no minion event can pass for one
+/// of the master's (`drover/key/...`, `drover/minion/connected`, ...).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub tag: String,
@@ -326,6 +375,17 @@ mod tests {
                 id: MinionId::new("m1").unwrap(),
                 version: "0.0.0".into(),
                 grains: [("os".to_string(), json!("Debian"))].into(),
+                generation: 3,
+            }),
+            ToMaster::Health(Health {
+                healthy: false,
+                problem: Some("daemon worker: exited with code 1 (restarting)".into()),
+                daemons: vec![DaemonHealth {
+                    name: "worker".into(),
+                    state: "backoff".into(),
+                    healthy: false,
+                    problem: Some("exited with code 1 (restarting)".into()),
+                }],
             }),
         ];
         for m in msgs {
@@ -339,6 +399,30 @@ mod tests {
             timeout_ms: Some(5000),
         });
         assert_eq!(decode::<ToMinion>(&encode(&job).unwrap()).unwrap(), job);
+        let superseded = ToMinion::Superseded { by: 7 };
+        assert_eq!(decode::<ToMinion>(&encode(&superseded).unwrap()).unwrap(), superseded);
+    }
+
+    #[test]
+    fn fields_added_later_have_defaults() {
+        // a hello from a minion that predates generations, a health with only its verdict
+        let hello = json!({"type": "hello", "id": "m1", "version": "0.0.0", "grains": {}});
+        let health = json!({"type": "health", "healthy": true});
+        for (msg, want) in [
+            (
+                hello,
+                ToMaster::Hello(Hello {
+                    id: MinionId::new("m1").unwrap(),
+                    version: "0.0.0".into(),
+                    grains: Grains::new(),
+                    generation: 0,
+                }),
+            ),
+            (health, ToMaster::Health(Health { healthy: true, problem: None, daemons: Vec::new() })),
+        ] {
+            let bytes = rmp_serde::to_vec_named(&json!({"v": PROTOCOL_VERSION, "msg": msg})).unwrap();
+            assert_eq!(decode::<ToMaster>(&bytes).unwrap(), want);
+        }
     }
 
     #[test]

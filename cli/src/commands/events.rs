@@ -108,11 +108,11 @@ mod tests {
                 event(
                     7,
                     1_735_732_800_123,
-                    "drover/daemon/worker/crashed",
+                    "drover/minion/web-1/daemon/worker/crashed",
                     Some("web-1"),
                     json!({"exit": 1, "signal": null}),
                 ),
-                "2025-01-01T12:00:00.123Z  drover/daemon/worker/crashed  web-1  {\"exit\":1,\"signal\":null}\n",
+                "2025-01-01T12:00:00.123Z  drover/minion/web-1/daemon/worker/crashed  web-1  {\"exit\":1,\"signal\":null}\n",
             ),
             (
                 event(8, 0, "drover/key/accept", None, json!({"id": "web-2"})),

@@ -97,7 +97,8 @@ pub fn list_text(keys: &KeyList, color: bool) -> String {
     out
 }
 
-/// One `accepted: id` line per changed key, or a line saying nothing changed.
+/// One `accepted: id` line per changed key, then, for `--all`, how many; or a line saying
+/// nothing changed.
 pub fn action_text(req: &KeyActionRequest, resp: &KeyActionResponse) -> String {
     let (verb, done) = match req.action {
         KeyAction::Accept => ("accept", "accepted"),
@@ -110,7 +111,12 @@ pub fn action_text(req: &KeyActionRequest, resp: &KeyActionResponse) -> String {
             _ => format!("no keys to {verb}\n"),
         };
     }
-    resp.changed.iter().map(|id| format!("{done}: {id}\n")).collect()
+    let mut text: String = resp.changed.iter().map(|id| format!("{done}: {id}\n")).collect();
+    if req.all {
+        let n = resp.changed.len();
+        text.push_str(&format!("{done} {n} key{}\n", if n == 1 { "" } else { "s" }));
+    }
+    text
 }
 
 #[cfg(test)]
@@ -158,7 +164,12 @@ Rejected Keys:
             |ids: &[&str]| KeyActionResponse { changed: ids.iter().map(|s| s.to_string()).collect() };
         let table = [
             (req(KeyAction::Accept, Some("m1")), changed(&["m1"]), "accepted: m1\n"),
-            (req(KeyAction::Accept, None), changed(&["m1", "m2"]), "accepted: m1\naccepted: m2\n"),
+            (
+                req(KeyAction::Accept, None),
+                changed(&["m1", "m2"]),
+                "accepted: m1\naccepted: m2\naccepted 2 keys\n",
+            ),
+            (req(KeyAction::Delete, None), changed(&["m1"]), "deleted: m1\ndeleted 1 key\n"),
             (req(KeyAction::Reject, None), changed(&[]), "no keys to reject\n"),
             (req(KeyAction::Delete, Some("m1")), changed(&[]), "m1: nothing to delete\n"),
             (req(KeyAction::Delete, Some("m1")), changed(&["m1"]), "deleted: m1\n"),

@@ -1,12 +1,21 @@
 //! One file per command. Adding a command is one [`Command`] variant and one file here.
 
+pub mod chaos;
 pub mod completions;
 pub mod dashboard;
+pub mod down;
 pub mod events;
+pub mod fleet;
+pub mod image;
 pub mod jobs;
 pub mod key;
+pub mod ps;
 pub mod roles;
+pub mod rollout;
 pub mod run;
+pub mod scale;
+pub mod up;
+pub mod upgrade;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -29,8 +38,24 @@ pub enum Command {
     Jobs(jobs::JobsArgs),
     /// Apply the roles of a git commit, see what it would change, see each minion's state
     Roles(roles::RolesArgs),
+    /// Bring the fleet of fleet.yaml up: network, volumes, containers; wait until ready
+    Up(up::UpArgs),
+    /// List the fleet's slots: container, version, minion, health, drift
+    Ps(ps::PsArgs),
+    /// Set a role's number of slots: drover scale worker=4
+    Scale(scale::ScaleArgs),
+    /// Roll roles to another image version, batch by batch, with rollback
+    Upgrade(upgrade::UpgradeArgs),
+    /// Show the fleet's rollouts, or undo the last one
+    Rollout(rollout::RolloutArgs),
+    /// Remove the fleet's containers and network (volumes with --volumes)
+    Down(down::DownArgs),
+    /// Kill fleet containers at random, to see the fleet heal
+    Chaos(chaos::ChaosArgs),
     /// Print the master's events as they happen (Ctrl-C ends it)
     Events(events::EventsArgs),
+    /// Build images without a registry (on the base made from Debian packages), list them
+    Image(image::ImageArgs),
     /// Print the link to the master's web dashboard (it carries the API token: treat it like a password)
     Dashboard(dashboard::DashboardArgs),
     /// Print a shell completion script
@@ -94,7 +119,15 @@ pub fn dispatch(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<Exit> {
                 Command::Key(args) => key::run(args, ctx)?,
                 Command::Jobs(args) => jobs::run(args, ctx)?,
                 Command::Roles(args) => roles::run(args, ctx)?,
+                Command::Up(args) => up::run(args, ctx)?,
+                Command::Ps(args) => ps::run(args, ctx)?,
+                Command::Scale(args) => scale::run(args, ctx)?,
+                Command::Upgrade(args) => upgrade::run(args, ctx)?,
+                Command::Rollout(args) => rollout::run(args, ctx)?,
+                Command::Down(args) => down::run(args, ctx)?,
+                Command::Chaos(args) => chaos::run(args, ctx)?,
                 Command::Events(args) => events::run(args, ctx)?,
+                Command::Image(args) => image::run(args, ctx)?,
                 Command::Dashboard(args) => dashboard::run(args, ctx)?,
                 Command::Completions(args) => completions::run(args, ctx)?,
             }
@@ -166,6 +199,26 @@ mod tests {
         assert!(
             matches!(parse(&["events"]).command, Some(Command::Events(e)) if e.since.is_none() && !e.no_follow)
         );
+        let cli = parse(&[
+            "--dir",
+            "/srv/m",
+            "image",
+            "build",
+            "images/coins",
+            "--tag",
+            "coins:1.0",
+            "--out",
+            "json",
+        ]);
+        assert!(
+            matches!(&cli.command, Some(Command::Image(image::ImageArgs { action: image::ImageCommand::Build(b) })) if b.folder == Path::new("images/coins") && b.tag == "coins:1.0")
+        );
+        assert_eq!(cli.out, Some(Out::Json));
+        assert_eq!(cli.dir(), Path::new("/srv/m"), "the image's folder is not the master's");
+        assert!(matches!(
+            parse(&["image", "list", "coins"]).command,
+            Some(Command::Image(image::ImageArgs { action: image::ImageCommand::List(l) })) if l.name.as_deref() == Some("coins")
+        ));
         // `-L roles` and `-L events` target minions so named
         assert_eq!(parse(&["-L", "roles", "test.ping"]).run.target.list.as_deref(), Some("roles"));
         assert_eq!(parse(&["-L", "events", "test.ping"]).run.target.list.as_deref(), Some("events"));
@@ -200,6 +253,11 @@ mod tests {
             &["events", "--since", "-1"],
             &["events", "--since", "x"],
             &["events", "extra"],
+            &["image"],
+            &["image", "build", "images/coins"],
+            &["image", "build", "--tag", "coins:1"],
+            &["image", "list", "a", "b"],
+            &["image", "rm", "coins:1"],
         ];
         for argv in table {
             let argv: Vec<&str> = std::iter::once("drover").chain(argv.iter().copied()).collect();

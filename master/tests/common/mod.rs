@@ -77,11 +77,14 @@ impl Master {
         let cfg = master::Config {
             dir: dir.to_path_buf(),
             listen: "127.0.0.1:0".into(),
+            advertise: None,
             api: "127.0.0.1:0".into(),
             repo: repo.to_path_buf(),
             auto_accept: false,
             heartbeat: Duration::from_secs(5),
             keep: Duration::from_secs(30 * 86_400),
+            minion_bin: None,
+            build_dir: None,
         };
         let stop = CancellationToken::new();
         let token = stop.clone();
@@ -212,7 +215,7 @@ impl FakeMinion {
         dealer.connect(&format!("tcp://{}", master.listen)).unwrap();
         let minion = FakeMinion { id: id.clone(), _ctx: ctx, dealer };
         let grains = grains.as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        minion.send(&ToMaster::Hello(Hello { id, version: "test".into(), grains }));
+        minion.send(&ToMaster::Hello(Hello { id, version: "test".into(), grains, generation: 0 }));
         minion
     }
 

@@ -4,7 +4,7 @@
 //! A handler never panics and never fails with an error type: whatever goes wrong becomes
 //! an [`Outcome`] with `success: false` and a message saying what was expected.
 
-mod cmd;
+pub(crate) mod cmd;
 mod daemon;
 mod grains;
 mod state;
@@ -63,7 +63,9 @@ enum Handler {
 
 /// Every function, by name; `sys.list_functions` lists these.
 const FUNCTIONS: &[(&str, Handler)] = &[
+    ("cmd.retcode", Handler::Later(cmd::retcode)),
     ("cmd.run", Handler::Later(cmd::run)),
+    ("cmd.run_all", Handler::Later(cmd::run_all)),
     ("daemon.list", Handler::Later(daemon::run)),
     ("daemon.logs", Handler::Later(daemon::run)),
     ("daemon.restart", Handler::Later(daemon::run)),
@@ -107,6 +109,7 @@ fn arity(call: &Call, expected: RangeInclusive<usize>, usage: &str) -> Result<()
     let want = match (*expected.start(), *expected.end()) {
         (0, 0) => "no arguments".to_string(),
         (1, 1) => "1 argument".to_string(),
+        (a, usize::MAX) => format!("{a} or more arguments"),
         (a, b) if a == b => format!("{a} arguments"),
         (a, b) => format!("{a} to {b} arguments"),
     };

@@ -2,26 +2,25 @@
 //!
 //! The guards, as in Salt: skip when every `creates` path exists, when any `onlyif`
 //! command exits non-zero, or when every `unless` command exits 0. The guards run with the
-//! command's `cwd`, `env` and `runas`, also with `test` (they only look). Commands run
-//! through the `cmd.run` function ([`crate::functions`]), without a shell: render already
-//! turned `shell: true` into `/bin/sh -c`.
+//! command's `cwd`, `env` and `runas`, also with `test` (they only look). Each runs as the
+//! argv render made of it (`/bin/sh -c <line>` for a command line, unless `shell: false`)
+//! through the `cmd.*` functions' [`Command`].
 
 use std::path::Path;
-use std::sync::Arc;
+use std::time::Duration;
 
 use render::CmdRun;
-use serde_json::{Map, Value, json};
-use wire::msg::Grains;
+use serde_json::{Map, Value};
 
 use super::Outcome;
-use crate::functions::{self, Call};
+use crate::functions::cmd::{self, Command, Streams};
 
-pub(super) async fn run(c: &CmdRun, grains: &Arc<Grains>, test: bool) -> Outcome {
+pub(super) async fn run(c: &CmdRun, test: bool) -> Outcome {
     if !c.creates.is_empty() && c.creates.iter().all(|p| Path::new(p).exists()) {
         return Outcome::ok(format!("all files in creates exist: {}", c.creates.join(", ")));
     }
     for check in &c.onlyif {
-        match exec(check, c, grains).await {
+        match exec(check, c).await {
             Err(why) => {
                 return Outcome::fail(format!("onlyif command `{}` could not run: {why}", shown(check)));
             }
@@ -37,7 +36,7 @@ pub(super) async fn run(c: &CmdRun, grains: &Arc<Grains>, test: bool) -> Outcome
     if !c.unless.is_empty() {
         let mut all_zero = true;
         for check in &c.unless {
-            match exec(check, c, grains).await {
+            match exec(check, c).await {
                 Err(why) => {
                     return Outcome::fail(format!("unless command `{}` could not run: {why}", shown(check)));
                 }
@@ -55,7 +54,7 @@ pub(super) async fn run(c: &CmdRun, grains: &Arc<Grains>, test: bool) -> Outcome
     if test {
         return Outcome::changed(true, format!("command `{}` would run", c.name), Map::new());
     }
-    match exec(&c.argv, c, grains).await {
+    match exec(&c.argv, c).await {
         Err(why) => Outcome::fail(why),
         Ok((retcode, changes)) => {
             let (result, comment) = if retcode == 0 {
@@ -70,37 +69,25 @@ pub(super) async fn run(c: &CmdRun, grains: &Arc<Grains>, test: bool) -> Outcome
 
 /// Runs `argv` with the options of `c`: its exit status and `{pid, retcode, stdout,
 /// stderr}`, or why it could not start.
-async fn exec(
-    argv: &[String],
-    c: &CmdRun,
-    grains: &Arc<Grains>,
-) -> Result<(i32, Map<String, Value>), String> {
-    // one argument is split into words by cmd.run: quote it so it stays one word
-    let args: Vec<Value> = match argv {
-        [one] => vec![json!(shlex::try_quote(one).map(|q| q.into_owned()).unwrap_or_else(|_| one.clone()))],
-        words => words.iter().map(|w| json!(w)).collect(),
+async fn exec(argv: &[String], c: &CmdRun) -> Result<(i32, Map<String, Value>), String> {
+    let runas = match &c.runas {
+        Some(user) => Some(cmd::account(user).map_err(|e| format!("runas {user}: {e}"))?),
+        None => None,
     };
-    let mut kwargs = std::collections::BTreeMap::new();
-    if let Some(cwd) = &c.cwd {
-        kwargs.insert("cwd".to_string(), json!(cwd));
-    }
-    if !c.env.is_empty() {
-        kwargs.insert("env".to_string(), json!(c.env));
-    }
-    if let Some(user) = &c.runas {
-        kwargs.insert("runas".to_string(), json!(user));
-    }
-    kwargs.insert("timeout".to_string(), json!(c.timeout_ms as f64 / 1000.0));
-    let call = Call { fun: "cmd.run".to_string(), args, kwargs, grains: Arc::clone(grains) };
+    let command = Command {
+        argv: argv.to_vec(),
+        cwd: c.cwd.as_deref().map(cmd::existing_dir).transpose()?,
+        env: c.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        timeout: Some(Duration::from_millis(c.timeout_ms)),
+        stdin: None,
+        runas,
+    };
     // its own task, so that even a panic in it ends as a failed state
-    let outcome = tokio::spawn(functions::call(call))
+    let ran = tokio::spawn(command.run(Streams::Separate))
         .await
-        .map_err(|e| format!("cmd.run stopped unexpectedly: {e}"))?;
-    match outcome.ret {
-        Value::Object(ret) => Ok((outcome.retcode, ret)),
-        Value::String(message) => Err(message),
-        other => Err(format!("cmd.run returned {other}")),
-    }
+        .map_err(|e| format!("cmd.run stopped unexpectedly: {e}"))?
+        .map_err(|e| e.message)?;
+    Ok((ran.retcode, ran.into_map()))
 }
 
 fn shown(argv: &[String]) -> String {

@@ -19,12 +19,11 @@ mod requisite;
 mod tests;
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Instant;
 
 use render::{Function, Plan, Resource};
 use serde_json::{Map, Value, json};
-use wire::msg::{Grains, StateResult};
+use wire::msg::StateResult;
 
 use crate::daemons::Daemons;
 use requisite::{Gate, Status};
@@ -137,7 +136,6 @@ struct Env<'a, D> {
     ctx: &'a render::Context,
     opts: &'a ApplyOptions,
     daemons: &'a D,
-    grains: Arc<Grains>,
 }
 
 /// Applies `plan` (see the module docs). The resources run one at a time, in plan order.
@@ -148,13 +146,7 @@ pub async fn apply(
     opts: &ApplyOptions,
     daemons: &impl Daemons,
 ) -> Applied {
-    let env = Env {
-        sources,
-        ctx,
-        opts,
-        daemons,
-        grains: Arc::new(ctx.grains.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
-    };
+    let env = Env { sources, ctx, opts, daemons };
     let mut applied = Applied::default();
     if let Some(only) = &opts.only {
         for id in only {
@@ -208,7 +200,7 @@ async fn run<D: Daemons>(resource: &Resource, watched_changed: bool, env: &Env<'
         Function::FileDirectory(f) => file::directory(f, test).await,
         Function::FileAbsent(f) => file::absent(f, test).await,
         Function::FileSymlink(f) => file::symlink(f, test).await,
-        Function::CmdRun(c) => cmd::run(c, &env.grains, test).await,
+        Function::CmdRun(c) => cmd::run(c, test).await,
         Function::DaemonRunning(d) if env.opts.hold_daemons => daemon::held(d, &env.opts.hold_reason),
         Function::DaemonRunning(d) => daemon::running(env.daemons, d, watched_changed, test).await,
         Function::DaemonDead(d) => daemon::dead(env.daemons, &d.name, test).await,

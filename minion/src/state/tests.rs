@@ -300,6 +300,55 @@ async fn managed_updates_with_a_diff_and_keeps_the_mode() {
 }
 
 #[tokio::test]
+async fn a_large_change_is_written_without_computing_its_diff() {
+    let lines = |word: &str| (0..60_000).map(|i| format!("{word} line {i}\n")).collect::<String>();
+    let case = Case::new(
+        r#"
+        big:
+          file.managed:
+            - name: $DIR/big.conf
+            - source: t/big.conf
+        "#,
+        &[("big.conf", &lines("new"))],
+    );
+    std::fs::write(case.path("big.conf"), lines("old")).unwrap();
+    let bytes = lines("old").len() + lines("new").len();
+    case.check(
+        &opts(),
+        &FakeDaemons::default(),
+        &format!(
+            "big file.managed true: file $DIR/big.conf updated\n  diff: '<too large to show: {bytes} bytes in 120000 lines \
+             differ; diffs are shown up to 262144 bytes and 10000 lines>'\n"
+        ),
+    )
+    .await;
+    assert!(std::fs::read_to_string(case.path("big.conf")).unwrap() == lines("new"), "the file was written");
+
+    // one line changed in the same large file: that is diffed
+    std::fs::write(case.path("big.conf"), lines("new").replace("new line 30000\n", "edited\n")).unwrap();
+    case.check(
+        &opts(),
+        &FakeDaemons::default(),
+        r#"
+        big file.managed true: file $DIR/big.conf updated
+          diff: |
+            --- $DIR/big.conf
+            +++ $DIR/big.conf
+            @@ -29998,7 +29998,7 @@
+             new line 29997
+             new line 29998
+             new line 29999
+            -edited
+            +new line 30000
+             new line 30001
+             new line 30002
+             new line 30003
+        "#,
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn managed_changes_only_the_mode_when_the_contents_are_right() {
     let case = Case::new(
         r#"
@@ -715,7 +764,11 @@ async fn cmd_run_guards() {
         onlyif-cannot-run:
           cmd.run:
             - name: touch $DIR/never
-            - onlyif: /no/such/program
+            - onlyif: [[/no/such/program]]
+        onlyif-in-a-shell:
+          cmd.run:
+            - name: touch $DIR/ran-4
+            - onlyif: test -e $DIR/exists && ! test -e $DIR/nope
         "#,
         &[],
     );
@@ -742,12 +795,19 @@ async fn cmd_run_guards() {
           retcode: 0
           stderr: ''
           stdout: ''
-        onlyif-cannot-run cmd.run false: onlyif command `/no/such/program` could not run: cmd.run: cannot run '/no/such/program': no such file
+        onlyif-cannot-run cmd.run false: onlyif command `/no/such/program` could not run: cannot run '/no/such/program': no such file
+        onlyif-in-a-shell cmd.run true: command `touch $DIR/ran-4` run
+          pid: $PID
+          retcode: 0
+          stderr: ''
+          stdout: ''
         "#,
     )
     .await;
     assert!(!case.path("never").exists());
-    assert!(case.path("ran-1").exists() && case.path("ran-2").exists() && case.path("ran-3").exists());
+    for ran in ["ran-1", "ran-2", "ran-3", "ran-4"] {
+        assert!(case.path(ran).exists(), "{ran}");
+    }
 }
 
 #[tokio::test]
@@ -757,19 +817,25 @@ async fn cmd_run_output_failure_cwd_and_env() {
         greet:
           cmd.run:
             - name: echo "$GREETING from $(pwd)"; echo oops >&2
-            - shell: true
             - cwd: $DIR
             - env: {GREETING: hi}
+        redirect:
+          cmd.run:
+            - name: echo yes > $DIR/f
+        no-shell:
+          cmd.run:
+            - name: echo yes > $DIR/g
+            - shell: false
         words:
           cmd.run:
             - name: ["printf", "%s|", "a b", "c"]
         fails:
           cmd.run:
             - name: exit 3
-            - shell: true
         missing:
           cmd.run:
             - name: /no/such/program --flag
+            - shell: false
         "#,
         &[],
     );
@@ -784,6 +850,16 @@ async fn cmd_run_output_failure_cwd_and_env() {
               retcode: 0
               stderr: oops
               stdout: hi from $DIR
+            redirect cmd.run true: command `echo yes > $DIR/f` run
+              pid: $PID
+              retcode: 0
+              stderr: ''
+              stdout: ''
+            no-shell cmd.run true: command `echo yes > $DIR/g` run
+              pid: $PID
+              retcode: 0
+              stderr: ''
+              stdout: yes > $DIR/g
             words cmd.run true: command `printf %s| a b c` run
               pid: $PID
               retcode: 0
@@ -794,10 +870,13 @@ async fn cmd_run_output_failure_cwd_and_env() {
               retcode: 3
               stderr: ''
               stdout: ''
-            missing cmd.run false: cmd.run: cannot run '/no/such/program': no such file
+            missing cmd.run false: cannot run '/no/such/program': no such file
             "#
         )
     );
+    // the shell did the redirection; without one, `>` was an argument of echo
+    assert_eq!(std::fs::read_to_string(case.path("f")).unwrap(), "yes\n");
+    assert!(!case.path("g").exists());
 }
 
 #[tokio::test]

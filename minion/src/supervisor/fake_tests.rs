@@ -9,7 +9,8 @@ use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use render::{DaemonRunning, Health, HealthCheck, Restart};
 use serde_json::json;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
+use wire::DaemonHealth;
 use wire::msg::Event;
 
 use super::health::Prober;
@@ -152,7 +153,7 @@ impl Setup {
     fn drain(&mut self) -> Vec<String> {
         let mut tags = Vec::new();
         while let Ok(e) = self.events.try_recv() {
-            tags.push(e.tag.trim_start_matches("drover/daemon/").to_string());
+            tags.push(e.tag.trim_start_matches("daemon/").to_string());
         }
         tags
     }
@@ -239,7 +240,7 @@ async fn crashes_restart_with_a_doubling_jittered_backoff_that_resets() {
     for attempt in 1..=10u64 {
         s.fake.exit(pid, Exit::Code(3));
         let crashed = s.next("/crashed").await;
-        assert_eq!(crashed.tag, "drover/daemon/web/crashed");
+        assert_eq!(crashed.tag, "daemon/web/crashed");
         assert_eq!(
             (crashed.data["exit_code"].clone(), crashed.data["restart"].clone()),
             (json!(3), json!(true))
@@ -436,7 +437,7 @@ async fn health_changes_are_events() {
     }
     s.sup.ensure_running(&checked, false, false).await;
     let e = s.next("/health").await;
-    assert_eq!(e.tag, "drover/daemon/api/health");
+    assert_eq!(e.tag, "daemon/api/health");
     assert_eq!(e.data, json!({"name": "api", "healthy": true, "error": null}));
     let e = s.next("/health").await;
     assert_eq!(e.data, json!({"name": "api", "healthy": false, "error": "reset"}));
@@ -448,6 +449,88 @@ async fn health_changes_are_events() {
     s.fake.exit(101, Exit::Code(1));
     let e = s.next("/health").await;
     assert_eq!(e.data, json!({"name": "api", "healthy": false, "error": "the process exited with code 1"}));
+}
+
+/// Waits (in paused time) until the published health is `want`: (name, state, problem).
+async fn wait(
+    health: &mut watch::Receiver<Vec<DaemonHealth>>,
+    what: &str,
+    want: Vec<(&str, &str, Option<&str>)>,
+) {
+    let found = tokio::time::timeout(
+        Duration::from_secs(600),
+        health.wait_for(|h| {
+            let now: Vec<(&str, &str, Option<&str>)> =
+                h.iter().map(|d| (d.name.as_str(), d.state.as_str(), d.problem.as_deref())).collect();
+            now == want && h.iter().all(|d| d.healthy == d.problem.is_none())
+        }),
+    )
+    .await
+    .is_ok();
+    assert!(found, "{what}: never {want:?}; last {:?}", *health.borrow());
+}
+
+/// The health the minion reports is each daemon's state and check, in start order; a
+/// daemon stopped on purpose is no problem.
+#[tokio::test(start_paused = true)]
+async fn daemon_health_is_published_as_it_changes() {
+    let s = setup();
+    let mut health = s.sup.health();
+    let mut checked = spec("api");
+    checked.health = Some(Health {
+        check: HealthCheck::Tcp("127.0.0.1:1".into()),
+        interval_ms: 1_000,
+        timeout_ms: 500,
+        retries: 3,
+    });
+    s.fake.world().probes.extend([Err("refused".to_string()), Ok(())]);
+    s.sup.ensure_running(&spec("web"), false, false).await;
+    s.sup.ensure_running(&checked, false, false).await;
+    wait(
+        &mut health,
+        "api's check failing",
+        vec![
+            ("web", "running", None),
+            ("api", "running", Some("its health check has not passed yet: refused")),
+        ],
+    )
+    .await;
+    wait(&mut health, "both healthy", vec![("web", "running", None), ("api", "running", None)]).await;
+
+    s.fake.exit(101, Exit::Code(1));
+    wait(
+        &mut health,
+        "web crashed",
+        vec![("web", "backoff", Some("exited with code 1 (restarting)")), ("api", "running", None)],
+    )
+    .await;
+    wait(&mut health, "web started again", vec![("web", "running", None), ("api", "running", None)]).await;
+
+    let mut once = spec("once");
+    once.restart = Restart::Never;
+    s.sup.ensure_running(&once, false, false).await;
+    s.fake.exit(104, Exit::Code(2));
+    wait(
+        &mut health,
+        "once failed",
+        vec![
+            ("web", "running", None),
+            ("api", "running", None),
+            ("once", "failed", Some("exited with code 2 (not restarted)")),
+        ],
+    )
+    .await;
+    s.sup.ensure_stopped("api", false).await;
+    wait(
+        &mut health,
+        "api stopped",
+        vec![
+            ("web", "running", None),
+            ("api", "stopped", None),
+            ("once", "failed", Some("exited with code 2 (not restarted)")),
+        ],
+    )
+    .await;
 }
 
 #[test]

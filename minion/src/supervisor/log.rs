@@ -120,7 +120,7 @@ impl LogFile {
 }
 
 fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).mode(0o640).open(path)
+    OpenOptions::new().create(true).append(true).mode(wire::private::FILE_MODE).open(path)
 }
 
 /// `<path>.<n>` for n ≥ 1.

@@ -8,7 +8,7 @@
 //!
 //! A daemon runs in its own process group, as its `user` (root only), with its `env` and
 //! `cwd`; stdout and stderr go to its log. When it exits without being asked, that is a
-//! crash (`drover/daemon/<name>/crashed`); by its restart policy it is started again after a
+//! crash (`daemon/<name>/crashed`, which the master files as `drover/minion/<id>/daemon/…`); by its restart policy it is started again after a
 //! backoff (200 ms doubling to 30 s, jittered, reset once it stayed up 10 s), each restart an
 //! event (`…/restarted`), each change of health one too (`…/health`). Stopping is data: the
 //! spec's `{stop_signal, stop_timeout}` — the signal to the group, SIGKILL to the group once
@@ -33,7 +33,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
+use wire::DaemonHealth;
 use wire::msg::Event;
 
 use crate::daemons::{DaemonOutcome, Daemons};
@@ -90,6 +91,20 @@ pub enum DaemonState {
     Failed,
 }
 
+impl DaemonState {
+    /// Its name in `daemon.list` and in the minion's health.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DaemonState::Starting => "starting",
+            DaemonState::Running => "running",
+            DaemonState::Backoff => "backoff",
+            DaemonState::Stopping => "stopping",
+            DaemonState::Stopped => "stopped",
+            DaemonState::Failed => "failed",
+        }
+    }
+}
+
 /// One daemon as `daemon.list` and `daemon.status` show it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DaemonInfo {
@@ -128,6 +143,7 @@ pub struct Supervisor {
     tx: mpsc::UnboundedSender<Cmd>,
     dir: PathBuf,
     rotation: Rotation,
+    health: watch::Receiver<Vec<DaemonHealth>>,
 }
 
 impl Supervisor {
@@ -145,9 +161,16 @@ impl Supervisor {
     ) -> Supervisor {
         let (tx, cmds) = mpsc::unbounded_channel();
         let (internal_tx, internal) = mpsc::unbounded_channel();
-        let owner = Owner::new(sys, options, dir.clone(), events, internal_tx);
+        let (health_tx, health) = watch::channel(Vec::new());
+        let owner = Owner::new(sys, options, dir.clone(), events, internal_tx, health_tx);
         tokio::spawn(owner.run(cmds, internal));
-        Supervisor { tx, dir, rotation: options.rotation }
+        Supervisor { tx, dir, rotation: options.rotation, health }
+    }
+
+    /// Every daemon's health, in start order, for the minion's own (see `crate::health`):
+    /// the owner publishes it whenever it changes.
+    pub fn health(&self) -> watch::Receiver<Vec<DaemonHealth>> {
+        self.health.clone()
     }
 
     async fn ask<T>(&self, cmd: impl FnOnce(oneshot::Sender<T>) -> Cmd) -> Result<T, SupervisorError> {

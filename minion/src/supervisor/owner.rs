@@ -14,10 +14,11 @@ use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use render::{DaemonRunning, Restart};
 use serde_json::{Map, Value, json};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
+use wire::DaemonHealth;
 use wire::msg::Event;
 
 use super::health::{HealthState, Tracker};
@@ -204,6 +205,8 @@ pub(super) struct Owner<S: Sys> {
     tag_base: String,
     events: mpsc::UnboundedSender<Event>,
     internal: mpsc::UnboundedSender<Internal>,
+    /// Every daemon's health, in start order, published after every message that changed it.
+    health: watch::Sender<Vec<DaemonHealth>>,
     daemons: BTreeMap<String, Daemon>,
     next_order: u64,
     next_epoch: u64,
@@ -217,8 +220,9 @@ impl<S: Sys> Owner<S> {
         dir: PathBuf,
         events: mpsc::UnboundedSender<Event>,
         internal: mpsc::UnboundedSender<Internal>,
+        health: watch::Sender<Vec<DaemonHealth>>,
     ) -> Self {
-        if let Err(e) = std::fs::create_dir_all(&dir) {
+        if let Err(e) = wire::private::create_dir(&dir) {
             warn!(dir = %dir.display(), cause = %e, "cannot create the daemons' directory; their output will be lost");
         }
         let tag_base = format!("{}#{:016x}", dir.display(), fastrand::u64(..));
@@ -229,6 +233,7 @@ impl<S: Sys> Owner<S> {
             tag_base,
             events,
             internal,
+            health,
             daemons: BTreeMap::new(),
             next_order: 0,
             next_epoch: 0,
@@ -251,7 +256,23 @@ impl<S: Sys> Owner<S> {
                     None => break,
                 },
             }
+            self.publish_health();
         }
+    }
+
+    /// Publishes every daemon's health, if it changed.
+    fn publish_health(&self) {
+        let mut daemons: Vec<(u64, DaemonHealth)> =
+            self.daemons.iter().map(|(name, d)| (d.order, d.health_report(name))).collect();
+        daemons.sort_by_key(|(order, _)| *order);
+        let now: Vec<DaemonHealth> = daemons.into_iter().map(|(_, h)| h).collect();
+        self.health.send_if_modified(|published| {
+            let changed = *published != now;
+            if changed {
+                *published = now;
+            }
+            changed
+        });
     }
 
     fn on_cmd(&mut self, cmd: Cmd) {
@@ -858,12 +879,13 @@ impl<S: Sys> Owner<S> {
         });
     }
 
-    /// Sends `drover/daemon/<name>/<what>` with `data` (and the daemon's name in it).
+    /// Sends `daemon/<name>/<what>` with `data` (and the daemon's name in it); the master
+    /// files it under this minion's namespace (`drover/minion/<id>/daemon/<name>/<what>`).
     fn emit(&self, name: &str, what: &str, mut data: Value) {
         if let Value::Object(map) = &mut data {
             map.insert("name".into(), json!(name));
         }
-        let event = Event { tag: format!("drover/daemon/{name}/{what}"), data, time_ms: wire::msg::now_ms() };
+        let event = Event { tag: format!("daemon/{name}/{what}"), data, time_ms: wire::msg::now_ms() };
         let _ = self.events.send(event);
     }
 }
@@ -920,6 +942,37 @@ impl Daemon {
         for w in self.start_waiters.drain(..) {
             let changed = !w.changes.is_empty();
             let _ = w.reply.send(outcome(false, changed, comment.to_string(), Value::Object(w.changes)));
+        }
+    }
+
+    /// Whether the daemon is as it should be, for the minion's health: running and passing
+    /// its check (if it has one), or stopped on purpose; else why not, in a few words.
+    fn health_report(&self, name: &str) -> DaemonHealth {
+        let state = self.phase.state();
+        let exit = || self.last_exit.clone().unwrap_or_else(|| "ended".into());
+        let problem = match state {
+            DaemonState::Running => match &self.health {
+                Some(t) if t.state == HealthState::Unhealthy => Some(format!(
+                    "unhealthy: {}",
+                    t.last_error.as_deref().unwrap_or("its health check fails")
+                )),
+                Some(t) if t.state == HealthState::Unknown => Some(match &t.last_error {
+                    Some(e) => format!("its health check has not passed yet: {e}"),
+                    None => "its health check has not passed yet".into(),
+                }),
+                _ => None,
+            },
+            DaemonState::Starting => Some("starting".into()),
+            DaemonState::Backoff => Some(format!("{} (restarting)", exit())),
+            DaemonState::Stopping => Some("stopping".into()),
+            DaemonState::Stopped => None,
+            DaemonState::Failed => Some(format!("{} (not restarted)", exit())),
+        };
+        DaemonHealth {
+            name: name.to_string(),
+            state: state.as_str().into(),
+            healthy: problem.is_none(),
+            problem,
         }
     }
 

@@ -4,6 +4,8 @@
 //! mode, is synced, and is renamed over the old one: a reader sees the old file or the new
 //! one, never a part. A symlink at `name` is followed (the file it points to is managed).
 //! Without `mode`, a replaced file keeps its mode and owner and a new one gets `0644`.
+//! The changes hold a unified `diff`, unless the change is too large to show: that is
+//! decided before diffing, and the `diff` says so instead.
 
 use std::fs::{Metadata, OpenOptions, Permissions};
 use std::io::Write;
@@ -20,6 +22,11 @@ use crate::state::Outcome;
 
 /// A longer diff is replaced by a note saying how long it was.
 const MAX_DIFF: usize = 256 * 1024;
+/// Files differing in more lines (old and new together) are not diffed: diffing 5,000
+/// changed lines against 5,000 takes about half a second.
+const MAX_DIFF_LINES: usize = 10_000;
+/// Past this, the diff is cut short (still a correct diff, not the smallest).
+const DIFF_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 const NEW_FILE_MODE: u32 = 0o644;
 
 pub(super) fn apply(f: &FileManaged, new: &str, test: bool) -> Outcome {
@@ -124,7 +131,10 @@ fn write_temp(
     file.sync_all().map_err(|e| io_error("write", path, &e))
 }
 
-/// A unified diff from `old` (`None`: no file) to `new`, headed with the file's name.
+/// A unified diff from `old` (`None`: no file) to `new`, headed with the file's name; or a
+/// note saying why there is none. What differs is measured before diffing (the lines between
+/// the common first and last lines): past [`MAX_DIFF_LINES`] lines or [`MAX_DIFF`] bytes it
+/// is not diffed, since the time to diff grows with the square of its lines.
 fn diff(name: &str, old: Option<&[u8]>, new: &str) -> Value {
     let (from, old) = match old {
         None => ("/dev/null", ""),
@@ -136,10 +146,51 @@ fn diff(name: &str, old: Option<&[u8]>, new: &str) -> Value {
     if old.is_empty() && new.is_empty() {
         return json!("new empty file");
     }
-    let text = TextDiff::from_lines(old, new).unified_diff().context_radius(3).header(from, name).to_string();
+    let (bytes, lines) = changed_part(old, new);
+    if bytes > MAX_DIFF || lines > MAX_DIFF_LINES {
+        return json!(format!(
+            "<too large to show: {bytes} bytes in {lines} lines differ; diffs are shown up to {MAX_DIFF} bytes and {MAX_DIFF_LINES} lines>"
+        ));
+    }
+    let text = TextDiff::configure()
+        .timeout(DIFF_TIMEOUT)
+        .diff_lines(old, new)
+        .unified_diff()
+        .context_radius(3)
+        .header(from, name)
+        .to_string();
     if text.len() > MAX_DIFF {
-        json!(format!("diff not shown: {} bytes, more than {MAX_DIFF}", text.len()))
+        json!(format!(
+            "<too large to show: the diff is {} bytes; diffs are shown up to {MAX_DIFF} bytes>",
+            text.len()
+        ))
     } else {
         json!(text)
+    }
+}
+
+/// The bytes and lines of `old` and `new` between their common first lines and their
+/// common last lines: an upper bound of what a diff shows, found in linear time.
+fn changed_part(old: &str, new: &str) -> (usize, usize) {
+    let old: Vec<&str> = old.split_inclusive('\n').collect();
+    let new: Vec<&str> = new.split_inclusive('\n').collect();
+    let head = old.iter().zip(&new).take_while(|(a, b)| a == b).count();
+    let tail = old[head..].iter().rev().zip(new[head..].iter().rev()).take_while(|(a, b)| a == b).count();
+    let (old, new) = (&old[head..old.len() - tail], &new[head..new.len() - tail]);
+    let bytes = old.iter().chain(new).map(|l| l.len()).sum();
+    (bytes, old.len() + new.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_changed_part_is_between_the_common_first_and_last_lines() {
+        assert_eq!(changed_part("a\nb\nc\n", "a\nB\nc\n"), (4, 2));
+        assert_eq!(changed_part("a\nb\nc", "a\nb\nc"), (0, 0));
+        assert_eq!(changed_part("a\nb", "a\nb\n"), (3, 2), "the last line gained its newline");
+        assert_eq!(changed_part("a\na\n", "a\n"), (2, 1), "common lines are counted once");
+        assert_eq!(changed_part("", "x\ny\n"), (4, 2));
     }
 }

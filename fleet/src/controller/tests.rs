@@ -1,0 +1,572 @@
+//! The controller against [`FakeEngine`] and a fake master ([`FakeHost`]), in paused time:
+//! every rule of reconcile, rollouts and healing, with the engine calls it makes.
+//!
+//! The fake master's minions follow the fake engine: a running container's minion is ready
+//! (connected, converged, healthy) at once, unless its image version is marked broken, in
+//! which case its apply fails as a daemon that exits at start would make it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use render::fleet::{BatchSize, OnFailure, Order, UpdatePolicy};
+use serde_json::Value;
+
+use super::*;
+use crate::fake::FakeEngine;
+use crate::host::{Enrollment, HostError};
+use crate::record::tests::{file, role};
+
+#[derive(Clone, Default)]
+struct FakeHost {
+    engine: FakeEngine,
+    broken: Arc<Mutex<BTreeSet<String>>>,
+    saved: Arc<Mutex<Option<FleetRecord>>>,
+    events: Arc<Mutex<Vec<String>>>,
+    enrolled: Arc<Mutex<BTreeSet<String>>>,
+}
+
+impl FakeHost {
+    fn break_version(&self, version: &str) {
+        self.broken.lock().unwrap().insert(version.to_string());
+    }
+
+    fn events(&self) -> Vec<String> {
+        self.events.lock().unwrap().clone()
+    }
+
+    fn saved(&self) -> FleetRecord {
+        self.saved.lock().unwrap().clone().unwrap_or_default()
+    }
+}
+
+impl Host for FakeHost {
+    async fn minions(&self, ids: Vec<String>) -> BTreeMap<String, MinionView> {
+        let broken = self.broken.lock().unwrap().clone();
+        let mut out = BTreeMap::new();
+        for id in ids {
+            let Ok(Some(c)) = self.engine.container(&id).await else { continue };
+            if c.state != ContainerState::Running {
+                continue;
+            }
+            let version = c.label(LABEL_VERSION).unwrap_or("").to_string();
+            let bad = broken.contains(&version);
+            out.insert(
+                id,
+                MinionView {
+                    connected: true,
+                    generation: c.generation(),
+                    converged: (!bad).then(|| "c1".into()),
+                    failed: bad.then(|| format!("daemon app exited with code 3 (version {version})")),
+                    healthy: !bad,
+                    problem: None,
+                },
+            );
+        }
+        out
+    }
+
+    async fn enroll(&self, slot: &str) -> Result<Enrollment, HostError> {
+        self.enrolled.lock().unwrap().insert(slot.to_string());
+        Ok(Enrollment {
+            files: vec![FileIn {
+                path: "/var/lib/drover/minion/pki/minion.key".into(),
+                mode: 0o600,
+                data: slot.as_bytes().to_vec(),
+            }],
+            master_key: "K".into(),
+            master_port: 4506,
+            master_host: None,
+        })
+    }
+
+    async fn revoke(&self, slot: &str) -> Result<(), HostError> {
+        self.enrolled.lock().unwrap().remove(slot);
+        Ok(())
+    }
+
+    fn event(&self, tag: &str, _data: Value) {
+        self.events.lock().unwrap().push(tag.to_string());
+    }
+
+    async fn save(&self, record: FleetRecord) -> Result<(), HostError> {
+        *self.saved.lock().unwrap() = Some(record);
+        Ok(())
+    }
+}
+
+type Fleet = Controller<FakeEngine, FakeHost>;
+
+fn setup(versions: &[&str]) -> (Fleet, FakeEngine, FakeHost) {
+    let engine = FakeEngine::new();
+    for v in versions {
+        engine.add_image(&format!("app:{v}"), Labels::from([(LABEL_IMAGE.to_string(), "app".to_string())]));
+    }
+    let host = FakeHost { engine: engine.clone(), ..FakeHost::default() };
+    let fleet = Controller::new(engine.clone(), host.clone(), FleetRecord::default(), Options::default());
+    (fleet, engine, host)
+}
+
+fn policy(batch: u32, order: Order, on_failure: OnFailure) -> UpdatePolicy {
+    UpdatePolicy {
+        batch: BatchSize::Count(batch),
+        order,
+        on_failure,
+        min_healthy: Duration::from_secs(2),
+        ..UpdatePolicy::default()
+    }
+}
+
+/// web ×3 (policy given) and db ×1 with a volume.
+fn fleet_file(version: &str, web: UpdatePolicy) -> FleetFile {
+    let mut w = role(version, 3);
+    w.update = web;
+    let mut db = role(version, 1);
+    db.volumes = vec!["/data".into()];
+    file(&[("web", w), ("db", db)])
+}
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+async fn up(fleet: &Fleet, version: &str, web: UpdatePolicy) -> Outcome {
+    fleet.up(fleet_file(version, web), "c1".into(), MINUTE, &Progress::none()).await.unwrap()
+}
+
+/// Engine calls that change something, in order (lists and inspections left out).
+fn changes(engine: &FakeEngine) -> Vec<String> {
+    engine.calls().into_iter().filter(|c| !c.starts_with("info")).collect()
+}
+
+fn versions(engine: &FakeEngine) -> BTreeMap<String, String> {
+    engine.table().into_iter().map(|(name, (_, image))| (name, image)).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn up_makes_every_slot_once_and_again_changes_nothing() {
+    let (fleet, engine, host) = setup(&["1"]);
+    let outcome = up(&fleet, "1", UpdatePolicy::default()).await;
+    assert!(outcome.ok(), "{outcome:?}");
+    assert_eq!(outcome.ready, ["f-db-1", "f-web-1", "f-web-2", "f-web-3"]);
+    let table = engine.table();
+    assert_eq!(table.len(), 4);
+    assert!(table.values().all(|(state, image)| *state == ContainerState::Running && image == "app:1"));
+    // each slot's container: its name, labels, volume, alias, identity
+    let db = engine.spec("f-db-1").unwrap();
+    assert_eq!(db.labels[LABEL_SLOT], "f-db-1");
+    assert_eq!(db.labels[LABEL_ROLE], "db");
+    assert_eq!(db.mounts, [Mount { volume: "f-db-1-data".into(), target: "/data".into() }]);
+    assert_eq!(db.aliases, ["db"]);
+    assert_eq!(db.env["DROVER_MINION_ID"], "f-db-1");
+    assert_eq!(db.env["DROVER_MASTER"], "172.30.0.1:4506");
+    assert_eq!(db.files[0].data, b"f-db-1");
+    assert!(host.saved().applied.is_some());
+
+    engine.clear_calls();
+    let again = up(&fleet, "1", UpdatePolicy::default()).await;
+    assert!(again.ok());
+    assert!(changes(&engine).is_empty(), "{:?}", changes(&engine));
+}
+
+#[tokio::test(start_paused = true)]
+async fn up_refuses_what_it_cannot_do_and_changes_nothing() {
+    // a version with no image: the versions that exist are named
+    let (fleet, engine, _) = setup(&["1", "2"]);
+    let err = fleet
+        .up(fleet_file("3", UpdatePolicy::default()), "c".into(), MINUTE, &Progress::none())
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "image app:3 does not exist (versions built: 1, 2)");
+    assert!(engine.table().is_empty());
+
+    // a container drover did not make, named like a slot
+    let (fleet, engine, host) = setup(&["1"]);
+    engine.add_image("other", Labels::new());
+    let mut foreign = crate::controller::slots::container_spec(
+        "f",
+        &FleetRecord::default()
+            .brought_up(fleet_file("1", UpdatePolicy::default()), "c".into())
+            .desired()
+            .slots["f-web-2"],
+        "1",
+        1,
+        &host.enroll("x").await.unwrap(),
+        &NetworkInfo {
+            id: "n".into(),
+            name: "f".into(),
+            labels: Labels::new(),
+            gateway: "10.0.0.1".parse().ok(),
+        },
+    )
+    .unwrap();
+    foreign.labels.clear();
+    foreign.image = "other".into();
+    engine.create(&foreign).await.unwrap();
+    engine.clear_calls();
+    let err = fleet
+        .up(fleet_file("1", UpdatePolicy::default()), "c".into(), MINUTE, &Progress::none())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("a container named f-web-2 exists that drover did not create"), "{err}");
+    assert!(changes(&engine).is_empty(), "{:?}", changes(&engine));
+    assert_eq!(engine.table().len(), 1);
+
+    // an engine that does not answer
+    let (fleet, engine, _) = setup(&["1"]);
+    engine.set_down(true);
+    let err = fleet
+        .up(fleet_file("1", UpdatePolicy::default()), "c".into(), MINUTE, &Progress::none())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, FleetError::Engine(EngineError::Unreachable { .. })), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn scale_adds_and_removes_slots_of_one_role() {
+    let (fleet, engine, host) = setup(&["1"]);
+    up(&fleet, "1", UpdatePolicy::default()).await;
+    let out = fleet.scale("web", 5, MINUTE, &Progress::none()).await.unwrap();
+    assert!(out.ok(), "{out:?}");
+    assert_eq!(engine.table().len(), 6);
+    let out = fleet.scale("web", 1, MINUTE, &Progress::none()).await.unwrap();
+    assert!(out.ok());
+    assert_eq!(engine.table().keys().cloned().collect::<Vec<_>>(), ["f-db-1", "f-web-1"]);
+    // the removed slots' identities are revoked
+    assert!(!host.enrolled.lock().unwrap().contains("f-web-2"));
+    assert_eq!(host.saved().overrides["web"].replicas, Some(1));
+    let err = fleet.scale("nope", 2, MINUTE, &Progress::none()).await.unwrap_err();
+    assert_eq!(err.to_string(), "the fleet has no role nope (roles: db, web)");
+}
+
+#[tokio::test(start_paused = true)]
+async fn stop_first_upgrade_swaps_one_batch_at_a_time_in_the_same_slot() {
+    let (fleet, engine, _) = setup(&["1", "2"]);
+    up(&fleet, "1", policy(2, Order::StopFirst, OnFailure::Rollback)).await;
+    engine.clear_calls();
+    let out =
+        fleet.upgrade(&["web".into()], "2", PolicyOverride::default(), &Progress::none()).await.unwrap();
+    assert!(out.ok(), "{out:?}");
+    let rollout = out.rollout.unwrap();
+    assert_eq!(rollout.state, RolloutState::Done);
+    assert_eq!(rollout.batches, 2);
+    assert_eq!(changes(&engine).len(), 12, "{:?}", changes(&engine));
+    let v = versions(&engine);
+    assert_eq!(v["f-web-1"], "app:2");
+    assert_eq!(v["f-web-3"], "app:2");
+    assert_eq!(v["f-db-1"], "app:1");
+    // slot by slot: the old container went before the new one came
+    for slot in ["f-web-1", "f-web-2", "f-web-3"] {
+        let calls: Vec<String> = changes(&engine).into_iter().filter(|c| c.ends_with(slot)).collect();
+        assert_eq!(
+            calls,
+            [
+                format!("stop {slot}"),
+                format!("remove {slot}"),
+                format!("create {slot}"),
+                format!("start {slot}")
+            ]
+        );
+    }
+    // batch 2 started after batch 1 was ready
+    let calls = changes(&engine);
+    let pos = |c: &str| calls.iter().position(|x| x == c).unwrap();
+    assert!(pos("start f-web-2") < pos("stop f-web-3"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn start_first_starts_the_new_container_before_the_old_one_goes() {
+    let (fleet, engine, _) = setup(&["1", "2"]);
+    up(&fleet, "1", policy(1, Order::StartFirst, OnFailure::Rollback)).await;
+    engine.clear_calls();
+    let out =
+        fleet.upgrade(&["web".into()], "2", PolicyOverride::default(), &Progress::none()).await.unwrap();
+    assert!(out.ok(), "{out:?}");
+    let calls: Vec<String> = changes(&engine).into_iter().filter(|c| c.contains("f-web-1")).collect();
+    assert_eq!(
+        calls,
+        [
+            "rename f-web-1 f-web-1.old",
+            "create f-web-1",
+            "start f-web-1",
+            "stop f-web-1.old",
+            "remove f-web-1.old"
+        ]
+    );
+    assert_eq!(engine.table().len(), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_broken_version_is_rolled_back_at_the_first_batch() {
+    let (fleet, engine, host) = setup(&["1", "3"]);
+    host.break_version("3");
+    up(&fleet, "1", policy(1, Order::StopFirst, OnFailure::Rollback)).await;
+    engine.clear_calls();
+    let out =
+        fleet.upgrade(&["web".into()], "3", PolicyOverride::default(), &Progress::none()).await.unwrap();
+    assert!(!out.ok());
+    let rollout = out.rollout.unwrap();
+    assert_eq!(rollout.state, RolloutState::RolledBack);
+    let reason = rollout.reason.unwrap();
+    assert!(
+        reason.contains("f-web-1 failed to become ready at 3: apply failed: daemon app exited with code 3"),
+        "{reason}"
+    );
+    assert!(reason.contains("(log of f-web-1)"), "the container's last lines: {reason}");
+    // every slot runs 1; the other slots were never touched
+    assert!(versions(&engine).values().all(|v| v == "app:1"));
+    assert!(changes(&engine).iter().all(|c| c.ends_with("f-web-1")), "{:?}", changes(&engine));
+    // the record wants what runs
+    assert_eq!(host.saved().desired().slots["f-web-2"].version, "1");
+    assert_eq!(host.saved().rollouts.last().unwrap().state, RolloutState::RolledBack);
+    assert!(host.events().iter().any(|t| t == "drover/fleet/f/rollout/1/rolled-back"), "{:?}", host.events());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_start_first_failure_gives_the_old_container_its_name_back() {
+    let (fleet, engine, host) = setup(&["1", "3"]);
+    host.break_version("3");
+    up(&fleet, "1", policy(1, Order::StartFirst, OnFailure::Rollback)).await;
+    engine.clear_calls();
+    let out =
+        fleet.upgrade(&["web".into()], "3", PolicyOverride::default(), &Progress::none()).await.unwrap();
+    assert_eq!(out.rollout.unwrap().state, RolloutState::RolledBack);
+    let calls: Vec<String> = changes(&engine).into_iter().filter(|c| c.contains("f-web-1")).collect();
+    assert_eq!(
+        calls,
+        [
+            "rename f-web-1 f-web-1.old",
+            "create f-web-1",
+            "start f-web-1",
+            "remove f-web-1",
+            "rename f-web-1.old f-web-1"
+        ]
+    );
+    assert!(versions(&engine).values().all(|v| v == "app:1"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn pause_and_continue_on_failure() {
+    // pause: the failed slot goes back, the rollout stops, the rest waits
+    let (fleet, engine, host) = setup(&["1", "3"]);
+    host.break_version("3");
+    up(&fleet, "1", policy(1, Order::StopFirst, OnFailure::Pause)).await;
+    let out =
+        fleet.upgrade(&["web".into()], "3", PolicyOverride::default(), &Progress::none()).await.unwrap();
+    assert_eq!(out.rollout.unwrap().state, RolloutState::Paused);
+    assert!(versions(&engine).values().all(|v| v == "app:1"));
+
+    // continue with a ratio of 1: every failure is reverted, the rollout goes through
+    let (fleet, engine, host) = setup(&["1", "3"]);
+    host.break_version("3");
+    let mut p = policy(1, Order::StopFirst, OnFailure::Continue);
+    p.max_failure_ratio = 1.0;
+    up(&fleet, "1", p).await;
+    let out =
+        fleet.upgrade(&["web".into()], "3", PolicyOverride::default(), &Progress::none()).await.unwrap();
+    let rollout = out.rollout.unwrap();
+    assert_eq!(rollout.state, RolloutState::Done);
+    assert_eq!(rollout.counts(), (0, 3, 0));
+    assert!(versions(&engine).values().all(|v| v == "app:1"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn undo_puts_the_last_rollout_back() {
+    let (fleet, engine, _) = setup(&["1", "2"]);
+    up(&fleet, "1", policy(3, Order::StopFirst, OnFailure::Rollback)).await;
+    fleet.upgrade(&["web".into()], "2", PolicyOverride::default(), &Progress::none()).await.unwrap();
+    let out = fleet.undo(&Progress::none()).await.unwrap();
+    let rollout = out.rollout.unwrap();
+    assert_eq!(rollout.state, RolloutState::Done);
+    assert_eq!(rollout.undoes, Some(1));
+    assert!(versions(&engine).values().all(|v| v == "app:1"));
+    // undo again undoes the undo, as `kubectl rollout undo` does
+    let again = fleet.undo(&Progress::none()).await.unwrap().rollout.unwrap();
+    assert_eq!(again.undoes, Some(2));
+    assert!(versions(&engine).iter().filter(|(k, _)| k.starts_with("f-web")).all(|(_, v)| v == "app:2"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rollout_cut_short_by_a_master_restart_is_resumed() {
+    let (fleet, engine, host) = setup(&["1", "2"]);
+    up(&fleet, "1", policy(1, Order::StopFirst, OnFailure::Rollback)).await;
+    // the master dies in the middle of batch 2 of 3: slot 1 at 2, slot 2 removed, its
+    // replacement not yet made
+    let mut record = host.saved();
+    record.overrides.entry("web".into()).or_default().version = Some("2".into());
+    let desired = record.desired();
+    let mut rollout = fleet.new_rollout(
+        &desired,
+        &["f-web-1", "f-web-2", "f-web-3"].map(|s| crate::plan::Change {
+            slot: s.into(),
+            role: "web".into(),
+            from: "1".into(),
+            to: "2".into(),
+        }),
+        &PolicyOverride::default(),
+    );
+    let Step::Swap { slots, .. } = rollout.next_step() else { panic!() };
+    let network = engine.network("f").await.unwrap().unwrap();
+    let outcomes = fleet
+        .swap_all(&rollout, &slots, Order::StopFirst, &network, &desired, false, &Progress::none())
+        .await;
+    rollout.swapped(outcomes);
+    let Step::Swap { slots, .. } = rollout.next_step() else { panic!() };
+    assert_eq!(slots, ["f-web-2"]);
+    let web2 = engine.container("f-web-2").await.unwrap().unwrap();
+    engine.remove(&web2.id).await.unwrap();
+    record.put_rollout(rollout);
+    drop(fleet);
+
+    // a new master with that record
+    let fleet = Controller::new(engine.clone(), host.clone(), record, Options::default());
+    let resumed = fleet.resume().await.unwrap().unwrap();
+    assert_eq!(resumed.state, RolloutState::Done);
+    assert!(
+        versions(&engine).iter().filter(|(k, _)| k.starts_with("f-web")).all(|(_, v)| v == "app:2"),
+        "{:?}",
+        versions(&engine)
+    );
+    assert_eq!(engine.table().len(), 4, "no slot left empty");
+    assert!(host.events().iter().any(|t| t == "drover/fleet/f/note"));
+    // nothing more to resume
+    assert!(fleet.resume().await.unwrap().is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_second_operation_is_refused_naming_the_first() {
+    let (fleet, _engine, host) = setup(&["1", "2"]);
+    up(&fleet, "1", UpdatePolicy { min_healthy: Duration::from_secs(30), ..UpdatePolicy::default() }).await;
+    let f2 = fleet.clone();
+    let first = tokio::spawn(async move {
+        f2.upgrade(&["web".into()], "2", PolicyOverride::default(), &Progress::none()).await
+    });
+    // let the first take the lock
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let err = fleet.scale("web", 1, MINUTE, &Progress::none()).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "upgrade of web to 2 is running; wait for it, or see `drover rollout status`"
+    );
+    assert!(first.await.unwrap().unwrap().ok());
+    drop(host);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_container_is_replaced_in_its_slot_and_a_slot_that_keeps_dying_is_given_up() {
+    let (fleet, engine, host) = setup(&["1"]);
+    up(&fleet, "1", UpdatePolicy::default()).await;
+    let token = tokio_util::sync::CancellationToken::new();
+    let healer = fleet.spawn_healer(token.clone());
+    tokio::time::sleep(Duration::from_millis(10)).await;
+
+    let before = engine.container("f-db-1").await.unwrap().unwrap();
+    engine.die("f-db-1", 137);
+    let deadline = tokio::time::Instant::now() + MINUTE;
+    loop {
+        let now = engine.container("f-db-1").await.unwrap().unwrap();
+        if now.id != before.id && now.state == ContainerState::Running {
+            // same slot, same volume, same version, newer generation
+            assert_eq!(engine.spec("f-db-1").unwrap().mounts[0].volume, "f-db-1-data");
+            assert_eq!(now.label(LABEL_VERSION), Some("1"));
+            assert!(now.generation() > before.generation());
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not replaced");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(host.events().iter().any(|t| t == "drover/fleet/f/slot/f-db-1/replaced"));
+
+    // it keeps dying: replaced with backoff, then given up
+    for _ in 0..4 {
+        let id = engine.container("f-db-1").await.unwrap().unwrap().id;
+        engine.die("f-db-1", 1);
+        let deadline = tokio::time::Instant::now() + MINUTE;
+        while !host.events().iter().any(|t| t == "drover/fleet/f/slot/f-db-1/gave-up") {
+            let c = engine.container("f-db-1").await.unwrap().unwrap();
+            if c.id != id && c.state == ContainerState::Running {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "neither replaced nor given up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert!(host.events().iter().any(|t| t == "drover/fleet/f/slot/f-db-1/gave-up"), "{:?}", host.events());
+    let ps = fleet.ps(None).await.unwrap();
+    let db = ps.iter().find(|s| s.slot == "f-db-1").unwrap();
+    assert!(db.problem.as_deref().unwrap().contains("given up"), "{db:?}");
+    // an up makes it again
+    let out = up(&fleet, "1", UpdatePolicy::default()).await;
+    assert!(out.ok(), "{out:?}");
+    token.cancel();
+    healer.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_healer_leaves_slots_an_operation_changes_and_replaces_missing_containers() {
+    let (fleet, engine, host) = setup(&["1", "2"]);
+    up(&fleet, "1", policy(3, Order::StopFirst, OnFailure::Rollback)).await;
+    let token = tokio_util::sync::CancellationToken::new();
+    let healer = fleet.spawn_healer(token.clone());
+    // an upgrade stops every web container: none of that is a death
+    fleet.upgrade(&["web".into()], "2", PolicyOverride::default(), &Progress::none()).await.unwrap();
+    assert!(!host.events().iter().any(|t| t.ends_with("/replaced")), "{:?}", host.events());
+    // a container removed by hand is made again by the sweep
+    let id = engine.container("f-web-2").await.unwrap().unwrap().id;
+    engine.remove(&id).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let c = engine.container("f-web-2").await.unwrap().unwrap();
+    assert_eq!((c.state, c.label(LABEL_VERSION)), (ContainerState::Running, Some("2")));
+    token.cancel();
+    healer.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn down_removes_containers_and_networks_and_keeps_volumes_unless_asked() {
+    let (fleet, engine, host) = setup(&["1"]);
+    up(&fleet, "1", UpdatePolicy::default()).await;
+    let out = fleet.down(false, &Progress::none()).await.unwrap();
+    assert!(engine.table().is_empty());
+    assert!(engine.networks(&["drover.fleet=f"]).await.unwrap().is_empty());
+    assert_eq!(engine.volumes(&["drover.fleet=f"]).await.unwrap().len(), 1);
+    assert!(out.notes.iter().any(|n| n.contains("kept 1 volumes")), "{:?}", out.notes);
+    assert!(host.enrolled.lock().unwrap().is_empty(), "every identity revoked");
+    assert!(host.saved().applied.is_none());
+
+    up(&fleet, "1", UpdatePolicy::default()).await;
+    fleet.down(true, &Progress::none()).await.unwrap();
+    assert!(engine.volumes(&["drover.fleet=f"]).await.unwrap().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn ps_shows_every_slot_and_its_drift() {
+    let (fleet, engine, _) = setup(&["1", "2"]);
+    up(&fleet, "1", UpdatePolicy::default()).await;
+    fleet.upgrade(&["db".into()], "2", PolicyOverride::default(), &Progress::none()).await.unwrap();
+    let head = fleet_file("1", UpdatePolicy::default());
+    let ps = fleet.ps(Some(&head)).await.unwrap();
+    assert_eq!(ps.len(), 4);
+    let db = &ps[0];
+    assert_eq!((db.slot.as_str(), db.version.as_str(), db.state.as_str()), ("f-db-1", "2", "running"));
+    assert!(db.connected);
+    assert_eq!(db.converged.as_deref(), Some("c1"));
+    assert_eq!(db.drift.as_deref(), Some("fleet.yaml at HEAD says 1"));
+    assert!(ps[1].drift.is_none() && ps[1].problem.is_none(), "{:?}", ps[1]);
+    // a dead container shows how it ended
+    engine.die("f-web-3", 137);
+    let ps = fleet.ps(Some(&head)).await.unwrap();
+    assert_eq!(ps[3].state, "exited");
+    assert_eq!(ps[3].problem.as_deref(), Some("container exited (exit code 137)"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn chaos_kills_as_many_containers_as_its_time_allows() {
+    let (fleet, engine, _) = setup(&["1"]);
+    up(&fleet, "1", UpdatePolicy::default()).await;
+    let killed = fleet
+        .chaos(Some("web"), Duration::from_secs(10), Duration::from_secs(30), &Progress::none())
+        .await
+        .unwrap();
+    assert_eq!(killed.len(), 3);
+    assert!(killed.iter().all(|s| s.starts_with("f-web-")));
+    assert_eq!(engine.container("f-db-1").await.unwrap().unwrap().state, ContainerState::Running);
+    assert!(fleet.chaos(Some("nope"), MINUTE, MINUTE, &Progress::none()).await.is_err());
+}

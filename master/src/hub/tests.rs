@@ -1,0 +1,294 @@
+//! The hub on plain data: messages from connections go in as [`Incoming`], what it sends
+//! comes out of a captured [`Outgoing`], commands are called directly. No transport, no
+//! network: generations, health and the fleet controller's views.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
+use wire::{Converged, Health, Hello, Jid, Job, KeyPair, MinionId, PublicKey, ToMaster, ToMinion};
+
+use super::*;
+use crate::assign::tests::{CLOUD, commit};
+use crate::assign::{self, Applied};
+use crate::pki::KeyStore;
+use crate::roles::RoleState;
+use crate::store::{RolesRecord, Store};
+use crate::transport::{Incoming, Outgoing};
+
+struct Fixture {
+    hub: Hub,
+    sent: zmq::Socket,
+    _ctx: zmq::Context,
+    _dir: tempfile::TempDir,
+}
+
+/// One connection of a minion: its routing id (a fresh random part each) and key.
+struct Conn {
+    id: MinionId,
+    routing: Vec<u8>,
+    key: PublicKey,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = KeyStore::open(&dir.path().join("pki")).unwrap();
+    let (stored, _) = mpsc::unbounded_channel();
+    let store = Store::open(&dir.path().join("drover.db"), stored).unwrap();
+    let ctx = zmq::Context::new();
+    let (out, sent) = Outgoing::captured(&ctx);
+    sent.set_rcvtimeo(20_000).unwrap();
+    let roles = RoleState::new(store.clone(), RolesRecord::default(), None);
+    let hub = Hub::new(keys, store, out, Duration::from_secs(5), false, HashMap::new(), roles);
+    Fixture { hub, sent, _ctx: ctx, _dir: dir }
+}
+
+impl Fixture {
+    /// A minion `id` whose key is accepted, and a connection of it.
+    fn accepted(&mut self, id: &str) -> Conn {
+        let id = MinionId::new(id).unwrap();
+        let key = KeyPair::generate().unwrap().public;
+        self.hub.keys.put(KeyState::Accepted, &id, &key).unwrap();
+        self.conn(&Conn { id, routing: Vec::new(), key })
+    }
+
+    /// Another connection of the same minion, with the same key (another container).
+    fn conn(&self, of: &Conn) -> Conn {
+        Conn { id: of.id.clone(), routing: wire::routing_id(&of.id).unwrap(), key: of.key.clone() }
+    }
+
+    fn from(&mut self, conn: &Conn, msg: &ToMaster) {
+        let body = encode(msg).unwrap();
+        self.hub.on_incoming(Incoming::Message {
+            routing: conn.routing.clone(),
+            key: Some(conn.key.clone()),
+            body,
+        });
+    }
+
+    fn hello(&mut self, conn: &Conn, generation: u64) {
+        let hello = Hello {
+            id: conn.id.clone(),
+            version: "test".into(),
+            grains: grains().as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            generation,
+        };
+        self.from(conn, &ToMaster::Hello(hello));
+    }
+
+    /// The next `n` messages the hub sent, as (connection, message).
+    fn sent(&self, n: usize) -> Vec<(Vec<u8>, ToMinion)> {
+        (0..n)
+            .map(|_| {
+                let parts = self.sent.recv_multipart(0).expect("a message from the hub");
+                (parts[0].clone(), decode::<ToMinion>(&parts[1]).unwrap())
+            })
+            .collect()
+    }
+
+    /// The one message the hub sent next, checked to go to `conn`.
+    fn sent_to(&self, conn: &Conn) -> ToMinion {
+        let (routing, msg) = self.sent(1).remove(0);
+        assert_eq!(wire::routing_label(&routing), wire::routing_label(&conn.routing), "{msg:?}");
+        assert_eq!(routing, conn.routing, "{msg:?} went to another connection");
+        msg
+    }
+
+    fn views(&mut self, ids: &[&MinionId]) -> Vec<MinionView> {
+        let (reply, mut answer) = oneshot::channel();
+        let ids = ids.iter().map(|id| (*id).clone()).collect();
+        self.hub.on_command(Command::MinionViews { ids, reply });
+        answer.try_recv().expect("answered at once")
+    }
+
+    fn status(&self, id: &MinionId) -> MinionStatus {
+        self.hub.minions().into_iter().find(|m| m.id == id.as_str()).unwrap()
+    }
+
+    /// The session of `id` was silent for longer than three heartbeats, and the tick saw it.
+    fn silence(&mut self, id: &MinionId) {
+        let long_ago = Instant::now().checked_sub(Duration::from_secs(3600)).unwrap();
+        self.hub.sessions.get_mut(id).unwrap().last_seen = long_ago;
+        self.hub.on_tick();
+        assert!(!self.hub.sessions.contains_key(id));
+    }
+}
+
+/// What every test minion says of itself.
+fn grains() -> serde_json::Value {
+    json!({"ipv4": ["10.0.0.1"], "os_family": "Debian", "hostname": "h1"})
+}
+
+fn job(id: &MinionId) -> (Command, oneshot::Receiver<api::RunResponse>) {
+    let job = Job {
+        jid: Jid::generate(),
+        fun: "test.ping".into(),
+        args: vec![],
+        kwargs: Default::default(),
+        timeout_ms: None,
+    };
+    let (reply, answer) = oneshot::channel();
+    let cmd = Command::Start {
+        job,
+        targeted: vec![id.clone()],
+        timeout: Duration::from_secs(60),
+        batch: None,
+        reply,
+    };
+    (cmd, answer)
+}
+
+#[test]
+fn the_higher_generation_has_the_session_and_the_lower_one_takes_it_back_when_it_is_gone() {
+    let mut f = fixture();
+    let old = f.accepted("coins-worker-1");
+    let new = f.conn(&old);
+    let id = old.id.clone();
+
+    f.hello(&old, 5);
+    assert!(matches!(f.sent_to(&old), ToMinion::Welcome { .. }));
+    // a newer container of the slot: welcomed, and the old one told
+    f.hello(&new, 7);
+    assert!(matches!(f.sent_to(&new), ToMinion::Welcome { .. }));
+    assert_eq!(f.sent_to(&old), ToMinion::Superseded { by: 7 });
+    // the old one says hello again: still superseded, no session for it
+    f.hello(&old, 5);
+    assert_eq!(f.sent_to(&old), ToMinion::Superseded { by: 7 });
+    assert_eq!(f.views(&[&id])[0].generation, Some(7));
+
+    // jobs go to the newer one; what the old one says besides hello is not heard
+    let (start, _answer) = job(&id);
+    f.hub.on_command(start);
+    assert!(matches!(f.sent_to(&new), ToMinion::Job(_)));
+    f.from(&old, &ToMaster::Health(Health { healthy: true, ..Health::default() }));
+    assert_eq!(f.sent_to(&old), ToMinion::Rehello);
+    assert_eq!(f.views(&[&id])[0].healthy, None);
+
+    // the newer container goes away (a rollback): the old one's next hello takes over
+    f.silence(&id);
+    assert!(!f.views(&[&id])[0].connected);
+    f.hello(&old, 5);
+    assert!(matches!(f.sent_to(&old), ToMinion::Welcome { .. }));
+    let view = f.views(&[&id]).remove(0);
+    assert_eq!((view.connected, view.generation), (true, Some(5)));
+    let (start, _answer) = job(&id);
+    f.hub.on_command(start);
+    assert!(matches!(f.sent_to(&old), ToMinion::Job(_)));
+}
+
+#[test]
+fn an_equal_generation_takes_the_session_and_the_other_connection_is_told() {
+    let mut f = fixture();
+    let a = f.accepted("web-1");
+    let b = f.conn(&a);
+    f.hello(&a, 3);
+    assert!(matches!(f.sent_to(&a), ToMinion::Welcome { .. }));
+    // e.g. the same minion again on a new socket after a half-open connection
+    f.hello(&b, 3);
+    assert!(matches!(f.sent_to(&b), ToMinion::Welcome { .. }));
+    assert_eq!(f.sent_to(&a), ToMinion::Superseded { by: 3 });
+    // a hello again on the connection that has the session changes nothing
+    f.hello(&b, 3);
+    assert!(matches!(f.sent_to(&b), ToMinion::Welcome { .. }));
+    assert_eq!(f.views(&[&a.id])[0].generation, Some(3));
+    // a minion without generations (0) is superseded by any fleet container
+    let c = f.conn(&a);
+    f.hello(&c, 0);
+    assert_eq!(f.sent_to(&c), ToMinion::Superseded { by: 3 });
+}
+
+#[test]
+fn health_is_kept_per_session_and_shown_with_the_minions() {
+    let mut f = fixture();
+    let m = f.accepted("web-1");
+    let id = m.id.clone();
+    f.hello(&m, 1);
+    f.sent_to(&m);
+    let status = f.status(&id);
+    assert_eq!((status.connected, status.healthy, status.problem), (true, None, None));
+
+    let sick = Health {
+        healthy: false,
+        problem: Some("daemon worker: exited with code 1 (restarting)".into()),
+        daemons: vec![wire::DaemonHealth {
+            name: "worker".into(),
+            state: "backoff".into(),
+            healthy: false,
+            problem: Some("exited with code 1 (restarting)".into()),
+        }],
+    };
+    f.from(&m, &ToMaster::Health(sick));
+    let status = f.status(&id);
+    assert_eq!(status.healthy, Some(false));
+    assert_eq!(status.problem.as_deref(), Some("daemon worker: exited with code 1 (restarting)"));
+    let view = f.views(&[&id]).remove(0);
+    assert_eq!((view.healthy, view.problem), (Some(false), status.problem));
+
+    // what a minion says is kept within bounds
+    let long =
+        Health { healthy: false, problem: Some("x".repeat(5000)), daemons: vec![Default::default(); 1000] };
+    f.from(&m, &ToMaster::Health(long));
+    let kept = f.hub.sessions[&id].health.clone().unwrap();
+    assert_eq!((kept.problem.unwrap().len(), kept.daemons.len()), (1000, 256));
+
+    f.from(&m, &ToMaster::Health(Health { healthy: true, ..Health::default() }));
+    assert_eq!(f.status(&id).healthy, Some(true));
+    // the session ends: so does what it said
+    f.silence(&id);
+    let status = f.status(&id);
+    assert_eq!((status.connected, status.healthy, status.problem), (false, None, None));
+}
+
+#[tokio::test]
+async fn views_answer_per_id_with_the_report_of_the_current_session_only() {
+    let mut f = fixture();
+    let m = f.accepted("web-1");
+    let id = m.id.clone();
+    let unknown = MinionId::new("nobody").unwrap();
+    f.hello(&m, 1);
+    f.sent_to(&m);
+
+    // the commit is applied: the connected minion gets its assignment and reports on it
+    let applied = Arc::new(Applied::load(commit(CLOUD)).unwrap());
+    let input = f.hub.roles.input(vec![(id.clone(), grains())]);
+    let planned = assign::plan_all(&applied, &input.minions).unwrap();
+    let (reply, _applied) = oneshot::channel();
+    f.hub.on_command(Command::RolesApply { applied, planned, reply });
+    let ToMinion::Assign(a) = f.sent_to(&m) else { panic!("expected the assignment") };
+    let [view, nobody] = <[MinionView; 2]>::try_from(f.views(&[&id, &unknown])).unwrap();
+    assert_eq!((view.connected, view.generation, view.converged), (true, Some(1), None));
+    assert_eq!(
+        nobody,
+        MinionView {
+            id: unknown,
+            connected: false,
+            generation: None,
+            converged: None,
+            healthy: None,
+            problem: None
+        }
+    );
+
+    let report =
+        Converged { commit: a.commit.clone(), serial: a.serial, result: true, ..Converged::default() };
+    f.from(&m, &ToMaster::Converged(report));
+    let view = f.views(&[&id]).remove(0);
+    let want = ConvergedView {
+        commit: a.commit.clone(),
+        result: true,
+        comment: String::new(),
+        failed: false,
+        current: true,
+    };
+    assert_eq!(view.converged, Some(want));
+
+    // a new container of the slot: the report of the old one does not count for it
+    let next = f.conn(&m);
+    f.hello(&next, 2);
+    assert!(matches!(f.sent_to(&next), ToMinion::Welcome { .. }));
+    assert_eq!(f.sent_to(&m), ToMinion::Superseded { by: 2 });
+    let view = f.views(&[&id]).remove(0);
+    assert_eq!((view.generation, view.converged), (Some(2), None));
+}

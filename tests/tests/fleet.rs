@@ -1,0 +1,314 @@
+//! The container fleet end to end, on the real Docker engine: `drover image build`, `up`,
+//! `ps`, `upgrade` (healthy and broken), `scale`, chaos and healing, a master killed in
+//! the middle of a rollout, `down`. Each test's fleet, images, network and volumes carry
+//! its own name ([`Scope`]) and are removed when it ends, passed or failed.
+//!
+//! The fleet of these tests: `kv` (1 slot, a volume at /data), `web` (3 slots, an HTTP
+//! daemon with a health check) and `idle` (1 slot, no daemon), from images built here
+//! `FROM base` (the base image is built once per machine and kept, by its content hash).
+//! Version 3 of the image is broken: its web daemon exits at start.
+
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use serde_json::Value;
+use tests::docker::{Scope, docker, required};
+use tests::{ConfigRepo, Master, show, wait_until};
+
+const KV: &str = "#!/bin/sh\n# the kv daemon: keeps a heartbeat file on its volume\nwhile true; do date +%s > /data/heartbeat; sleep 1; done\n";
+
+fn web(version: &str) -> String {
+    if version == "3" {
+        "#!/bin/sh\necho \"web $DROVER_IMAGE_VERSION cannot start: no such config\" >&2\nexit 3\n".into()
+    } else {
+        "#!/bin/sh\nmkdir -p /tmp/www && echo \"web $DROVER_IMAGE_VERSION\" > /tmp/www/index.html\nexec busybox httpd -f -p 8080 -h /tmp/www\n".into()
+    }
+}
+
+/// Writes images/app for `version` under `root`.
+fn image_dir(root: &Path, version: &str) -> std::path::PathBuf {
+    let dir = root.join(format!("images-{version}")).join("app");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("Dockerfile"), "FROM base\nCOPY kv web /app/\nRUN chmod 755 /app/kv /app/web\n")
+        .unwrap();
+    std::fs::write(dir.join("kv"), KV).unwrap();
+    std::fs::write(dir.join("web"), web(version)).unwrap();
+    dir
+}
+
+fn fleet_yaml(fleet: &str, version: &str) -> String {
+    format!(
+        "fleet: {fleet}\nimage: {fleet}-app\nversion: \"{version}\"\nroles:\n  \
+         kv: {{replicas: 1, volumes: [/data], update: {{min_healthy: 1s, health_timeout: 60s}}}}\n  \
+         web: {{replicas: 3, update: {{batch: 1, min_healthy: 1s, health_timeout: 30s}}}}\n  \
+         idle: {{replicas: 1}}\n"
+    )
+}
+
+const KV_STATE: &str = "kv:\n  daemon.running:\n    - cmd: [\"/app/kv\"]\n";
+const WEB_STATE: &str =
+    "web:\n  daemon.running:\n    - cmd: [\"/app/web\"]\n    - health: {tcp: \"127.0.0.1:8080\"}\n";
+
+/// A master that containers can reach, a config repo with the test fleet, images 1 to 3.
+struct Setup {
+    scope: Scope,
+    master: Master,
+    repo: ConfigRepo,
+    _images: tempfile::TempDir,
+}
+
+fn setup(what: &str) -> Setup {
+    let scope = Scope::new(what);
+    let repo = ConfigRepo::new();
+    repo.commit(
+        "the test fleet",
+        &[
+            ("fleet.yaml", &fleet_yaml(&scope.fleet, "1")),
+            ("roles/kv.yaml", "states: [app.kv]\n"),
+            ("roles/web.yaml", "states: [app.web]\n"),
+            ("roles/idle.yaml", "description: nothing runs here\n"),
+            ("states/app/kv.yaml", KV_STATE),
+            ("states/app/web.yaml", WEB_STATE),
+        ],
+    );
+    let master = Master::start_for_containers(repo.path());
+    let images = tempfile::tempdir().unwrap();
+    for version in ["1", "2", "3"] {
+        let dir = image_dir(images.path(), version);
+        let tag = format!("{}-app:{version}", scope.fleet);
+        let out = master.drover(&["image", "build", dir.to_str().unwrap(), "--tag", &tag]);
+        assert!(out.status.success(), "image build {tag}: {}", show(&out));
+    }
+    Setup { scope, master, repo, _images: images }
+}
+
+fn ok(out: &Output) {
+    assert!(out.status.success(), "{}", show(out));
+}
+
+fn ps(master: &Master) -> Vec<Value> {
+    let (code, v, err) = master.drover_json(&["ps"]);
+    assert!(code == 0 || code == 1, "ps: {code} {err}");
+    v.as_array().cloned().unwrap_or_default()
+}
+
+fn slot<'a>(ps: &'a [Value], name: &str) -> &'a Value {
+    ps.iter().find(|s| s["slot"] == name).unwrap_or_else(|| panic!("no slot {name} in {ps:?}"))
+}
+
+/// The daemons a slot's minion supervises, by name.
+fn daemons(master: &Master, slot: &str) -> Vec<String> {
+    let (code, v, err) = master.drover_json(&["-L", slot, "daemon.list"]);
+    assert_eq!(code, 0, "daemon.list on {slot}: {err} {v}");
+    let mut names: Vec<String> =
+        v[slot].as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap().to_string()).collect();
+    names.sort();
+    names
+}
+
+fn versions(master: &Master) -> Vec<(String, String)> {
+    ps(master)
+        .iter()
+        .map(|s| (s["slot"].as_str().unwrap().into(), s["version"].as_str().unwrap().into()))
+        .collect()
+}
+
+#[test]
+fn up_ps_upgrade_and_down() {
+    if !required() {
+        return;
+    }
+    let Setup { scope, master, repo: _repo, .. } = setup("up");
+    let f = scope.fleet.clone();
+
+    // up: every slot connected, converged and healthy
+    let out = master.drover(&["up", "--timeout", "120"]);
+    ok(&out);
+    let slots = ps(&master);
+    assert_eq!(slots.len(), 5, "{slots:?}");
+    for s in &slots {
+        assert_eq!(s["state"], "running", "{s}");
+        assert_eq!(s["connected"], true, "{s}");
+        assert!(s["converged"].is_string(), "{s}");
+        assert_eq!(s["version"], "1", "{s}");
+    }
+    assert_eq!(scope.containers().len(), 5);
+    // each container runs exactly its role's daemons
+    assert_eq!(daemons(&master, &format!("{f}-kv-1")), ["kv"]);
+    assert_eq!(daemons(&master, &format!("{f}-web-2")), ["web"]);
+    assert!(daemons(&master, &format!("{f}-idle-1")).is_empty());
+    // its key was never pending: enrolled by the master
+    let keys = master.drover(&["key", "list"]);
+    assert!(!String::from_utf8_lossy(&keys.stdout).contains("pending"), "{}", show(&keys));
+    // docker itself shows the minion's health check
+    wait_until(Duration::from_secs(60), "docker to call every container healthy", || {
+        scope.containers().len() == 5
+            && docker(&["ps", "--filter", &format!("label={}", scope.label()), "--format", "{{.Status}}"])
+                .lines()
+                .all(|l| l.contains("(healthy)"))
+    });
+
+    // up again changes nothing
+    let before = docker(&["ps", "-q", "--filter", &format!("label={}", scope.label())]);
+    let out = master.drover(&["up"]);
+    ok(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to change"), "{}", show(&out));
+    assert_eq!(docker(&["ps", "-q", "--filter", &format!("label={}", scope.label())]), before);
+
+    // data on the kv slot's volume, written under version 1
+    let kv = format!("{f}-kv-1");
+    let out = master.drover(&["-L", &kv, "cmd.run", "sh -c 'echo written-by-1 > /data/mark'"]);
+    ok(&out);
+
+    // upgrade to 2, one slot at a time: same slots, the data is still there
+    let out = master.drover(&["upgrade", "--to", "2", "--batch", "1"]);
+    ok(&out);
+    assert!(versions(&master).iter().all(|(_, v)| v == "2"), "{:?}", versions(&master));
+    let (code, v, err) = master.drover_json(&["-L", &kv, "cmd.run", "cat /data/mark"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(v[&kv].as_str().map(str::trim), Some("written-by-1"), "{v}");
+    assert_eq!(scope.containers().len(), 5, "{:?}", scope.containers());
+
+    // a broken 3: the first batch is rolled back, the other slots never touched, exit 1
+    // naming the daemon and what it said
+    let out = master.drover(&["upgrade", "web", "--to", "3"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let text = show(&out);
+    assert!(text.contains("rolled-back"), "{text}");
+    assert!(text.contains(&format!("{f}-web-1 failed to become ready at 3")), "{text}");
+    assert!(text.contains("web"), "{text}");
+    assert!(versions(&master).iter().all(|(_, v)| v == "2"), "{:?}", versions(&master));
+    let (code, rollouts, _) = master.drover_json(&["rollout", "status"]);
+    assert_eq!(code, 1);
+    assert_eq!(rollouts[0]["state"], "rolled-back");
+    let touched: Vec<&str> = rollouts[0]["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["state"] != "pending")
+        .map(|s| s["slot"].as_str().unwrap())
+        .collect();
+    assert_eq!(touched, [format!("{f}-web-1")]);
+
+    // down: no container or network left; the volume stays without --volumes
+    let out = master.drover(&["down"]);
+    ok(&out);
+    assert!(scope.containers().is_empty(), "{:?}", scope.containers());
+    assert!(scope.networks().is_empty());
+    assert_eq!(scope.volumes().len(), 1);
+    assert!(ps(&master).is_empty());
+    let out = master.drover(&["down", "--volumes"]);
+    ok(&out);
+}
+
+#[test]
+fn chaos_kills_are_healed_in_their_slots() {
+    if !required() {
+        return;
+    }
+    let Setup { scope, master, .. } = setup("chaos");
+    ok(&master.drover(&["up", "--timeout", "120"]));
+    let f = scope.fleet.clone();
+    let kv = format!("{f}-kv-1");
+    ok(&master.drover(&["-L", &kv, "cmd.run", "sh -c 'echo survives > /data/mark'"]));
+    let ids = |scope: &Scope| docker(&["ps", "-q", "--filter", &format!("label={}", scope.label())]);
+    let before = ids(&scope);
+
+    let out = master.drover(&["chaos", "kill", "--every", "2s", "--for", "6s"]);
+    ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("killed 3 containers"), "{}", show(&out));
+
+    // each is replaced in its slot: all ready again, with new containers
+    wait_until(Duration::from_secs(90), "every slot ready again", || {
+        let slots = ps(&master);
+        slots.len() == 5
+            && slots
+                .iter()
+                .all(|s| s["state"] == "running" && s["connected"] == true && s["converged"].is_string())
+    });
+    assert_ne!(ids(&scope), before);
+    assert_eq!(scope.containers().len(), 5);
+    // the kv slot kept its volume (when chaos picked it, and anyway)
+    let (_, v, _) = master.drover_json(&["-L", &kv, "cmd.run", "cat /data/mark"]);
+    assert_eq!(v[&kv].as_str().map(str::trim), Some("survives"));
+    let (_, events, _) = master.drover_json(&["events", "--no-follow"]);
+    let _ = events;
+    ok(&master.drover(&["down", "--volumes"]));
+}
+
+#[test]
+fn a_master_killed_in_a_rollout_resumes_it_and_leaves_no_slot_empty() {
+    if !required() {
+        return;
+    }
+    let Setup { scope, mut master, .. } = setup("resume");
+    ok(&master.drover(&["up", "--timeout", "120"]));
+    let f = scope.fleet.clone();
+
+    // an upgrade of web, killed (kill -9) once its second batch started
+    let mut cmd = std::process::Command::new(tests::bin("drover"));
+    cmd.arg("--dir").arg(master.state_dir()).args(["upgrade", "web", "--to", "2"]);
+    let child = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    wait_until(Duration::from_secs(90), "the second batch to start", || {
+        master.log().contains("rollout/1/batch") || {
+            let (_, v, _) = master.drover_json(&["rollout", "status"]);
+            v[0]["batches"].as_u64().unwrap_or(0) >= 2
+        }
+    });
+    master.kill9();
+    drop(child);
+    master.restart();
+
+    // it resumes: every web slot ends at 2, none empty
+    wait_until(Duration::from_secs(120), "the rollout to finish after the restart", || {
+        let (_, v, _) = master.drover_json(&["rollout", "status"]);
+        v[0]["state"] == "done"
+    });
+    wait_until(Duration::from_secs(60), "every slot ready", || {
+        let slots = ps(&master);
+        slots.len() == 5 && slots.iter().all(|s| s["connected"] == true)
+    });
+    let v = versions(&master);
+    assert!(v.iter().filter(|(s, _)| s.starts_with(&format!("{f}-web"))).all(|(_, v)| v == "2"), "{v:?}");
+    assert_eq!(scope.containers().len(), 5, "{:?}", scope.containers());
+    assert!(master.log().contains("resum"), "the master says it resumed");
+    ok(&master.drover(&["down", "--volumes"]));
+}
+
+#[test]
+fn scale_and_refusals() {
+    if !required() {
+        return;
+    }
+    let Setup { scope, master, .. } = setup("scale");
+    ok(&master.drover(&["up", "--timeout", "120"]));
+    let f = scope.fleet.clone();
+    ok(&master.drover(&["scale", "web=4"]));
+    let slots = ps(&master);
+    assert_eq!(slots.len(), 6);
+    assert!(slot(&slots, &format!("{f}-web-4"))["drift"].as_str().unwrap().contains("3 replicas"));
+    ok(&master.drover(&["scale", "web=1"]));
+    assert_eq!(ps(&master).len(), 3);
+
+    // refusals: exit 2, one clear line, nothing changed
+    let out = master.drover(&["upgrade", "web", "--to", "9"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(show(&out).contains("does not exist (versions built: 1, 2, 3)"), "{}", show(&out));
+    let out = master.drover(&["scale", "nope=2"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    // a container drover did not make, named like a slot, is never touched
+    let name = format!("{f}-web-2");
+    let made = docker(&["create", "--name", &name, &format!("{f}-app:1"), "true"]);
+    assert!(!made.trim().is_empty());
+    let out = master.drover(&["scale", "web=2"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        show(&out).contains(&format!("a container named {name} exists that drover did not create")),
+        "{}",
+        show(&out)
+    );
+    docker(&["rm", "-f", &name]);
+    ok(&master.drover(&["down", "--volumes"]));
+}
