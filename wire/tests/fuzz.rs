@@ -11,8 +11,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use wire::msg::{
-    Assignment, Blob, Converged, Event, Hello, Job, JobReturn, KeyInfo, Peer, ToMaster, ToMinion, decode,
-    encode,
+    Assignment, Blob, Converged, DaemonHealth, Event, Health, Hello, Job, JobReturn, KeyInfo, Peer, ToMaster,
+    ToMinion, decode, encode,
 };
 use wire::{Jid, MinionId};
 
@@ -48,11 +48,9 @@ fn jid() -> impl Strategy<Value = Jid> {
 
 fn to_master() -> impl Strategy<Value = ToMaster> {
     prop_oneof![
-        (id(), ".{0,10}", object()).prop_map(|(id, version, grains)| ToMaster::Hello(Hello {
-            id,
-            version,
-            grains: grains.into_iter().collect()
-        })),
+        (id(), ".{0,10}", object(), any::<u64>()).prop_map(|(id, version, grains, generation)| {
+            ToMaster::Hello(Hello { id, version, grains: grains.into_iter().collect(), generation })
+        }),
         any::<u64>().prop_map(|seq| ToMaster::Heartbeat { seq }),
         (
             jid(),
@@ -84,7 +82,14 @@ fn to_master() -> impl Strategy<Value = ToMaster> {
             data,
             time_ms
         })),
+        (any::<bool>(), prop::option::of(".{0,20}"), prop::collection::vec(daemon_health(), 0..3))
+            .prop_map(|(healthy, problem, daemons)| ToMaster::Health(Health { healthy, problem, daemons })),
     ]
+}
+
+fn daemon_health() -> impl Strategy<Value = DaemonHealth> {
+    (".{0,10}", ".{0,10}", any::<bool>(), prop::option::of(".{0,20}"))
+        .prop_map(|(name, state, healthy, problem)| DaemonHealth { name, state, healthy, problem })
 }
 
 fn to_minion() -> impl Strategy<Value = ToMinion> {
@@ -125,6 +130,7 @@ fn to_minion() -> impl Strategy<Value = ToMinion> {
                 blobs: blobs.into_iter().map(|(sha256, data)| Blob { sha256, data }).collect(),
                 missing,
             }),
+        any::<u64>().prop_map(|by| ToMinion::Superseded { by }),
     ]
 }
 
@@ -300,5 +306,5 @@ fn fuzz_strategies_make_both_sides_messages() {
         seen.0.push(tag(serde_json::to_value(&m).unwrap()));
         seen.1.push(tag(serde_json::to_value(&n).unwrap()));
     }
-    assert_eq!((kinds(seen.0), kinds(seen.1)), (6, 9));
+    assert_eq!((kinds(seen.0), kinds(seen.1)), (7, 10));
 }
