@@ -134,7 +134,8 @@ impl Master {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port_pair();
         let args = vec!["--repo".to_string(), repo.display().to_string()];
-        let mut m = Master { dir, port, listen_host: "0.0.0.0", args, env: Vec::new(), child: None, starts: 0 };
+        let mut m =
+            Master { dir, port, listen_host: "0.0.0.0", args, env: Vec::new(), child: None, starts: 0 };
         m.restart();
         m
     }
