@@ -1,6 +1,7 @@
 //! Data-driven tests: each `tests/data/*.txt` holds a case's inputs and its expected output
 //! side by side. `UPDATE_EXPECT=1 cargo test -p render` rewrites the expected sections
-//! (review the diff before committing).
+//! (review the diff before committing). The cases are also the seeds of the garbling tests
+//! and of the property tests (`fuzz_*`: 256 cases each here, many more by `scripts/fuzz.sh`).
 //!
 //! A case file:
 //!
@@ -23,6 +24,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::Path;
 
+use proptest::prelude::*;
+use proptest::sample::Index;
+use proptest::test_runner::{TestCaseError, TestRunner};
 use render::{Files, Function, Minion, Peer, Plan, Repo, TemplateEngine};
 use serde::Deserialize;
 
@@ -296,7 +300,114 @@ fn truncated_and_garbled_inputs_never_panic() {
     assert!(runs > 1000, "only {runs} runs");
 }
 
-/// A plan survives the trip to a minion.
+/// One change to a file of a case, for the property tests below.
+#[derive(Clone, Debug)]
+enum Edit {
+    /// Put a piece of [`NOISE`] at a place.
+    Insert(Index, usize),
+    /// Take up to so many characters out at a place.
+    Remove(Index, usize),
+    /// Cut the file at a place.
+    Truncate(Index),
+    /// Repeat a stretch of the file after itself.
+    Repeat(Index, usize, usize),
+    /// Replace a character with any other.
+    Set(Index, char),
+}
+
+fn edit() -> impl Strategy<Value = Edit> {
+    prop_oneof![
+        3 => (any::<Index>(), 0..NOISE.len()).prop_map(|(at, noise)| Edit::Insert(at, noise)),
+        1 => (any::<Index>(), 1..24usize).prop_map(|(at, n)| Edit::Remove(at, n)),
+        1 => any::<Index>().prop_map(Edit::Truncate),
+        1 => (any::<Index>(), 1..40usize, 1..20usize).prop_map(|(at, len, times)| Edit::Repeat(at, len, times)),
+        1 => (any::<Index>(), any::<char>()).prop_map(|(at, c)| Edit::Set(at, c)),
+    ]
+}
+
+fn apply(text: &str, edit: &Edit) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let at = |i: &Index| i.index(chars.len() + 1);
+    let mut out = chars.clone();
+    match edit {
+        Edit::Insert(i, noise) => {
+            out.splice(at(i)..at(i), NOISE[*noise].chars());
+        }
+        Edit::Remove(i, n) => {
+            out.drain(at(i)..(at(i) + n).min(chars.len()));
+        }
+        Edit::Truncate(i) => out.truncate(at(i)),
+        Edit::Repeat(i, len, times) => {
+            let stretch = chars[at(i)..(at(i) + len).min(chars.len())].repeat(*times);
+            out.splice(at(i)..at(i), stretch);
+        }
+        Edit::Set(i, c) if !chars.is_empty() => out[i.index(chars.len())] = *c,
+        Edit::Set(..) => {}
+    }
+    out.into_iter().collect()
+}
+
+/// What a property checks of one repository: `Repo::load` and `Repo::plan` (YAML and Tera)
+/// give a plan or diagnostics, never a panic nor a panic caught by the library's guard, and
+/// give the same answer twice (the master and the minion must render alike).
+fn renders_sanely(header: &Header, files: &Files) -> Result<(), TestCaseError> {
+    let out = run(header, files);
+    prop_assert!(!out.contains("internal error"), "{}", out);
+    prop_assert_eq!(run(header, files), out);
+    Ok(())
+}
+
+/// The property tests' runner: `PROPTEST_CASES` cases (256 unless set; `scripts/fuzz.sh`
+/// sets more), the failing input shrunk and shown.
+fn fuzz(
+    test: impl Fn(&Case, &String, String) -> Result<(), TestCaseError>,
+    garble: impl Strategy<Value = Vec<Edit>>,
+) {
+    let cases: Vec<Case> =
+        case_files().iter().map(|p| parse_case(&fs::read_to_string(p).expect("readable case"))).collect();
+    let strategy = (0..cases.len(), any::<Index>(), garble);
+    let mut runner = TestRunner::new(ProptestConfig::default());
+    let outcome = runner.run(&strategy, |(case, file, edits)| {
+        let case = &cases[case];
+        let path = file.get(&case.files.keys().collect::<Vec<_>>()).to_string();
+        let text = edits.iter().fold(case.files[&path].clone(), |text, edit| apply(&text, edit));
+        test(case, &path, text)
+    });
+    if let Err(e) = outcome {
+        panic!("{e}");
+    }
+}
+
+/// Every file of every case, edited a few times over, as that case's file.
+#[test]
+fn fuzz_edited_files_give_diagnostics_or_a_plan() {
+    fuzz(
+        |case, path, text| {
+            let mut files = case.files.clone();
+            files.insert(path.clone(), text);
+            renders_sanely(&case.header, &files)
+        },
+        prop::collection::vec(edit(), 1..8),
+    );
+}
+
+/// An edited file of a case in another place: a state file as the top file, a role as a
+/// template source, and so on.
+#[test]
+fn fuzz_files_in_the_wrong_place_give_diagnostics_or_a_plan() {
+    fuzz(
+        |case, path, text| {
+            let mut files = case.files.clone();
+            let elsewhere =
+                files.keys().find(|p| *p != path).cloned().unwrap_or_else(|| "roles/top.yaml".into());
+            files.insert(elsewhere, text);
+            renders_sanely(&case.header, &files)
+        },
+        prop::collection::vec(edit(), 0..3),
+    );
+}
+
+/// A plan survives the trip to a minion./// A plan survives the trip to a minion.
 #[test]
 fn plans_round_trip_through_json() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/good_plan.txt");
