@@ -74,12 +74,13 @@ pub struct ListArgs {
 
 pub fn run(args: ImageArgs, ctx: &mut Ctx) -> anyhow::Result<Exit> {
     match args.action {
-        ImageCommand::Build(b) => build(&b, ctx),
+        ImageCommand::Build(b) => build_image(&b, ctx),
         ImageCommand::List(l) => list(&l, ctx),
     }
 }
 
-fn build(args: &BuildArgs, ctx: &mut Ctx) -> anyhow::Result<Exit> {
+/// Builds the image of `args.folder` as `args.tag` through the master, showing its progress.
+pub fn build_image(args: &BuildArgs, ctx: &mut Ctx) -> anyhow::Result<Exit> {
     let client = ctx.client()?;
     let context = pack(&args.folder)?;
     if context.len() > MAX_CONTEXT {

@@ -3,6 +3,7 @@
 pub mod chaos;
 pub mod completions;
 pub mod dashboard;
+pub mod demo;
 pub mod down;
 pub mod events;
 pub mod fleet;
@@ -52,6 +53,8 @@ pub enum Command {
     Down(down::DownArgs),
     /// Kill fleet containers at random, to see the fleet heal
     Chaos(chaos::ChaosArgs),
+    /// Bring the dockercoins demo cloud up in containers (or `demo down`): run from a clone
+    Demo(demo::DemoArgs),
     /// Print the master's events as they happen (Ctrl-C ends it)
     Events(events::EventsArgs),
     /// Build images without a registry (on the base made from Debian packages), list them
@@ -126,6 +129,7 @@ pub fn dispatch(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<Exit> {
                 Command::Rollout(args) => rollout::run(args, ctx)?,
                 Command::Down(args) => down::run(args, ctx)?,
                 Command::Chaos(args) => chaos::run(args, ctx)?,
+                Command::Demo(args) => demo::run(args, ctx)?,
                 Command::Events(args) => events::run(args, ctx)?,
                 Command::Image(args) => image::run(args, ctx)?,
                 Command::Dashboard(args) => dashboard::run(args, ctx)?,
