@@ -210,4 +210,10 @@ fn the_default_file_everything_translated_and_json() {
     let out = drover(empty.path(), &["import", "compose"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("no compose file here: expected one of docker-compose.yml, compose.yaml"));
+
+    // --dir is the master's directory: refused rather than quietly writing elsewhere
+    let out = drover(dir.path(), &["import", "compose", "--dir", "out", "--force"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("name the folder to write into with --repo DIR"), "{}", stderr(&out));
+    assert!(!dir.path().join("out").exists());
 }

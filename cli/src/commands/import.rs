@@ -91,6 +91,13 @@ pub fn run(args: ImportArgs, ctx: &mut Ctx) -> anyhow::Result<Exit> {
 }
 
 fn compose_run(args: ComposeArgs, ctx: &mut Ctx) -> anyhow::Result<Exit> {
+    // `--dir` is every command's master directory, which this one does not use: a user who
+    // means the folder to write into would see the files land elsewhere
+    if std::env::args_os().skip(1).any(|a| a == "--dir" || a.to_string_lossy().starts_with("--dir=")) {
+        bail!(
+            "--dir names the master's directory, which `drover import compose` does not use; name the folder to write into with --repo DIR"
+        );
+    }
     let file = match args.file {
         Some(file) => file,
         None => default_file(ctx)?,
