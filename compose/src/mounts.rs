@@ -89,7 +89,7 @@ fn short(r: &mut Reader, at: At, path: &str, text: &str) -> Option<Mount> {
         }
     }
     let read_only = options.contains(&"ro");
-    let target = target.to_string();
+    let target = plain_target(target);
     Some(match source {
         None => Mount::Volume { name: None, target, read_only },
         Some(s) if s.starts_with(['.', '/', '~']) => Mount::Bind { source: s.to_string(), target },
@@ -130,7 +130,7 @@ fn long(r: &mut Reader, at: At, path: &str, item: &Value) -> Option<Mount> {
             ),
         }
     }
-    let Some(target) = target else {
+    let Some(target) = target.map(|t| plain_target(&t)) else {
         r.error(at, path, "a mount in the long syntax needs `target:`, the path in the container");
         return None;
     };
@@ -248,6 +248,13 @@ fn bind(
             );
         }
     }
+}
+
+/// A path in the container as drover writes it: `/data/` and `/data//x` are `/data` and
+/// `/data/x`.
+fn plain_target(target: &str) -> String {
+    let parts: Vec<&str> = target.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+    if target.starts_with('/') { format!("/{}", parts.join("/")) } else { parts.join("/") }
 }
 
 pub(crate) fn read_error(e: &ReadError) -> String {
