@@ -297,7 +297,12 @@ fn health(r: &mut Reader, s: &Service, config: &ImageConfig) -> Option<Check> {
     let interval_ms =
         compose.interval_ms.or(ns_ms(image.interval)).filter(|ms| *ms > 0).unwrap_or(INTERVAL_MS);
     let timeout_ms = compose.timeout_ms.or(ns_ms(image.timeout)).filter(|ms| *ms > 0).unwrap_or(TIMEOUT_MS);
-    let retries = compose.retries.or((image.retries > 0).then_some(image.retries)).unwrap_or(RETRIES).max(1);
+    // 0 is the default, for Docker as for Compose
+    let retries = compose
+        .retries
+        .filter(|r| *r > 0)
+        .or((image.retries > 0).then_some(image.retries))
+        .unwrap_or(RETRIES);
     let start_period = compose.start_period_ms.or(ns_ms(image.start_period)).unwrap_or(0);
     let grace = interval_ms.saturating_mul(u64::from(retries));
     if start_period > grace {
