@@ -19,9 +19,9 @@ Options go before the target; as with Salt, the long ones (--out, --timeout, --b
 --async) may also follow the function: `drover '*' test.ping --out json`. Every other word
 after the target is the function or its arguments, passed on as typed (`cmd.run ls -la`
 keeps its `-la`); after a `--` word, every word is. `key=value` words are keyword
-arguments, their values read as YAML. Words that are commands (key, jobs, roles, image, up,
-ps, scale, upgrade, rollout, down, chaos, events, dashboard, completions) are reserved:
-target a minion named like one with -L.
+arguments, their values read as YAML. Words that are commands (key, jobs, roles, image,
+import, up, ps, scale, upgrade, rollout, down, chaos, events, dashboard, completions) are
+reserved: target a minion named like one with -L.
 
 cmd.run runs a command line given as one word with /bin/sh -c, as Salt does (pipes,
 redirections, $VARS); given as several words, or with shell=false, it runs the program
@@ -61,6 +61,7 @@ Examples:
   drover events --out json | jq .tag
   drover image build images/coins --tag coins:1.0
   drover image list
+  drover import compose                        # docker-compose.yml → fleet.yaml, roles, states, images
   drover completions bash > /etc/bash_completion.d/drover
 
 Exit status: 0 every targeted minion returned success; 1 some returned a failure;

@@ -15,7 +15,7 @@
 //! container's name and its minion's id, and that minion gets the role. Running the
 //! containers is the fleet controller's; this module only reads and checks the file.
 
-mod scalar;
+pub mod scalar;
 
 use std::collections::BTreeMap;
 use std::fmt;

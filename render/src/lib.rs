@@ -13,7 +13,10 @@
 //! - `function`: the state functions and their typed arguments ([`Function`])
 //! - `plan`: a minion's resources in apply order with requisite edges → [`plan()`], [`Plan`]
 //!
-//! Internal: `locate` finds keys in (rendered) text, `args` reads arguments, `graph` orders.
+//! - `locate`: positions of keys and items in a YAML text, for diagnostics (also used by
+//!   the compose importer, which points at a user's compose file the same way)
+//!
+//! Internal: `args` reads arguments, `graph` orders.
 
 mod args;
 mod budget;
@@ -21,7 +24,7 @@ mod diag;
 pub mod fleet;
 mod function;
 mod graph;
-mod locate;
+pub mod locate;
 mod path;
 mod plan;
 mod repo;

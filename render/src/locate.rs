@@ -9,7 +9,7 @@ use crate::diag::{Diagnostic, lowercase_first};
 
 /// A position ready to carry a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Loc {
+pub struct Loc {
     file: String,
     line: usize,
     col: usize,
@@ -18,11 +18,11 @@ pub(crate) struct Loc {
 }
 
 impl Loc {
-    pub(crate) fn whole_file(file: &str) -> Loc {
+    pub fn whole_file(file: &str) -> Loc {
         Loc { file: file.to_string(), line: 0, col: 0, rendered: false }
     }
 
-    pub(crate) fn diag(&self, message: impl Into<String>) -> Diagnostic {
+    pub fn diag(&self, message: impl Into<String>) -> Diagnostic {
         let mut message = message.into();
         if self.rendered {
             message.push_str(" (line of the rendered template)");
@@ -31,12 +31,12 @@ impl Loc {
     }
 
     /// `states/a.yaml:3` for messages that point at a second place.
-    pub(crate) fn short(&self) -> String {
+    pub fn short(&self) -> String {
         if self.line == 0 { self.file.clone() } else { format!("{}:{}", self.file, self.line) }
     }
 }
 
-pub(crate) struct Text<'a> {
+pub struct Text<'a> {
     file: &'a str,
     lines: Vec<&'a str>,
     template: Option<Vec<&'a str>>,
@@ -44,21 +44,25 @@ pub(crate) struct Text<'a> {
 
 impl<'a> Text<'a> {
     /// A file parsed as written (a role file, the top file).
-    pub(crate) fn plain(file: &'a str, text: &'a str) -> Text<'a> {
+    pub fn plain(file: &'a str, text: &'a str) -> Text<'a> {
         Text { file, lines: text.lines().collect(), template: None }
     }
 
     /// The output of a template, positions mapped back to the template where possible.
-    pub(crate) fn rendered(file: &'a str, template: &'a str, rendered: &'a str) -> Text<'a> {
+    pub fn rendered(file: &'a str, template: &'a str, rendered: &'a str) -> Text<'a> {
         Text { file, lines: rendered.lines().collect(), template: Some(template.lines().collect()) }
     }
 
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.lines.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
     /// The position of 0-based `line0`, `col0` (characters) of the parsed text.
-    pub(crate) fn at(&self, line0: usize, col0: usize) -> Loc {
+    pub fn at(&self, line0: usize, col0: usize) -> Loc {
         let exact = Loc { file: self.file.to_string(), line: line0 + 1, col: col0 + 1, rendered: false };
         let Some(template) = &self.template else { return exact };
         let line = self.lines.get(line0).copied().unwrap_or("");
@@ -89,18 +93,18 @@ impl<'a> Text<'a> {
     }
 
     /// The position of the start of the file.
-    pub(crate) fn start(&self) -> Loc {
+    pub fn start(&self) -> Loc {
         self.at(0, 0)
     }
 
     /// The 0-based line of a top-level key (no indentation), such as a state id.
-    pub(crate) fn top_key(&self, key: &str) -> Option<usize> {
+    pub fn top_key(&self, key: &str) -> Option<usize> {
         self.lines.iter().position(|line| indent(line) == 0 && key_col(line, key) == Some(0))
     }
 
     /// The line after the block that starts at `start0`: the next top-level line that is
     /// neither blank, a comment, nor a list item.
-    pub(crate) fn block_end(&self, start0: usize) -> usize {
+    pub fn block_end(&self, start0: usize) -> usize {
         (start0 + 1..self.lines.len())
             .find(|&i| {
                 let line = self.lines[i];
@@ -111,7 +115,7 @@ impl<'a> Text<'a> {
 
     /// The first `key:` in lines `from0..end0`, as (line0, col0). Block style (`key:`,
     /// `- key:`, quoted keys) first, then anywhere in a line (flow style `{key: v}`).
-    pub(crate) fn find_key(&self, from0: usize, end0: usize, key: &str) -> Option<(usize, usize)> {
+    pub fn find_key(&self, from0: usize, end0: usize, key: &str) -> Option<(usize, usize)> {
         let range = from0.min(self.lines.len())..end0.min(self.lines.len());
         for i in range.clone() {
             if let Some(col) = key_col(self.lines[i], key) {
@@ -127,7 +131,7 @@ impl<'a> Text<'a> {
     }
 
     /// The first occurrence of `needle` in lines `from0..end0`, as (line0, col0).
-    pub(crate) fn find_text(&self, from0: usize, end0: usize, needle: &str) -> Option<(usize, usize)> {
+    pub fn find_text(&self, from0: usize, end0: usize, needle: &str) -> Option<(usize, usize)> {
         if needle.is_empty() {
             return None;
         }
@@ -138,7 +142,7 @@ impl<'a> Text<'a> {
     }
 
     /// A YAML error, at its location, message without serde_yaml's "at line N column M".
-    pub(crate) fn yaml_error(&self, err: &serde_yaml::Error) -> Diagnostic {
+    pub fn yaml_error(&self, err: &serde_yaml::Error) -> Diagnostic {
         let message = lowercase_first(&without_positions(&err.to_string()));
         let Some(location) = err.location() else {
             return Loc::whole_file(self.file).diag(message);
@@ -160,7 +164,7 @@ impl<'a> Text<'a> {
     /// top-level map): in a flow map after the parent's colon (`parent: {key: 1}`), else on
     /// the lines of the parent's block indented like its first child. `None` when the key is
     /// not written there (merged in with `<<`, say).
-    pub(crate) fn child_key(&self, parent: Option<At>, key: &str) -> Option<At> {
+    pub fn child_key(&self, parent: Option<At>, key: &str) -> Option<At> {
         let Some(parent) = parent else { return self.top_key(key).map(|line| (line, 0)) };
         let end = self.extent(parent);
         let value = self.value_at(parent);
@@ -190,7 +194,7 @@ impl<'a> Text<'a> {
 
     /// The line after the block of the key at `at`: the next line that is neither blank nor
     /// a comment and is indented less, or as much without being a list item.
-    pub(crate) fn extent(&self, (line0, col0): At) -> usize {
+    pub fn extent(&self, (line0, col0): At) -> usize {
         (line0 + 1..self.lines.len())
             .find(|&i| {
                 let line = self.lines[i];
@@ -202,7 +206,7 @@ impl<'a> Text<'a> {
 
     /// Where the value of the key at `at` starts: after its colon on the same line, else on
     /// the first line of its block; the key itself when it has no value.
-    pub(crate) fn value_at(&self, at: At) -> At {
+    pub fn value_at(&self, at: At) -> At {
         let line = self.lines.get(at.0).copied().unwrap_or("");
         if let Some(byte) = after_colon(line, at.1) {
             let rest = &line[byte..];
@@ -218,7 +222,7 @@ impl<'a> Text<'a> {
 
     /// Where each item of the list that is the value of the key at `at` starts, in order:
     /// of a flow list `[a, b]`, or of block items `- a` indented like the first one.
-    pub(crate) fn items(&self, at: At) -> Vec<At> {
+    pub fn items(&self, at: At) -> Vec<At> {
         let end = self.extent(at);
         let value = self.value_at(at);
         let mut items = Vec::new();
@@ -244,7 +248,7 @@ impl<'a> Text<'a> {
 
     /// The plain scalar written at `at`, up to a flow `,`, `]` or `}`, a comment, or the
     /// line end (`1.10` as written, where YAML reads the number 1.1).
-    pub(crate) fn scalar_at(&self, (line0, col0): At) -> &'a str {
+    pub fn scalar_at(&self, (line0, col0): At) -> &'a str {
         let line = self.lines.get(line0).copied().unwrap_or("");
         let start = line.char_indices().nth(col0).map_or(line.len(), |(b, _)| b);
         let rest = &line[start..];
@@ -314,7 +318,7 @@ impl<'a> Text<'a> {
 }
 
 /// A 0-based position in the parsed text: line, and column in characters.
-pub(crate) type At = (usize, usize);
+pub type At = (usize, usize);
 
 fn blank_or_comment(line: &str) -> bool {
     let line = line.trim_start();

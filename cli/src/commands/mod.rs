@@ -8,6 +8,7 @@ pub mod down;
 pub mod events;
 pub mod fleet;
 pub mod image;
+pub mod import;
 pub mod jobs;
 pub mod key;
 pub mod ps;
@@ -59,6 +60,8 @@ pub enum Command {
     Events(events::EventsArgs),
     /// Build images without a registry (on the base made from Debian packages), list them
     Image(image::ImageArgs),
+    /// Translate an app's docker-compose.yml into fleet.yaml, roles, states and images
+    Import(import::ImportArgs),
     /// Print the link to the master's web dashboard (it carries the API token: treat it like a password)
     Dashboard(dashboard::DashboardArgs),
     /// Print a shell completion script
@@ -132,6 +135,7 @@ pub fn dispatch(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<Exit> {
                 Command::Demo(args) => demo::run(args, ctx)?,
                 Command::Events(args) => events::run(args, ctx)?,
                 Command::Image(args) => image::run(args, ctx)?,
+                Command::Import(args) => import::run(args, ctx)?,
                 Command::Dashboard(args) => dashboard::run(args, ctx)?,
                 Command::Completions(args) => completions::run(args, ctx)?,
             }

@@ -9,10 +9,10 @@ use std::time::Duration;
 use super::{BatchSize, PortSpec, Protocol};
 
 /// The longest fleet name: it prefixes every container, network and volume name.
-pub(crate) const MAX_FLEET_NAME: usize = 31;
+pub const MAX_FLEET_NAME: usize = 31;
 
 /// `[a-z0-9][a-z0-9-]{0,30}`.
-pub(crate) fn fleet_name(name: &str) -> Result<(), String> {
+pub fn fleet_name(name: &str) -> Result<(), String> {
     let ok = name.len() <= MAX_FLEET_NAME
         && name.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
@@ -28,7 +28,7 @@ pub(crate) fn fleet_name(name: &str) -> Result<(), String> {
 
 /// An image of `images/<name>`, tagged `<name>:<version>`: one component of a Docker
 /// repository name (lowercase letters and digits, separated by `.`, `_`, `__` or dashes).
-pub(crate) fn image_name(name: &str) -> Result<(), String> {
+pub fn image_name(name: &str) -> Result<(), String> {
     let bytes = name.as_bytes();
     let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
     let mut ok = !name.is_empty() && name.len() <= 128 && alnum(bytes[0]) && alnum(bytes[bytes.len() - 1]);
@@ -54,7 +54,7 @@ pub(crate) fn image_name(name: &str) -> Result<(), String> {
 }
 
 /// A Docker tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
-pub(crate) fn tag(version: &str) -> Result<(), String> {
+pub fn tag(version: &str) -> Result<(), String> {
     let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
     let ok = version.len() <= 128
         && version.bytes().next().is_some_and(word)
@@ -70,7 +70,7 @@ pub(crate) fn tag(version: &str) -> Result<(), String> {
 }
 
 /// A Docker network name: `[A-Za-z0-9][A-Za-z0-9_.-]*`, at most 64 characters.
-pub(crate) fn network_name(name: &str) -> Result<(), String> {
+pub fn network_name(name: &str) -> Result<(), String> {
     let ok = name.len() <= 64
         && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
@@ -85,7 +85,7 @@ pub(crate) fn network_name(name: &str) -> Result<(), String> {
 }
 
 /// A DNS name: labels of letters, digits and inner `-`, joined by dots.
-pub(crate) fn dns_name(name: &str) -> Result<(), String> {
+pub fn dns_name(name: &str) -> Result<(), String> {
     let label = |l: &str| {
         (1..=63).contains(&l.len())
             && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
@@ -103,7 +103,7 @@ pub(crate) fn dns_name(name: &str) -> Result<(), String> {
 }
 
 /// An absolute path in the container, written plainly (no `.`, `..`, `//` or final `/`).
-pub(crate) fn volume_path(path: &str) -> Result<(), String> {
+pub fn volume_path(path: &str) -> Result<(), String> {
     let expected = "expected an absolute path in the container, such as /var/lib/redis (each slot \
                     gets its own named volume there; host paths are not mounted)";
     if path.contains(':') {
@@ -123,7 +123,7 @@ pub(crate) fn volume_path(path: &str) -> Result<(), String> {
 
 /// Compose's short syntax: `[[HOST_IP:][HOST_PORT]:]CONTAINER_PORT[/PROTOCOL]`; an IPv6
 /// host address is written in brackets (`[::1]:8080:80`).
-pub(crate) fn port(text: &str) -> Result<PortSpec, String> {
+pub fn port(text: &str) -> Result<PortSpec, String> {
     let expected = "expected \"80\", \"8080:80\", \"127.0.0.1:8080:80\" or \"127.0.0.1::80\", \
                     optionally ending in /tcp or /udp";
     let bad = |why: &str| Err(format!("`{text}` {why}; {expected}"));
@@ -173,11 +173,11 @@ pub(crate) fn port(text: &str) -> Result<PortSpec, String> {
 }
 
 /// Docker's minimum memory limit.
-pub(crate) const MIN_MEMORY: u64 = 6 << 20;
+pub const MIN_MEMORY: u64 = 6 << 20;
 
 /// Bytes: `268435456`, `512k`, `256M`, `1.5G` (units of 1024, in any case, optionally
 /// followed by `b`, `ib` or `iB`).
-pub(crate) fn memory(text: &str) -> Result<u64, String> {
+pub fn memory(text: &str) -> Result<u64, String> {
     let expected = "expected a size such as 256M, 1G, 512k or 1.5G (or a number of bytes)";
     let bad = || format!("`{text}` is not a size; {expected}");
     let digits = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
@@ -212,7 +212,7 @@ pub(crate) fn memory(text: &str) -> Result<u64, String> {
 
 /// A duration's spelling in its largest exact unit, as `args::duration_ms` reads it back:
 /// `3s`, `500ms`, `2m`, `90s` (whole milliseconds; less is dropped).
-pub(crate) fn format_duration(d: Duration) -> String {
+pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
     if ms == 0 {
         return "0s".to_string();
@@ -224,7 +224,7 @@ pub(crate) fn format_duration(d: Duration) -> String {
 }
 
 /// `2` (slots at once) or `25%` (of the replicas).
-pub(crate) fn batch(text: &str) -> Result<BatchSize, String> {
+pub fn batch(text: &str) -> Result<BatchSize, String> {
     let expected = "expected a number of slots such as 2, or a share of the replicas such as \"25%\"";
     if let Some(percent) = text.strip_suffix('%') {
         return match percent.parse::<u32>() {
