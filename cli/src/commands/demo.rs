@@ -127,7 +127,8 @@ fn up(args: &DemoUp, ctx: &mut Ctx) -> anyhow::Result<Exit> {
 
     // images: what is missing is built (the base with the first)
     let client = ctx.client()?;
-    let have: Vec<String> = client.images(Some("coins")).map_err(api_error)?.into_iter().map(|i| i.tag).collect();
+    let have: Vec<String> =
+        client.images(Some("coins")).map_err(api_error)?.into_iter().map(|i| i.tag).collect();
     for version in VERSIONS {
         let tag = format!("coins:{version}");
         if have.contains(&tag) {
