@@ -43,7 +43,7 @@ DIR/config, commit, and `drover --dir DIR/master roles apply`.
 
 Examples:
   drover demo
-  drover demo --port 8080 --name mycoins
+  drover demo --port 8080 --name mycoins --image mycoins
   drover --dir .demo/master ps
   drover demo down";
 
@@ -77,6 +77,9 @@ pub struct DemoUp {
     /// The fleet's name (its containers are <name>-<role>-<n>)
     #[arg(long, default_value = "coins")]
     pub name: String,
+    /// The name its app image is tagged with (<image>:1.0, <image>:1.1)
+    #[arg(long, default_value = "coins")]
+    pub image: String,
     /// The port on 127.0.0.1 where the webui answers (through haproxy)
     #[arg(long, default_value_t = 8000)]
     pub port: u16,
@@ -109,7 +112,7 @@ fn up(args: &DemoUp, ctx: &mut Ctx) -> anyhow::Result<Exit> {
     std::fs::create_dir_all(&args.state).with_context(|| format!("create {}", args.state.display()))?;
     let state = args.state.canonicalize()?;
     let config = state.join("config");
-    let changed = write_config(&root, &config, &args.name, args.port)?;
+    let changed = write_config(&root, &config, &args.name, &args.image, args.port)?;
     if changed {
         say(
             ctx,
@@ -128,9 +131,9 @@ fn up(args: &DemoUp, ctx: &mut Ctx) -> anyhow::Result<Exit> {
     // images: what is missing is built (the base with the first)
     let client = ctx.client()?;
     let have: Vec<String> =
-        client.images(Some("coins")).map_err(api_error)?.into_iter().map(|i| i.tag).collect();
+        client.images(Some(&args.image)).map_err(api_error)?.into_iter().map(|i| i.tag).collect();
     for version in VERSIONS {
-        let tag = format!("coins:{version}");
+        let tag = format!("{}:{version}", args.image);
         if have.contains(&tag) {
             continue;
         }
@@ -211,7 +214,7 @@ fn start_master(state: &Path, config: &Path, ctx: &mut Ctx) -> anyhow::Result<()
 
 /// Copies the cloud's files into the demo's config repo, with its fleet name and port;
 /// commits when something changed. Returns whether it did.
-fn write_config(root: &Path, config: &Path, name: &str, port: u16) -> anyhow::Result<bool> {
+fn write_config(root: &Path, config: &Path, name: &str, image: &str, port: u16) -> anyhow::Result<bool> {
     std::fs::create_dir_all(config)?;
     if !config.join(".git").exists() {
         git(config, &["init", "-q"])?;
@@ -223,7 +226,7 @@ fn write_config(root: &Path, config: &Path, name: &str, port: u16) -> anyhow::Re
     std::fs::create_dir_all(config.join("images/base"))?;
     std::fs::copy(root.join("images/base/base.yaml"), config.join("images/base/base.yaml"))?;
     let fleet = std::fs::read_to_string(root.join("fleet.yaml"))?;
-    std::fs::write(config.join("fleet.yaml"), demo_fleet(&fleet, name, port)?)?;
+    std::fs::write(config.join("fleet.yaml"), demo_fleet(&fleet, name, image, port)?)?;
     git(config, &["add", "-A"])?;
     let clean =
         Command::new("git").arg("-C").arg(config).args(["diff", "--cached", "--quiet"]).status()?.success();
@@ -241,11 +244,12 @@ fn write_config(root: &Path, config: &Path, name: &str, port: u16) -> anyhow::Re
     Ok(true)
 }
 
-/// The clone's fleet.yaml with the demo's fleet name and the webui's published port.
-fn demo_fleet(text: &str, name: &str, port: u16) -> anyhow::Result<String> {
+/// The clone's fleet.yaml with the demo's fleet name, image name and webui port.
+fn demo_fleet(text: &str, name: &str, image: &str, port: u16) -> anyhow::Result<String> {
     let mut doc: serde_yaml::Value = serde_yaml::from_str(text).context("fleet.yaml")?;
     let map = doc.as_mapping_mut().context("fleet.yaml is not a map")?;
     map.insert("fleet".into(), name.into());
+    map.insert("image".into(), image.into());
     if map.get("network").is_some() {
         map.insert("network".into(), name.into());
     }
@@ -346,9 +350,10 @@ mod tests {
     #[test]
     fn the_demo_fleet_takes_its_name_and_port() {
         let text = "fleet: coins\nimage: coins\nversion: \"1.0\"\nroles:\n  lb: {ports: [\"127.0.0.1:8000:80\"]}\n  web: {}\n";
-        let out = demo_fleet(text, "dtcoins", 18000).unwrap();
+        let out = demo_fleet(text, "dtcoins", "dtcoins-app", 18000).unwrap();
         let v: serde_yaml::Value = serde_yaml::from_str(&out).unwrap();
         assert_eq!(v["fleet"].as_str(), Some("dtcoins"));
+        assert_eq!(v["image"].as_str(), Some("dtcoins-app"));
         assert_eq!(v["roles"]["lb"]["ports"][0].as_str(), Some("127.0.0.1:18000:80"));
         assert_eq!(v["version"].as_str(), Some("1.0"));
     }

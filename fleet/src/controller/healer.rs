@@ -80,9 +80,10 @@ impl<E: Engine, H: Host> Controller<E, H> {
                 self.emit(&progress, FleetEvent::Slot { slot: slot.clone(), step: "died".into(), detail });
                 let this = self.clone();
                 let slot = slot.clone();
+                let died = tokio::time::Instant::now();
                 tokio::spawn(async move {
                     tokio::time::sleep(delay).await;
-                    this.replace(&slot).await;
+                    this.replace(&slot, died).await;
                 });
             }
             Verdict::GiveUp { deaths } => {
@@ -100,8 +101,9 @@ impl<E: Engine, H: Host> Controller<E, H> {
         }
     }
 
-    /// Replaces the slot's dead (or missing) container with one of the version it ran.
-    async fn replace(&self, slot: &str) {
+    /// Replaces the slot's dead (or missing) container with one of the version it ran; once
+    /// the new one is ready, says how long the slot was down (`.../healed`).
+    async fn replace(&self, slot: &str, died: tokio::time::Instant) {
         let (desired, fleet) = {
             let mut shared = self.inner.shared();
             let Some(fleet) = shared.record.fleet().map(String::from) else { return };
@@ -110,6 +112,7 @@ impl<E: Engine, H: Host> Controller<E, H> {
             }
             (shared.record.desired(), fleet)
         };
+        let progress = Progress::none();
         let result = async {
             let Some(spec) = desired.slots.get(slot) else { return Ok(None) };
             let filter = [format!("{LABEL_FLEET}={fleet}"), format!("{LABEL_SLOT}={slot}")];
@@ -124,29 +127,47 @@ impl<E: Engine, H: Host> Controller<E, H> {
                 .max_by_key(|c| c.generation())
                 .and_then(|c| c.label(LABEL_VERSION).map(String::from))
                 .unwrap_or_else(|| spec.version.clone());
-            let progress = Progress::none();
-            for c in &containers {
-                self.remove_container(c, &progress).await?;
+            // the dead go aside (a rename is quick) and are removed once the new one runs
+            let mut dead = Vec::new();
+            for c in containers {
+                if c.name == slot {
+                    let aside = format!("{slot}.dead-{}", c.generation());
+                    self.inner.engine.rename(&c.id, &aside).await?;
+                }
+                dead.push(c);
             }
             let network = self.network(&desired).await?;
-            self.launch(spec, &version, &network, &progress).await?;
-            Ok::<_, super::FleetError>(Some(version))
+            let (id, generation) = self.launch(spec, &version, &network, &progress).await?;
+            for c in &dead {
+                self.remove_container(c, &progress).await?;
+            }
+            Ok::<_, super::FleetError>(Some((version, id, generation, spec.spec.update)))
         }
         .await;
         self.inner.shared().busy.remove(slot);
         match result {
-            Ok(Some(version)) => {
+            Ok(Some((version, id, generation, policy))) => {
                 tracing::info!(%slot, %version, "replaced a dead container");
                 self.emit(
-                    &Progress::none(),
+                    &progress,
                     FleetEvent::Slot { slot: slot.into(), step: "replaced".into(), detail: Some(version) },
                 );
+                // no min_healthy here: a healed slot counts from the first moment it is ready
+                let policy = render::fleet::UpdatePolicy { min_healthy: Duration::ZERO, ..policy };
+                if self.wait_ready(slot, id, generation, &policy, &progress).await.is_ok() {
+                    let down = died.elapsed().as_secs_f64();
+                    let detail = format!("ready {down:.1} s after it died");
+                    self.emit(
+                        &progress,
+                        FleetEvent::Slot { slot: slot.into(), step: "healed".into(), detail: Some(detail) },
+                    );
+                }
             }
             Ok(None) => {}
             Err(e) => {
                 tracing::error!(%slot, error = %e, "cannot replace a dead container");
                 self.emit(
-                    &Progress::none(),
+                    &progress,
                     FleetEvent::Slot {
                         slot: slot.into(),
                         step: "heal-failed".into(),
