@@ -140,8 +140,8 @@ fn up(args: &DemoUp, ctx: &mut Ctx) -> anyhow::Result<Exit> {
         let binary = root.join("images/coins/bin").join(version).join("coins");
         if !binary.exists() {
             bail!(
-                "{} is missing: scripts/demo.sh builds the demo app's two versions (or: cargo build --release -p \
-                 coins, then copy target/release/coins there)",
+                "{} is missing: scripts/demo.sh builds the demo app's two releases (see images/coins/README.md: \
+                 1.1 is built with COINS_VERSION=1.1 and --features fixed-seed)",
                 binary.display()
             );
         }

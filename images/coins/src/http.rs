@@ -106,14 +106,41 @@ impl Client {
                 .map_err(|e| HttpError::Body { url: url.to_string(), message: e.to_string() })?
                 .to_bytes();
             if !status.is_success() {
-                let text = String::from_utf8_lossy(&body[..body.len().min(200)]).trim().to_string();
-                return Err(HttpError::Status { url: url.to_string(), status: status.as_u16(), body: text });
+                return Err(HttpError::Status {
+                    url: url.to_string(),
+                    status: status.as_u16(),
+                    body: summary(&body),
+                });
             }
             Ok(body)
         };
         tokio::time::timeout(self.timeout, exchange)
             .await
             .map_err(|_| HttpError::Timeout { url: url.to_string(), timeout: self.timeout })?
+    }
+}
+
+/// The start of an error answer as one line for a log: HTML tags left out (haproxy
+/// answers a page), white space collapsed, at most 200 characters.
+fn summary(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(4096)]);
+    let mut plain = String::with_capacity(text.len());
+    let mut in_tag = false;
+    for c in text.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => {
+                in_tag = false;
+                plain.push(' ');
+            }
+            _ if in_tag => {}
+            c => plain.push(c),
+        }
+    }
+    let line = plain.split_whitespace().collect::<Vec<_>>().join(" ");
+    match line.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line,
     }
 }
 
@@ -149,6 +176,19 @@ mod tests {
         assert_eq!(err.to_string(), format!("{base}/teapot: answered 418: short and stout"));
         let err = client.get(&join(&base, "/nothing")).await.unwrap_err();
         assert!(matches!(err, HttpError::Status { status: 404, .. }), "{err}");
+    }
+
+    #[test]
+    fn an_error_answer_is_summed_up_on_one_line() {
+        let haproxy = b"<html><body><h1>503 Service Unavailable</h1>\nNo server is available to handle this request.\n</body></html>\n";
+        assert_eq!(
+            summary(haproxy),
+            "503 Service Unavailable No server is available to handle this request."
+        );
+        assert_eq!(summary(b"  at most\n 1 MiB \n"), "at most 1 MiB");
+        assert_eq!(summary(b""), "");
+        let long = "x".repeat(300);
+        assert_eq!(summary(long.as_bytes()), format!("{}…", &long[..200]));
     }
 
     #[tokio::test]

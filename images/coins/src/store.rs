@@ -81,6 +81,12 @@ pub async fn record(
     Ok(Mined { coin, found_before })
 }
 
+/// Forgets the worker `worker` (when it stops cleanly): the webui stops counting it at
+/// once rather than when its key expires.
+pub async fn forget(redis: &mut Redis, worker: &str) -> Result<(), RedisError> {
+    redis.query(Cmd::new("DEL").arg(format!("{WORKER}{worker}"))).await.map(drop)
+}
+
 /// What the webui shows, as `/json` answers it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Stats {

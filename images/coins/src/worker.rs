@@ -26,6 +26,8 @@ use crate::store;
 pub const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 /// The pause after a failed round.
 pub const RETRY: Duration = Duration::from_secs(1);
+/// How long a stopping worker tries to take itself off the webui.
+pub const FORGET_TIMEOUT: Duration = Duration::from_secs(1);
 /// How often the log says how mining went.
 pub const REPORT_EVERY: Duration = Duration::from_secs(60);
 
@@ -229,6 +231,15 @@ impl Miner {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        // a restarted worker (a new config) or a replaced one (a rollout) is not counted
+        // twice on the webui for the 10 s its key would live
+        if !self.redis.addresses().is_empty() {
+            let forgotten =
+                tokio::time::timeout(FORGET_TIMEOUT, store::forget(&mut self.redis, &self.id)).await;
+            if let Ok(Err(e)) = forgotten {
+                info!(cause = %e, "cannot take this worker off the webui; it drops off within 10 s");
             }
         }
         info!(id = %self.id, "worker stops");

@@ -87,9 +87,11 @@ async fn a_worker_mines_through_rng_and_hasher_and_the_webui_counts_its_coins() 
     let page = client.get(&webui).await.unwrap();
     assert!(String::from_utf8_lossy(&page).contains("duplicate rate"));
 
-    // stopped, the worker leaves no coin half counted
+    assert_eq!(redis.keys(store::WORKER).len(), 1, "the worker says it mines");
+    // stopped, the worker leaves no coin half counted, and takes itself off the webui
     shutdown.cancel();
     worker.await.unwrap().unwrap();
+    assert_eq!(redis.keys(store::WORKER), Vec::<String>::new());
     let coins = redis.counter(store::COINS);
     assert!(coins >= 5);
     assert_eq!(coins, redis.members(store::SEEN) as i64 + redis.counter(store::DUPLICATES));

@@ -46,6 +46,18 @@ impl FakeRedis {
         }
     }
 
+    /// The keys that start with `prefix`.
+    pub fn keys(&self, prefix: &str) -> Vec<String> {
+        let data = self.data.lock().unwrap();
+        let mut keys: Vec<String> = data
+            .keys()
+            .filter(|k| k.starts_with(prefix.as_bytes()))
+            .map(|k| String::from_utf8_lossy(k).into())
+            .collect();
+        keys.sort();
+        keys
+    }
+
     /// How many members a set has.
     pub fn members(&self, key: &str) -> usize {
         match self.data.lock().unwrap().get(key.as_bytes()) {
@@ -161,6 +173,7 @@ fn execute(data: &Data, request: &Value) -> Value {
                 Value::Array(kept.into_iter().map(Value::Bulk).collect())
             }
         }
+        ("DEL", n) if n > 0 => Value::Int(a.iter().filter(|k| data.remove(*k).is_some()).count() as i64),
         ("KEYS", 1) => {
             let pattern = String::from_utf8_lossy(&a[0]).into_owned();
             let Some(prefix) = pattern.strip_suffix('*') else {
