@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bench::{fleet, measure, salt, states, swarm, table};
+use bench::{demo, fleet, measure, salt, states, swarm, table};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -68,6 +68,22 @@ enum Cmd {
         /// The master's port for the run
         #[arg(long, default_value_t = 24606)]
         port: u16,
+    },
+    /// Measure the demo cloud (`drover demo`, a warm wipe-and-restart), beside
+    /// docker-compose running the same containers
+    Demo {
+        /// Remove every image drover made on this engine first, so the base is built too
+        #[arg(long)]
+        cold: bool,
+        /// Repetitions of the wipe-and-restart, each side
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Where the drover binaries are [default: the folder of this binary]
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+        /// The drover clone to take the cloud from (images/coins/bin/<version>/coins built)
+        #[arg(long, default_value = ".")]
+        repo_root: PathBuf,
     },
     /// Run a swarm of simulated minions against a master until interrupted
     Swarm {
@@ -140,6 +156,15 @@ fn main() -> anyhow::Result<()> {
                 None => std::env::current_exe()?.parent().expect("bin dir").to_path_buf(),
             };
             let rows = fleet::run(&fleet::Options { bin_dir, repo_root, port, runs })?;
+            fleet::print(&rows);
+        }
+        Cmd::Demo { cold, runs, bin_dir, repo_root } => {
+            let bin_dir = match bin_dir {
+                Some(d) => d,
+                None => std::env::current_exe()?.parent().expect("bin dir").to_path_buf(),
+            };
+            let repo_root = repo_root.canonicalize()?;
+            let rows = demo::run(&demo::Options { bin_dir, repo_root, cold, runs })?;
             fleet::print(&rows);
         }
         Cmd::Swarm { master, master_key, count, prefix } => {
