@@ -43,9 +43,10 @@ enum Cmd {
         /// Also run Salt's baseline at N minions (installs Salt into a temp venv)
         #[arg(long, value_name = "N")]
         salt: Option<usize>,
-        /// The Salt baseline script (salt-baseline.sh), needed by --salt
-        #[arg(long, value_name = "PATH")]
-        salt_script: Option<PathBuf>,
+        /// The Salt baseline script, for --salt (run from the root of the repository, the
+        /// default is the one in bench/)
+        #[arg(long, value_name = "PATH", default_value = "bench/salt-baseline.sh")]
+        salt_script: PathBuf,
         /// Also write Salt's own table to this file
         #[arg(long)]
         salt_out: Option<PathBuf>,
@@ -142,10 +143,13 @@ fn main() -> anyhow::Result<()> {
                 salt_figures.extend(salt::parse(&std::fs::read_to_string(path)?));
             }
             if let Some(n) = salt_n {
-                let script = salt_script.ok_or_else(|| {
-                    anyhow::anyhow!("--salt needs --salt-script PATH (the Salt baseline script)")
-                })?;
-                salt_figures.extend(salt::run(&script, n, salt_out.as_deref())?);
+                if !salt_script.exists() {
+                    anyhow::bail!(
+                        "{} is missing: run drover-bench from the root of the repository, or give --salt-script",
+                        salt_script.display()
+                    );
+                }
+                salt_figures.extend(salt::run(&salt_script, n, salt_out.as_deref())?);
             }
             let salt = (!salt_figures.is_empty()).then_some(salt_figures);
             table::print(&figures, salt.as_ref());
