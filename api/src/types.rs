@@ -22,6 +22,10 @@ pub enum TargetType {
     Grain,
     /// Compound: `G@os:debian and web-* or L@a,b` (`-C`).
     Compound,
+    /// `grain:regex` (`-P`).
+    GrainPcre,
+    /// An IPv4 network or address, matched against the `ipv4` grain (`-S`).
+    Ipcidr,
 }
 
 /// `-b N` or `-b N%`: at most this many minions busy with the job at once.

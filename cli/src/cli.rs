@@ -133,7 +133,7 @@ impl Cli {
                 self.run.no_wait = true;
                 continue;
             }
-            if !matches!(name.as_str(), "--out" | "--timeout" | "--batch") {
+            if !matches!(name.as_str(), "--out" | "--timeout" | "--batch" | "--batch-size") {
                 kept.push(w);
                 continue;
             }

@@ -4,7 +4,8 @@
 //! Forms (Salt's): glob on ids (default), `-E` regex on ids (anchored at the start, as
 //! Salt's `re.match`), `-L` comma list of minion ids, `-G grain:glob` (nested keys with
 //! `:`, lists match if any element does, case-insensitive), and `-C` compound: terms
-//! `G@grain:glob`, `E@regex`, `L@a,b`, `R@role`, or a bare glob, joined with `and`, `or`,
+//! `G@grain:glob`, `P@grain:regex`, `S@cidr` (an address in the `ipv4` grain), `E@regex`,
+//! `L@a,b`, `R@role`, or a bare glob, joined with `and`, `or`,
 //! `not` and parentheses (`not` binds tightest, then `and`, then `or`).
 //!
 //! A compound target comes from a user (the CLI, or a key of `roles/top.yaml`), so its size
@@ -36,6 +37,8 @@ pub enum TargetError {
     Regex { pattern: String, reason: String },
     #[error("bad grain target {0:?}: expected grain:glob, like os:debian")]
     Grain(String),
+    #[error("{0}")]
+    Term(String),
     #[error("bad list target: {0}")]
     List(#[from] wire::id::InvalidId),
     #[error("bad compound target at token {pos} {token:?}: {reason}")]
@@ -69,6 +72,16 @@ pub enum Target {
         key: String,
         glob: String,
         whole: GlobMatcher,
+    },
+    /// `key:regex` on grains (`P@`), anchored at the start as `E@` is.
+    GrainPcre {
+        key: String,
+        regex: Regex,
+    },
+    /// An address of the minion's `ipv4` grain in `network/prefix` (`S@`).
+    Subnet {
+        network: u32,
+        prefix: u8,
     },
     Role(String),
     Not(Box<Target>),
@@ -109,6 +122,31 @@ fn grain(expr: &str) -> Result<Target, TargetError> {
     }
 }
 
+fn grain_pcre(expr: &str) -> Result<Target, String> {
+    match expr.split_once(':') {
+        Some((key, re)) if !key.is_empty() => Ok(Target::GrainPcre {
+            key: key.to_string(),
+            regex: Regex::new(&format!("^(?:{re})"))
+                .map_err(|e| format!("bad regular expression {re:?}: {e}"))?,
+        }),
+        _ => Err(format!("bad grain target {expr:?}: expected grain:regex, like os:(debian|ubuntu)")),
+    }
+}
+
+/// `10.0.0.0/8` or one address (a `/32`). Written here: std parses the address, and the
+/// prefix is one number, which does not warrant a crate.
+fn subnet(expr: &str) -> Result<Target, String> {
+    let bad = || format!("bad subnet {expr:?}: expected an IPv4 network like 10.1.0.0/16 or an address");
+    let (addr, prefix) = expr.split_once('/').unwrap_or((expr, "32"));
+    let addr: std::net::Ipv4Addr = addr.parse().map_err(|_| bad())?;
+    let prefix: u8 = prefix.parse().ok().filter(|p| *p <= 32).ok_or_else(bad)?;
+    Ok(Target::Subnet { network: u32::from(addr) & mask(prefix), prefix })
+}
+
+fn mask(prefix: u8) -> u32 {
+    u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)
+}
+
 /// `a,b,c`: every id must be a valid minion id (empty items, as after a trailing comma, are
 /// skipped), so a typo is named rather than matching nothing.
 fn list(expr: &str) -> Result<Target, TargetError> {
@@ -128,6 +166,8 @@ impl Target {
             TargetType::List => list(expr),
             TargetType::Grain => grain(expr),
             TargetType::Compound => compound::parse(expr),
+            TargetType::GrainPcre => grain_pcre(expr).map_err(TargetError::Term),
+            TargetType::Ipcidr => subnet(expr).map_err(TargetError::Term),
         }
     }
 
@@ -138,6 +178,13 @@ impl Target {
             Target::Pcre(r) => r.is_match(c.id),
             Target::List(ids) => ids.iter().any(|i| i.as_str() == c.id),
             Target::Grain { key, glob, whole } => match_grain(c.grains.get(key.as_str()), glob, Some(whole)),
+            Target::GrainPcre { key, regex } => match_grain_regex(c.grains.get(key.as_str()), regex),
+            Target::Subnet { network, prefix } => match c.grains.get("ipv4") {
+                Some(Value::Array(addrs)) => addrs.iter().filter_map(Value::as_str).any(|a| {
+                    a.parse::<std::net::Ipv4Addr>().is_ok_and(|a| u32::from(a) & mask(*prefix) == *network)
+                }),
+                _ => false,
+            },
             Target::Role(role) => match c.grains.get("roles") {
                 Some(Value::Array(roles)) => roles.iter().any(|r| r.as_str() == Some(role)),
                 _ => false,
@@ -146,6 +193,18 @@ impl Target {
             Target::And(all) => all.iter().all(|t| t.matches(c)),
             Target::Or(any) => any.iter().any(|t| t.matches(c)),
         }
+    }
+}
+
+/// Matches `regex` against a grain value: lists match when an element does, scalars by
+/// their text. An object does not match: the key is one top-level grain (`G@` reaches
+/// nested ones), since the regex may hold `:` itself.
+fn match_grain_regex(value: Option<&Value>, regex: &Regex) -> bool {
+    match value {
+        None | Some(Value::Null) | Some(Value::Object(_)) => false,
+        Some(Value::Array(items)) => items.iter().any(|v| match_grain_regex(Some(v), regex)),
+        Some(Value::String(s)) => regex.is_match(s),
+        Some(other) => regex.is_match(&other.to_string()),
     }
 }
 
@@ -371,8 +430,10 @@ mod compound {
             "G" => grain(rest).map_err(plain),
             "E" => pcre(rest).map(Target::Pcre).map_err(plain),
             "L" => list(rest).map_err(plain),
+            "P" => grain_pcre(rest),
+            "S" => subnet(rest),
             "R" => Ok(Target::Role(rest.to_string())),
-            _ => Err(format!("unknown target type '{prefix}@' (expected G@, E@, L@ or R@)")),
+            _ => Err(format!("unknown target type '{prefix}@' (expected G@, P@, S@, E@, L@ or R@)")),
         }
     }
 
@@ -427,7 +488,10 @@ mod tests {
                 "db-1",
                 json!({"os": "Debian", "os_family": "Debian", "roles": ["datastore"], "ipv4": ["10.0.0.5"]}),
             ),
-            ("worker-1", json!({"os": "Ubuntu", "os_family": "Debian", "net": {"eth0": "10.1.0.1"}})),
+            (
+                "worker-1",
+                json!({"os": "Ubuntu", "os_family": "Debian", "net": {"eth0": "10.1.0.1"}, "ipv4": ["127.0.0.1", "10.1.0.1"]}),
+            ),
             ("key", json!({})),
         ]
     }
@@ -471,6 +535,14 @@ mod tests {
             ("web-1 or web-2 and G@num_cpus:2", Compound, &["web-1"]),
             ("(web-1 or web-2) and G@num_cpus:2", Compound, &["web-1"]),
             ("E@web-(1|2)", Compound, &["web-1", "web-2"]),
+            ("P@os:(Ubuntu|Fedora)", Compound, &["worker-1"]),
+            ("P@os:Deb", Compound, &["web-1", "web-2", "db-1"]),
+            ("P@num_cpus:[34]", Compound, &["web-2"]),
+            ("P@ipv4:10\\.0\\.", Compound, &["db-1"]),
+            ("S@10.0.0.0/8", Compound, &["db-1", "worker-1"]),
+            ("S@10.1.0.0/16 or S@10.0.0.5", Compound, &["db-1", "worker-1"]),
+            ("S@0.0.0.0/0", Compound, &["db-1", "worker-1"]),
+            ("S@127.0.0.1/32 and not P@os:Debian", Compound, &["worker-1"]),
             ("(E@web-(1|2)) and G@num_cpus:2", Compound, &["web-1"]),
             ("(key or (E@web-(1|2)))", Compound, &["web-1", "web-2", "key"]),
             ("key or db-1 or web-2 and not G@num_cpus:4 or worker-1", Compound, &["db-1", "worker-1", "key"]),
@@ -495,6 +567,10 @@ mod tests {
             ("G@nocolon", Compound, "expected grain:glob"),
             ("and web-*", Compound, "token 1 \"and\""),
             ("E@(", Compound, "bad regular expression"),
+            ("P@os:(", Compound, "bad regular expression"),
+            ("P@nocolon", Compound, "expected grain:regex"),
+            ("S@10.0.0.0/33", Compound, "bad subnet"),
+            ("S@10.0.0/8", Compound, "bad subnet"),
             ("nocolon", Grain, "expected grain:glob"),
             ("bad id,m1", List, "bad list target: invalid minion id \"bad id\""),
             ("m1,../etc", List, "invalid minion id \"../etc\""),

@@ -10,8 +10,15 @@ use proptest::prelude::*;
 use proptest::sample::{Index, select};
 use serde_json::{Value, json};
 
-const KINDS: [TargetType; 5] =
-    [TargetType::Glob, TargetType::Pcre, TargetType::List, TargetType::Grain, TargetType::Compound];
+const KINDS: [TargetType; 7] = [
+    TargetType::Glob,
+    TargetType::Pcre,
+    TargetType::List,
+    TargetType::Grain,
+    TargetType::Compound,
+    TargetType::GrainPcre,
+    TargetType::Ipcidr,
+];
 
 fn fleet() -> Vec<(&'static str, Value)> {
     vec![

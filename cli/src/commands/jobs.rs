@@ -95,6 +95,8 @@ fn target_text(job: &JobSummary) -> String {
         TargetType::Pcre => "E@",
         TargetType::List => "L@",
         TargetType::Grain => "G@",
+        TargetType::GrainPcre => "P@",
+        TargetType::Ipcidr => "S@",
     };
     format!("{prefix}{}", job.target)
 }

@@ -28,7 +28,7 @@ pub struct RunArgs {
     pub no_wait: bool,
 
     /// At most N minions (or N% of those targeted) busy with the job at once
-    #[arg(short, long, value_name = "N|N%")]
+    #[arg(short, long, visible_alias = "batch-size", value_name = "N|N%")]
     pub batch: Option<Batch>,
 
     /// TARGET (unless a targeting flag gives it), FUNCTION, then its ARGS and KEY=VALUE words
@@ -58,6 +58,14 @@ pub struct TargetFlags {
     #[arg(short = 'G', long, value_name = "GRAIN:GLOB")]
     pub grain: Option<String>,
 
+    /// Minions whose grain matches a regular expression, like 'os:(debian|ubuntu)'
+    #[arg(short = 'P', long, value_name = "GRAIN:REGEX")]
+    pub grain_pcre: Option<String>,
+
+    /// Minions with an address in an IPv4 network (their ipv4 grain), like 10.1.0.0/16
+    #[arg(short = 'S', long, value_name = "CIDR")]
+    pub ipcidr: Option<String>,
+
     /// Minions that have a role
     #[arg(short = 'R', long, value_name = "ROLE")]
     pub role: Option<String>,
@@ -71,11 +79,13 @@ impl TargetFlags {
     /// The target a flag gave, and how the master should read it. A role goes as the
     /// compound term `R@role`.
     pub fn chosen(&self) -> Option<(String, TargetType)> {
-        let TargetFlags { pcre, list, grain, role, compound } = self;
+        let TargetFlags { pcre, list, grain, grain_pcre, ipcidr, role, compound } = self;
         let with = |t: &Option<String>, ty| t.clone().map(|t| (t, ty));
         with(pcre, TargetType::Pcre)
             .or_else(|| with(list, TargetType::List))
             .or_else(|| with(grain, TargetType::Grain))
+            .or_else(|| with(grain_pcre, TargetType::GrainPcre))
+            .or_else(|| with(ipcidr, TargetType::Ipcidr))
             .or_else(|| role.as_ref().map(|r| (format!("R@{r}"), TargetType::Compound)))
             .or_else(|| with(compound, TargetType::Compound))
     }
@@ -89,6 +99,8 @@ impl RunArgs {
             (t.pcre.is_some(), "-E/--pcre"),
             (t.list.is_some(), "-L/--list"),
             (t.grain.is_some(), "-G/--grain"),
+            (t.grain_pcre.is_some(), "-P/--grain-pcre"),
+            (t.ipcidr.is_some(), "-S/--ipcidr"),
             (t.role.is_some(), "-R/--role"),
             (t.compound.is_some(), "-C/--compound"),
             (self.timeout.is_some(), "-t/--timeout"),
@@ -272,6 +284,15 @@ mod tests {
             ),
             (&["-R", "worker", "daemon.status"], "R@worker", Compound, "daemon.status", json!([]), json!({})),
             (
+                &["-P", "os:(debian|ubuntu)", "test.ping"],
+                "os:(debian|ubuntu)",
+                GrainPcre,
+                "test.ping",
+                json!([]),
+                json!({}),
+            ),
+            (&["-S", "10.1.0.0/16", "test.ping"], "10.1.0.0/16", Ipcidr, "test.ping", json!([]), json!({})),
+            (
                 &["-C", "G@os:debian and web-* or L@a,b", "test.ping"],
                 "G@os:debian and web-* or L@a,b",
                 Compound,
@@ -358,6 +379,8 @@ mod tests {
                 false,
             ),
             (&["*", "test.ping", "--out=yaml", "--timeout=1.5"], 1.5, None, true),
+            (&["--batch-size", "4", "*", "test.ping"], 10.0, Some(Batch::Count(4)), true),
+            (&["*", "test.ping", "--batch-size=25%"], 10.0, Some(Batch::Percent(25)), true),
         ];
         for (argv, timeout, batch, wait) in table {
             let req = request_of(argv).unwrap_or_else(|e| panic!("{argv:?}: {e:#}"));
