@@ -513,6 +513,34 @@ async fn a_dead_container_is_replaced_in_its_slot_and_a_slot_that_keeps_dying_is
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_death_is_healed_from_its_event_though_the_container_list_still_says_running() {
+    let (fleet, engine, host) = setup(&["1"]);
+    up(&fleet, "1", UpdatePolicy::default()).await;
+    let token = tokio_util::sync::CancellationToken::new();
+    let healer = fleet.spawn_healer(token.clone());
+    tokio::time::sleep(Duration::from_millis(10)).await;
+
+    // Docker's order: the event first, the list a moment later (longer here than a sweep, so
+    // only the event can have the slot healed)
+    let before = engine.container("f-db-1").await.unwrap().unwrap();
+    engine.die_listed_late("f-db-1", 137, Duration::from_secs(60));
+    let healed = "drover/fleet/f/slot/f-db-1/healed";
+    let deadline = tokio::time::Instant::now() + MINUTE;
+    while !host.events().iter().any(|t| t == healed) {
+        assert!(tokio::time::Instant::now() < deadline, "not healed: {:?}", host.events());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let now = engine.container("f-db-1").await.unwrap().unwrap();
+    assert_ne!(now.id, before.id);
+    // one death, told once: the dead container was not stopped as if it ran
+    let died = host.events().iter().filter(|t| *t == "drover/fleet/f/slot/f-db-1/died").count();
+    assert_eq!(died, 1, "{:?}", host.events());
+    assert!(!host.events().iter().any(|t| t == "drover/fleet/f/slot/f-db-1/stopping"), "{:?}", host.events());
+    token.cancel();
+    healer.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_healer_leaves_slots_an_operation_changes_and_replaces_missing_containers() {
     let (fleet, engine, host) = setup(&["1", "2"]);
     up(&fleet, "1", policy(3, Order::StopFirst, OnFailure::Rollback)).await;
