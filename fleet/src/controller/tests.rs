@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use render::fleet::{BatchSize, OnFailure, Order, UpdatePolicy};
-use serde_json::Value;
 
 use super::*;
 use crate::fake::FakeEngine;
@@ -85,8 +84,8 @@ impl Host for FakeHost {
         Ok(())
     }
 
-    fn event(&self, tag: &str, _data: Value) {
-        self.events.lock().unwrap().push(tag.to_string());
+    fn event(&self, fleet: &str, event: &FleetEvent) {
+        self.events.lock().unwrap().push(event.tag(fleet));
     }
 
     async fn save(&self, record: FleetRecord) -> Result<(), HostError> {
