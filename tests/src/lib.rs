@@ -8,11 +8,16 @@
 //! - [`RawMinion`], [`curve_client`]: a minion reduced to its wire protocol (a CURVE DEALER),
 //!   to send what drover-minion never would.
 //! - [`rss_kib`]: a process's resident memory.
+//! - [`docker`]: what a Docker test creates, and removes whatever happens; [`fleet`]: the
+//!   small fleet of the Docker tests; [`browser`]: headless Chromium driven over the DevTools
+//!   protocol, for the dashboard.
 //!
 //! The binaries are found next to the test executable's `deps/` folder; `scripts/test.sh`
 //! builds them first (`cargo build --workspace --bins`).
 
+pub mod browser;
 pub mod docker;
+pub mod fleet;
 
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
