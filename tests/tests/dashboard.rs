@@ -157,3 +157,54 @@ fn the_dashboard_shows_the_fleet_live_and_runs_commands() {
             .contains("No fleet is up")
     });
 }
+
+/// No Docker needed: two plain minions. The box splits what is typed as a shell would (the
+/// job the master recorded says so), shows a failing minion as failed, and refuses an
+/// unclosed quote without running anything.
+#[test]
+fn the_command_box_splits_words_as_a_shell_does_and_shows_failures() {
+    let Some(mut browser) = Browser::start() else { return };
+    let master = tests::Master::start(&["--auto-accept"]);
+    let _minions = tests::minions(&master, "box", 2, &[]);
+    master.wait_for_minions(2);
+    let (url, token) = master.api_info();
+    browser.open(&format!("{url}/#token={token}"));
+    let ids = ["box-01".to_string(), "box-02".to_string()];
+    browser.wait_for(PAGE, "both minions listed", &all_listed("#minions td.id", &ids));
+
+    // test.echo takes one argument: given three, each minion fails, saying so
+    browser.type_into("#run-target", "box-*");
+    browser.type_into("#run-fun", "test.echo");
+    browser.type_into("#run-args", r#"'a  b' "c \"d\" \$x" e\ f n=5 t=true q='x y'"#);
+    browser.press_enter();
+    browser.wait_for(
+        PAGE,
+        "two failed results",
+        "document.querySelectorAll('#run-results .result[data-success=false]').length === 2",
+    );
+    let summary = browser.eval("document.getElementById('run-summary').textContent");
+    let summary = summary.as_str().unwrap();
+    assert!(summary.contains("2 of 2 returned") && summary.contains("2 failed"), "{summary}");
+    let jid = summary.rsplit("job ").next().unwrap().trim();
+    let job = master.api(&format!("jobs/{jid}"));
+    assert_eq!(job["args"], json!(["a  b", "c \"d\" $x", "e f"]), "{job}");
+    assert_eq!(job["kwargs"], json!({"n": 5, "t": true, "q": "x y"}), "{job}");
+    browser.screenshot(&artifacts("dashboard").join("5-failures.png"));
+
+    // an unclosed quote: said in the box, nothing run
+    let jobs = master.api("jobs").as_array().unwrap().len();
+    browser.type_into("#run-args", "'oops");
+    browser.press_enter();
+    browser.wait_for(
+        PAGE,
+        "the quote error",
+        "document.getElementById('run-summary').textContent.includes('is not closed')",
+    );
+    assert_eq!(master.api("jobs").as_array().unwrap().len(), jobs, "a job ran");
+    // with no fleet (or no Docker engine) the fleet panel says so rather than failing
+    browser.wait_for(
+        PAGE,
+        "the fleet panel's word",
+        "/No fleet is up|not available/.test(document.getElementById('fleet').textContent)",
+    );
+}
