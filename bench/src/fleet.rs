@@ -102,7 +102,7 @@ impl Drop for Master {
     }
 }
 
-fn docker(args: &[&str]) -> String {
+pub(crate) fn docker(args: &[&str]) -> String {
     Command::new("docker")
         .args(args)
         .output()
@@ -111,7 +111,7 @@ fn docker(args: &[&str]) -> String {
 }
 
 /// Removes every object of `fleet` (containers, networks, volumes, images named for it).
-fn clean(fleet: &str) {
+pub(crate) fn clean(fleet: &str) {
     let filter = format!("label=drover.fleet={fleet}");
     for id in docker(&["ps", "-aq", "--filter", &filter]).split_whitespace() {
         docker(&["rm", "-f", "-v", id]);
@@ -159,17 +159,17 @@ fn last_event(master: &Master) -> anyhow::Result<u64> {
     Ok(events_since(master, 0)?.last().and_then(|e| e["seq"].as_u64()).unwrap_or(0))
 }
 
-fn secs(d: Duration) -> String {
+pub(crate) fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
+pub(crate) fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
 }
 
 /// Polls `cond` every 20 ms for up to `limit`; how long it took.
-fn until(
+pub(crate) fn until(
     limit: Duration,
     what: &str,
     mut cond: impl FnMut() -> anyhow::Result<bool>,

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bench::{fleet, measure, salt, states, swarm, table};
+use bench::{demo, fleet, measure, salt, states, swarm, table};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -43,9 +43,10 @@ enum Cmd {
         /// Also run Salt's baseline at N minions (installs Salt into a temp venv)
         #[arg(long, value_name = "N")]
         salt: Option<usize>,
-        /// The Salt baseline script (salt-baseline.sh), needed by --salt
-        #[arg(long, value_name = "PATH")]
-        salt_script: Option<PathBuf>,
+        /// The Salt baseline script, for --salt (run from the root of the repository, the
+        /// default is the one in bench/)
+        #[arg(long, value_name = "PATH", default_value = "bench/salt-baseline.sh")]
+        salt_script: PathBuf,
         /// Also write Salt's own table to this file
         #[arg(long)]
         salt_out: Option<PathBuf>,
@@ -68,6 +69,22 @@ enum Cmd {
         /// The master's port for the run
         #[arg(long, default_value_t = 24606)]
         port: u16,
+    },
+    /// Measure the demo cloud (`drover demo`, a warm wipe-and-restart), beside
+    /// docker-compose running the same containers
+    Demo {
+        /// Remove every image drover made on this engine first, so the base is built too
+        #[arg(long)]
+        cold: bool,
+        /// Repetitions of the wipe-and-restart, each side
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Where the drover binaries are [default: the folder of this binary]
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+        /// The drover clone to take the cloud from (images/coins/bin/<version>/coins built)
+        #[arg(long, default_value = ".")]
+        repo_root: PathBuf,
     },
     /// Run a swarm of simulated minions against a master until interrupted
     Swarm {
@@ -126,10 +143,13 @@ fn main() -> anyhow::Result<()> {
                 salt_figures.extend(salt::parse(&std::fs::read_to_string(path)?));
             }
             if let Some(n) = salt_n {
-                let script = salt_script.ok_or_else(|| {
-                    anyhow::anyhow!("--salt needs --salt-script PATH (the Salt baseline script)")
-                })?;
-                salt_figures.extend(salt::run(&script, n, salt_out.as_deref())?);
+                if !salt_script.exists() {
+                    anyhow::bail!(
+                        "{} is missing: run drover-bench from the root of the repository, or give --salt-script",
+                        salt_script.display()
+                    );
+                }
+                salt_figures.extend(salt::run(&salt_script, n, salt_out.as_deref())?);
             }
             let salt = (!salt_figures.is_empty()).then_some(salt_figures);
             table::print(&figures, salt.as_ref());
@@ -140,6 +160,15 @@ fn main() -> anyhow::Result<()> {
                 None => std::env::current_exe()?.parent().expect("bin dir").to_path_buf(),
             };
             let rows = fleet::run(&fleet::Options { bin_dir, repo_root, port, runs })?;
+            fleet::print(&rows);
+        }
+        Cmd::Demo { cold, runs, bin_dir, repo_root } => {
+            let bin_dir = match bin_dir {
+                Some(d) => d,
+                None => std::env::current_exe()?.parent().expect("bin dir").to_path_buf(),
+            };
+            let repo_root = repo_root.canonicalize()?;
+            let rows = demo::run(&demo::Options { bin_dir, repo_root, cold, runs })?;
             fleet::print(&rows);
         }
         Cmd::Swarm { master, master_key, count, prefix } => {

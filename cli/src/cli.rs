@@ -20,8 +20,8 @@ Options go before the target; as with Salt, the long ones (--out, --timeout, --b
 after the target is the function or its arguments, passed on as typed (`cmd.run ls -la`
 keeps its `-la`); after a `--` word, every word is. `key=value` words are keyword
 arguments, their values read as YAML. Words that are commands (key, jobs, roles, image,
-import, up, ps, scale, upgrade, rollout, down, chaos, events, dashboard, completions) are
-reserved: target a minion named like one with -L.
+import, up, ps, scale, upgrade, rollout, down, chaos, demo, events, dashboard, completions,
+help) are reserved: target a minion named like one with -L.
 
 cmd.run runs a command line given as one word with /bin/sh -c, as Salt does (pipes,
 redirections, $VARS); given as several words, or with shell=false, it runs the program
@@ -162,5 +162,27 @@ impl Cli {
     /// `--dir`, else `$DROVER_DIR`, else [`DEFAULT_DIR`].
     pub fn dir(&self) -> PathBuf {
         self.dir.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DIR))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::{Cli, EXAMPLES};
+
+    #[test]
+    fn the_help_names_every_reserved_word() {
+        let reserved =
+            EXAMPLES.split("Words that are commands (").nth(1).and_then(|s| s.split(')').next()).unwrap();
+        let listed: Vec<String> = reserved.split(',').map(|w| w.trim().to_owned()).collect();
+        let mut missing: Vec<String> = Cli::command()
+            .get_subcommands()
+            .map(|c| c.get_name().to_owned())
+            .chain(["help".to_owned()])
+            .filter(|name| !listed.contains(name))
+            .collect();
+        missing.sort();
+        assert!(missing.is_empty(), "subcommands the help does not call reserved: {missing:?}");
     }
 }

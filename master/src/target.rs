@@ -176,7 +176,8 @@ mod compound {
     const OPEN: &str = "(";
     const CLOSE: &str = ")";
 
-    /// Splits on white space, and parentheses off the words they touch.
+    /// Splits on white space, and parentheses off the words they touch (those a word does
+    /// not balance itself).
     fn tokenize(expr: &str) -> Vec<&str> {
         let mut out = Vec::new();
         for word in expr.split_whitespace() {
@@ -185,11 +186,12 @@ mod compound {
                 out.push(OPEN);
                 w = rest;
             }
-            let mut closing = 0;
-            while let Some(rest) = w.strip_suffix(')') {
-                closing += 1;
-                w = rest;
-            }
+            // a `)` closes a group only when the word does not open it itself, so a regex
+            // term keeps its own parentheses (`E@web-(1|2))` is `E@web-(1|2)` then `)`)
+            let unbalanced = w.matches(')').count().saturating_sub(w.matches('(').count());
+            let trailing = w.len() - w.trim_end_matches(')').len();
+            let closing = unbalanced.min(trailing);
+            w = &w[..w.len() - closing];
             if !w.is_empty() {
                 out.push(w);
             }
@@ -468,6 +470,9 @@ mod tests {
             ("not web-1 and web-*", Compound, &["web-2"]),
             ("web-1 or web-2 and G@num_cpus:2", Compound, &["web-1"]),
             ("(web-1 or web-2) and G@num_cpus:2", Compound, &["web-1"]),
+            ("E@web-(1|2)", Compound, &["web-1", "web-2"]),
+            ("(E@web-(1|2)) and G@num_cpus:2", Compound, &["web-1"]),
+            ("(key or (E@web-(1|2)))", Compound, &["web-1", "web-2", "key"]),
             ("key or db-1 or web-2 and not G@num_cpus:4 or worker-1", Compound, &["db-1", "worker-1", "key"]),
         ];
         for (expr, kind, want) in cases {

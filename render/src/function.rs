@@ -172,7 +172,7 @@ pub struct Health {
 pub enum HealthCheck {
     /// `host:port` accepts a connection.
     Tcp(String),
-    /// A GET answers 2xx.
+    /// A GET answers 2xx or 3xx.
     Http(String),
     /// The command exits 0.
     Exec(Vec<String>),
@@ -441,7 +441,12 @@ fn health(v: &Value) -> Result<Health, String> {
             }
             "http" => {
                 let url = string(value)?;
-                let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
+                if url.starts_with("https://") {
+                    return Err(format!(
+                        "http: `{url}`: the minion's check speaks plain http only; use exec: [curl, -fsS, <url>] for https"
+                    ));
+                }
+                let rest = url.strip_prefix("http://");
                 if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) {
                     return Err(format!(
                         "http: expected a URL such as http://127.0.0.1:8003/health, got `{url}`"
@@ -519,6 +524,8 @@ mod tests {
         assert_eq!((h.interval_ms, h.timeout_ms, h.retries), (2000, DEFAULT_TIMEOUT_MS, DEFAULT_RETRIES));
         assert!(health(&yaml("{tcp: 'localhost'}")).is_err());
         assert!(health(&yaml("{tcp: 'h:1', http: 'http://h'}")).is_err());
+        let https = health(&yaml("{http: 'https://127.0.0.1/health'}")).unwrap_err();
+        assert!(https.contains("plain http only"), "{https}");
         assert!(health(&yaml("{interval: 1}")).is_err());
         assert!(health(&yaml("{tcp: 'h:1', bogus: 1}")).is_err());
     }

@@ -86,6 +86,11 @@ fn exit_codes_and_output_shapes() {
     // nothing matched
     let out = master.drover(&["nomatch-*", "test.ping"]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    // ... with --async too: no job id for a job that went nowhere
+    let out = master.drover(&["--async", "nomatch-*", "test.ping"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no minions matched"), "{}", show(&out));
+    assert!(out.stdout.is_empty(), "{}", show(&out));
 
     // cmd.run: a command line runs in a shell, as Salt's does (pipes, redirections,
     // expansions); it returns stdout and stderr merged in order, trailing newlines trimmed;

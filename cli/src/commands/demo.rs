@@ -38,8 +38,9 @@ Run it from the root of a drover clone: `scripts/demo.sh` builds drover and the 
 and then runs `drover demo`. It needs a Docker engine; images are made from Debian packages
 (no registry): the first run takes a few minutes, the next ones seconds.
 
-The demo's state (its master, its config repo) is under --dir; edit roles and states in
-DIR/config, commit, and `drover --dir DIR/master roles apply`.
+The demo's state (its master, its config repo) is under --state (.demo by default; --dir
+is not used here); edit roles and states in STATE/config, commit, and
+`drover --dir STATE/master roles apply`.
 
 Examples:
   drover demo

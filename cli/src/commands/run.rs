@@ -150,6 +150,9 @@ pub fn run(run: RunArgs, ctx: &mut Ctx) -> anyhow::Result<Exit> {
     }
     let req = request(&run)?;
     let resp = ctx.client()?.run(&req).map_err(api_error)?;
+    if resp.targeted.is_empty() {
+        bail!("no minions matched the target '{}'", req.target);
+    }
     if !req.wait {
         let jid = json!({"jid": resp.jid});
         let text = match ctx.out() {
@@ -159,9 +162,6 @@ pub fn run(run: RunArgs, ctx: &mut Ctx) -> anyhow::Result<Exit> {
         };
         ctx.print(&text)?;
         return Ok(Exit::Success);
-    }
-    if resp.targeted.is_empty() {
-        bail!("no minions matched the target '{}'", req.target);
     }
     ctx.print(&output::returns(ctx.out_for(&req.fun), &resp.returns, ctx.color)?)?;
     let missing = Missing::of(&resp);
