@@ -3,6 +3,7 @@
 //! - [`types`]: requests and responses (JSON), shared by the master's server and clients.
 //! - [`fleet`]: the fleet's requests, streamed progress and answers (`drover up`, `ps`...).
 //! - [`client`] (feature `client`): a blocking client; the `drover` CLI's only way in.
+//! - [`words`]: a function's words split into arguments and keyword arguments.
 //! - [`ApiInfo`]: `DIR/api.json`, where the master says how to reach it.
 //!
 //! Routes (all under `/api/v1`, all need `Authorization: Bearer <token>`; the master also
@@ -18,6 +19,7 @@
 
 pub mod fleet;
 pub mod types;
+pub mod words;
 
 #[cfg(feature = "client")]
 pub mod client;

@@ -91,6 +91,11 @@ pub struct RunRequest {
     /// `false` (`--async`): answer as soon as the job is published, with the jid only.
     #[serde(default = "yes")]
     pub wait: bool,
+    /// The function's words as a user typed them (the dashboard's command box), for the
+    /// master to split into `args` and `kwargs` as the CLI does ([`crate::words::split`]);
+    /// only with `args` and `kwargs` empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub words: Vec<String>,
 }
 
 fn yes() -> bool {

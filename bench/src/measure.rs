@@ -91,6 +91,7 @@ pub(crate) fn job(
         timeout_secs: 60.0,
         batch,
         wait: true,
+        words: Vec::new(),
     })?;
     let took = t0.elapsed();
     let ok = resp.returns.values().filter(|r| r.success).count();

@@ -207,6 +207,7 @@ fn job_kw(
         timeout_secs: 60.0,
         batch: None,
         wait: true,
+        words: Vec::new(),
     })?;
     let took = t0.elapsed();
     ensure!(resp.returns.len() == expect, "{fun}: {} of {expect} returned", resp.returns.len());

@@ -3,12 +3,10 @@
 //!
 //! - [`cli`]: the top-level clap parser and the options every command shares.
 //! - [`commands`]: one file per command, and the dispatch from parsed arguments to them.
-//! - [`args`]: a function's words: positional arguments and `key=value` keyword arguments.
 //! - [`output`]: the output formats (`--out text|json|yaml|highstate`); `output::highstate`
 //!   lays out state results.
 //! - [`exit`]: the exit statuses and what each one means.
 
-pub mod args;
 pub mod cli;
 pub mod commands;
 pub mod exit;

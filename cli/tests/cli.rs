@@ -333,7 +333,7 @@ fn async_prints_the_jid() {
     let master = FakeMaster::start(|_| {
         (
             200,
-            json!({"jid": "20250101120000000042", "targeted": [], "returns": {}, "timed_out": [], "not_connected": []}),
+            json!({"jid": "20250101120000000042", "targeted": ["m1"], "returns": {}, "timed_out": [], "not_connected": []}),
         )
     });
     let out = master.drover(&["--async", "*", "test.sleep", "60"]);

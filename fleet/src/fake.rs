@@ -123,6 +123,30 @@ impl FakeEngine {
         let _ = self.events.send(event);
     }
 
+    /// As Docker does it: the `die` event comes while the container list still says the
+    /// container runs; the list says it exited `lag` later. (Inspect has it right at once;
+    /// the list is a view the engine updates after the event.)
+    pub fn die_listed_late(&self, name: &str, code: i64, lag: std::time::Duration) {
+        let (id, dead) = {
+            let s = self.lock();
+            let Some((_, info)) = s.containers.values().find(|(_, c)| c.name == name) else { return };
+            let mut dead = info.clone();
+            dead.state = ContainerState::Exited;
+            dead.exit_code = Some(code);
+            (info.id.clone(), dead)
+        };
+        let _ = self.events.send(event("die", &dead));
+        let this = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(lag).await;
+            let mut s = this.lock();
+            if let Some((_, info)) = s.containers.values_mut().find(|(_, c)| c.id == id) {
+                info.state = ContainerState::Exited;
+                info.exit_code = Some(code);
+            }
+        });
+    }
+
     /// Sets a container's health as its HEALTHCHECK would.
     pub fn set_health(&self, name: &str, health: Health) {
         let mut s = self.lock();

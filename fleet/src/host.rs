@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 
+use api::fleet::FleetEvent;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::engine::FileIn;
 use crate::record::FleetRecord;
@@ -62,8 +62,9 @@ pub trait Host: Send + Sync + 'static {
     fn enroll(&self, slot: &str) -> impl Future<Output = Result<Enrollment, HostError>> + Send;
     /// Forgets the slot's identity: its key is no longer accepted.
     fn revoke(&self, slot: &str) -> impl Future<Output = Result<(), HostError>> + Send;
-    /// Puts an event on the master's bus (`drover/fleet/...`).
-    fn event(&self, tag: &str, data: Value);
+    /// Puts an event of `fleet` on the master's bus (`drover/fleet/<fleet>/...`,
+    /// [`FleetEvent::tag`]).
+    fn event(&self, fleet: &str, event: &FleetEvent);
     /// Keeps the fleet's record (what was brought up, overrides, rollouts); committed when
     /// the future ends.
     fn save(&self, record: FleetRecord) -> impl Future<Output = Result<(), HostError>> + Send;

@@ -20,13 +20,13 @@ use fleet::docker::Docker;
 use fleet::engine::FileIn;
 use fleet::host::{Enrollment, Host, HostError, MinionView};
 use fleet::record::FleetRecord;
-use fleet::{Controller, EngineError};
-use serde_json::Value;
+use fleet::{Controller, EngineError, FleetEvent};
 use tokio::sync::{OnceCell, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use wire::{KeyPair, MinionId};
 
 use crate::hub::Command;
+use crate::metrics::Metrics;
 use crate::pki::KeyStore;
 use crate::store::Store;
 
@@ -47,6 +47,8 @@ pub struct FleetHost {
     host: Option<String>,
     /// Why containers cannot reach this master, if they cannot (it listens on loopback).
     unreachable: Option<String>,
+    /// Every fleet event is counted there (rollouts, heals).
+    metrics: Arc<Metrics>,
 }
 
 impl FleetHost {
@@ -58,6 +60,7 @@ impl FleetHost {
         master_key: String,
         listen: &str,
         advertise: Option<String>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let (addr, port) = listen.rsplit_once(':').unwrap_or((listen, "4506"));
         let addr = addr.trim_start_matches("tcp://").trim_start_matches('[').trim_end_matches(']');
@@ -81,6 +84,7 @@ impl FleetHost {
             port,
             host,
             unreachable,
+            metrics,
         }
     }
 
@@ -182,8 +186,10 @@ impl Host for FleetHost {
         .map_err(host_error)?
     }
 
-    fn event(&self, tag: &str, data: Value) {
-        if let Err(e) = self.store.event(None, tag, data) {
+    fn event(&self, fleet: &str, event: &FleetEvent) {
+        self.metrics.fleet_event(event);
+        let data = serde_json::to_value(event).unwrap_or_default();
+        if let Err(e) = self.store.event(None, &event.tag(fleet), data) {
             tracing::error!(error = %e, "cannot record a fleet event");
         }
     }

@@ -34,6 +34,7 @@ use wire::{Hello, Jid, Job, JobReturn, MinionId, PublicKey, ToMaster, ToMinion};
 
 use crate::assign::{Applied, Planned};
 use crate::limits::{DROPS_INTERVAL, Drops, KeyRefusal, MAX_PENDING, MinionLimits, NewKeys, Reason};
+use crate::metrics::Metrics;
 use crate::pki::KeyStore;
 use crate::roles::{Out, PlanDone, RoleState, RolesInput};
 use crate::store::{Store, Stored};
@@ -162,6 +163,7 @@ struct ActiveJob {
     timeout: Duration,
     window: usize,
     queue: VecDeque<MinionId>,
+    /// Minions sent the job and not yet returned, with when it was sent.
     in_flight: HashMap<MinionId, Instant>,
     returns: BTreeMap<String, MinionReturn>,
     timed_out: Vec<String>,
@@ -210,6 +212,7 @@ pub struct Hub {
     roles: RoleState,
     /// Finished plans of `roles`; taken by `run`.
     plans: Option<mpsc::UnboundedReceiver<PlanDone>>,
+    metrics: Arc<Metrics>,
 }
 
 fn minion_return(r: &JobReturn) -> MinionReturn {
@@ -246,13 +249,22 @@ impl Hub {
             jobs: HashMap::new(),
             limits: HashMap::new(),
             limits_gc: Instant::now(),
-            drops: Drops::new(DROPS_INTERVAL),
+            drops: Drops::new(DROPS_INTERVAL, Arc::default()),
             new_keys: NewKeys::new(MAX_PENDING, Instant::now()),
             stalled: HashMap::new(),
             busy: HashSet::new(),
             roles: roles.0,
             plans: Some(roles.1),
+            metrics: Arc::default(),
         }
+    }
+
+    /// Counts into `metrics` (the master's, which `GET /metrics` serves) instead of a set
+    /// of its own.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.drops = Drops::new(DROPS_INTERVAL, metrics.clone());
+        self.metrics = metrics;
+        self
     }
 
     pub async fn run(
@@ -286,6 +298,7 @@ impl Hub {
                 _ = tick.tick() => self.on_tick(),
                 else => break,
             }
+            self.metrics.connected.set(self.sessions.len() as i64);
         }
     }
 
@@ -504,6 +517,7 @@ impl Hub {
             self.drops.note(id.as_str(), Reason::EventBad);
             return;
         }
+        self.metrics.minion_event(&event.tag);
         let event = wire::Event { tag: minion_tag(id, &event.tag), ..event };
         if let Err(e) = self.store.minion_event(id, event) {
             tracing::error!(error = %e, "cannot record event");
@@ -696,9 +710,9 @@ impl Hub {
                 self.drops.note(r.id.as_str(), Reason::ReturnNotSent);
                 continue;
             }
-            if let Some(job) = self.jobs.get_mut(&r.jid)
-                && job.in_flight.remove(&r.id).is_some()
-            {
+            let sent = self.jobs.get_mut(&r.jid).and_then(|job| job.in_flight.remove(&r.id));
+            self.metrics.returned(r.success, sent.map(|at| at.elapsed()));
+            if let (Some(job), Some(_)) = (self.jobs.get_mut(&r.jid), sent) {
                 job.returns.insert(r.id.to_string(), minion_return(&r));
                 touched.push(r.jid.clone());
             }
@@ -718,7 +732,7 @@ impl Hub {
             match self.sessions.get(&id) {
                 Some(s) => {
                     self.out.send(&s.routing, &job.body);
-                    job.in_flight.insert(id, Instant::now() + job.timeout);
+                    job.in_flight.insert(id, Instant::now());
                 }
                 None => job.not_connected.push(id.to_string()),
             }
@@ -742,13 +756,14 @@ impl Hub {
         let mut touched = Vec::new();
         for (jid, job) in &mut self.jobs {
             let before = job.in_flight.len();
-            job.in_flight.retain(|id, deadline| {
-                let keep = *deadline > now;
+            job.in_flight.retain(|id, sent| {
+                let keep = *sent + job.timeout > now;
                 if !keep {
                     job.timed_out.push(id.to_string());
                 }
                 keep
             });
+            self.metrics.job_timeouts.inc_by((before - job.in_flight.len()) as u64);
             if job.in_flight.len() != before {
                 job.timed_out.sort();
                 touched.push(jid.clone());
@@ -949,6 +964,7 @@ impl Hub {
             }
         };
         let window = batch.map_or(targeted.len(), |b| b.window(targeted.len())).max(1);
+        self.metrics.jobs_published.inc();
         self.jobs.insert(
             jid.clone(),
             ActiveJob {

@@ -4,6 +4,7 @@
 //! - [`pki`]: the master keypair and minion keys (accepted / pending / rejected files).
 //! - [`transport`]: the ZeroMQ I/O thread (CURVE ROUTER, ZAP, key port).
 //! - [`hub`]: the single owner of sessions and in-flight jobs.
+//! - [`metrics`]: what the master counts, for `GET /metrics` (Prometheus text format).
 //! - [`limits`]: what one minion may cost the master (rates, caps) and the tally of drops.
 //! - [`roles`]: the hub's roles side: assignments, reports, peers, the file server.
 //! - [`repo`]: reads `roles/` and `states/` of the config repository at a commit (git CLI).
@@ -25,6 +26,7 @@ pub mod content;
 pub mod fleet;
 pub mod hub;
 pub mod limits;
+pub mod metrics;
 pub mod peers;
 pub mod pki;
 pub mod repo;
@@ -108,8 +110,10 @@ pub async fn run(cfg: Config, token: CancellationToken) -> Result<(), MasterErro
 
     tokio::spawn(prune_hourly(store.clone(), cfg.keep, token.clone()));
 
+    let metrics = Arc::new(metrics::Metrics::new());
     let (cmd_tx, cmd_rx) = mpsc::channel(1024);
-    let hub = hub::Hub::new(keys, store.clone(), outgoing, cfg.heartbeat, cfg.auto_accept, known, roles);
+    let hub = hub::Hub::new(keys, store.clone(), outgoing, cfg.heartbeat, cfg.auto_accept, known, roles)
+        .with_metrics(metrics.clone());
     let hub_task = tokio::spawn(hub.run(in_rx, stored_rx, cmd_rx, token.clone()));
 
     let listener =
@@ -135,6 +139,7 @@ pub async fn run(cfg: Config, token: CancellationToken) -> Result<(), MasterErro
         master_key.public.to_string(),
         &bound.router,
         cfg.advertise.clone(),
+        metrics.clone(),
     );
     let fleet = fleet::FleetService::new(fleet_host, store.clone(), token.clone());
     fleet.start();
@@ -152,6 +157,7 @@ pub async fn run(cfg: Config, token: CancellationToken) -> Result<(), MasterErro
         fleet,
         shutdown: token.clone(),
         images: Arc::new(server::images::Images::new(&cfg)),
+        metrics,
     });
     let shutdown = token.clone();
     let served =

@@ -10,7 +10,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use crate::metrics::Metrics;
 
 /// A token bucket: `burst` tokens at most, refilled at `rate` a second.
 #[derive(Clone, Debug)]
@@ -274,6 +277,25 @@ impl Reason {
     }
 }
 
+impl Reason {
+    /// The reason as a metric label (`drover_dropped_total{reason=...}`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Reason::ReturnNotSent => "return_not_sent",
+            Reason::ReturnOtherId => "return_other_id",
+            Reason::ReturnRate => "return_rate",
+            Reason::ReturnTooLarge => "return_too_large",
+            Reason::EventRate => "event_rate",
+            Reason::EventBad => "event_bad",
+            Reason::NotReading => "not_reading",
+            Reason::LargeUnauthenticated => "large_unauthenticated",
+            Reason::PendingFull => "pending_full",
+            Reason::NewKeyRate => "new_key_rate",
+            Reason::OutgoingFull => "outgoing_full",
+        }
+    }
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -296,17 +318,18 @@ pub struct DropLine {
     pub total: u64,
 }
 
-/// What was dropped, per minion (or connection label) and reason.
-#[derive(Debug)]
+/// What was dropped, per minion (or connection label) and reason; also counted, per reason
+/// alone, in the master's metrics.
 pub struct Drops {
     counts: BTreeMap<(String, Reason), (u64, u64)>,
     last_report: Option<Instant>,
     interval: Duration,
+    metrics: Arc<Metrics>,
 }
 
 impl Drops {
-    pub fn new(interval: Duration) -> Self {
-        Self { counts: BTreeMap::new(), last_report: None, interval }
+    pub fn new(interval: Duration, metrics: Arc<Metrics>) -> Self {
+        Self { counts: BTreeMap::new(), last_report: None, interval, metrics }
     }
 
     pub fn note(&mut self, who: &str, reason: Reason) {
@@ -318,6 +341,7 @@ impl Drops {
         if n == 0 {
             return;
         }
+        self.metrics.dropped(reason.label(), n);
         let mut key = (who.to_string(), reason);
         if !self.counts.contains_key(&key) && self.counts.len() >= DROPS_KEYS {
             key.0 = "(others)".to_string();
@@ -442,7 +466,7 @@ mod tests {
     #[test]
     fn drops_are_counted_per_minion_and_reason_and_reported_once_per_interval() {
         let t0 = Instant::now();
-        let mut d = Drops::new(secs(10.0));
+        let mut d = Drops::new(secs(10.0), Arc::default());
         assert!(d.report(t0).is_empty());
         d.note("m1", Reason::ReturnNotSent);
         d.note("m1", Reason::ReturnNotSent);

@@ -10,7 +10,8 @@
 //! - `events`: `GET /events` (newline-delimited JSON, optionally followed live);
 //! - `fleet`: `POST /fleet/{up,scale,upgrade,undo,down,chaos}` (streamed progress),
 //!   `GET /fleet/ps`, `GET /fleet/rollouts`;
-//! - `images`: `POST /images/build` (a build context in, progress lines out), `GET /images`.
+//! - `images`: `POST /images/build` (a build context in, progress lines out), `GET /images`;
+//! - `GET /metrics` (outside `/api/v1`, where Prometheus looks): `crate::metrics`, as text.
 
 mod dashboard;
 mod events;
@@ -48,6 +49,8 @@ pub struct ApiState {
     pub shutdown: CancellationToken,
     /// Image builds: the engine (reached on first use) and where builds work.
     pub images: Arc<images::Images>,
+    /// What the master counts, for `GET /metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// An error answer: status + `{"error": ..., "diagnostics": [...]}`.
@@ -97,6 +100,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/fleet/rollouts", get(fleet::rollouts))
         .route("/api/v1/images", get(images::list))
         .route("/api/v1/images/build", images::build_route())
+        .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .merge(dashboard::router()) // after the auth layer: the page holds no data
         .with_state(state)
@@ -132,8 +136,14 @@ const MAX_TIMEOUT_SECS: f64 = 86_400.0;
 #[tracing::instrument(skip_all, fields(target = %req.target, fun = %req.fun))]
 async fn run(
     State(state): State<ApiState>,
-    Json(req): Json<RunRequest>,
+    Json(mut req): Json<RunRequest>,
 ) -> Result<Json<RunResponse>, Failure> {
+    if !req.words.is_empty() {
+        if !req.args.is_empty() || !req.kwargs.is_empty() {
+            return Err(bad("give the function's words, or its args and kwargs, not both"));
+        }
+        (req.args, req.kwargs) = api::words::split(&std::mem::take(&mut req.words));
+    }
     if !(req.timeout_secs > 0.0 && req.timeout_secs <= MAX_TIMEOUT_SECS) {
         return Err(bad(format!(
             "timeout must be between 0 and {MAX_TIMEOUT_SECS} seconds, got {}",
@@ -229,6 +239,13 @@ async fn key_action(
     Json(req): Json<KeyActionRequest>,
 ) -> Result<Json<api::KeyActionResponse>, Failure> {
     ask(&state, |reply| Command::KeyAction { req, reply }).await?.map(Json).map_err(bad)
+}
+
+/// `GET /metrics`: the master's metrics in the Prometheus text format (behind the token,
+/// like every route with data: a scrape config gives it as `authorization: credentials`).
+async fn metrics(State(state): State<ApiState>) -> Response {
+    ([(axum::http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], state.metrics.encode())
+        .into_response()
 }
 
 async fn minions(State(state): State<ApiState>) -> Result<Json<Vec<api::MinionStatus>>, Failure> {

@@ -8,11 +8,16 @@
 //! - [`RawMinion`], [`curve_client`]: a minion reduced to its wire protocol (a CURVE DEALER),
 //!   to send what drover-minion never would.
 //! - [`rss_kib`]: a process's resident memory.
+//! - [`docker`]: what a Docker test creates, and removes whatever happens; [`fleet`]: the
+//!   small fleet of the Docker tests; [`browser`]: headless Chromium driven over the DevTools
+//!   protocol, for the dashboard.
 //!
 //! The binaries are found next to the test executable's `deps/` folder; `scripts/test.sh`
 //! builds them first (`cargo build --workspace --bins`).
 
+pub mod browser;
 pub mod docker;
+pub mod fleet;
 
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -233,26 +238,43 @@ impl Master {
         ids
     }
 
-    /// `GET /api/v1/<path>` with the token of `DIR/api.json`: the answer's JSON body.
-    pub fn api(&self, path: &str) -> Value {
-        use std::io::{Read, Write};
+    /// The API's address (`http://127.0.0.1:PORT`) and bearer token, from `DIR/api.json`.
+    pub fn api_info(&self) -> (String, String) {
         let info: Value = serde_json::from_str(
             &std::fs::read_to_string(self.state_dir().join("api.json")).expect("the master's api.json"),
         )
         .expect("api.json is JSON");
-        let (url, token) = (info["url"].as_str().unwrap(), info["token"].as_str().unwrap());
+        (info["url"].as_str().unwrap().to_string(), info["token"].as_str().unwrap().to_string())
+    }
+
+    /// `GET /api/v1/<path>` with the token of `DIR/api.json`: the answer's JSON body.
+    pub fn api(&self, path: &str) -> Value {
+        let (status, body) = self.http("GET", &format!("/api/v1/{path}"), None, true);
+        assert_eq!(status, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).expect("a JSON answer")
+    }
+
+    /// One HTTP request to the API (`path` from the root, `body` as JSON), with the token
+    /// or without: the answer's status and body (chunked answers joined).
+    pub fn http(&self, method: &str, path: &str, body: Option<&Value>, with_token: bool) -> (u16, String) {
+        use std::io::{Read, Write};
+        let (url, token) = self.api_info();
         let host = url.trim_start_matches("http://");
         let mut stream = std::net::TcpStream::connect(host).expect("connect to the API");
         stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let body = body.map(Value::to_string).unwrap_or_default();
+        let auth = if with_token { format!("Authorization: Bearer {token}\r\n") } else { String::new() };
         let request = format!(
-            "GET /api/v1/{path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Content-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
         );
         stream.write_all(request.as_bytes()).unwrap();
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).unwrap();
         let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("an HTTP header");
         let head = String::from_utf8_lossy(&raw[..split]).to_lowercase();
-        assert!(head.starts_with("http/1.1 200"), "GET {path}: {head}");
+        let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("an HTTP status");
         let mut body = &raw[split + 4..];
         let mut dechunked = Vec::new();
         if head.contains("transfer-encoding: chunked") {
@@ -268,7 +290,21 @@ impl Master {
             }
             body = dechunked.as_slice();
         }
-        serde_json::from_slice(body).expect("a JSON answer")
+        (status, String::from_utf8_lossy(body).into_owned())
+    }
+
+    /// `GET /metrics`: the value of each sample line (`name{labels} value`), by its
+    /// `name{labels}`.
+    pub fn metrics(&self) -> std::collections::BTreeMap<String, f64> {
+        let (status, text) = self.http("GET", "/metrics", None, true);
+        assert_eq!(status, 200, "GET /metrics: {text}");
+        text.lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .map(|l| {
+                let (name, value) = l.rsplit_once(' ').unwrap_or_else(|| panic!("a bad sample line {l:?}"));
+                (name.to_string(), value.parse().unwrap_or_else(|_| panic!("a bad value in {l:?}")))
+            })
+            .collect()
     }
 
     /// The ids of connected minions, via the API (`GET /minions` through `drover`-less HTTP

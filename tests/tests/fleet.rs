@@ -3,123 +3,17 @@
 //! the middle of a rollout, `down`. Each test's fleet, images, network and volumes carry
 //! its own name ([`Scope`]) and are removed when it ends, passed or failed.
 //!
-//! The fleet of these tests: `kv` (1 slot, a volume at /data), `web` (3 slots, an HTTP
-//! daemon with a health check) and `idle` (1 slot, no daemon), from images built here
-//! `FROM base` (the base image is built once per machine and kept, by its content hash).
-//! Version 3 of the image is broken: its web daemon exits at start.
+//! The fleet of these tests is `tests::fleet::TestFleet`'s, with images 1 to 3 (3 is broken).
 
-use std::path::Path;
-use std::process::Output;
 use std::time::Duration;
 
-use serde_json::Value;
 use tests::docker::{Scope, docker, required};
+use tests::fleet::{TestFleet, daemons, ok, ps, slot, versions};
 use tests::{ConfigRepo, Master, show, wait_until};
 
-const KV: &str = "#!/bin/sh\n# the kv daemon: keeps a heartbeat file on its volume\nwhile true; do date +%s > /data/heartbeat; sleep 1; done\n";
-
-fn web(version: &str) -> String {
-    if version == "3" {
-        "#!/bin/sh\necho \"web $DROVER_IMAGE_VERSION cannot start: no such config\" >&2\nexit 3\n".into()
-    } else {
-        "#!/bin/sh\nmkdir -p /tmp/www && echo \"web $DROVER_IMAGE_VERSION\" > /tmp/www/index.html\nexec busybox httpd -f -p 8080 -h /tmp/www\n".into()
-    }
-}
-
-/// Writes images/app for `version` under `root`.
-fn image_dir(root: &Path, version: &str) -> std::path::PathBuf {
-    let dir = root.join(format!("images-{version}")).join("app");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("Dockerfile"), "FROM base\nCOPY kv web /app/\nRUN chmod 755 /app/kv /app/web\n")
-        .unwrap();
-    std::fs::write(dir.join("kv"), KV).unwrap();
-    std::fs::write(dir.join("web"), web(version)).unwrap();
-    dir
-}
-
-fn fleet_yaml(fleet: &str, version: &str) -> String {
-    format!(
-        "fleet: {fleet}\nimage: {fleet}-app\nversion: \"{version}\"\nroles:\n  \
-         kv: {{replicas: 1, volumes: [/data], update: {{min_healthy: 1s, health_timeout: 60s}}}}\n  \
-         web: {{replicas: 3, update: {{batch: 1, min_healthy: 1s, health_timeout: 30s}}}}\n  \
-         idle: {{replicas: 1}}\n"
-    )
-}
-
-const KV_STATE: &str = "kv:\n  daemon.running:\n    - cmd: [\"/app/kv\"]\n";
-const WEB_STATE: &str =
-    "web:\n  daemon.running:\n    - cmd: [\"/app/web\"]\n    - health: {tcp: \"127.0.0.1:8080\"}\n";
-
-/// This project's `images/base/base.yaml`.
-fn base_yaml() -> String {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    std::fs::read_to_string(root.join("images/base/base.yaml")).unwrap()
-}
-
-/// A master that containers can reach, a config repo with the test fleet, images 1 to 3.
-struct Setup {
-    scope: Scope,
-    master: Master,
-    repo: ConfigRepo,
-    _images: tempfile::TempDir,
-}
-
-fn setup(what: &str) -> Setup {
-    let scope = Scope::new(what);
-    let repo = ConfigRepo::new();
-    repo.commit(
-        "the test fleet",
-        &[
-            ("fleet.yaml", &fleet_yaml(&scope.fleet, "1")),
-            ("roles/kv.yaml", "states: [app.kv]\n"),
-            ("roles/web.yaml", "states: [app.web]\n"),
-            ("roles/idle.yaml", "description: nothing runs here\n"),
-            ("states/app/kv.yaml", KV_STATE),
-            ("states/app/web.yaml", WEB_STATE),
-            // the project's own base definition: its image is built once per machine
-            ("images/base/base.yaml", &base_yaml()),
-        ],
-    );
-    let master = Master::start_for_containers(repo.path());
-    let images = tempfile::tempdir().unwrap();
-    for version in ["1", "2", "3"] {
-        let dir = image_dir(images.path(), version);
-        let tag = format!("{}-app:{version}", scope.fleet);
-        let out = master.drover(&["image", "build", dir.to_str().unwrap(), "--tag", &tag]);
-        assert!(out.status.success(), "image build {tag}: {}", show(&out));
-    }
-    Setup { scope, master, repo, _images: images }
-}
-
-fn ok(out: &Output) {
-    assert!(out.status.success(), "{}", show(out));
-}
-
-fn ps(master: &Master) -> Vec<Value> {
-    let (code, v, err) = master.drover_json(&["ps"]);
-    assert!(code == 0 || code == 1, "ps: {code} {err}");
-    v.as_array().cloned().unwrap_or_default()
-}
-
-fn slot<'a>(ps: &'a [Value], name: &str) -> &'a Value {
-    ps.iter().find(|s| s["slot"] == name).unwrap_or_else(|| panic!("no slot {name} in {ps:?}"))
-}
-
-/// The daemons a slot's minion supervises, by name.
-fn daemons(master: &Master, slot: &str) -> Vec<String> {
-    let (code, v, err) = master.drover_json(&["-L", slot, "daemon.list"]);
-    assert_eq!(code, 0, "daemon.list on {slot}: {err} {v}");
-    let mut names: Vec<String> =
-        v[slot].as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap().to_string()).collect();
-    names.sort();
-    names
-}
-
-fn versions(master: &Master) -> Vec<(String, String)> {
-    ps(master)
-        .iter()
-        .map(|s| (s["slot"].as_str().unwrap().into(), s["version"].as_str().unwrap().into()))
-        .collect()
+/// The fleet of these tests, with images 1 to 3.
+fn setup(what: &str) -> TestFleet {
+    TestFleet::new(what, &["1", "2", "3"])
 }
 
 #[test]
@@ -127,7 +21,7 @@ fn up_ps_upgrade_and_down() {
     if !required() {
         return;
     }
-    let Setup { scope, master, repo: _repo, .. } = setup("up");
+    let TestFleet { scope, master, repo: _repo, .. } = setup("up");
     let f = scope.fleet.clone();
 
     // up: every slot connected, converged and healthy
@@ -217,7 +111,7 @@ fn chaos_kills_are_healed_in_their_slots() {
     if !required() {
         return;
     }
-    let Setup { scope, master, repo: _repo, .. } = setup("chaos");
+    let TestFleet { scope, master, repo: _repo, .. } = setup("chaos");
     ok(&master.drover(&["up", "--timeout", "120"]));
     let f = scope.fleet.clone();
     let kv = format!("{f}-kv-1");
@@ -253,7 +147,7 @@ fn a_master_killed_in_a_rollout_resumes_it_and_leaves_no_slot_empty() {
     if !required() {
         return;
     }
-    let Setup { scope, mut master, repo: _repo, .. } = setup("resume");
+    let TestFleet { scope, mut master, repo: _repo, .. } = setup("resume");
     ok(&master.drover(&["up", "--timeout", "120"]));
     let f = scope.fleet.clone();
 
@@ -292,7 +186,7 @@ fn scale_and_refusals() {
     if !required() {
         return;
     }
-    let Setup { scope, master, repo: _repo, .. } = setup("scale");
+    let TestFleet { scope, master, repo: _repo, .. } = setup("scale");
     ok(&master.drover(&["up", "--timeout", "120"]));
     let f = scope.fleet.clone();
     ok(&master.drover(&["scale", "web=4"]));

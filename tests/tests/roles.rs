@@ -138,6 +138,16 @@ fn a_crashing_daemon_is_restarted_and_its_crash_is_an_event() {
         };
         n("crashed") >= 2 && n("restarted") >= 1
     });
+    // and counted in the master's metrics, by daemon name
+    let metrics = master.metrics();
+    assert!(
+        metrics.get("drover_daemon_crashes_total{daemon=\"crasher\"}").is_some_and(|n| *n >= 2.0),
+        "{metrics:?}"
+    );
+    assert!(
+        metrics.get("drover_daemon_restarts_total{daemon=\"crasher\"}").is_some_and(|n| *n >= 1.0),
+        "{metrics:?}"
+    );
 }
 
 #[test]

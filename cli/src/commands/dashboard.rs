@@ -1,7 +1,8 @@
-//! `drover dashboard [--open]`: the link to the master's read-only web dashboard, with the
-//! API token from `DIR/api.json` in its fragment (`http://127.0.0.1:PORT/#token=...`). A
-//! browser never sends the fragment to a server: the page reads the token from it and calls
-//! the API with it. The master is not asked anything.
+//! `drover dashboard [--open]`: the link to the master's web dashboard (the fleet, rollouts,
+//! heals, a command box, minions, events: docs/dashboard.md), with the API token from
+//! `DIR/api.json` in its fragment (`http://127.0.0.1:PORT/#token=...`). A browser never
+//! sends the fragment to a server: the page reads the token from it and calls the API with
+//! it. The master is not asked anything.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -4,11 +4,10 @@
 use std::collections::BTreeSet;
 
 use anyhow::{Context as _, bail};
-use api::{Batch, RunRequest, RunResponse, TargetType};
+use api::{Batch, RunRequest, RunResponse, TargetType, words};
 use clap::{Args, CommandFactory};
 use serde_json::json;
 
-use crate::args;
 use crate::cli::Cli;
 use crate::commands::{Ctx, api_error};
 use crate::exit::Exit;
@@ -134,7 +133,7 @@ pub fn request(run: &RunArgs) -> anyhow::Result<RunRequest> {
     if !is_function(fun) {
         bail!("expected a function like test.ping after the target '{target}', got '{fun}'");
     }
-    let (args, kwargs) = args::split(words);
+    let (args, kwargs) = words::split(words);
     Ok(RunRequest {
         target,
         tgt_type,
@@ -144,13 +143,14 @@ pub fn request(run: &RunArgs) -> anyhow::Result<RunRequest> {
         timeout_secs: run.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS),
         batch: run.batch,
         wait: !run.no_wait,
+        words: Vec::new(),
     })
 }
 
 /// `module.function`: identifiers joined by dots.
 fn is_function(word: &str) -> bool {
     let mut parts = word.split('.');
-    parts.clone().count() >= 2 && parts.all(args::is_identifier)
+    parts.clone().count() >= 2 && parts.all(words::is_identifier)
 }
 
 pub fn run(run: RunArgs, ctx: &mut Ctx) -> anyhow::Result<Exit> {

@@ -33,7 +33,9 @@ impl<E: Engine, H: Host> Controller<E, H> {
                 tokio::select! {
                     _ = token.cancelled() => return,
                     event = events.next() => match event {
-                        Some(Ok(e)) if e.action == "die" => self.on_death(&e.labels, &e.name, e.exit_code),
+                        Some(Ok(e)) if e.action == "die" => {
+                            self.on_death(&e.labels, &e.name, e.exit_code, Some(&e.id))
+                        }
                         Some(Ok(_)) => {}
                         Some(Err(e)) => {
                             tracing::warn!(error = %e, "the engine's event stream broke; following it again");
@@ -51,9 +53,9 @@ impl<E: Engine, H: Host> Controller<E, H> {
         }
     }
 
-    /// A container died: if it is a slot's current container and nobody is changing the
-    /// slot, decide what to do.
-    fn on_death(&self, labels: &Labels, name: &str, code: Option<i64>) {
+    /// A container died (`id`, when the engine's event named it): if it is a slot's current
+    /// container and nobody is changing the slot, decide what to do.
+    fn on_death(&self, labels: &Labels, name: &str, code: Option<i64>, id: Option<&str>) {
         let Some(slot) = labels.get(LABEL_SLOT) else { return };
         if name != slot {
             // a container moved aside by a start-first swap
@@ -81,9 +83,10 @@ impl<E: Engine, H: Host> Controller<E, H> {
                 let this = self.clone();
                 let slot = slot.clone();
                 let died = tokio::time::Instant::now();
+                let dead_id = id.map(String::from);
                 tokio::spawn(async move {
                     tokio::time::sleep(delay).await;
-                    this.replace(&slot, died).await;
+                    this.replace(&slot, died, dead_id).await;
                 });
             }
             Verdict::GiveUp { deaths } => {
@@ -102,8 +105,10 @@ impl<E: Engine, H: Host> Controller<E, H> {
     }
 
     /// Replaces the slot's dead (or missing) container with one of the version it ran; once
-    /// the new one is ready, says how long the slot was down (`.../healed`).
-    async fn replace(&self, slot: &str, died: tokio::time::Instant) {
+    /// the new one is ready, says how long the slot was down (`.../healed`). `dead_id`: the
+    /// container the engine said died, dead whatever the container list still says (Docker
+    /// sends `die` before its list shows the container exited).
+    async fn replace(&self, slot: &str, died: tokio::time::Instant, dead_id: Option<String>) {
         let (desired, fleet) = {
             let mut shared = self.inner.shared();
             let Some(fleet) = shared.record.fleet().map(String::from) else { return };
@@ -116,7 +121,10 @@ impl<E: Engine, H: Host> Controller<E, H> {
         let result = async {
             let Some(spec) = desired.slots.get(slot) else { return Ok(None) };
             let filter = [format!("{LABEL_FLEET}={fleet}"), format!("{LABEL_SLOT}={slot}")];
-            let containers = self.inner.engine.containers(&[&filter[0], &filter[1]]).await?;
+            let mut containers = self.inner.engine.containers(&[&filter[0], &filter[1]]).await?;
+            for c in containers.iter_mut().filter(|c| Some(&c.id) == dead_id.as_ref()) {
+                c.state = ContainerState::Exited;
+            }
             if containers.iter().any(|c| c.name == slot && c.state == ContainerState::Running) {
                 return Ok(None);
             }
@@ -205,7 +213,7 @@ impl<E: Engine, H: Host> Controller<E, H> {
                 (LABEL_FLEET.to_string(), desired.fleet.clone()),
                 (LABEL_SLOT.to_string(), slot.clone()),
             ]);
-            self.on_death(&labels, &slot, code);
+            self.on_death(&labels, &slot, code, None);
         }
     }
 }

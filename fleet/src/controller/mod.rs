@@ -231,8 +231,7 @@ impl<E: Engine, H: Host> Controller<E, H> {
     pub(crate) fn emit(&self, progress: &Progress, event: FleetEvent) {
         let fleet = self.inner.shared().record.fleet().unwrap_or("").to_string();
         progress.send(&event);
-        let data = serde_json::to_value(&event).unwrap_or_default();
-        self.inner.host.event(&event.tag(&fleet), data);
+        self.inner.host.event(&fleet, &event);
     }
 
     /// Containers of the fleet, by the engine.

@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use render::fleet::{BatchSize, OnFailure, Order, UpdatePolicy};
-use serde_json::Value;
 
 use super::*;
 use crate::fake::FakeEngine;
@@ -85,8 +84,8 @@ impl Host for FakeHost {
         Ok(())
     }
 
-    fn event(&self, tag: &str, _data: Value) {
-        self.events.lock().unwrap().push(tag.to_string());
+    fn event(&self, fleet: &str, event: &FleetEvent) {
+        self.events.lock().unwrap().push(event.tag(fleet));
     }
 
     async fn save(&self, record: FleetRecord) -> Result<(), HostError> {
@@ -508,6 +507,34 @@ async fn a_dead_container_is_replaced_in_its_slot_and_a_slot_that_keeps_dying_is
     // an up makes it again
     let out = up(&fleet, "1", UpdatePolicy::default()).await;
     assert!(out.ok(), "{out:?}");
+    token.cancel();
+    healer.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_death_is_healed_from_its_event_though_the_container_list_still_says_running() {
+    let (fleet, engine, host) = setup(&["1"]);
+    up(&fleet, "1", UpdatePolicy::default()).await;
+    let token = tokio_util::sync::CancellationToken::new();
+    let healer = fleet.spawn_healer(token.clone());
+    tokio::time::sleep(Duration::from_millis(10)).await;
+
+    // Docker's order: the event first, the list a moment later (longer here than a sweep, so
+    // only the event can have the slot healed)
+    let before = engine.container("f-db-1").await.unwrap().unwrap();
+    engine.die_listed_late("f-db-1", 137, Duration::from_secs(60));
+    let healed = "drover/fleet/f/slot/f-db-1/healed";
+    let deadline = tokio::time::Instant::now() + MINUTE;
+    while !host.events().iter().any(|t| t == healed) {
+        assert!(tokio::time::Instant::now() < deadline, "not healed: {:?}", host.events());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let now = engine.container("f-db-1").await.unwrap().unwrap();
+    assert_ne!(now.id, before.id);
+    // one death, told once: the dead container was not stopped as if it ran
+    let died = host.events().iter().filter(|t| *t == "drover/fleet/f/slot/f-db-1/died").count();
+    assert_eq!(died, 1, "{:?}", host.events());
+    assert!(!host.events().iter().any(|t| t == "drover/fleet/f/slot/f-db-1/stopping"), "{:?}", host.events());
     token.cancel();
     healer.await.unwrap();
 }

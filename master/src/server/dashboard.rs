@@ -1,9 +1,13 @@
-//! `GET /` and `GET /dashboard`: the read-only web dashboard, one self-contained HTML page
-//! (inline CSS and script, no external asset). It is served **without** the bearer token
-//! because it holds no data: the page reads the token from its URL fragment (`#token=...`,
-//! which a browser never sends), keeps it in the tab's `sessionStorage`, and calls the
-//! authenticated JSON routes with it (`minions`, `roles/status`, `jobs`, `keys`, `events`).
-//! `drover dashboard` prints the link.
+//! `GET /` and `GET /dashboard`: the web dashboard, one self-contained HTML page (inline CSS
+//! and script, no external asset). It is served **without** the bearer token because it
+//! holds no data: the page reads the token from its URL fragment (`#token=...`, which a
+//! browser never sends), keeps it in the tab's `sessionStorage`, and calls the authenticated
+//! routes with it: `fleet/ps` and `fleet/rollouts` (the fleet by role and version, rollout
+//! progress), `events?follow=true&tail=N` (live events and heals; a fleet or minion event
+//! refreshes the fleet at once), `minions`, `roles/status`, `jobs`, `keys`, and `POST jobs`
+//! for its command box (a compound target, a function, the words as typed, which the master
+//! splits). Everything it shows goes into the page as text nodes, never as markup.
+//! `drover dashboard` prints the link; docs/dashboard.md shows what it shows.
 //!
 //! The answer carries a Content-Security-Policy that allows only this page's own script (by
 //! its sha256), requests to this origin, and no framing.

@@ -1,7 +1,9 @@
-//! `GET /events?since=SEQ&follow=true|false`: newline-delimited JSON `api::Event`s.
+//! `GET /events?since=SEQ&follow=true|false&tail=N`: newline-delimited JSON `api::Event`s.
 //!
 //! - `since=SEQ`: every stored event after SEQ, oldest first; without it, every stored
 //!   event when not following, and only new ones when following (like `salt-run state.event`).
+//! - `tail=N` (without `since`): the stored events whose seq is among the last N first (the
+//!   dashboard's history when it opens), then as above.
 //! - `follow=true`: the answer stays open and streams each event once the store committed
 //!   it. A stream that falls behind the broadcast catches up from the events table, so it
 //!   skips nothing and repeats nothing (it goes by `seq`). It ends when the master stops.
@@ -27,6 +29,7 @@ pub struct EventsQuery {
     since: Option<u64>,
     #[serde(default)]
     follow: bool,
+    tail: Option<u64>,
 }
 
 pub async fn events(
@@ -35,10 +38,11 @@ pub async fn events(
 ) -> Result<Response, Failure> {
     // subscribe before reading the past, so nothing falls between the two
     let live = q.follow.then(|| state.store.subscribe());
-    let since = match q.since {
-        Some(seq) => seq,
-        None if q.follow => state.store.last_event().await.map_err(internal)?,
-        None => 0,
+    let since = match (q.since, q.tail) {
+        (Some(seq), _) => seq,
+        (None, Some(n)) => state.store.last_event().await.map_err(internal)?.saturating_sub(n),
+        (None, None) if q.follow => state.store.last_event().await.map_err(internal)?,
+        (None, None) => 0,
     };
     let (mut writer, reader) = tokio::io::duplex(64 << 10);
     let (store, shutdown) = (state.store.clone(), state.shutdown.clone());

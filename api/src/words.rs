@@ -1,5 +1,7 @@
-//! A function's words: positional arguments stay strings, `key=value` words become keyword
-//! arguments whose values are read as YAML (`shell=true` is a bool, `timeout=5` an int).
+//! A function's words, as a user types them after the function (`drover '*' cmd.run ...`,
+//! the dashboard's command box): positional arguments stay strings, `key=value` words become
+//! keyword arguments whose values are read as YAML (`shell=true` is a bool, `timeout=5` an
+//! int). The CLI splits its words itself; the master splits [`crate::RunRequest::words`].
 
 use std::collections::BTreeMap;
 
