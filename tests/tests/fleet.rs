@@ -9,12 +9,11 @@
 //! Version 3 of the image is broken: its web daemon exits at start.
 
 use std::path::Path;
-use std::process::Output;
 use std::time::Duration;
 
 use serde_json::Value;
-use tests::docker::{Scope, docker, required};
-use tests::{ConfigRepo, Master, show, wait_until};
+use tests::docker::{Scope, base_yaml, docker, required};
+use tests::{ConfigRepo, Master, ok, show, wait_until};
 
 const KV: &str = "#!/bin/sh\n# the kv daemon: keeps a heartbeat file on its volume\nwhile true; do date +%s > /data/heartbeat; sleep 1; done\n";
 
@@ -49,12 +48,6 @@ fn fleet_yaml(fleet: &str, version: &str) -> String {
 const KV_STATE: &str = "kv:\n  daemon.running:\n    - cmd: [\"/app/kv\"]\n";
 const WEB_STATE: &str =
     "web:\n  daemon.running:\n    - cmd: [\"/app/web\"]\n    - health: {tcp: \"127.0.0.1:8080\"}\n";
-
-/// This project's `images/base/base.yaml`.
-fn base_yaml() -> String {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    std::fs::read_to_string(root.join("images/base/base.yaml")).unwrap()
-}
 
 /// A master that containers can reach, a config repo with the test fleet, images 1 to 3.
 struct Setup {
@@ -91,16 +84,6 @@ fn setup(what: &str) -> Setup {
     Setup { scope, master, repo, _images: images }
 }
 
-fn ok(out: &Output) {
-    assert!(out.status.success(), "{}", show(out));
-}
-
-fn ps(master: &Master) -> Vec<Value> {
-    let (code, v, err) = master.drover_json(&["ps"]);
-    assert!(code == 0 || code == 1, "ps: {code} {err}");
-    v.as_array().cloned().unwrap_or_default()
-}
-
 fn slot<'a>(ps: &'a [Value], name: &str) -> &'a Value {
     ps.iter().find(|s| s["slot"] == name).unwrap_or_else(|| panic!("no slot {name} in {ps:?}"))
 }
@@ -116,7 +99,8 @@ fn daemons(master: &Master, slot: &str) -> Vec<String> {
 }
 
 fn versions(master: &Master) -> Vec<(String, String)> {
-    ps(master)
+    master
+        .ps()
         .iter()
         .map(|s| (s["slot"].as_str().unwrap().into(), s["version"].as_str().unwrap().into()))
         .collect()
@@ -133,7 +117,7 @@ fn up_ps_upgrade_and_down() {
     // up: every slot connected, converged and healthy
     let out = master.drover(&["up", "--timeout", "120"]);
     ok(&out);
-    let slots = ps(&master);
+    let slots = master.ps();
     assert_eq!(slots.len(), 5, "{slots:?}");
     for s in &slots {
         assert_eq!(s["state"], "running", "{s}");
@@ -207,7 +191,7 @@ fn up_ps_upgrade_and_down() {
     assert!(scope.containers().is_empty(), "{:?}", scope.containers());
     assert!(scope.networks().is_empty());
     assert_eq!(scope.volumes().len(), 1);
-    assert!(ps(&master).is_empty());
+    assert!(master.ps().is_empty());
     let out = master.drover(&["down", "--volumes"]);
     ok(&out);
 }
@@ -232,7 +216,7 @@ fn chaos_kills_are_healed_in_their_slots() {
 
     // each is replaced in its slot: all ready again, with new containers
     wait_until(Duration::from_secs(90), "every slot ready again", || {
-        let slots = ps(&master);
+        let slots = master.ps();
         slots.len() == 5
             && slots
                 .iter()
@@ -277,7 +261,7 @@ fn a_master_killed_in_a_rollout_resumes_it_and_leaves_no_slot_empty() {
         v[0]["state"] == "done"
     });
     wait_until(Duration::from_secs(60), "every slot ready", || {
-        let slots = ps(&master);
+        let slots = master.ps();
         slots.len() == 5 && slots.iter().all(|s| s["connected"] == true)
     });
     let v = versions(&master);
@@ -296,11 +280,11 @@ fn scale_and_refusals() {
     ok(&master.drover(&["up", "--timeout", "120"]));
     let f = scope.fleet.clone();
     ok(&master.drover(&["scale", "web=4"]));
-    let slots = ps(&master);
+    let slots = master.ps();
     assert_eq!(slots.len(), 6);
     assert!(slot(&slots, &format!("{f}-web-4"))["drift"].as_str().unwrap().contains("3 replicas"));
     ok(&master.drover(&["scale", "web=1"]));
-    assert_eq!(ps(&master).len(), 3);
+    assert_eq!(master.ps().len(), 3);
 
     // refusals: exit 2, one clear line, nothing changed
     let out = master.drover(&["upgrade", "web", "--to", "9"]);
