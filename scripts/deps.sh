@@ -2,12 +2,14 @@
 # Installs the system packages drover builds and runs with, when they are missing:
 # libsodium's static library and headers, a C++ compiler and pkg-config, which
 # wire/build.rs needs to build libzmq with CURVE; debootstrap, with which the master makes
-# the base image from Debian packages (images/base/base.yaml, docs/images.md).
+# the base image from Debian packages (images/base/base.yaml, docs/images.md);
+# docker-compose (Compose v1), which tests/tests/compose.rs runs an app with, to compare
+# with drover running the same app.
 # Uses sudo when not root. Safe to run again.
 set -euo pipefail
 
 need=()
-for pkg in libsodium-dev g++ pkg-config debootstrap; do
+for pkg in libsodium-dev g++ pkg-config debootstrap docker-compose; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 for extra in "$@"; do dpkg -s "$extra" >/dev/null 2>&1 || need+=("$extra"); done
