@@ -217,3 +217,81 @@ fn the_default_file_everything_translated_and_json() {
     assert!(stderr(&out).contains("name the folder to write into with --repo DIR"), "{}", stderr(&out));
     assert!(!dir.path().join("out").exists());
 }
+
+#[test]
+fn settings_left_out_are_listed_at_their_lines_and_the_rest_is_written_with_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let compose = "\
+services:
+  tool:
+    image: debian:bookworm
+    entrypoint: [sleep]
+    command: [infinity]
+    privileged: true
+    devices: [/dev/fuse]
+    network_mode: host
+    volumes:
+      - /srv/data:/data
+  cache:
+    image: redis:7.2
+    entrypoint: [redis-server]
+";
+    write(dir.path(), &[("docker-compose.yml", compose)]);
+    let out = drover(dir.path(), &["import", "compose", "--no-inspect", "--fleet", "shop"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    let left_out: Vec<&str> = err.lines().filter(|l| l.contains(": left out: ")).collect();
+    let at: Vec<&str> = left_out.iter().map(|l| l.split(": left out: ").next().unwrap()).collect();
+    assert_eq!(
+        at,
+        [
+            "docker-compose.yml:6:5: services.tool.privileged",
+            "docker-compose.yml:7:5: services.tool.devices",
+            "docker-compose.yml:8:5: services.tool.network_mode",
+            "docker-compose.yml:10:9: services.tool.volumes",
+        ],
+        "{err}"
+    );
+    assert!(left_out[3].ends_with("/srv/data is outside the project: drover mounts no host path into a container; put what the service needs in the image, in a state (file.managed), or in a volume"), "{err}");
+    assert!(
+        err.contains(
+            "drover: 4 settings of the compose file left out (above): review them before `drover up`"
+        ),
+        "{err}"
+    );
+    // the rest is written: both roles, and the tool's daemon as its container ran it
+    let written = tree(dir.path());
+    assert!(stdout(&out).contains("wrote the fleet shop into .: fleet.yaml, 2 roles"), "{}", stdout(&out));
+    assert!(written["fleet.yaml"].contains("  tool:\n") && written["fleet.yaml"].contains("  cache:\n"));
+    assert!(
+        written["states/shop/tool.yaml"].contains("- cmd: [sleep, infinity]"),
+        "{}",
+        written["states/shop/tool.yaml"]
+    );
+
+    // the same findings in the JSON report, with their lines
+    let out = drover(
+        dir.path(),
+        &["import", "compose", "--no-inspect", "--fleet", "shop", "--force", "--out", "json"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let findings: Vec<(String, u64, &str)> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["level"] == "left-out")
+        .map(|f| {
+            (f["key"].as_str().unwrap().to_string(), f["line"].as_u64().unwrap(), f["file"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        findings,
+        [
+            ("services.tool.privileged".to_string(), 6, "docker-compose.yml"),
+            ("services.tool.devices".to_string(), 7, "docker-compose.yml"),
+            ("services.tool.network_mode".to_string(), 8, "docker-compose.yml"),
+            ("services.tool.volumes".to_string(), 10, "docker-compose.yml"),
+        ]
+    );
+}

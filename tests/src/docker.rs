@@ -5,10 +5,19 @@
 //! `<fleet>-app:1`). Nothing else is ever touched; the base image, which no test removes,
 //! stays cached across runs by its content hash.
 //!
+//! A Compose project a test runs with `docker-compose -p <fleet>` is the scope's too: its
+//! containers, networks and images are named `<fleet>_…`, and are removed with it.
+//!
 //! [`required`] decides whether a test without an engine fails (`DROVER_REQUIRE_DOCKER=1`,
-//! set by CI) or says it skipped.
+//! set by CI) or says it skipped. [`ensure_base`] makes the project's base image when the
+//! engine lacks it, for tests that build `FROM base` without a master.
 
 use std::process::Command;
+
+use fleet::docker::Docker;
+use fleet::image::{Builder, Debootstrap, Definition, Paths};
+
+use crate::{bin, repo_root};
 
 /// Whether a Docker engine answers; with `DROVER_REQUIRE_DOCKER=1`, panics when none does.
 pub fn required() -> bool {
@@ -41,6 +50,13 @@ impl Scope {
         Scope { fleet }
     }
 
+    /// Whether `name` (a container's, an image's repository, a network's) is named for this
+    /// scope: `<fleet>`, `<fleet>-…` (drover's slots, a test's images) or `<fleet>_…`
+    /// (a Compose project `<fleet>`). No other run's can be.
+    fn named_for(&self, name: &str) -> bool {
+        name == self.fleet || name.strip_prefix(&self.fleet).is_some_and(|r| r.starts_with(['-', '_']))
+    }
+
     /// `drover.fleet=<fleet>`, as a `--filter label=` value.
     pub fn label(&self) -> String {
         format!("drover.fleet={}", self.fleet)
@@ -65,15 +81,13 @@ impl Scope {
         lines(&docker(&["network", "ls", "-q", "--filter", &format!("label={}", self.label())]))
     }
 
-    /// The `repository:tag` of every image named for this scope: `<fleet>` or `<fleet>-…`.
+    /// The `repository:tag` of every image named for this scope: `<fleet>`, `<fleet>-…` or
+    /// `<fleet>_…`.
     pub fn images(&self) -> Vec<String> {
         let all = docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
         let mut mine: Vec<String> = lines(&all)
             .into_iter()
-            .filter(|i| {
-                let repo = i.rsplit_once(':').map_or(i.as_str(), |(r, _)| r);
-                repo == self.fleet || repo.strip_prefix(&self.fleet).is_some_and(|r| r.starts_with('-'))
-            })
+            .filter(|i| self.named_for(i.rsplit_once(':').map_or(i.as_str(), |(r, _)| r)))
             .collect();
         mine.sort();
         mine
@@ -91,14 +105,22 @@ impl Scope {
         let named = docker(&["ps", "-a", "--format", "{{.ID}} {{.Names}}"]);
         ids.extend(named.lines().filter_map(|l| {
             let (id, name) = l.split_once(' ')?;
-            name.starts_with(&self.fleet).then(|| id.to_string())
+            self.named_for(name).then(|| id.to_string())
         }));
         ids.sort();
         ids.dedup();
         if !ids.is_empty() {
             docker(&[&["rm", "-f", "-v"][..], &ids.iter().map(String::as_str).collect::<Vec<_>>()].concat());
         }
-        for id in self.networks() {
+        let mut networks = self.networks();
+        let named = docker(&["network", "ls", "--format", "{{.ID}} {{.Name}}"]);
+        networks.extend(named.lines().filter_map(|l| {
+            let (id, name) = l.split_once(' ')?;
+            self.named_for(name).then(|| id.to_string())
+        }));
+        networks.sort();
+        networks.dedup();
+        for id in networks {
             docker(&["network", "rm", &id]);
         }
         for v in self.volumes() {
@@ -121,6 +143,61 @@ impl Drop for Scope {
     fn drop(&mut self) {
         self.clean();
     }
+}
+
+/// This project's `images/base/base.yaml`: a config repository holding it builds (once per
+/// engine) the base every Docker test uses.
+pub fn base_yaml() -> String {
+    let path = repo_root().join("images/base/base.yaml");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+/// Makes sure the engine has the project's base image, as `drover image build` does (found
+/// by the hash of its definition, else made once); returns its tag, `base:<hash>`.
+pub fn ensure_base() -> String {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    runtime.block_on(async {
+        let work = tempfile::tempdir().expect("temp dir");
+        let builder = Builder {
+            engine: Docker::connect().await.expect("the Docker engine"),
+            bootstrap: Debootstrap,
+            paths: Paths {
+                base: repo_root().join("images/base"),
+                work: work.path().to_path_buf(),
+                locks: std::env::temp_dir().join("drover-locks"),
+                minion: bin("drover-minion"),
+            },
+        };
+        let def = Definition::load(&builder.paths.base).expect("images/base/base.yaml");
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let base = builder.ensure_base(&def, &tx).await.unwrap_or_else(|e| panic!("the base image: {e}"));
+        base.tag
+    })
+}
+
+/// Runs `sh -c script` in a running container; its standard output. Panics when it fails.
+pub fn exec(container: &str, script: &str) -> String {
+    let out =
+        Command::new("docker").args(["exec", container, "sh", "-c", script]).output().expect("docker exec");
+    assert!(
+        out.status.success(),
+        "docker exec {container} sh -c {script:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A container's addresses, over its networks.
+pub fn addresses(container: &str) -> Vec<String> {
+    let out = docker(&[
+        "inspect",
+        "--format",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+        container,
+    ]);
+    let mut ips: Vec<String> = out.split_whitespace().map(String::from).collect();
+    ips.sort();
+    ips
 }
 
 /// Runs `docker args…`, returning its standard output (empty when it failed).

@@ -7,11 +7,10 @@
 //! the image is broken: its web daemon exits at start.
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
 use serde_json::Value;
 
-use crate::docker::Scope;
+use crate::docker::{Scope, base_yaml};
 use crate::{ConfigRepo, Master, show};
 
 const KV: &str = "#!/bin/sh\n# the kv daemon: keeps a heartbeat file on its volume\nwhile true; do date +%s > /data/heartbeat; sleep 1; done\n";
@@ -47,12 +46,6 @@ fn fleet_yaml(fleet: &str, version: &str) -> String {
 const KV_STATE: &str = "kv:\n  daemon.running:\n    - cmd: [\"/app/kv\"]\n";
 const WEB_STATE: &str =
     "web:\n  daemon.running:\n    - cmd: [\"/app/web\"]\n    - health: {tcp: \"127.0.0.1:8080\"}\n";
-
-/// This project's `images/base/base.yaml`.
-fn base_yaml() -> String {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    std::fs::read_to_string(root.join("images/base/base.yaml")).unwrap()
-}
 
 /// A master that containers can reach, a config repo with the test fleet (at version 1),
 /// and the images of the fleet's versions asked for. Not up yet: `drover up` brings it up.
@@ -99,16 +92,11 @@ impl TestFleet {
     }
 }
 
-/// Asserts a CLI run succeeded, showing its output when it did not.
-pub fn ok(out: &Output) {
-    assert!(out.status.success(), "{}", show(out));
-}
+pub use crate::ok;
 
 /// `drover ps --out json`: one object per slot.
 pub fn ps(master: &Master) -> Vec<Value> {
-    let (code, v, err) = master.drover_json(&["ps"]);
-    assert!(code == 0 || code == 1, "ps: {code} {err}");
-    v.as_array().cloned().unwrap_or_default()
+    master.ps()
 }
 
 /// The slot named `name` in a `ps` list.

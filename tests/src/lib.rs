@@ -5,6 +5,7 @@
 //!   [`Minion::container`] configures a minion as a fleet container is: environment only.
 //! - [`Master::drover`]: run the CLI against that master, the way a user does.
 //! - [`wait_until`]: poll a condition with a deadline instead of sleeping.
+//! - [`ConfigRepo`]: a git config repository in a temp dir; [`repo_root`], [`write_files`].
 //! - [`RawMinion`], [`curve_client`]: a minion reduced to its wire protocol (a CURVE DEALER),
 //!   to send what drover-minion never would.
 //! - [`rss_kib`]: a process's resident memory.
@@ -27,6 +28,20 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use wire::{Hello, KeyPair, MinionId, PublicKey, ToMaster, ToMinion};
+
+/// The repository (the workspace's root), with the project's `images/base/base.yaml`.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace").to_path_buf()
+}
+
+/// Writes `files` (path → contents) under `dir`, making folders as needed.
+pub fn write_files(dir: &Path, files: &[(&str, &str)]) {
+    for (path, data) in files {
+        let full = dir.join(path);
+        std::fs::create_dir_all(full.parent().expect("a file in a folder")).expect("make the folder");
+        std::fs::write(&full, data).unwrap_or_else(|e| panic!("write {}: {e}", full.display()));
+    }
+}
 
 /// The folder holding the workspace's binaries (`target/debug`).
 pub fn bin_dir() -> PathBuf {
@@ -225,6 +240,13 @@ impl Master {
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
         let value = serde_json::from_str(&stdout).unwrap_or(Value::Null);
         (out.status.code().unwrap_or(-1), value, stderr)
+    }
+
+    /// `drover ps --out json`: one object per slot.
+    pub fn ps(&self) -> Vec<Value> {
+        let (code, v, err) = self.drover_json(&["ps"]);
+        assert!(code == 0 || code == 1, "ps: {code} {err}");
+        v.as_array().cloned().unwrap_or_default()
     }
 
     /// Minion ids that answer `test.ping` on `target`.
@@ -590,6 +612,11 @@ impl RawMinion {
 /// Starts `n` minions named `prefix-01`.. on `master`.
 pub fn minions(master: &Master, prefix: &str, n: usize, extra: &[&str]) -> Vec<Minion> {
     (1..=n).map(|i| Minion::start(master, &format!("{prefix}-{i:02}"), extra)).collect()
+}
+
+/// Asserts that a run succeeded, showing its output when it did not.
+pub fn ok(out: &Output) {
+    assert!(out.status.success(), "{}", show(out));
 }
 
 /// stdout and stderr of a CLI run, for assertion messages.

@@ -16,15 +16,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tests::docker::{Scope, required};
-use tests::{bin, show, wait_until};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
+use tests::{bin, repo_root, show, wait_until};
 
 /// The demo app's release `version` (`1.1`: with the fix), built once into its own folder.
 fn coins_binary(version: &str) -> PathBuf {
-    let root = root();
+    let root = repo_root();
     let target = root.join("target").join("coins-test");
     let out = target.join(version).join("coins");
     if out.exists() {
@@ -48,7 +44,7 @@ fn coins_binary(version: &str) -> PathBuf {
 /// A copy of the repository's cloud files and the two app binaries: what `drover demo`
 /// reads from a clone.
 fn clone_of_the_cloud(dir: &Path) {
-    let root = root();
+    let root = repo_root();
     let copy = |rel: &str| {
         let (from, to) = (root.join(rel), dir.join(rel));
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();

@@ -15,12 +15,7 @@ use fleet::engine::{LABEL_COMMIT, LABEL_CONTENT, LABEL_IMAGE, LABEL_VERSION};
 use fleet::image::{Builder, Debootstrap, Definition, Paths, Progress};
 use serde_json::Value;
 use tests::docker::{Scope, docker, required};
-use tests::{Master, bin, show};
-
-/// The repository, whose `images/base/base.yaml` is the base the demo and these tests use.
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace").to_path_buf()
-}
+use tests::{Master, bin, repo_root, show, write_files};
 
 /// Building a base runs debootstrap, which needs root (CI has it). Without root the test
 /// fails when Docker tests are required, else says it skipped.
@@ -57,14 +52,6 @@ fn run(scope: &Scope, flags: &[&str], image: &str, args: &[&str]) -> (i32, Strin
         .output()
         .expect("docker run");
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn write(dir: &Path, files: &[(&str, &str)]) {
-    for (path, data) in files {
-        let full = dir.join(path);
-        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-        std::fs::write(full, data).unwrap();
-    }
 }
 
 fn git(dir: &Path, args: &[&str]) -> String {
@@ -153,7 +140,10 @@ fn an_app_image_runs_the_minion_and_a_tag_is_never_rebuilt() {
     // a config repository with the image's folder in it, as images/<name>/
     let repo = tempfile::tempdir().unwrap();
     let ctx = repo.path().join("images/app");
-    write(&ctx, &[("Dockerfile", "FROM base\nCOPY hello.txt /etc/hello.txt\n"), ("hello.txt", "hello\n")]);
+    write_files(
+        &ctx,
+        &[("Dockerfile", "FROM base\nCOPY hello.txt /etc/hello.txt\n"), ("hello.txt", "hello\n")],
+    );
     git(repo.path(), &["init", "-q"]);
     git(repo.path(), &["add", "-A"]);
     git(repo.path(), &["commit", "-q", "-m", "app"]);
@@ -205,7 +195,7 @@ fn an_app_image_runs_the_minion_and_a_tag_is_never_rebuilt() {
     );
 
     // other content under the same tag: refused, the image untouched
-    write(&ctx, &[("hello.txt", "changed\n")]);
+    write_files(&ctx, &[("hello.txt", "changed\n")]);
     let out = master.drover(&["image", "build", dir, "--tag", &tag]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -247,7 +237,7 @@ fn a_failed_build_leaves_no_tag_and_says_what_failed() {
         bin("drover-minion").to_str().unwrap(),
     ]);
     let ctx = tempfile::tempdir().unwrap();
-    write(ctx.path(), &[("Dockerfile", "FROM base\nRUN echo doomed-step-output && false\n")]);
+    write_files(ctx.path(), &[("Dockerfile", "FROM base\nRUN echo doomed-step-output && false\n")]);
     let tag = format!("{}-bad:1", scope.fleet);
     let out = master.drover(&["image", "build", ctx.path().to_str().unwrap(), "--tag", &tag]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
@@ -261,7 +251,7 @@ fn a_failed_build_leaves_no_tag_and_says_what_failed() {
     assert_eq!(inspect(&tag, "{{.Id}}"), None);
 
     // a Dockerfile that cannot carry the minion is refused before anything is built
-    write(ctx.path(), &[("Dockerfile", "FROM scratch\nCOPY Dockerfile /\n")]);
+    write_files(ctx.path(), &[("Dockerfile", "FROM scratch\nCOPY Dockerfile /\n")]);
     let out = master.drover(&["image", "build", ctx.path().to_str().unwrap(), "--tag", &tag]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert!(
@@ -305,7 +295,7 @@ fn a_full_disk_during_the_base_build_is_named_and_leaves_no_image() {
     // a base no run ever completes (so it is never cached), on a build disk too small for it
     let repo = tempfile::tempdir().unwrap();
     let base = "suite: bookworm\npackages: [busybox, hello]\n";
-    write(repo.path(), &[("images/base/base.yaml", base)]);
+    write_files(repo.path(), &[("images/base/base.yaml", base)]);
     let def = Definition::parse(base, "base.yaml").unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let build = tmp.path().join("build");
@@ -319,7 +309,7 @@ fn a_full_disk_during_the_base_build_is_named_and_leaves_no_image() {
         bin("drover-minion").to_str().unwrap(),
     ]);
     let ctx = tempfile::tempdir().unwrap();
-    write(ctx.path(), &[("Dockerfile", "FROM base\n")]);
+    write_files(ctx.path(), &[("Dockerfile", "FROM base\n")]);
     let tag = format!("{}-app:1", scope.fleet);
     let out = master.drover(&["image", "build", ctx.path().to_str().unwrap(), "--tag", &tag]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
@@ -343,7 +333,7 @@ fn without_an_engine_image_commands_say_so_in_one_line_and_plain_hosts_are_serve
     let out = master.drover(&["key", "list"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let ctx = tempfile::tempdir().unwrap();
-    write(ctx.path(), &[("Dockerfile", "FROM base\n")]);
+    write_files(ctx.path(), &[("Dockerfile", "FROM base\n")]);
     for args in [&["image", "list"][..], &["image", "build", ctx.path().to_str().unwrap(), "--tag", "x:1"]] {
         let out = master.drover(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", show(&out));

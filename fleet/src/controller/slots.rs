@@ -5,7 +5,10 @@
 //! image version and the generation change. Stop-first removes the old container before
 //! the new one starts. Start-first renames the old one aside (`<slot>.old`), starts the new
 //! one under the slot's name, and removes the old one only once the new one is ready — or
-//! puts the old one back under its name if the new one fails. A swap to the version the
+//! puts the old one back under its name if the new one fails. The old one answers to the
+//! slot's and the role's names on the network until it is removed (they are aliases of
+//! every container of the slot), so a start-first swap leaves no moment when they do not
+//! resolve. A swap to the version the
 //! slot already runs only waits for it, so a rollout can be resumed.
 
 use std::time::Duration;
@@ -275,8 +278,8 @@ impl<E: Engine, H: Host> Controller<E, H> {
     }
 }
 
-/// The container of `spec` at `version`: the slot's name, labels, network (with the role's
-/// name and aliases as DNS names), volumes, ports, resources, environment, and the files
+/// The container of `spec` at `version`: the slot's name, labels, network (with the slot's
+/// and the role's names and the role's aliases as DNS names), volumes, ports, resources, environment, and the files
 /// and variables that enroll its minion.
 pub(crate) fn container_spec(
     fleet: &str,
@@ -314,7 +317,11 @@ pub(crate) fn container_spec(
     ] {
         env.insert(k.to_string(), v);
     }
-    let mut aliases = vec![spec.role.clone()];
+    // The slot's name is the container's name, and an alias too: a start-first swap renames
+    // the old container aside (`<slot>.old`), which takes the container name out of the
+    // engine's DNS, while its aliases stay until it is removed; so the slot's name keeps
+    // answering (with both containers for a moment) until the new one answers to it.
+    let mut aliases = vec![spec.slot.clone(), spec.role.clone()];
     aliases.extend(spec.spec.aliases.iter().cloned());
     Ok(ContainerSpec {
         name: spec.slot.clone(),

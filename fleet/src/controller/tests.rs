@@ -158,7 +158,7 @@ async fn up_makes_every_slot_once_and_again_changes_nothing() {
     assert_eq!(db.labels[LABEL_SLOT], "f-db-1");
     assert_eq!(db.labels[LABEL_ROLE], "db");
     assert_eq!(db.mounts, [Mount { volume: "f-db-1-data".into(), target: "/data".into() }]);
-    assert_eq!(db.aliases, ["db"]);
+    assert_eq!(db.aliases, ["f-db-1", "db"]);
     assert_eq!(db.env["DROVER_MINION_ID"], "f-db-1");
     assert_eq!(db.env["DROVER_MASTER"], "172.30.0.1:4506");
     assert_eq!(db.files[0].data, b"f-db-1");

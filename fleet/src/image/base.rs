@@ -29,7 +29,7 @@ pub const FILE: &str = "base.yaml";
 pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
 /// Bumped when drover makes a base differently from the same definition, so that every
 /// base is made again.
-const RECIPE: &str = "drover base image 1";
+const RECIPE: &str = "drover base image 2";
 /// How many lines of output a failure shows.
 const LAST_LINES: usize = 20;
 /// Free space below which a failed step is taken for a full disk.
@@ -358,10 +358,14 @@ impl<E: Engine, B: Bootstrap> Builder<E, B> {
         let work = self.paths.work.clone();
         let full = move |e: ImageError, doing: &str| out_of_space(e, &work, doing);
         self.bootstrap.run(def, &root, progress).await.map_err(|e| full(e, "making the root file system"))?;
-        say(progress, "packing the root file system (without apt's package cache and lists)");
+        say(
+            progress,
+            "packing the root file system (without apt's package cache and lists, nor /dev's files)",
+        );
         let (r, t) = (root.clone(), tar.clone());
         let size = tokio::task::spawn_blocking(move || -> Result<u64> {
             trim_apt(&r).map_err(ImageError::io(format!("clean {}", r.display())))?;
+            empty_dev(&r).map_err(ImageError::io(format!("clean {}", r.join("dev").display())))?;
             pack(&r, &t).map_err(ImageError::io(format!("write {}", t.display())))
         })
         .await
@@ -460,6 +464,25 @@ fn trim_apt(root: &Path) -> std::io::Result<()> {
                     std::fs::remove_file(inner.path())?;
                 }
             }
+        } else {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Empties `dev/` (the folder stays). debootstrap makes device files there, which no
+/// container sees (the engine mounts a /dev of its own on every container and build step),
+/// and which break builds on the base on some storage drivers: fuse-overlayfs opens a device
+/// file to remove or replace it, so `COPY --from=<an image with /dev/ptmx> / /` onto a base
+/// that has one fails (`unlinkat /dev/ptmx: no such device`), as do `RUN rm` and `mv` of
+/// one. An image whose own layers hold device files copies onto an empty `/dev`.
+fn empty_dev(root: &Path) -> std::io::Result<()> {
+    let dev = root.join("dev");
+    for entry in std::fs::read_dir(&dev).into_iter().flatten() {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
         } else {
             std::fs::remove_file(entry.path())?;
         }
@@ -645,11 +668,12 @@ mod tests {
     }
 
     #[test]
-    fn apt_caches_go_and_the_rest_is_tarred_as_it_is() {
+    fn apt_caches_and_dev_files_go_and_the_rest_is_tarred_as_it_is() {
         use std::os::unix::fs::{PermissionsExt, symlink};
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("root");
-        for d in ["usr/bin", "var/cache/apt/archives/partial", "var/lib/apt/lists/partial", "etc"] {
+        for d in ["usr/bin", "var/cache/apt/archives/partial", "var/lib/apt/lists/partial", "etc", "dev/pts"]
+        {
             std::fs::create_dir_all(root.join(d)).unwrap();
         }
         for (f, data) in [
@@ -659,14 +683,19 @@ mod tests {
             ("var/cache/apt/archives/lock", ""),
             ("var/lib/apt/lists/deb.debian.org_debian_dists_bookworm_main_binary-amd64_Packages", "x"),
             ("var/lib/apt/lists/partial/half", "x"),
+            // debootstrap's device files, as plain files here (mknod needs root)
+            ("dev/null", ""),
+            ("dev/ptmx", ""),
         ] {
             std::fs::write(root.join(f), data).unwrap();
         }
         std::fs::set_permissions(root.join("usr/bin/tool"), std::fs::Permissions::from_mode(0o755)).unwrap();
         symlink("usr/bin", root.join("bin")).unwrap();
         symlink("/etc/motd", root.join("etc/motd.link")).unwrap();
+        symlink("/proc/self/fd", root.join("dev/fd")).unwrap();
 
         trim_apt(&root).unwrap();
+        empty_dev(&root).unwrap();
         let tar = dir.path().join("rootfs.tar");
         let size = pack(&root, &tar).unwrap();
         assert_eq!(size, std::fs::metadata(&tar).unwrap().len());
@@ -682,6 +711,7 @@ mod tests {
             names,
             [
                 "bin",
+                "dev",
                 "etc",
                 "etc/motd",
                 "etc/motd.link",
