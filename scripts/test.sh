@@ -8,5 +8,8 @@ cd "$(dirname "$0")/.."
 scripts/deps.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo build --workspace --bins --locked
+# every target in one build, so the binaries the end-to-end tests start are built with the
+# same features as the tests (dev-dependencies add tokio's test-util): one copy of each
+# dependency in target/, not two
+cargo build --workspace --all-targets --locked
 cargo test --workspace --locked
