@@ -4,7 +4,7 @@
 //! - `up` of 10 containers until every minion is connected, converged and healthy, against
 //!   `docker-compose up -d` of the same 10 containers (compose returns once they started);
 //! - one slot swap (`upgrade` of a 1-slot role: the old container stopped, the new one
-//!   ready), with the part its daemon's own start takes (the supervisor's start grace);
+//!   ready), its daemon's own start included;
 //! - heal: a container killed until its replacement is ready;
 //! - a rollout of 10 slots, batch 2;
 //! - a fleet wiped and started again (`down` then `up`), against compose's `down` + `up -d`.
@@ -282,19 +282,13 @@ fn measure(opts: &Options, fleet: &str) -> anyhow::Result<Vec<Row>> {
         // back at 1, so the rollout below moves 10 slots
         master.ok(&["upgrade", "one", "--to", "1"])?;
     }
-    let swap = median(swaps);
-    let grace = Duration::from_millis(500);
+    // the daemon (busybox httpd) is started when its health check first passes, 50–150 ms
+    // after it was spawned, so its own start is inside this figure
     rows.push(Row {
-        name: "one slot swap (old stopped → new ready), median".into(),
-        drover: secs(swap),
+        name: "one slot swap (old stopped → new ready, the daemon's start included), median".into(),
+        drover: secs(median(swaps)),
         compose: "–".into(),
-        target: "–".into(),
-    });
-    rows.push(Row {
-        name: "  the same minus the daemon's own start (its 0.5 s start grace)".into(),
-        drover: secs(swap.saturating_sub(grace)),
-        compose: "–".into(),
-        target: "< 1 s".into(),
+        target: "< 1 s (without the daemon's start)".into(),
     });
 
     // heal: a container killed until its replacement is ready, by the master's own account

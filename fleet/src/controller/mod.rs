@@ -69,7 +69,7 @@ impl Default for Options {
         Options {
             poll: Duration::from_millis(100),
             stop_timeout: Duration::from_secs(10),
-            parallel: 8,
+            parallel: 16,
             sweep: Duration::from_secs(5),
         }
     }

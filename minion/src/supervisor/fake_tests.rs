@@ -179,6 +179,31 @@ async fn starts_once_and_the_same_spec_changes_nothing() {
     assert_eq!(s.drain(), ["web/started"]);
 }
 
+/// A daemon whose health check passes is started then, not at the end of its start grace
+/// (0.5 s); one without a check is started at the end of the grace.
+#[tokio::test(start_paused = true)]
+async fn a_passing_health_check_ends_the_start_early() {
+    let s = setup();
+    let mut checked = spec("api");
+    checked.health = Some(Health {
+        check: HealthCheck::Tcp("127.0.0.1:1".into()),
+        interval_ms: 10_000,
+        timeout_ms: 500,
+        retries: 3,
+    });
+    s.fake.world().probes.extend([Err("refused".to_string())]);
+    let start = tokio::time::Instant::now();
+    let o = s.sup.ensure_running(&checked, false, false).await;
+    assert_eq!((o.result, o.comment.as_str()), (true, "started api (pid 101)"), "{o:?}");
+    // checks at 50 ms (refused) and 150 ms (passes)
+    assert_eq!(start.elapsed(), Duration::from_millis(150));
+    assert_eq!(s.state("api").await.state, DaemonState::Running);
+
+    let start = tokio::time::Instant::now();
+    s.sup.ensure_running(&spec("web"), false, false).await;
+    assert_eq!(start.elapsed(), Duration::from_millis(500));
+}
+
 #[tokio::test(start_paused = true)]
 async fn test_mode_changes_nothing() {
     let s = setup();
@@ -485,7 +510,9 @@ async fn daemon_health_is_published_as_it_changes() {
         timeout_ms: 500,
         retries: 3,
     });
-    s.fake.world().probes.extend([Err("refused".to_string()), Ok(())]);
+    // checks at 50, 150, 350 and 750 ms after the start refused (the start grace ends at
+    // 500 ms): running, not passed yet; then healthy
+    s.fake.world().probes.extend(std::iter::repeat_n(Err("refused".to_string()), 4).chain([Ok(())]));
     s.sup.ensure_running(&spec("web"), false, false).await;
     s.sup.ensure_running(&checked, false, false).await;
     wait(

@@ -29,6 +29,11 @@ use crate::daemons::DaemonOutcome;
 
 /// Until a health check first passes, checks run at least this often.
 const EARLY_PROBE: Duration = Duration::from_secs(1);
+/// The first health check runs this soon after the process started (or at the end of the
+/// start grace, if that is shorter); until one passes, the wait doubles up to
+/// [`EARLY_PROBE`]. A daemon whose check passes is started then, not at the end of its
+/// start grace: a fleet slot is ready as soon as its daemons answer.
+const FIRST_PROBE: Duration = Duration::from_millis(50);
 /// Health checks never run more often than this, whatever the interval says.
 const MIN_PROBE_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -781,22 +786,7 @@ impl<S: Sys> Owner<S> {
     fn on_timer(&mut self, name: &str, epoch: u64, timer: Timer) {
         let Some(d) = self.daemons.get_mut(name) else { return };
         match (timer, &d.phase) {
-            (Timer::Grace, &Phase::Starting { pid, epoch: g, at }) if g == epoch => {
-                d.set_phase(Phase::Running { pid, epoch, at });
-                for w in d.start_waiters.drain(..) {
-                    let mut changes = w.changes;
-                    changes.insert("pid".into(), json!(pid));
-                    let _ = w.reply.send(outcome(
-                        true,
-                        true,
-                        match w.detail {
-                            "" => format!("{} (pid {pid})", w.comment),
-                            detail => format!("{} (pid {pid}; {detail})", w.comment),
-                        },
-                        Value::Object(changes),
-                    ));
-                }
-            }
+            (Timer::Grace, &Phase::Starting { epoch: g, .. }) if g == epoch => d.started(),
             (Timer::Restart, &Phase::Backoff { epoch: g, .. }) if g == epoch => self.launch(name),
             (Timer::Kill, &Phase::Stopping { pid, epoch: g, at, signal, killed: false }) if g == epoch => {
                 d.log.note(&format!(
@@ -837,6 +827,10 @@ impl<S: Sys> Owner<S> {
         let Some(state) = tracker.record(result, at.elapsed()) else { return };
         let error = tracker.last_error.clone();
         let healthy = state == HealthState::Healthy;
+        if healthy {
+            // its check passed: started, without waiting out the rest of the start grace
+            d.started();
+        }
         match &error {
             Some(e) => d.log.note(&format!("unhealthy: {e}")),
             None => d.log.note("healthy"),
@@ -856,11 +850,12 @@ impl<S: Sys> Owner<S> {
         d.health = Some(Tracker::new(&health));
         let interval = Duration::from_millis(health.interval_ms).max(MIN_PROBE_INTERVAL);
         let timeout = Duration::from_millis(health.timeout_ms.max(1));
-        let first = self.options.start_grace;
+        let first = self.options.start_grace.min(FIRST_PROBE);
         let tx = self.internal.clone();
         let name = name.to_string();
         let task = tokio::spawn(async move {
             let mut wait = first;
+            let mut early = first;
             let mut answered = false;
             loop {
                 tokio::time::sleep(wait).await;
@@ -872,7 +867,8 @@ impl<S: Sys> Owner<S> {
                 if tx.send(Internal::Probe { name: name.clone(), epoch, result }).is_err() {
                     return;
                 }
-                wait = if answered { interval } else { interval.min(EARLY_PROBE) };
+                early = (early * 2).min(EARLY_PROBE);
+                wait = if answered { interval } else { interval.min(early) };
             }
         });
         d.probe = Some(task.abort_handle());
@@ -943,6 +939,26 @@ impl Daemon {
     fn stop_probes(&mut self) {
         if let Some(task) = self.probe.take() {
             task.abort();
+        }
+    }
+
+    /// A starting process is running: at the end of its start grace, or sooner when its
+    /// health check passed; those waiting on its start hear it succeeded.
+    fn started(&mut self) {
+        let Phase::Starting { pid, epoch, at } = self.phase else { return };
+        self.set_phase(Phase::Running { pid, epoch, at });
+        for w in self.start_waiters.drain(..) {
+            let mut changes = w.changes;
+            changes.insert("pid".into(), json!(pid));
+            let _ = w.reply.send(outcome(
+                true,
+                true,
+                match w.detail {
+                    "" => format!("{} (pid {pid})", w.comment),
+                    detail => format!("{} (pid {pid}; {detail})", w.comment),
+                },
+                Value::Object(changes),
+            ));
         }
     }
 
