@@ -213,13 +213,20 @@ async fn up_refuses_what_it_cannot_do_and_changes_nothing() {
     assert!(changes(&engine).is_empty(), "{:?}", changes(&engine));
     assert_eq!(engine.table().len(), 1);
 
-    // a fleet for Swarm, not yet
+    // a fleet for Swarm on an engine in no swarm
     let (fleet, engine, _) = setup(&["1"]);
     let mut swarm = fleet_file("1", UpdatePolicy::default());
     swarm.engine = render::fleet::EngineKind::Swarm;
-    let err = fleet.up(swarm, "c".into(), MINUTE, &Progress::none()).await.unwrap_err();
-    assert!(err.to_string().contains("`engine: swarm`, which this drover cannot run yet"), "{err}");
+    let err = fleet.up(swarm.clone(), "c".into(), MINUTE, &Progress::none()).await.unwrap_err();
+    assert!(err.to_string().contains("says `engine: swarm`, but the Docker engine at fake is in no swarm"), "{err}");
     assert!(engine.table().is_empty());
+
+    // a fleet up on one engine does not move to Swarm in place
+    let (fleet, engine, _) = setup(&["1"]);
+    engine.set_swarm();
+    up(&fleet, "1", UpdatePolicy::default()).await;
+    let err = fleet.up(swarm, "c".into(), MINUTE, &Progress::none()).await.unwrap_err();
+    assert!(err.to_string().contains("fleet f runs on this engine; fleet.yaml now says `engine: swarm`"), "{err}");
 
     // an engine that does not answer
     let (fleet, engine, _) = setup(&["1"]);
@@ -608,4 +615,77 @@ async fn chaos_kills_as_many_containers_as_its_time_allows() {
     assert!(killed.iter().all(|s| s.starts_with("f-web-")));
     assert_eq!(engine.container("f-db-1").await.unwrap().unwrap().state, ContainerState::Running);
     assert!(fleet.chaos(Some("nope"), MINUTE, MINUTE, &Progress::none()).await.is_err());
+}
+
+/// The fleet of these tests with `engine: swarm`, on a fake engine in swarm mode.
+fn swarm_file(version: &str, web: UpdatePolicy) -> FleetFile {
+    FleetFile { engine: render::fleet::EngineKind::Swarm, ..fleet_file(version, web) }
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_swarm_each_slot_is_a_service_with_its_keys_as_secrets() {
+    let (fleet, engine, host) = setup(&["1"]);
+    // an engine in no swarm: refused, nothing made
+    let err = fleet
+        .up(swarm_file("1", UpdatePolicy::default()), "c1".into(), MINUTE, &Progress::none())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("is in no swarm"), "{err}");
+    assert!(engine.secret_names().is_empty());
+
+    engine.set_swarm();
+    let outcome =
+        fleet.up(swarm_file("1", UpdatePolicy::default()), "c1".into(), MINUTE, &Progress::none()).await.unwrap();
+    assert!(outcome.ok(), "{outcome:?}");
+    assert!(engine.table().is_empty(), "no container made by drover itself");
+    let db = engine.service_spec("f-db-1").unwrap();
+    assert_eq!(db.container.labels[LABEL_SLOT], "f-db-1");
+    assert_eq!(db.container.hostname, "f-db-1");
+    assert_eq!(db.container.mounts, [Mount { volume: "f-db-1-data".into(), target: "/data".into() }]);
+    // the master is dialled through docker_gwbridge's gateway
+    assert_eq!(db.container.env["DROVER_MASTER"], "172.18.0.1:4506");
+    // the keys travel as secrets, never as files in the spec
+    assert!(db.container.files.is_empty());
+    assert_eq!(db.secrets.len(), 1);
+    assert_eq!(db.secrets[0].target, "/var/lib/drover/minion/pki/minion.key");
+    assert_eq!(engine.secret_names().len(), 4);
+    let ps = fleet.ps(None).await.unwrap();
+    assert_eq!(ps.len(), 4);
+    assert!(ps.iter().all(|s| s.node.as_deref() == Some("node-1") && s.problem.is_none()), "{ps:?}");
+
+    // down: services, secrets and the network go; keys are revoked
+    let out = fleet.down(false, &Progress::none()).await.unwrap();
+    assert_eq!(out.notes[0], "removed 4 services", "{out:?}");
+    assert!(engine.secret_names().is_empty());
+    assert!(engine.service_spec("f-db-1").is_none());
+    assert!(engine.network("f").await.unwrap().is_none());
+    assert!(host.enrolled.lock().unwrap().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_swarm_a_swap_is_a_service_update_and_a_broken_version_goes_back() {
+    let (fleet, engine, host) = setup(&["1", "2", "3"]);
+    engine.set_swarm();
+    host.break_version("3");
+    let web = policy(1, Order::StartFirst, OnFailure::Rollback);
+    fleet.up(swarm_file("1", web), "c1".into(), MINUTE, &Progress::none()).await.unwrap();
+    engine.clear_calls();
+    let out = fleet.upgrade(&["web".into()], "2", PolicyOverride::default(), &Progress::none()).await.unwrap();
+    assert!(out.ok(), "{out:?}");
+    let updates: Vec<String> = changes(&engine).into_iter().filter(|c| c.starts_with("update")).collect();
+    assert_eq!(updates, ["update f-web-1 app:2", "update f-web-2 app:2", "update f-web-3 app:2"]);
+    let spec = engine.service_spec("f-web-2").unwrap();
+    assert_eq!(spec.container.labels[LABEL_VERSION], "2");
+    assert!(spec.update.start_first);
+    assert_eq!(spec.update.monitor, Duration::from_secs(2));
+    assert_eq!(spec.update.failure_action, FailureAction::Rollback);
+
+    engine.clear_calls();
+    let out = fleet.upgrade(&["web".into()], "3", PolicyOverride::default(), &Progress::none()).await.unwrap();
+    let rollout = out.rollout.unwrap();
+    assert_eq!(rollout.state, RolloutState::RolledBack);
+    assert!(rollout.reason.unwrap().contains("f-web-1 failed to become ready at 3: apply failed"));
+    let updates: Vec<String> = changes(&engine).into_iter().filter(|c| c.starts_with("update")).collect();
+    assert_eq!(updates, ["update f-web-1 app:3", "update f-web-1 app:2"]);
+    assert_eq!(engine.service_spec("f-web-1").unwrap().container.labels[LABEL_VERSION], "2");
 }

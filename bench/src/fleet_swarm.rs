@@ -1,0 +1,111 @@
+//! The fleet on Swarm beside the fleet on one engine, in the same run on the same machine:
+//! `up` of 10 slots until every minion is connected, converged and healthy, and a rollout
+//! of the 10 slots to another version (batch 2), start to every slot ready.
+//!
+//! The swarm is a one-node swarm this run makes (`docker swarm init --advertise-addr
+//! 127.0.0.1`) and leaves at the end (`docker swarm leave --force`), under the same
+//! machine-wide lock as the Swarm tests; an engine in a swarm already is refused, never
+//! touched. The fleet (`benchswarm<pid>`) is the one of `drover-bench fleet`, with
+//! `engine: swarm` for the second half; everything it makes is removed at the end.
+
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use crate::fleet::{Master, Options, Row, clean, docker, fleet_yaml, git, secs, start};
+
+const LOCK: &str = "/tmp/drover-swarm-test.lock";
+
+/// A one-node swarm made by this run; left when dropped.
+struct OneNodeSwarm {
+    _lock: nix::fcntl::Flock<std::fs::File>,
+    gwbridge_was_there: bool,
+}
+
+impl OneNodeSwarm {
+    fn init() -> anyhow::Result<OneNodeSwarm> {
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(LOCK)?;
+        let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| anyhow::anyhow!("lock {LOCK}: {e}"))?;
+        let state = docker(&["info", "--format", "{{.Swarm.LocalNodeState}}"]).trim().to_string();
+        if state != "inactive" {
+            bail!("the Docker engine is in a swarm already (state {state:?}): this benchmark makes its own, leave that one first");
+        }
+        let gwbridge_was_there =
+            !docker(&["network", "ls", "-q", "--filter", "name=^docker_gwbridge$"]).trim().is_empty();
+        let out = Command::new("docker")
+            .args(["swarm", "init", "--advertise-addr", "127.0.0.1"])
+            .output()
+            .context("docker swarm init")?;
+        if !out.status.success() {
+            bail!("docker swarm init: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        Ok(OneNodeSwarm { _lock: lock, gwbridge_was_there })
+    }
+}
+
+impl Drop for OneNodeSwarm {
+    fn drop(&mut self) {
+        docker(&["swarm", "leave", "--force"]);
+        if !self.gwbridge_was_there {
+            for _ in 0..20 {
+                if docker(&["network", "ls", "-q", "--filter", "name=^docker_gwbridge$"]).trim().is_empty() {
+                    break;
+                }
+                docker(&["network", "rm", "docker_gwbridge"]);
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        }
+    }
+}
+
+/// (up, rollout) of the fleet as fleet.yaml is now.
+fn up_and_rollout(master: &Master) -> anyhow::Result<(Duration, Duration)> {
+    let up = master.ok(&["up", "--timeout", "300"])?;
+    let rollout = master.ok(&["upgrade", "web", "one", "--to", "2", "--batch", "2"])?;
+    master.ok(&["down", "--volumes"])?;
+    Ok((up, rollout))
+}
+
+pub fn run(opts: &Options) -> anyhow::Result<Vec<Row>> {
+    let fleet = format!("benchswarm{}", std::process::id());
+    let swarm = OneNodeSwarm::init()?;
+    let result = measure(opts, &fleet);
+    clean(&fleet);
+    drop(swarm);
+    result
+}
+
+fn measure(opts: &Options, fleet: &str) -> anyhow::Result<Vec<Row>> {
+    let (_work, master) = start(opts, fleet, &fleet_yaml(fleet))?;
+    eprintln!("the local engine: up, rollout...");
+    let (local_up, local_rollout) = up_and_rollout(&master)?;
+    let swarm_yaml = fleet_yaml(fleet).replacen('\n', "\nengine: swarm\n", 1);
+    std::fs::write(master.repo.join("fleet.yaml"), swarm_yaml)?;
+    git(&master.repo, &["commit", "-qam", "engine: swarm"])?;
+    eprintln!("Swarm: up, rollout...");
+    let (swarm_up, swarm_rollout) = up_and_rollout(&master)?;
+    Ok(vec![
+        Row {
+            name: "up of 10 slots (all connected, converged, healthy)".into(),
+            drover: secs(swarm_up),
+            compose: secs(local_up),
+            target: "–".into(),
+        },
+        Row {
+            name: "rollout of 10 slots to another version, batch 2 (start to every slot ready)".into(),
+            drover: secs(swarm_rollout),
+            compose: secs(local_rollout),
+            target: "–".into(),
+        },
+    ])
+}
+
+pub fn print(rows: &[Row]) {
+    println!("| figure | on Swarm (one node) | on the local engine |");
+    println!("|---|---|---|");
+    for r in rows {
+        println!("| {} | {} | {} |", r.name, r.drover, r.compose);
+    }
+}

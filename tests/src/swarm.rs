@@ -1,0 +1,101 @@
+//! A one-node Docker Swarm made by a test, and left by it: [`OneNodeSwarm::init`] runs
+//! `docker swarm init --advertise-addr 127.0.0.1` only when the engine is in no swarm, holds
+//! a machine-wide lock (`flock` on `/tmp/drover-swarm-test.lock`) while the swarm exists, and
+//! `docker swarm leave --force` when dropped (test passed or panicked). A swarm the machine
+//! was in already is never touched: the test then says it skipped.
+//!
+//! A swarm leaves `docker_gwbridge` behind; it is removed too when it did not exist before
+//! and nothing uses it.
+
+use std::process::Command;
+
+use crate::docker::{docker, required};
+
+/// The lock every swarm-making test takes, in every test binary of every checkout.
+const LOCK: &str = "/tmp/drover-swarm-test.lock";
+
+/// A swarm this test made; left when dropped.
+pub struct OneNodeSwarm {
+    gwbridge_was_there: bool,
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+/// The engine's swarm state: `inactive`, `active`, `pending`, `error`, `locked`.
+fn swarm_state() -> String {
+    docker(&["info", "--format", "{{.Swarm.LocalNodeState}}"]).trim().to_string()
+}
+
+fn gwbridge_exists() -> bool {
+    !docker(&["network", "ls", "-q", "--filter", "name=^docker_gwbridge$"]).trim().is_empty()
+}
+
+impl OneNodeSwarm {
+    /// A one-node swarm, or `None` (after saying why) when there is no engine or the engine
+    /// is in a swarm this test did not make. With `DROVER_REQUIRE_DOCKER=1`, an engine that
+    /// cannot make a swarm for another reason is a failure.
+    pub fn init() -> Option<OneNodeSwarm> {
+        if !required() {
+            return None;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(LOCK)
+            .unwrap_or_else(|e| panic!("{LOCK}: {e}"));
+        let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .unwrap_or_else(|(_, e)| panic!("lock {LOCK}: {e}"));
+        let state = swarm_state();
+        if state != "inactive" {
+            eprintln!(
+                "skipped: the Docker engine is in a swarm already (state {state:?}) that this test did not make; \
+                 it never touches one (`docker swarm leave` it to run this test)"
+            );
+            return None;
+        }
+        let gwbridge_was_there = gwbridge_exists();
+        let out = Command::new("docker")
+            .args(["swarm", "init", "--advertise-addr", "127.0.0.1"])
+            .output()
+            .expect("run docker swarm init");
+        if !out.status.success() {
+            let why = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            assert!(
+                std::env::var("DROVER_REQUIRE_DOCKER").as_deref() != Ok("1"),
+                "DROVER_REQUIRE_DOCKER=1 but `docker swarm init --advertise-addr 127.0.0.1` failed: {why}"
+            );
+            eprintln!("skipped: `docker swarm init` failed: {why}");
+            return None;
+        }
+        Some(OneNodeSwarm { gwbridge_was_there, _lock: lock })
+    }
+
+    /// The hostname of the swarm's one node, as `drover ps` shows it.
+    pub fn node(&self) -> String {
+        docker(&["node", "ls", "--format", "{{.Hostname}}"]).trim().to_string()
+    }
+}
+
+impl Drop for OneNodeSwarm {
+    fn drop(&mut self) {
+        let out = Command::new("docker").args(["swarm", "leave", "--force"]).output();
+        if let Ok(out) = out
+            && !out.status.success()
+        {
+            eprintln!("docker swarm leave --force: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        if !self.gwbridge_was_there {
+            // in use (a container of another swarm-less test never is on it): left alone
+            for _ in 0..20 {
+                if !gwbridge_exists() || Command::new("docker")
+                    .args(["network", "rm", "docker_gwbridge"])
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+                {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            }
+        }
+    }
+}
