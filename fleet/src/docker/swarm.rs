@@ -73,7 +73,7 @@ fn volume_labels(container: &ContainerSpec) -> HashMap<String, String> {
 /// The Swarm spec of a slot's service: one replica, restarted whatever way it ends, on the
 /// fleet's network under the slot's aliases, with the slot's secrets at their paths. The
 /// container's `files` are not used: on Swarm they travel as `secrets`.
-pub(crate) fn swarm_spec(spec: &ServiceSpec) -> SwarmSpec {
+pub(crate) fn swarm_spec(spec: &ServiceSpec, secret_ids: &HashMap<String, String>) -> SwarmSpec {
     let c = &spec.container;
     let labels: HashMap<String, String> = c.labels.clone().into_iter().collect();
     let (update, rollback) = update_config(&spec.update);
@@ -110,7 +110,7 @@ pub(crate) fn swarm_spec(spec: &ServiceSpec) -> SwarmSpec {
                         mode: Some(s.mode),
                     }),
                     secret_name: Some(s.name.clone()),
-                    ..Default::default()
+                    secret_id: secret_ids.get(&s.name).cloned(),
                 })
                 .collect(),
         ),
@@ -316,9 +316,29 @@ impl Docker {
         }
     }
 
+    /// The ids of the secrets `spec` refers to (Swarm wants both name and id).
+    async fn secret_ids(&self, spec: &ServiceSpec) -> Result<HashMap<String, String>> {
+        if spec.secrets.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let names: Vec<String> = spec.secrets.iter().map(|s| s.name.clone()).collect();
+        let options = ListSecretsOptions { filters: Some(HashMap::from([("name".to_string(), names.clone())])) };
+        let list = self.client.list_secrets(Some(options)).await.map_err(self.error("list secrets"))?;
+        let ids: HashMap<String, String> = list
+            .into_iter()
+            .filter_map(|s| Some((s.spec?.name?, s.id?)))
+            .filter(|(name, _)| names.contains(name))
+            .collect();
+        if let Some(missing) = names.iter().find(|n| !ids.contains_key(*n)) {
+            return Err(EngineError::NotFound { what: format!("secret {missing}") });
+        }
+        Ok(ids)
+    }
+
     pub(crate) async fn swarm_create(&self, spec: &ServiceSpec) -> Result<String> {
         let what = format!("create service {}", spec.container.name);
-        let created = self.client.create_service(swarm_spec(spec), None).await.map_err(self.error(what))?;
+        let body = swarm_spec(spec, &self.secret_ids(spec).await?);
+        let created = self.client.create_service(body, None).await.map_err(self.error(what))?;
         Ok(created.id.unwrap_or_default())
     }
 
@@ -326,6 +346,7 @@ impl Docker {
     /// rollback, say) and the version given is out of date.
     pub(crate) async fn swarm_update(&self, spec: &ServiceSpec) -> Result<()> {
         let name = &spec.container.name;
+        let ids = self.secret_ids(spec).await?;
         let mut tries = 0;
         loop {
             tries += 1;
@@ -336,7 +357,7 @@ impl Docker {
                 .map_err(self.error(format!("service {name}")))?;
             let version = current.version.and_then(|v| v.index).unwrap_or(0);
             let options = UpdateServiceOptions { version: version as i32, ..Default::default() };
-            match self.client.update_service(name, swarm_spec(spec), options, None).await {
+            match self.client.update_service(name, swarm_spec(spec, &ids), options, None).await {
                 Ok(_) => return Ok(()),
                 Err(BollardError::DockerResponseServerError { message, .. })
                     if tries < 5 && message.contains("out of sequence") =>
@@ -436,7 +457,8 @@ mod tests {
 
     #[test]
     fn a_slot_is_a_service_of_one_replica_with_its_secrets_volume_and_network() {
-        let s = swarm_spec(&spec());
+        let ids = HashMap::from([("f-web-1.key-0123abcd".to_string(), "sec1".to_string())]);
+        let s = swarm_spec(&spec(), &ids);
         assert_eq!(s.name.as_deref(), Some("f-web-1"));
         assert_eq!(s.mode.unwrap().replicated.unwrap().replicas, Some(1));
         assert_eq!(s.labels.unwrap()["drover.version"], "2");
@@ -446,6 +468,7 @@ mod tests {
         assert_eq!(c.labels.unwrap()["drover.slot"], "f-web-1");
         let secret = &c.secrets.unwrap()[0];
         assert_eq!(secret.secret_name.as_deref(), Some("f-web-1.key-0123abcd"));
+        assert_eq!(secret.secret_id.as_deref(), Some("sec1"));
         let file = secret.file.as_ref().unwrap();
         assert_eq!(file.name.as_deref(), Some("/var/lib/drover/minion/pki/minion.key"));
         assert_eq!(file.mode, Some(0o600));
@@ -465,7 +488,7 @@ mod tests {
     fn a_service_shows_as_its_newest_running_task() {
         let service = Service {
             id: Some("svc1".into()),
-            spec: Some(swarm_spec(&spec())),
+            spec: Some(swarm_spec(&spec(), &HashMap::new())),
             update_status: Some(bollard::models::ServiceUpdateStatus {
                 state: Some(bollard::models::ServiceUpdateStatusStateEnum::ROLLBACK_COMPLETED),
                 message: Some("rollback completed".into()),
