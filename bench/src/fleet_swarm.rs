@@ -30,7 +30,9 @@ impl OneNodeSwarm {
             .map_err(|(_, e)| anyhow::anyhow!("lock {LOCK}: {e}"))?;
         let state = docker(&["info", "--format", "{{.Swarm.LocalNodeState}}"]).trim().to_string();
         if state != "inactive" {
-            bail!("the Docker engine is in a swarm already (state {state:?}): this benchmark makes its own, leave that one first");
+            bail!(
+                "the Docker engine is in a swarm already (state {state:?}): this benchmark makes its own, leave that one first"
+            );
         }
         let gwbridge_was_there =
             !docker(&["network", "ls", "-q", "--filter", "name=^docker_gwbridge$"]).trim().is_empty();

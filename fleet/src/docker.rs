@@ -357,7 +357,7 @@ impl Engine for Docker {
                     state,
                     addresses: addresses(c.network_settings.and_then(|n| n.networks)),
                     node: None,
-            update: None,
+                    update: None,
                 }
             })
             .collect())

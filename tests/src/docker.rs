@@ -114,7 +114,9 @@ impl Scope {
         // service removes its task's container
         let services = lines(&docker(&["service", "ls", "-q", "--filter", &filter]));
         if !services.is_empty() {
-            docker(&[&["service", "rm"][..], &services.iter().map(String::as_str).collect::<Vec<_>>()].concat());
+            docker(
+                &[&["service", "rm"][..], &services.iter().map(String::as_str).collect::<Vec<_>>()].concat(),
+            );
             for _ in 0..120 {
                 if lines(&docker(&["ps", "-aq", "--filter", &filter])).is_empty() {
                     break;
@@ -124,7 +126,9 @@ impl Scope {
         }
         let secrets = lines(&docker(&["secret", "ls", "-q", "--filter", &filter]));
         if !secrets.is_empty() {
-            docker(&[&["secret", "rm"][..], &secrets.iter().map(String::as_str).collect::<Vec<_>>()].concat());
+            docker(
+                &[&["secret", "rm"][..], &secrets.iter().map(String::as_str).collect::<Vec<_>>()].concat(),
+            );
         }
         let mut ids = lines(&docker(&["ps", "-aq", "--filter", &filter]));
         let named = docker(&["ps", "-a", "--format", "{{.ID}} {{.Names}}"]);

@@ -87,10 +87,11 @@ impl Drop for OneNodeSwarm {
         if !self.gwbridge_was_there {
             // in use (a container of another swarm-less test never is on it): left alone
             for _ in 0..20 {
-                if !gwbridge_exists() || Command::new("docker")
-                    .args(["network", "rm", "docker_gwbridge"])
-                    .output()
-                    .is_ok_and(|o| o.status.success())
+                if !gwbridge_exists()
+                    || Command::new("docker")
+                        .args(["network", "rm", "docker_gwbridge"])
+                        .output()
+                        .is_ok_and(|o| o.status.success())
                 {
                     break;
                 }

@@ -81,7 +81,10 @@ fn a_fleet_on_a_one_node_swarm() {
     let keys = master.drover(&["key", "list"]);
     assert!(!String::from_utf8_lossy(&keys.stdout).contains("pending"), "{}", show(&keys));
     // the network is an attachable overlay; the container is named for its slot inside
-    assert_eq!(docker(&["network", "inspect", "--format", "{{.Driver}} {{.Attachable}}", &f]).trim(), "overlay true");
+    assert_eq!(
+        docker(&["network", "inspect", "--format", "{{.Driver}} {{.Attachable}}", &f]).trim(),
+        "overlay true"
+    );
     let container = task_container(&scope, &kv).expect("the kv task runs here");
     assert_eq!(exec(&container, "hostname").trim(), kv);
     assert_eq!(daemons(&master, &kv), ["kv"]);
@@ -95,7 +98,10 @@ fn a_fleet_on_a_one_node_swarm() {
     ok(&out);
     assert!(versions(&master).iter().all(|(_, v)| v == "2"), "{:?}", versions(&master));
     assert!(inspect(&kv, "{{.Spec.TaskTemplate.ContainerSpec.Image}}").starts_with(&format!("{f}-app:2")));
-    assert_eq!(inspect(&web1, "{{.Spec.UpdateConfig.Order}} {{.Spec.UpdateConfig.FailureAction}}"), "start-first rollback");
+    assert_eq!(
+        inspect(&web1, "{{.Spec.UpdateConfig.Order}} {{.Spec.UpdateConfig.FailureAction}}"),
+        "start-first rollback"
+    );
     let (code, v, err) = master.drover_json(&["-L", &kv, "cmd.run", "cat /data/mark"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(v[&kv].as_str().map(str::trim), Some("written-by-1"), "{v}");
@@ -105,11 +111,14 @@ fn a_fleet_on_a_one_node_swarm() {
     let out = master.drover(&["upgrade", "web", "--to", "3"]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let text = show(&out);
+    eprintln!("the broken upgrade, as drover told it:\n{text}");
     assert!(text.contains("rolled-back"), "{text}");
     assert!(text.contains(&format!("{web1} failed to become ready at 3")), "{text}");
     assert!(text.contains("web exited with code 3"), "{text}");
     wait_until(Duration::from_secs(120), "every slot back at 2 and ready", || {
-        ps(&master).iter().all(|s| s["version"] == "2" && s["connected"] == true && s["converged"].is_string())
+        ps(&master)
+            .iter()
+            .all(|s| s["version"] == "2" && s["connected"] == true && s["converged"].is_string())
     });
     assert!(inspect(&web1, "{{.Spec.TaskTemplate.ContainerSpec.Image}}").starts_with(&format!("{f}-app:2")));
     let (_, rollouts, _) = master.drover_json(&["rollout", "status"]);
@@ -135,9 +144,17 @@ fn a_fleet_on_a_one_node_swarm() {
         code == 0 && v[&kv].as_str().map(str::trim) == Some("written-by-1")
     });
     assert_eq!(scope.services().len(), 3, "Swarm replaced the task, drover made no service");
-    let events = master.drover(&["--out", "json", "events", "--since", "0", "--no-follow"]);
-    let events = String::from_utf8_lossy(&events.stdout).to_string();
-    assert!(events.contains(&format!("drover/fleet/{f}/slot/{kv}/died")), "the death is reported: {events}");
+    // the healer reported the death, Swarm's new task, and its minion ready again
+    let events = || {
+        let out = master.drover(&["--out", "json", "events", "--since", "0", "--no-follow"]);
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    wait_until(Duration::from_secs(60), "the kv slot's death and heal reported", || {
+        let all = events();
+        ["died", "replaced", "healed"]
+            .iter()
+            .all(|step| all.contains(&format!("drover/fleet/{f}/slot/{kv}/{step}")))
+    });
 
     // down: no service, secret, container or network left; the volume stays without --volumes
     ok(&master.drover(&["down"]));

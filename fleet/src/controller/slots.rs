@@ -96,10 +96,17 @@ impl<E: Engine, H: Host> Controller<E, H> {
         if c.update.is_some() {
             self.emit(
                 progress,
-                FleetEvent::Slot { slot: slot.clone(), step: "stopping".into(), detail: Some(c.name.clone()) },
+                FleetEvent::Slot {
+                    slot: slot.clone(),
+                    step: "stopping".into(),
+                    detail: Some(c.name.clone()),
+                },
             );
             self.inner.engine.remove_service(&c.name).await?;
-            self.emit(progress, FleetEvent::Slot { slot, step: "removed".into(), detail: Some(c.name.clone()) });
+            self.emit(
+                progress,
+                FleetEvent::Slot { slot, step: "removed".into(), detail: Some(c.name.clone()) },
+            );
             return Ok(());
         }
         if c.state == ContainerState::Running {
@@ -263,14 +270,14 @@ impl<E: Engine, H: Host> Controller<E, H> {
                     }
                 } else {
                     match self.inner.engine.container(&id).await {
-                    Ok(Some(c)) if c.state == ContainerState::Running => {}
-                    Ok(Some(c)) => {
-                        let code = c.exit_code.map(|c| format!(" with code {c}")).unwrap_or_default();
-                        break Err(self.with_logs(&id, format!("its container exited{code}")).await);
+                        Ok(Some(c)) if c.state == ContainerState::Running => {}
+                        Ok(Some(c)) => {
+                            let code = c.exit_code.map(|c| format!(" with code {c}")).unwrap_or_default();
+                            break Err(self.with_logs(&id, format!("its container exited{code}")).await);
+                        }
+                        Ok(None) => break Err("its container is gone".into()),
+                        Err(e) => break Err(e.to_string()),
                     }
-                    Ok(None) => break Err("its container is gone".into()),
-                    Err(e) => break Err(e.to_string()),
-                }
                 }
             }
             if now >= deadline {

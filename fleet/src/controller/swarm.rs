@@ -175,11 +175,14 @@ impl<E: Engine, H: Host> Controller<E, H> {
             return self.wait_ready(&slot.slot, id, generation, policy, progress).await;
         };
         if current.label(LABEL_VERSION) == Some(version) {
-            return self.wait_ready(&slot.slot, current.id.clone(), current.generation(), policy, progress).await;
+            return self
+                .wait_ready(&slot.slot, current.id.clone(), current.generation(), policy, progress)
+                .await;
         }
         let enrollment: Enrollment = self.inner.host.enroll(&slot.slot).await.map_err(|e| e.to_string())?;
         let generation = self.next_generation();
-        let container = super::slots::container_spec(&fleet, slot, version, generation, &enrollment, network)?;
+        let container =
+            super::slots::container_spec(&fleet, slot, version, generation, &enrollment, network)?;
         let mut spec = self.service_spec(&fleet, slot, container, order).await.map_err(text)?;
         spec.update = service_update(policy, order);
         self.emit(
@@ -196,7 +199,11 @@ impl<E: Engine, H: Host> Controller<E, H> {
 
     /// While waiting for a slot's minion on Swarm: the service still wants `generation`
     /// (else Swarm rolled it back, or someone changed it).
-    pub(crate) async fn service_still_wanted(&self, id: &str, generation: u64) -> std::result::Result<(), String> {
+    pub(crate) async fn service_still_wanted(
+        &self,
+        id: &str,
+        generation: u64,
+    ) -> std::result::Result<(), String> {
         match self.inner.engine.service(id).await {
             Ok(Some(s)) if s.generation() == generation => Ok(()),
             Ok(Some(s)) => {
@@ -275,7 +282,11 @@ impl<E: Engine, H: Host> Controller<E, H> {
                 let Some(died) = self.inner.shared().task_deaths.remove(&slot) else { return };
                 self.emit(
                     &progress,
-                    FleetEvent::Slot { slot: slot.clone(), step: "replaced".into(), detail: Some("by Swarm".into()) },
+                    FleetEvent::Slot {
+                        slot: slot.clone(),
+                        step: "replaced".into(),
+                        detail: Some("by Swarm".into()),
+                    },
                 );
                 let this = self.clone();
                 tokio::spawn(async move {
@@ -288,7 +299,10 @@ impl<E: Engine, H: Host> Controller<E, H> {
                     let generation = service.generation();
                     if this.wait_ready(&slot, service.id, generation, &policy, &progress).await.is_ok() {
                         let detail = format!("ready {:.1} s after it died", died.elapsed().as_secs_f64());
-                        this.emit(&progress, FleetEvent::Slot { slot, step: "healed".into(), detail: Some(detail) });
+                        this.emit(
+                            &progress,
+                            FleetEvent::Slot { slot, step: "healed".into(), detail: Some(detail) },
+                        );
                     }
                 });
             }
@@ -329,8 +343,16 @@ mod tests {
     #[test]
     fn a_slot_keys_become_secrets_named_by_their_content() {
         let files = [
-            FileIn { path: "/var/lib/drover/minion/pki/minion.key".into(), mode: 0o600, data: b"secret".to_vec() },
-            FileIn { path: "/var/lib/drover/minion/pki/minion.pub".into(), mode: 0o600, data: b"public".to_vec() },
+            FileIn {
+                path: "/var/lib/drover/minion/pki/minion.key".into(),
+                mode: 0o600,
+                data: b"secret".to_vec(),
+            },
+            FileIn {
+                path: "/var/lib/drover/minion/pki/minion.pub".into(),
+                mode: 0o600,
+                data: b"public".to_vec(),
+            },
         ];
         let secrets = slot_secrets("f", "f-web-1", &files);
         let names: Vec<&str> = secrets.iter().map(|s| s.name.as_str()).collect();

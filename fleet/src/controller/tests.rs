@@ -218,7 +218,10 @@ async fn up_refuses_what_it_cannot_do_and_changes_nothing() {
     let mut swarm = fleet_file("1", UpdatePolicy::default());
     swarm.engine = render::fleet::EngineKind::Swarm;
     let err = fleet.up(swarm.clone(), "c".into(), MINUTE, &Progress::none()).await.unwrap_err();
-    assert!(err.to_string().contains("says `engine: swarm`, but the Docker engine at fake is in no swarm"), "{err}");
+    assert!(
+        err.to_string().contains("says `engine: swarm`, but the Docker engine at fake is in no swarm"),
+        "{err}"
+    );
     assert!(engine.table().is_empty());
 
     // a fleet up on one engine does not move to Swarm in place
@@ -226,7 +229,10 @@ async fn up_refuses_what_it_cannot_do_and_changes_nothing() {
     engine.set_swarm();
     up(&fleet, "1", UpdatePolicy::default()).await;
     let err = fleet.up(swarm, "c".into(), MINUTE, &Progress::none()).await.unwrap_err();
-    assert!(err.to_string().contains("fleet f runs on this engine; fleet.yaml now says `engine: swarm`"), "{err}");
+    assert!(
+        err.to_string().contains("fleet f runs on this engine; fleet.yaml now says `engine: swarm`"),
+        "{err}"
+    );
 
     // an engine that does not answer
     let (fleet, engine, _) = setup(&["1"]);
@@ -634,8 +640,10 @@ async fn on_swarm_each_slot_is_a_service_with_its_keys_as_secrets() {
     assert!(engine.secret_names().is_empty());
 
     engine.set_swarm();
-    let outcome =
-        fleet.up(swarm_file("1", UpdatePolicy::default()), "c1".into(), MINUTE, &Progress::none()).await.unwrap();
+    let outcome = fleet
+        .up(swarm_file("1", UpdatePolicy::default()), "c1".into(), MINUTE, &Progress::none())
+        .await
+        .unwrap();
     assert!(outcome.ok(), "{outcome:?}");
     assert!(engine.table().is_empty(), "no container made by drover itself");
     let db = engine.service_spec("f-db-1").unwrap();
@@ -670,7 +678,8 @@ async fn on_swarm_a_swap_is_a_service_update_and_a_broken_version_goes_back() {
     let web = policy(1, Order::StartFirst, OnFailure::Rollback);
     fleet.up(swarm_file("1", web), "c1".into(), MINUTE, &Progress::none()).await.unwrap();
     engine.clear_calls();
-    let out = fleet.upgrade(&["web".into()], "2", PolicyOverride::default(), &Progress::none()).await.unwrap();
+    let out =
+        fleet.upgrade(&["web".into()], "2", PolicyOverride::default(), &Progress::none()).await.unwrap();
     assert!(out.ok(), "{out:?}");
     let updates: Vec<String> = changes(&engine).into_iter().filter(|c| c.starts_with("update")).collect();
     assert_eq!(updates, ["update f-web-1 app:2", "update f-web-2 app:2", "update f-web-3 app:2"]);
@@ -681,7 +690,8 @@ async fn on_swarm_a_swap_is_a_service_update_and_a_broken_version_goes_back() {
     assert_eq!(spec.update.failure_action, FailureAction::Rollback);
 
     engine.clear_calls();
-    let out = fleet.upgrade(&["web".into()], "3", PolicyOverride::default(), &Progress::none()).await.unwrap();
+    let out =
+        fleet.upgrade(&["web".into()], "3", PolicyOverride::default(), &Progress::none()).await.unwrap();
     let rollout = out.rollout.unwrap();
     assert_eq!(rollout.state, RolloutState::RolledBack);
     assert!(rollout.reason.unwrap().contains("f-web-1 failed to become ready at 3: apply failed"));

@@ -7,13 +7,14 @@ use std::collections::{BTreeMap, HashMap};
 use base64::Engine as _;
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum, EndpointSpec, Limit,
-    Mount as DockerMount, MountType, MountVolumeOptions, NetworkAttachmentConfig, NetworkCreateRequest,
-    SecretSpec, Service, ServiceSpec as SwarmSpec, ServiceSpecMode, ServiceSpecModeReplicated,
-    ServiceSpecRollbackConfig, ServiceSpecRollbackConfigFailureActionEnum, ServiceSpecRollbackConfigOrderEnum,
-    ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum, ServiceSpecUpdateConfigOrderEnum, Task,
-    TaskSpec, TaskSpecContainerSpec, TaskSpecContainerSpecFile, TaskSpecContainerSpecSecrets, TaskSpecResources,
-    TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum, TaskState,
+    EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum, EndpointSpec,
+    Limit, Mount as DockerMount, MountType, MountVolumeOptions, NetworkAttachmentConfig,
+    NetworkCreateRequest, SecretSpec, Service, ServiceSpec as SwarmSpec, ServiceSpecMode,
+    ServiceSpecModeReplicated, ServiceSpecRollbackConfig, ServiceSpecRollbackConfigFailureActionEnum,
+    ServiceSpecRollbackConfigOrderEnum, ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum,
+    ServiceSpecUpdateConfigOrderEnum, Task, TaskSpec, TaskSpecContainerSpec, TaskSpecContainerSpecFile,
+    TaskSpecContainerSpecSecrets, TaskSpecResources, TaskSpecRestartPolicy,
+    TaskSpecRestartPolicyConditionEnum, TaskState,
 };
 use bollard::query_parameters::{
     ListNodesOptions, ListSecretsOptions, ListServicesOptions, ListTasksOptions, UpdateServiceOptions,
@@ -195,7 +196,11 @@ fn newest<'a>(tasks: impl Iterator<Item = &'a Task>) -> Option<&'a Task> {
 /// A service and its tasks as one [`ContainerInfo`]: the service's name and labels (its
 /// current spec's), the state, exit code and node of its newest task that should run (else
 /// its newest), the state of its last update.
-pub(crate) fn service_info(service: &Service, tasks: &[&Task], nodes: &BTreeMap<String, String>) -> ContainerInfo {
+pub(crate) fn service_info(
+    service: &Service,
+    tasks: &[&Task],
+    nodes: &BTreeMap<String, String>,
+) -> ContainerInfo {
     let spec = service.spec.clone().unwrap_or_default();
     let wanted = tasks.iter().copied().filter(|t| t.desired_state == Some(TaskState::RUNNING));
     let task = newest(wanted).or_else(|| newest(tasks.iter().copied()));
@@ -231,7 +236,9 @@ pub(crate) fn service_info(service: &Service, tasks: &[&Task], nodes: &BTreeMap<
         } else {
             status.container_status.and_then(|c| c.exit_code)
         },
-        node: task.and_then(|t| t.node_id.as_ref()).map(|id| nodes.get(id).cloned().unwrap_or_else(|| id.clone())),
+        node: task
+            .and_then(|t| t.node_id.as_ref())
+            .map(|id| nodes.get(id).cloned().unwrap_or_else(|| id.clone())),
         update: Some(update),
     }
 }
@@ -276,7 +283,8 @@ impl Docker {
     }
 
     async fn node_names(&self) -> Result<BTreeMap<String, String>> {
-        let nodes = self.client.list_nodes(None::<ListNodesOptions>).await.map_err(self.error("list nodes"))?;
+        let nodes =
+            self.client.list_nodes(None::<ListNodesOptions>).await.map_err(self.error("list nodes"))?;
         Ok(nodes
             .into_iter()
             .filter_map(|n| Some((n.id?, n.description.and_then(|d| d.hostname).unwrap_or_default())))
@@ -289,8 +297,7 @@ impl Docker {
             return Ok(Vec::new());
         }
         let ids: Vec<String> = services.iter().filter_map(|s| s.id.clone()).collect();
-        let options =
-            ListTasksOptions { filters: Some(HashMap::from([("service".to_string(), ids)])) };
+        let options = ListTasksOptions { filters: Some(HashMap::from([("service".to_string(), ids)])) };
         let tasks = self.client.list_tasks(Some(options)).await.map_err(self.error("list tasks"))?;
         let nodes = self.node_names().await?;
         Ok(services
@@ -322,7 +329,8 @@ impl Docker {
             return Ok(HashMap::new());
         }
         let names: Vec<String> = spec.secrets.iter().map(|s| s.name.clone()).collect();
-        let options = ListSecretsOptions { filters: Some(HashMap::from([("name".to_string(), names.clone())])) };
+        let options =
+            ListSecretsOptions { filters: Some(HashMap::from([("name".to_string(), names.clone())])) };
         let list = self.client.list_secrets(Some(options)).await.map_err(self.error("list secrets"))?;
         let ids: HashMap<String, String> = list
             .into_iter()
@@ -418,7 +426,12 @@ mod tests {
                 network: "f".into(),
                 aliases: vec!["f-web-1".into(), "web".into()],
                 mounts: vec![Mount { volume: "f-web-1-data".into(), target: "/data".into() }],
-                publish: vec![Publish { host_ip: None, host_port: Some(8080), container_port: 80, protocol: "tcp".into() }],
+                publish: vec![Publish {
+                    host_ip: None,
+                    host_port: Some(8080),
+                    container_port: 80,
+                    protocol: "tcp".into(),
+                }],
                 cpus: Some(0.5),
                 memory: None,
                 files: Vec::new(),
@@ -504,7 +517,10 @@ mod tests {
             desired_state: Some(desired),
             status: Some(bollard::models::TaskStatus {
                 state: Some(state),
-                container_status: Some(bollard::models::ContainerStatus { exit_code: code, ..Default::default() }),
+                container_status: Some(bollard::models::ContainerStatus {
+                    exit_code: code,
+                    ..Default::default()
+                }),
                 ..Default::default()
             }),
             ..Default::default()
