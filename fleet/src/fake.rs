@@ -109,6 +109,23 @@ impl FakeEngine {
         s.networks.insert(bridge.name.clone(), bridge);
     }
 
+    /// The task of service `name` ends as if its main process exited with `code`, with the
+    /// container event Docker sends for a Swarm task (its labels and the task id's).
+    pub fn die_task(&self, name: &str, code: i64) {
+        let event = {
+            let mut s = self.lock();
+            let Some((_, info)) = s.services.get_mut(name) else { return };
+            info.state = ContainerState::Exited;
+            info.exit_code = Some(code);
+            let mut e = event("die", info);
+            e.name = format!("{name}.1.task{code}");
+            e.labels.insert("com.docker.swarm.task.id".into(), format!("task{code}"));
+            e.exit_code = Some(code);
+            e
+        };
+        let _ = self.events.send(event);
+    }
+
     /// A service's spec, by name.
     pub fn service_spec(&self, name: &str) -> Option<ServiceSpec> {
         self.lock().services.get(name).map(|(spec, _)| spec.clone())

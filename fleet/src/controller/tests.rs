@@ -699,3 +699,34 @@ async fn on_swarm_a_swap_is_a_service_update_and_a_broken_version_goes_back() {
     assert_eq!(updates, ["update f-web-1 app:3", "update f-web-1 app:2"]);
     assert_eq!(engine.service_spec("f-web-1").unwrap().container.labels[LABEL_VERSION], "2");
 }
+
+#[tokio::test(start_paused = true)]
+async fn on_swarm_scale_makes_and_removes_services_with_their_secrets() {
+    let (fleet, engine, host) = setup(&["1"]);
+    engine.set_swarm();
+    fleet.up(swarm_file("1", UpdatePolicy::default()), "c1".into(), MINUTE, &Progress::none()).await.unwrap();
+    let out = fleet.scale("web", 5, MINUTE, &Progress::none()).await.unwrap();
+    assert!(out.ok(), "{out:?}");
+    assert!(engine.service_spec("f-web-5").is_some());
+    assert_eq!(engine.secret_names().len(), 6);
+    let out = fleet.scale("web", 1, MINUTE, &Progress::none()).await.unwrap();
+    assert!(out.ok(), "{out:?}");
+    assert!(engine.service_spec("f-web-2").is_none());
+    assert!(engine.service_spec("f-web-1").is_some());
+    // the removed slots' secrets are gone and their identities revoked
+    let left = engine.secret_names();
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(left.iter().all(|s| s.starts_with("f-db-1.") || s.starts_with("f-web-1.")), "{left:?}");
+    assert!(!host.enrolled.lock().unwrap().contains("f-web-2"));
+    // a dead task is Swarm's: the healer reports it and makes nothing
+    engine.clear_calls();
+    let token = tokio_util::sync::CancellationToken::new();
+    let healer = fleet.spawn_healer(token.clone());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    engine.die_task("f-web-1", 137);
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    token.cancel();
+    healer.await.unwrap();
+    assert!(changes(&engine).is_empty(), "{:?}", changes(&engine));
+    assert!(host.events().iter().any(|t| t == "drover/fleet/f/slot/f-web-1/died"), "{:?}", host.events());
+}

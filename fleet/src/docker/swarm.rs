@@ -384,9 +384,15 @@ impl Docker {
         }
     }
 
-    /// The last `lines` lines a service's tasks wrote.
+    /// The last `lines` lines its newest task wrote (the task drover waits for; a
+    /// service's own logs mix every task it had).
     pub(crate) async fn swarm_logs(&self, name: &str, lines: usize) -> Result<String> {
         use futures_util::TryStreamExt;
+        let options = ListTasksOptions {
+            filters: Some(HashMap::from([("service".to_string(), vec![name.to_string()])])),
+        };
+        let tasks = self.client.list_tasks(Some(options)).await.map_err(self.error("list tasks"))?;
+        let Some(task) = newest(tasks.iter()).and_then(|t| t.id.clone()) else { return Ok(String::new()) };
         let options = bollard::query_parameters::LogsOptions {
             stdout: true,
             stderr: true,
@@ -395,10 +401,10 @@ impl Docker {
         };
         let chunks: Vec<_> = self
             .client
-            .service_logs(name, Some(options))
+            .task_logs(&task, Some(options))
             .try_collect()
             .await
-            .map_err(self.error(format!("logs of service {name}")))?;
+            .map_err(self.error(format!("logs of task {task} of service {name}")))?;
         Ok(chunks.iter().map(|c| String::from_utf8_lossy(&c.clone().into_bytes()).into_owned()).collect())
     }
 }
