@@ -282,12 +282,14 @@ pub struct ServiceUpdate {
 }
 
 /// A slot as a Swarm service: one replica of `container` (its name is the service's),
-/// restarted by Swarm when it ends, with `secrets` in place of `container.files`.
+/// with `secrets` in place of `container.files`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServiceSpec {
     pub container: ContainerSpec,
     pub secrets: Vec<SecretRef>,
     pub update: ServiceUpdate,
+    /// Swarm starts another task when the task ends, however it ends (the role's `heal`).
+    pub restart: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -90,6 +90,11 @@ fn a_fleet_on_a_one_node_swarm() {
     assert_eq!(daemons(&master, &kv), ["kv"]);
     assert_eq!(daemons(&master, &web1), ["web"]);
 
+    // up again changes nothing
+    let out = master.drover(&["up"]);
+    ok(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to change"), "{}", show(&out));
+
     // data on the kv slot's volume, written under version 1
     ok(&master.drover(&["-L", &kv, "cmd.run", "sh -c 'echo written-by-1 > /data/mark'"]));
 

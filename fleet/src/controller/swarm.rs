@@ -9,8 +9,9 @@
 //!   configuration ([`service_update`]), Swarm starts the new task (gated by the image's
 //!   health check, the minion's own) and rolls back on its own when it fails; drover waits
 //!   for the minion as on one engine and reverts through another update if Swarm has not.
-//! - A dead task is Swarm's to replace (its restart policy): the healer only reports it
-//!   (`died`, `replaced`, `healed`), never recreates a service.
+//! - A dead task is Swarm's to replace (its restart policy; none for a role with
+//!   `heal: false`): the healer only reports it (`died`, `replaced`, `healed`), never
+//!   recreates a service.
 //! - The network is an overlay, attachable; containers reach a master that listens on every
 //!   address through the node's `docker_gwbridge` gateway (one node; beyond it the master
 //!   needs `--advertise`).
@@ -105,7 +106,12 @@ impl<E: Engine, H: Host> Controller<E, H> {
             secrets.push(s.reference);
         }
         container.files.clear();
-        Ok(ServiceSpec { container, secrets, update: service_update(&slot.spec.update, order) })
+        Ok(ServiceSpec {
+            container,
+            secrets,
+            update: service_update(&slot.spec.update, order),
+            restart: slot.spec.heal,
+        })
     }
 
     /// The fleet's overlay network, created if missing, with the address containers dial

@@ -71,7 +71,8 @@ fn volume_labels(container: &ContainerSpec) -> HashMap<String, String> {
         .collect()
 }
 
-/// The Swarm spec of a slot's service: one replica, restarted whatever way it ends, on the
+/// The Swarm spec of a slot's service: one replica, restarted whatever way it ends (unless
+/// the role says `heal: false`), on the
 /// fleet's network under the slot's aliases, with the slot's secrets at their paths. The
 /// container's `files` are not used: on Swarm they travel as `secrets`.
 pub(crate) fn swarm_spec(spec: &ServiceSpec, secret_ids: &HashMap<String, String>) -> SwarmSpec {
@@ -147,7 +148,11 @@ pub(crate) fn swarm_spec(spec: &ServiceSpec, secret_ids: &HashMap<String, String
             container_spec: Some(container),
             resources,
             restart_policy: Some(TaskSpecRestartPolicy {
-                condition: Some(TaskSpecRestartPolicyConditionEnum::ANY),
+                condition: Some(if spec.restart {
+                    TaskSpecRestartPolicyConditionEnum::ANY
+                } else {
+                    TaskSpecRestartPolicyConditionEnum::NONE
+                }),
                 delay: Some(nanos(std::time::Duration::from_secs(1))),
                 max_attempts: Some(0),
                 window: Some(0),
@@ -455,6 +460,7 @@ mod tests {
                 failure_action: FailureAction::Rollback,
                 max_failure_ratio: 0.0,
             },
+            restart: true,
         }
     }
 
@@ -498,6 +504,11 @@ mod tests {
         assert_eq!(net.target.as_deref(), Some("f"));
         assert_eq!(net.aliases.as_deref(), Some(&["f-web-1".to_string(), "web".to_string()][..]));
         assert_eq!(task.restart_policy.unwrap().condition, Some(TaskSpecRestartPolicyConditionEnum::ANY));
+        let not_healed = swarm_spec(&ServiceSpec { restart: false, ..spec() }, &ids);
+        assert_eq!(
+            not_healed.task_template.unwrap().restart_policy.unwrap().condition,
+            Some(TaskSpecRestartPolicyConditionEnum::NONE)
+        );
         assert_eq!(task.resources.unwrap().limits.unwrap().nano_cpus, Some(500_000_000));
         let port = &s.endpoint_spec.unwrap().ports.unwrap()[0];
         assert_eq!((port.target_port, port.published_port), (Some(80), Some(8080)));
