@@ -17,10 +17,25 @@ use crate::fleet::{Master, Options, Row, clean, docker, fleet_yaml, git, secs, s
 
 const LOCK: &str = "/tmp/drover-swarm-test.lock";
 
-/// A one-node swarm made by this run; left when dropped.
+/// A one-node swarm made by this run; left when dropped. (The Swarm tests' helper,
+/// `tests::swarm::OneNodeSwarm`, does the same; the lock file holds the swarm's node id
+/// while it exists, so either knows a swarm the other left when killed.)
 struct OneNodeSwarm {
-    _lock: nix::fcntl::Flock<std::fs::File>,
+    lock: nix::fcntl::Flock<std::fs::File>,
     gwbridge_was_there: bool,
+}
+
+fn node_id() -> String {
+    docker(&["info", "--format", "{{.Swarm.NodeID}}"]).trim().to_string()
+}
+
+/// Writes `text` as the whole content of the lock file.
+fn mark(file: &std::fs::File, text: &str) {
+    use std::io::{Seek, Write};
+    let mut file = file;
+    let _ = file.set_len(0);
+    let _ = file.rewind();
+    let _ = file.write_all(text.as_bytes());
 }
 
 impl OneNodeSwarm {
@@ -28,6 +43,12 @@ impl OneNodeSwarm {
         let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(LOCK)?;
         let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
             .map_err(|(_, e)| anyhow::anyhow!("lock {LOCK}: {e}"))?;
+        let id = node_id();
+        if !id.is_empty() && std::fs::read_to_string(LOCK).unwrap_or_default().trim() == id {
+            eprintln!("a swarm made by a killed run is still there ({id}): leaving it");
+            docker(&["swarm", "leave", "--force"]);
+            mark(&lock, "");
+        }
         let state = docker(&["info", "--format", "{{.Swarm.LocalNodeState}}"]).trim().to_string();
         if state != "inactive" {
             bail!(
@@ -43,13 +64,15 @@ impl OneNodeSwarm {
         if !out.status.success() {
             bail!("docker swarm init: {}", String::from_utf8_lossy(&out.stderr).trim());
         }
-        Ok(OneNodeSwarm { _lock: lock, gwbridge_was_there })
+        mark(&lock, &node_id());
+        Ok(OneNodeSwarm { lock, gwbridge_was_there })
     }
 }
 
 impl Drop for OneNodeSwarm {
     fn drop(&mut self) {
         docker(&["swarm", "leave", "--force"]);
+        mark(&self.lock, "");
         if !self.gwbridge_was_there {
             for _ in 0..20 {
                 if docker(&["network", "ls", "-q", "--filter", "name=^docker_gwbridge$"]).trim().is_empty() {

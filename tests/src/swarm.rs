@@ -4,6 +4,10 @@
 //! `docker swarm leave --force` when dropped (test passed or panicked). A swarm the machine
 //! was in already is never touched: the test then says it skipped.
 //!
+//! The lock file holds the node id of the swarm a test made while it exists, so a swarm left
+//! by a run that was killed (no `Drop`) is known as one of ours and left by the next run;
+//! any other swarm is not ours.
+//!
 //! A swarm leaves `docker_gwbridge` behind; it is removed too when it did not exist before
 //! and nothing uses it.
 
@@ -17,7 +21,21 @@ const LOCK: &str = "/tmp/drover-swarm-test.lock";
 /// A swarm this test made; left when dropped.
 pub struct OneNodeSwarm {
     gwbridge_was_there: bool,
-    _lock: nix::fcntl::Flock<std::fs::File>,
+    lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+/// The engine's swarm node id (empty in no swarm).
+fn node_id() -> String {
+    docker(&["info", "--format", "{{.Swarm.NodeID}}"]).trim().to_string()
+}
+
+/// Writes `text` as the whole content of the lock file.
+fn mark(file: &std::fs::File, text: &str) {
+    use std::io::{Seek, Write};
+    let mut file = file;
+    let _ = file.set_len(0);
+    let _ = file.rewind();
+    let _ = file.write_all(text.as_bytes());
 }
 
 /// The engine's swarm state: `inactive`, `active`, `pending`, `error`, `locked`.
@@ -45,6 +63,13 @@ impl OneNodeSwarm {
             .unwrap_or_else(|e| panic!("{LOCK}: {e}"));
         let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
             .unwrap_or_else(|(_, e)| panic!("lock {LOCK}: {e}"));
+        let ours = std::fs::read_to_string(LOCK).unwrap_or_default();
+        let id = node_id();
+        if !id.is_empty() && ours.trim() == id {
+            eprintln!("a swarm made by a run of this test that was killed is still there ({id}): leaving it");
+            docker(&["swarm", "leave", "--force"]);
+            mark(&lock, "");
+        }
         let state = swarm_state();
         if state != "inactive" {
             eprintln!(
@@ -67,7 +92,8 @@ impl OneNodeSwarm {
             eprintln!("skipped: `docker swarm init` failed: {why}");
             return None;
         }
-        Some(OneNodeSwarm { gwbridge_was_there, _lock: lock })
+        mark(&lock, &node_id());
+        Some(OneNodeSwarm { gwbridge_was_there, lock })
     }
 
     /// The hostname of the swarm's one node, as `drover ps` shows it.
@@ -83,6 +109,8 @@ impl Drop for OneNodeSwarm {
             && !out.status.success()
         {
             eprintln!("docker swarm leave --force: {}", String::from_utf8_lossy(&out.stderr));
+        } else {
+            mark(&self.lock, "");
         }
         if !self.gwbridge_was_there {
             // in use (a container of another swarm-less test never is on it): left alone
