@@ -43,11 +43,17 @@ impl OneNodeSwarm {
         let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(LOCK)?;
         let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
             .map_err(|(_, e)| anyhow::anyhow!("lock {LOCK}: {e}"))?;
+        // `<node id> <1 if docker_gwbridge was there before>` while a swarm of ours exists
+        let ours = std::fs::read_to_string(LOCK).unwrap_or_default();
+        let (ours, bridge_before) = ours.trim().split_once(' ').unwrap_or((ours.trim(), "1"));
         let id = node_id();
-        if !id.is_empty() && std::fs::read_to_string(LOCK).unwrap_or_default().trim() == id {
+        if !id.is_empty() && ours == id {
             eprintln!("a swarm made by a killed run is still there ({id}): leaving it");
             docker(&["swarm", "leave", "--force"]);
             mark(&lock, "");
+            if bridge_before == "0" {
+                docker(&["network", "rm", "docker_gwbridge"]);
+            }
         }
         let state = docker(&["info", "--format", "{{.Swarm.LocalNodeState}}"]).trim().to_string();
         if state != "inactive" {
@@ -64,7 +70,7 @@ impl OneNodeSwarm {
         if !out.status.success() {
             bail!("docker swarm init: {}", String::from_utf8_lossy(&out.stderr).trim());
         }
-        mark(&lock, &node_id());
+        mark(&lock, &format!("{} {}", node_id(), u8::from(gwbridge_was_there)));
         Ok(OneNodeSwarm { lock, gwbridge_was_there })
     }
 }

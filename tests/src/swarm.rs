@@ -4,9 +4,9 @@
 //! `docker swarm leave --force` when dropped (test passed or panicked). A swarm the machine
 //! was in already is never touched: the test then says it skipped.
 //!
-//! The lock file holds the node id of the swarm a test made while it exists, so a swarm left
-//! by a run that was killed (no `Drop`) is known as one of ours and left by the next run;
-//! any other swarm is not ours.
+//! The lock file holds the node id of the swarm a test made while it exists (and whether
+//! `docker_gwbridge` was there before), so a swarm left by a run that was killed (no
+//! `Drop`) is known as one of ours and left by the next run; any other swarm is not ours.
 //!
 //! A swarm leaves `docker_gwbridge` behind; it is removed too when it did not exist before
 //! and nothing uses it.
@@ -63,12 +63,16 @@ impl OneNodeSwarm {
             .unwrap_or_else(|e| panic!("{LOCK}: {e}"));
         let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
             .unwrap_or_else(|(_, e)| panic!("lock {LOCK}: {e}"));
+        // `<node id> <1 if docker_gwbridge was there before>` while a swarm of ours exists
         let ours = std::fs::read_to_string(LOCK).unwrap_or_default();
+        let (ours, bridge_before) = ours.trim().split_once(' ').unwrap_or((ours.trim(), "1"));
         let id = node_id();
-        if !id.is_empty() && ours.trim() == id {
+        let mut stale_bridge = false;
+        if !id.is_empty() && ours == id {
             eprintln!("a swarm made by a run of this test that was killed is still there ({id}): leaving it");
             docker(&["swarm", "leave", "--force"]);
             mark(&lock, "");
+            stale_bridge = bridge_before == "0";
         }
         let state = swarm_state();
         if state != "inactive" {
@@ -77,6 +81,9 @@ impl OneNodeSwarm {
                  it never touches one (`docker swarm leave` it to run this test)"
             );
             return None;
+        }
+        if stale_bridge {
+            docker(&["network", "rm", "docker_gwbridge"]);
         }
         let gwbridge_was_there = gwbridge_exists();
         let out = Command::new("docker")
@@ -92,7 +99,7 @@ impl OneNodeSwarm {
             eprintln!("skipped: `docker swarm init` failed: {why}");
             return None;
         }
-        mark(&lock, &node_id());
+        mark(&lock, &format!("{} {}", node_id(), u8::from(gwbridge_was_there)));
         Some(OneNodeSwarm { gwbridge_was_there, lock })
     }
 
