@@ -164,13 +164,13 @@ fn now_ms() -> u64 {
 }
 
 /// The master's events after `since`.
-fn events_since(master: &Master, since: u64) -> anyhow::Result<Vec<Value>> {
+pub(crate) fn events_since(master: &Master, since: u64) -> anyhow::Result<Vec<Value>> {
     let out = master.drover(&["--out", "json", "events", "--no-follow", "--since", &since.to_string()])?;
     Ok(String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
 }
 
 /// The sequence number of the master's last event.
-fn last_event(master: &Master) -> anyhow::Result<u64> {
+pub(crate) fn last_event(master: &Master) -> anyhow::Result<u64> {
     Ok(events_since(master, 0)?.last().and_then(|e| e["seq"].as_u64()).unwrap_or(0))
 }
 

@@ -1,6 +1,7 @@
 //! The fleet on Swarm beside the fleet on one engine, in the same run on the same machine:
-//! `up` of 10 slots until every minion is connected, converged and healthy, and a rollout
-//! of the 10 slots to another version (batch 2), start to every slot ready.
+//! `up` of 10 slots until every minion is connected, converged and healthy, one slot swap
+//! (with its steps, from the master's events), and a rollout of the 10 slots to another
+//! version (batch 2), start to every slot ready.
 //!
 //! The swarm is a one-node swarm this run makes (`docker swarm init --advertise-addr
 //! 127.0.0.1`) and leaves at the end (`docker swarm leave --force`), under the same
@@ -13,7 +14,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use crate::fleet::{Master, Options, Row, clean, docker, fleet_yaml, git, secs, start};
+use crate::fleet::{
+    Master, Options, Row, clean, docker, events_since, fleet_yaml, git, last_event, secs, start,
+};
 
 const LOCK: &str = "/tmp/drover-swarm-test.lock";
 
@@ -91,12 +94,40 @@ impl Drop for OneNodeSwarm {
     }
 }
 
-/// (up, rollout) of the fleet as fleet.yaml is now.
-fn up_and_rollout(master: &Master) -> anyhow::Result<(Duration, Duration)> {
+/// What one engine took.
+struct Figures {
+    up: Duration,
+    swap: Duration,
+    /// The swap's steps: `step (detail)` at its offset from the first.
+    steps: Vec<String>,
+    rollout: Duration,
+}
+
+/// The figures of the fleet as fleet.yaml is now.
+fn up_and_rollout(master: &Master, fleet: &str) -> anyhow::Result<Figures> {
     let up = master.ok(&["up", "--timeout", "300"])?;
+    let since = last_event(master)?;
+    let swap = master.ok(&["upgrade", "one", "--to", "2"])?;
+    let slot = format!("drover/fleet/{fleet}/slot/{fleet}-one-1/");
+    let events: Vec<_> = events_since(master, since)?
+        .into_iter()
+        .filter(|e| e["tag"].as_str().is_some_and(|t| t.starts_with(&slot)))
+        .collect();
+    let first = events.first().and_then(|e| e["time_ms"].as_u64()).unwrap_or(0);
+    let steps = events
+        .iter()
+        .map(|e| {
+            let at = e["time_ms"].as_u64().unwrap_or(first).saturating_sub(first);
+            let step = e["data"]["step"].as_str().unwrap_or("?");
+            let detail =
+                e["data"]["detail"].as_str().map(|d| format!(" ({})", d.lines().next().unwrap_or("")));
+            format!("{:.2} s {step}{}", at as f64 / 1000.0, detail.unwrap_or_default())
+        })
+        .collect();
+    master.ok(&["upgrade", "one", "--to", "1"])?;
     let rollout = master.ok(&["upgrade", "web", "one", "--to", "2", "--batch", "2"])?;
     master.ok(&["down", "--volumes"])?;
-    Ok((up, rollout))
+    Ok(Figures { up, swap, steps, rollout })
 }
 
 pub fn run(opts: &Options) -> anyhow::Result<Vec<Row>> {
@@ -110,24 +141,36 @@ pub fn run(opts: &Options) -> anyhow::Result<Vec<Row>> {
 
 fn measure(opts: &Options, fleet: &str) -> anyhow::Result<Vec<Row>> {
     let (_work, master) = start(opts, fleet, &fleet_yaml(fleet))?;
-    eprintln!("the local engine: up, rollout...");
-    let (local_up, local_rollout) = up_and_rollout(&master)?;
+    eprintln!("the local engine: up, a swap, a rollout...");
+    let local = up_and_rollout(&master, fleet)?;
     let swarm_yaml = fleet_yaml(fleet).replacen('\n', "\nengine: swarm\n", 1);
     std::fs::write(master.repo.join("fleet.yaml"), swarm_yaml)?;
     git(&master.repo, &["commit", "-qam", "engine: swarm"])?;
-    eprintln!("Swarm: up, rollout...");
-    let (swarm_up, swarm_rollout) = up_and_rollout(&master)?;
+    eprintln!("Swarm: up, a swap, a rollout...");
+    let swarm = up_and_rollout(&master, fleet)?;
+    for (engine, figures) in [("the local engine", &local), ("Swarm", &swarm)] {
+        eprintln!("one slot swap on {engine}, step by step:");
+        for step in &figures.steps {
+            eprintln!("  {step}");
+        }
+    }
     Ok(vec![
         Row {
             name: "up of 10 slots (all connected, converged, healthy)".into(),
-            drover: secs(swarm_up),
-            compose: secs(local_up),
+            drover: secs(swarm.up),
+            compose: secs(local.up),
+            target: "–".into(),
+        },
+        Row {
+            name: "one slot swap, stop-first (the CLI's `upgrade` of a 1-slot role)".into(),
+            drover: secs(swarm.swap),
+            compose: secs(local.swap),
             target: "–".into(),
         },
         Row {
             name: "rollout of 10 slots to another version, batch 2 (start to every slot ready)".into(),
-            drover: secs(swarm_rollout),
-            compose: secs(local_rollout),
+            drover: secs(swarm.rollout),
+            compose: secs(local.rollout),
             target: "–".into(),
         },
     ])

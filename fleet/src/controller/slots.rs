@@ -239,6 +239,8 @@ impl<E: Engine, H: Host> Controller<E, H> {
         let mut ready_since: Option<Instant> = None;
         let mut checked = start;
         let swarm = self.swarm();
+        // on Swarm: the state of the service's task, told when it changes
+        let mut task = String::new();
         let result = loop {
             let now = Instant::now();
             let view = self
@@ -265,8 +267,20 @@ impl<E: Engine, H: Host> Controller<E, H> {
                 checked = now;
                 if swarm {
                     // a task that ends is Swarm's to restart; a rollback of its own ends the wait
-                    if let Err(why) = self.service_still_wanted(&id, generation).await {
-                        break Err(why);
+                    match self.service_still_wanted(&id, generation).await {
+                        Ok(now) if now != task => {
+                            task = now;
+                            self.emit(
+                                progress,
+                                FleetEvent::Slot {
+                                    slot: slot.into(),
+                                    step: "task".into(),
+                                    detail: Some(task.clone()),
+                                },
+                            );
+                        }
+                        Ok(_) => {}
+                        Err(why) => break Err(why),
                     }
                 } else {
                     match self.inner.engine.container(&id).await {

@@ -204,14 +204,14 @@ impl<E: Engine, H: Host> Controller<E, H> {
     }
 
     /// While waiting for a slot's minion on Swarm: the service still wants `generation`
-    /// (else Swarm rolled it back, or someone changed it).
+    /// (else Swarm rolled it back, or someone changed it); its task's state in a few words.
     pub(crate) async fn service_still_wanted(
         &self,
         id: &str,
         generation: u64,
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<String, String> {
         match self.inner.engine.service(id).await {
-            Ok(Some(s)) if s.generation() == generation => Ok(()),
+            Ok(Some(s)) if s.generation() == generation => Ok(task_text(&s)),
             Ok(Some(s)) => {
                 let update = s.update.clone().filter(|u| !u.is_empty()).unwrap_or_else(|| "changed".into());
                 Err(format!(
@@ -317,6 +317,21 @@ impl<E: Engine, H: Host> Controller<E, H> {
     }
 }
 
+/// A service's task as progress tells it: `running on node-1`, `starting (its health
+/// check) on node-1`, `exited with code 3, Swarm restarts it`.
+pub(crate) fn task_text(s: &ContainerInfo) -> String {
+    let on = s.node.as_ref().map(|n| format!(" on {n}")).unwrap_or_default();
+    match (s.state, s.health) {
+        (ContainerState::Running, Health::Starting) => format!("starting (its health check){on}"),
+        (ContainerState::Running, _) => format!("running{on}"),
+        (ContainerState::Exited, _) => {
+            let code = s.exit_code.map(|c| format!(" with code {c}")).unwrap_or_default();
+            format!("exited{code}{on}, Swarm restarts it")
+        }
+        (other, _) => format!("{}{on}", other.as_str()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,6 +359,32 @@ mod tests {
         assert!(!service_update(&pause, Order::StopFirst).start_first);
         let go_on = UpdatePolicy { on_failure: OnFailure::Continue, ..policy };
         assert_eq!(service_update(&go_on, Order::StopFirst).failure_action, FailureAction::Continue);
+    }
+
+    #[test]
+    fn a_task_is_told_in_a_few_words() {
+        let task = |state, health, code: Option<i64>| ContainerInfo {
+            id: "s1".into(),
+            name: "f-web-1".into(),
+            image: "app:1".into(),
+            labels: Labels::new(),
+            state,
+            health,
+            addresses: Default::default(),
+            exit_code: code,
+            node: Some("n1".into()),
+            update: Some(String::new()),
+        };
+        assert_eq!(task_text(&task(ContainerState::Running, Health::Healthy, None)), "running on n1");
+        assert_eq!(
+            task_text(&task(ContainerState::Running, Health::Starting, None)),
+            "starting (its health check) on n1"
+        );
+        assert_eq!(
+            task_text(&task(ContainerState::Exited, Health::None, Some(3))),
+            "exited with code 3 on n1, Swarm restarts it"
+        );
+        assert_eq!(task_text(&task(ContainerState::Created, Health::None, None)), "created on n1");
     }
 
     #[test]
