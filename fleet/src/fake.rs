@@ -30,6 +30,8 @@ struct State {
     /// In swarm mode ([`FakeEngine::set_swarm`]): services by name, secrets by name.
     swarm: bool,
     services: BTreeMap<String, (ServiceSpec, ContainerInfo)>,
+    /// A service's spec before its last update, for [`FakeEngine::swarm_rolls_back`].
+    previous: BTreeMap<String, ServiceSpec>,
     secrets: BTreeMap<String, Labels>,
 }
 
@@ -124,6 +126,19 @@ impl FakeEngine {
             e
         };
         let _ = self.events.send(event);
+    }
+
+    /// Swarm rolls service `name` back to its spec before its last update, on its own (as
+    /// its update's failure action says).
+    pub fn swarm_rolls_back(&self, name: &str) {
+        let mut s = self.lock();
+        let Some(before) = s.previous.remove(name) else { return };
+        let Some((spec, info)) = s.services.get_mut(name) else { return };
+        info.image = before.container.image.clone();
+        info.labels = before.container.labels.clone();
+        info.update =
+            Some("rollback_completed: update rolled back due to failure or early termination".into());
+        *spec = before;
     }
 
     /// A service's spec, by name.
@@ -577,10 +592,11 @@ impl Engine for FakeEngine {
         let Some((old, info)) = s.services.get_mut(&c.name) else {
             return Err(EngineError::NotFound { what: format!("service {}", c.name) });
         };
-        *old = spec.clone();
+        let before = std::mem::replace(old, spec.clone());
         info.image = c.image.clone();
         info.labels = c.labels.clone();
         info.update = Some("completed".into());
+        s.previous.insert(c.name.clone(), before);
         Ok(())
     }
 

@@ -20,6 +20,8 @@ use crate::record::tests::{file, role};
 struct FakeHost {
     engine: FakeEngine,
     broken: Arc<Mutex<BTreeSet<String>>>,
+    /// Versions whose minions connect but never become ready (nor fail).
+    stuck: Arc<Mutex<BTreeSet<String>>>,
     saved: Arc<Mutex<Option<FleetRecord>>>,
     events: Arc<Mutex<Vec<String>>>,
     enrolled: Arc<Mutex<BTreeSet<String>>>,
@@ -42,6 +44,7 @@ impl FakeHost {
 impl Host for FakeHost {
     async fn minions(&self, ids: Vec<String>) -> BTreeMap<String, MinionView> {
         let broken = self.broken.lock().unwrap().clone();
+        let stuck = self.stuck.lock().unwrap().clone();
         let mut out = BTreeMap::new();
         for id in ids {
             let Ok(Some(c)) = self.engine.container(&id).await else { continue };
@@ -50,14 +53,15 @@ impl Host for FakeHost {
             }
             let version = c.label(LABEL_VERSION).unwrap_or("").to_string();
             let bad = broken.contains(&version);
+            let stuck = stuck.contains(&version);
             out.insert(
                 id,
                 MinionView {
                     connected: true,
                     generation: c.generation(),
-                    converged: (!bad).then(|| "c1".into()),
+                    converged: (!bad && !stuck).then(|| "c1".into()),
                     failed: bad.then(|| format!("daemon app exited with code 3 (version {version})")),
-                    healthy: !bad,
+                    healthy: !bad && !stuck,
                     problem: None,
                 },
             );
@@ -729,4 +733,35 @@ async fn on_swarm_scale_makes_and_removes_services_with_their_secrets() {
     healer.await.unwrap();
     assert!(changes(&engine).is_empty(), "{:?}", changes(&engine));
     assert!(host.events().iter().any(|t| t == "drover/fleet/f/slot/f-web-1/died"), "{:?}", host.events());
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_swarm_a_rollback_by_swarm_itself_ends_the_wait_and_the_slot_is_only_waited_for() {
+    let (fleet, engine, host) = setup(&["1", "4"]);
+    engine.set_swarm();
+    host.stuck.lock().unwrap().insert("4".into());
+    let web = UpdatePolicy { health_timeout: MINUTE, ..policy(1, Order::StopFirst, OnFailure::Rollback) };
+    fleet.up(swarm_file("1", web), "c1".into(), MINUTE, &Progress::none()).await.unwrap();
+    engine.clear_calls();
+    // Swarm gives up on the new task (its health check never passes) before drover's
+    // health_timeout, and rolls the service back itself
+    let swarm = engine.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        swarm.swarm_rolls_back("f-web-1");
+    });
+    let out =
+        fleet.upgrade(&["web".into()], "4", PolicyOverride::default(), &Progress::none()).await.unwrap();
+    let rollout = out.rollout.unwrap();
+    assert_eq!(rollout.state, RolloutState::RolledBack);
+    let reason = rollout.reason.unwrap();
+    assert!(
+        reason.contains("f-web-1 failed to become ready at 4: Swarm put the service back at 1"),
+        "{reason}"
+    );
+    assert!(reason.contains("rollback_completed"), "{reason}");
+    // drover only waited for the slot Swarm put back: one update, Swarm's rollback, no other
+    let updates: Vec<String> = changes(&engine).into_iter().filter(|c| c.starts_with("update")).collect();
+    assert_eq!(updates, ["update f-web-1 app:4"]);
+    assert_eq!(engine.service_spec("f-web-1").unwrap().container.labels[LABEL_VERSION], "1");
 }
