@@ -1,6 +1,6 @@
 //! The fleet on Swarm beside the fleet on one engine, in the same run on the same machine:
 //! `up` of 10 slots until every minion is connected, converged and healthy, one slot swap
-//! (with its steps, from the master's events), and a rollout of the 10 slots to another
+//! stop-first (with its steps, from the master's events) and one start-first, and a rollout of the 10 slots to another
 //! version (batch 2), start to every slot ready.
 //!
 //! The swarm is a one-node swarm this run makes (`docker swarm init --advertise-addr
@@ -100,6 +100,8 @@ struct Figures {
     swap: Duration,
     /// The swap's steps: `step (detail)` at its offset from the first.
     steps: Vec<String>,
+    /// The swap back, start-first.
+    swap_start_first: Duration,
     rollout: Duration,
 }
 
@@ -124,10 +126,10 @@ fn up_and_rollout(master: &Master, fleet: &str) -> anyhow::Result<Figures> {
             format!("{:.2} s {step}{}", at as f64 / 1000.0, detail.unwrap_or_default())
         })
         .collect();
-    master.ok(&["upgrade", "one", "--to", "1"])?;
+    let swap_start_first = master.ok(&["upgrade", "one", "--to", "1", "--order", "start-first"])?;
     let rollout = master.ok(&["upgrade", "web", "one", "--to", "2", "--batch", "2"])?;
     master.ok(&["down", "--volumes"])?;
-    Ok(Figures { up, swap, steps, rollout })
+    Ok(Figures { up, swap, steps, swap_start_first, rollout })
 }
 
 pub fn run(opts: &Options) -> anyhow::Result<Vec<Row>> {
@@ -165,6 +167,12 @@ fn measure(opts: &Options, fleet: &str) -> anyhow::Result<Vec<Row>> {
             name: "one slot swap, stop-first (the CLI's `upgrade` of a 1-slot role)".into(),
             drover: secs(swarm.swap),
             compose: secs(local.swap),
+            target: "–".into(),
+        },
+        Row {
+            name: "one slot swap, start-first (`upgrade --order start-first`)".into(),
+            drover: secs(swarm.swap_start_first),
+            compose: secs(local.swap_start_first),
             target: "–".into(),
         },
         Row {

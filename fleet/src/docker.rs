@@ -1,4 +1,5 @@
 //! [`Engine`] over the Docker Engine API, with bollard. The only code that knows bollard.
+//! Swarm's services, tasks, secrets and overlay networks are in `swarm`.
 //!
 //! The client negotiates the API version with the engine (this project's CI has Docker
 //! 20.10, API 1.41; bollard speaks up to 1.53), and reaches it where `DOCKER_HOST` says,
@@ -50,7 +51,7 @@ impl Docker {
         Ok(Docker { client, endpoint })
     }
 
-    /// The bollard client, for what [`Engine`] does not cover (Swarm services, later).
+    /// The bollard client, for what [`Engine`] does not cover.
     pub fn client(&self) -> &bollard::Docker {
         &self.client
     }
