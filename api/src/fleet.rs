@@ -86,7 +86,8 @@ pub enum FleetEvent {
         keep: Vec<String>,
     },
     /// A step on one slot: `creating`, `started`, `stopping`, `removed`, `renaming`,
-    /// `waiting`, `ready`, `failed`, `died`, `replaced`, `gave-up`, `heal-failed`, `killed`.
+    /// `waiting`, `ready`, `failed`, `died`, `replaced`, `gave-up`, `heal-failed`, `killed`;
+    /// on Swarm also `updating` (its service updated) and `task` (its task's state changed).
     Slot {
         slot: String,
         step: String,

@@ -39,7 +39,7 @@ pub struct Row {
 
 const WEB: &str = "#!/bin/sh\nmkdir -p /tmp/www && echo \"web $DROVER_IMAGE_VERSION\" > /tmp/www/index.html\nexec busybox httpd -f -p 8080 -h /tmp/www\n";
 
-fn fleet_yaml(fleet: &str) -> String {
+pub(crate) fn fleet_yaml(fleet: &str) -> String {
     // min_healthy 0s: a swap is timed to the first moment the new slot is ready
     format!(
         "fleet: {fleet}\nimage: {fleet}-app\nversion: \"1\"\nroles:\n  \
@@ -63,14 +63,16 @@ fn compose_yaml(fleet: &str) -> String {
     s
 }
 
-struct Master {
+pub(crate) struct Master {
     child: Child,
     dir: PathBuf,
     bin: PathBuf,
+    /// The config repository it serves.
+    pub(crate) repo: PathBuf,
 }
 
 impl Master {
-    fn drover(&self, args: &[&str]) -> anyhow::Result<Output> {
+    pub(crate) fn drover(&self, args: &[&str]) -> anyhow::Result<Output> {
         Command::new(self.bin.join("drover"))
             .arg("--dir")
             .arg(&self.dir)
@@ -79,7 +81,7 @@ impl Master {
             .context("run drover")
     }
 
-    fn ok(&self, args: &[&str]) -> anyhow::Result<Duration> {
+    pub(crate) fn ok(&self, args: &[&str]) -> anyhow::Result<Duration> {
         let start = Instant::now();
         let out = self.drover(args)?;
         let took = start.elapsed();
@@ -113,6 +115,19 @@ pub(crate) fn docker(args: &[&str]) -> String {
 /// Removes every object of `fleet` (containers, networks, volumes, images named for it).
 pub(crate) fn clean(fleet: &str) {
     let filter = format!("label=drover.fleet={fleet}");
+    // Swarm services (and with them their tasks' containers) and secrets, when in a swarm
+    for id in docker(&["service", "ls", "-q", "--filter", &filter]).split_whitespace() {
+        docker(&["service", "rm", id]);
+    }
+    for _ in 0..120 {
+        if docker(&["ps", "-aq", "--filter", &filter]).trim().is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    for id in docker(&["secret", "ls", "-q", "--filter", &filter]).split_whitespace() {
+        docker(&["secret", "rm", id]);
+    }
     for id in docker(&["ps", "-aq", "--filter", &filter]).split_whitespace() {
         docker(&["rm", "-f", "-v", id]);
     }
@@ -129,7 +144,7 @@ pub(crate) fn clean(fleet: &str) {
     }
 }
 
-fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
+pub(crate) fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
     let ok = Command::new("git")
         .arg("-C")
         .arg(dir)
@@ -149,13 +164,13 @@ fn now_ms() -> u64 {
 }
 
 /// The master's events after `since`.
-fn events_since(master: &Master, since: u64) -> anyhow::Result<Vec<Value>> {
+pub(crate) fn events_since(master: &Master, since: u64) -> anyhow::Result<Vec<Value>> {
     let out = master.drover(&["--out", "json", "events", "--no-follow", "--since", &since.to_string()])?;
     Ok(String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
 }
 
 /// The sequence number of the master's last event.
-fn last_event(master: &Master) -> anyhow::Result<u64> {
+pub(crate) fn last_event(master: &Master) -> anyhow::Result<u64> {
     Ok(events_since(master, 0)?.last().and_then(|e| e["seq"].as_u64()).unwrap_or(0))
 }
 
@@ -191,11 +206,17 @@ pub fn run(opts: &Options) -> anyhow::Result<Vec<Row>> {
     result
 }
 
-fn measure(opts: &Options, fleet: &str) -> anyhow::Result<Vec<Row>> {
+/// A config repo with `fleet_yaml`, a master on it (listening on every address) and the
+/// images `<fleet>-app:1` and `:2`; the temp dir holds them all.
+pub(crate) fn start(
+    opts: &Options,
+    fleet: &str,
+    fleet_yaml: &str,
+) -> anyhow::Result<(tempfile::TempDir, Master)> {
     let work = tempfile::tempdir()?;
     let repo = work.path().join("repo");
     for (path, text) in [
-        ("fleet.yaml", fleet_yaml(fleet)),
+        ("fleet.yaml", fleet_yaml.to_string()),
         ("roles/web.yaml", "states: [app.web]\n".into()),
         ("roles/one.yaml", "states: [app.web]\n".into()),
         ("states/app/web.yaml", STATE.into()),
@@ -219,7 +240,7 @@ fn measure(opts: &Options, fleet: &str) -> anyhow::Result<Vec<Row>> {
         .stdout(log.try_clone()?)
         .stderr(log)
         .spawn()?;
-    let master = Master { child, dir: dir.clone(), bin: opts.bin_dir.clone() };
+    let master = Master { child, dir: dir.clone(), bin: opts.bin_dir.clone(), repo };
     until(Duration::from_secs(30), "the master's API", || Ok(dir.join("api.json").exists()))?;
 
     eprintln!("building the images (the base once per machine)...");
@@ -236,6 +257,11 @@ fn measure(opts: &Options, fleet: &str) -> anyhow::Result<Vec<Row>> {
             &format!("{fleet}-app:{version}"),
         ])?;
     }
+    Ok((work, master))
+}
+
+fn measure(opts: &Options, fleet: &str) -> anyhow::Result<Vec<Row>> {
+    let (work, master) = start(opts, fleet, &fleet_yaml(fleet))?;
     let mut rows = Vec::new();
 
     // compose first: the same 10 containers, started

@@ -4,6 +4,8 @@
 //!   `minionswarm.py`: it says hello, heartbeats, and answers `test.ping`/`test.echo`.
 //! - [`fleet`]: the container fleet on Docker (up, a slot swap, heal, a rollout, wipe and
 //!   restart), side by side with docker-compose.
+//! - [`fleet_swarm`]: the fleet on a one-node Swarm this run makes, beside the local engine
+//!   (up of 10 slots, a 10-slot rollout).
 //! - [`demo`]: the demo cloud (`drover demo`, a warm wipe-and-restart), side by side with
 //!   docker-compose running the same containers.
 //! - [`measure`]: starts the real binaries and the swarm, times jobs, reads memory.
@@ -13,6 +15,7 @@
 
 pub mod demo;
 pub mod fleet;
+pub mod fleet_swarm;
 pub mod measure;
 pub mod salt;
 pub mod states;

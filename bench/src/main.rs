@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bench::{demo, fleet, measure, salt, states, swarm, table};
+use bench::{demo, fleet, fleet_swarm, measure, salt, states, swarm, table};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -68,6 +68,19 @@ enum Cmd {
         repo_root: PathBuf,
         /// The master's port for the run
         #[arg(long, default_value_t = 24606)]
+        port: u16,
+    },
+    /// Measure the fleet on a one-node Docker Swarm (made and left by the run) beside the
+    /// local engine: up of 10 slots, a 10-slot rollout
+    FleetSwarm {
+        /// Where the drover binaries are [default: the folder of this binary]
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+        /// The repository whose images/base/base.yaml makes the base image
+        #[arg(long, default_value = ".")]
+        repo_root: PathBuf,
+        /// The master's port for the run
+        #[arg(long, default_value_t = 24706)]
         port: u16,
     },
     /// Measure the demo cloud (`drover demo`, a warm wipe-and-restart), beside
@@ -161,6 +174,14 @@ fn main() -> anyhow::Result<()> {
             };
             let rows = fleet::run(&fleet::Options { bin_dir, repo_root, port, runs })?;
             fleet::print(&rows);
+        }
+        Cmd::FleetSwarm { bin_dir, repo_root, port } => {
+            let bin_dir = match bin_dir {
+                Some(d) => d,
+                None => std::env::current_exe()?.parent().expect("bin dir").to_path_buf(),
+            };
+            let rows = fleet_swarm::run(&fleet::Options { bin_dir, repo_root, port, runs: 1 })?;
+            fleet_swarm::print(&rows);
         }
         Cmd::Demo { cold, runs, bin_dir, repo_root } => {
             let bin_dir = match bin_dir {

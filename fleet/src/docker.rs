@@ -1,4 +1,5 @@
 //! [`Engine`] over the Docker Engine API, with bollard. The only code that knows bollard.
+//! Swarm's services, tasks, secrets and overlay networks are in `swarm`.
 //!
 //! The client negotiates the API version with the engine (this project's CI has Docker
 //! 20.10, API 1.41; bollard speaks up to 1.53), and reaches it where `DOCKER_HOST` says,
@@ -25,6 +26,8 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::engine::*;
 
+mod swarm;
+
 /// The Docker engine this process can reach.
 #[derive(Clone)]
 pub struct Docker {
@@ -48,7 +51,7 @@ impl Docker {
         Ok(Docker { client, endpoint })
     }
 
-    /// The bollard client, for what [`Engine`] does not cover (Swarm services, later).
+    /// The bollard client, for what [`Engine`] does not cover.
     pub fn client(&self) -> &bollard::Docker {
         &self.client
     }
@@ -355,6 +358,7 @@ impl Engine for Docker {
                     state,
                     addresses: addresses(c.network_settings.and_then(|n| n.networks)),
                     node: None,
+                    update: None,
                 }
             })
             .collect())
@@ -384,6 +388,7 @@ impl Engine for Docker {
             addresses: addresses(c.network_settings.and_then(|n| n.networks)),
             exit_code: if running { None } else { state.exit_code },
             node: None,
+            update: None,
         }))
     }
 
@@ -490,6 +495,12 @@ impl Engine for Docker {
     }
 
     async fn logs(&self, id: &str, lines: usize) -> Result<String> {
+        // on Swarm, `id` is a slot's service
+        if self.client.inspect_container(id, None).await.is_err()
+            && self.client.inspect_service(id, None).await.is_ok()
+        {
+            return self.swarm_logs(id, lines).await;
+        }
         let options =
             LogsOptions { stdout: true, stderr: true, tail: lines.to_string(), ..Default::default() };
         let chunks: Vec<_> = self
@@ -527,6 +538,42 @@ impl Engine for Docker {
                 })
             })
             .boxed()
+    }
+
+    async fn create_overlay_network(&self, name: &str, labels: &Labels) -> Result<NetworkInfo> {
+        self.swarm_overlay(name, labels).await
+    }
+
+    async fn secrets(&self, filter: LabelFilter<'_>) -> Result<Vec<String>> {
+        self.swarm_secrets(filter).await
+    }
+
+    async fn create_secret(&self, name: &str, labels: &Labels, data: &[u8]) -> Result<()> {
+        self.swarm_create_secret(name, labels, data).await
+    }
+
+    async fn remove_secret(&self, name: &str) -> Result<()> {
+        self.swarm_remove_secret(name).await
+    }
+
+    async fn services(&self, filter: LabelFilter<'_>) -> Result<Vec<ContainerInfo>> {
+        self.swarm_services(filter).await
+    }
+
+    async fn service(&self, name: &str) -> Result<Option<ContainerInfo>> {
+        self.swarm_service(name).await
+    }
+
+    async fn create_service(&self, spec: &ServiceSpec) -> Result<String> {
+        self.swarm_create(spec).await
+    }
+
+    async fn update_service(&self, spec: &ServiceSpec) -> Result<()> {
+        self.swarm_update(spec).await
+    }
+
+    async fn remove_service(&self, name: &str) -> Result<()> {
+        self.swarm_remove(name).await
     }
 }
 

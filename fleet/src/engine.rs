@@ -5,11 +5,13 @@
 //! [`crate::fake::FakeEngine`], in memory, for the unit tests of plans and rollouts. Nothing
 //! outside them knows what a bollard type looks like.
 //!
-//! Swarm (a later implementation) runs a role as a service whose tasks fill slots; its
-//! rollouts go through the service's update configuration. The operations here are what one
-//! engine does on its own; a Swarm engine adds services beside them, and the controller picks
-//! the rollout strategy by the engine the fleet names (`engine:` in fleet.yaml). The CLI and
-//! fleet.yaml do not change with it.
+//! On Swarm (`engine: swarm` in fleet.yaml) the same engine is asked for services instead of
+//! containers: a slot is a service of one replica named after the slot ([`ServiceSpec`]:
+//! the slot's container spec, its keys as Swarm secrets, its update configuration), listed
+//! as one [`ContainerInfo`] per service (its current task, the node it runs on). A swap is a
+//! service update, a death is Swarm's to replace. The operations for services have default
+//! bodies that refuse, so an engine without Swarm (the fake, for most tests) needs none of
+//! them. The CLI and fleet.yaml do not change with the engine.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -179,6 +181,9 @@ pub struct ContainerInfo {
     pub exit_code: Option<i64>,
     /// The node it runs on (Swarm); none on one engine.
     pub node: Option<String>,
+    /// Swarm: the state of the service's last update (`updating`, `rollback_completed`...),
+    /// with Swarm's message after a `:`; none on one engine.
+    pub update: Option<String>,
 }
 
 impl ContainerInfo {
@@ -242,6 +247,49 @@ pub struct ContainerSpec {
     pub files: Vec<FileIn>,
     /// How long the container's main process (the minion) has after SIGTERM.
     pub stop_timeout: Duration,
+}
+
+/// Where a Swarm secret appears in a service's container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretRef {
+    /// The secret's name (it must exist).
+    pub name: String,
+    /// Absolute path in the container.
+    pub target: String,
+    pub mode: u32,
+}
+
+/// What a service update does when its task fails, and how it starts the new one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureAction {
+    Rollback,
+    Pause,
+    Continue,
+}
+
+/// A service's update configuration (Swarm's `UpdateConfig`), as drover sets it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ServiceUpdate {
+    /// Tasks updated at once.
+    pub parallelism: u64,
+    /// The new task starts before the old one stops.
+    pub start_first: bool,
+    /// How long Swarm watches a new task for a failure before calling it updated.
+    pub monitor: Duration,
+    pub failure_action: FailureAction,
+    /// The share of tasks that may fail.
+    pub max_failure_ratio: f64,
+}
+
+/// A slot as a Swarm service: one replica of `container` (its name is the service's),
+/// with `secrets` in place of `container.files`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServiceSpec {
+    pub container: ContainerSpec,
+    pub secrets: Vec<SecretRef>,
+    pub update: ServiceUpdate,
+    /// Swarm starts another task when the task ends, however it ends (the role's `heal`).
+    pub restart: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -338,4 +386,64 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Container events from now on, for containers carrying every label of `filter`.
     fn events(&self, filter: &[String]) -> EventStream;
+
+    /// A Swarm overlay network, attachable (a container outside the swarm, such as a master
+    /// in a container, may join it).
+    fn create_overlay_network(
+        &self,
+        name: &str,
+        labels: &Labels,
+    ) -> impl Future<Output = Result<NetworkInfo>> + Send {
+        let _ = labels;
+        async move { Err(no_swarm(format!("create network {name}"))) }
+    }
+
+    /// Names of the Swarm secrets carrying every label of `filter`.
+    fn secrets(&self, filter: LabelFilter<'_>) -> impl Future<Output = Result<Vec<String>>> + Send {
+        let _ = filter;
+        async { Err(no_swarm("list secrets")) }
+    }
+    /// Creates a Swarm secret; one of that name existing already is left as it is (a
+    /// secret's name says its content: drover names them by a hash of it).
+    fn create_secret(
+        &self,
+        name: &str,
+        labels: &Labels,
+        data: &[u8],
+    ) -> impl Future<Output = Result<()>> + Send {
+        let _ = (labels, data);
+        async move { Err(no_swarm(format!("create secret {name}"))) }
+    }
+    fn remove_secret(&self, name: &str) -> impl Future<Output = Result<()>> + Send {
+        async move { Err(no_swarm(format!("remove secret {name}"))) }
+    }
+
+    /// Swarm services carrying every label of `filter`, one [`ContainerInfo`] each: named and
+    /// labelled as the service, its state, health, exit code and node those of its newest
+    /// task, its `update` the service's update state.
+    fn services(&self, filter: LabelFilter<'_>) -> impl Future<Output = Result<Vec<ContainerInfo>>> + Send {
+        let _ = filter;
+        async { Err(no_swarm("list services")) }
+    }
+    /// The service of this name, as [`Engine::services`] shows it.
+    fn service(&self, name: &str) -> impl Future<Output = Result<Option<ContainerInfo>>> + Send {
+        async move { Err(no_swarm(format!("service {name}"))) }
+    }
+    /// Creates the service (one replica, started by Swarm); returns its id.
+    fn create_service(&self, spec: &ServiceSpec) -> impl Future<Output = Result<String>> + Send {
+        async move { Err(no_swarm(format!("create service {}", spec.container.name))) }
+    }
+    /// Replaces the service's spec (image, labels, environment, update configuration):
+    /// Swarm replaces its task as the update configuration says.
+    fn update_service(&self, spec: &ServiceSpec) -> impl Future<Output = Result<()>> + Send {
+        async move { Err(no_swarm(format!("update service {}", spec.container.name))) }
+    }
+    /// Removes the service; Swarm stops and removes its task.
+    fn remove_service(&self, name: &str) -> impl Future<Output = Result<()>> + Send {
+        async move { Err(no_swarm(format!("remove service {name}"))) }
+    }
+}
+
+fn no_swarm(what: impl Into<String>) -> EngineError {
+    EngineError::failed(what, "this engine runs no Swarm services")
 }

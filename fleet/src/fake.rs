@@ -27,6 +27,12 @@ struct State {
     /// Operation name → how many of the next calls fail.
     failing: BTreeMap<String, usize>,
     down: bool,
+    /// In swarm mode ([`FakeEngine::set_swarm`]): services by name, secrets by name.
+    swarm: bool,
+    services: BTreeMap<String, (ServiceSpec, ContainerInfo)>,
+    /// A service's spec before its last update, for [`FakeEngine::swarm_rolls_back`].
+    previous: BTreeMap<String, ServiceSpec>,
+    secrets: BTreeMap<String, Labels>,
 }
 
 /// An engine in memory. Clones share it.
@@ -89,6 +95,60 @@ impl FakeEngine {
     /// Makes the next `times` calls of `op` (`create`, `start`, `stop`, `remove`, `build`...) fail.
     pub fn fail(&self, op: &str, times: usize) {
         self.lock().failing.insert(op.to_string(), times);
+    }
+
+    /// Puts the engine in swarm mode: services and secrets work, and `docker_gwbridge`
+    /// exists (gateway 172.18.0.1).
+    pub fn set_swarm(&self) {
+        let mut s = self.lock();
+        s.swarm = true;
+        let bridge = NetworkInfo {
+            id: "net-gwbridge".into(),
+            name: "docker_gwbridge".into(),
+            labels: Labels::new(),
+            gateway: Some("172.18.0.1".parse().expect("an address")),
+        };
+        s.networks.insert(bridge.name.clone(), bridge);
+    }
+
+    /// The task of service `name` ends as if its main process exited with `code`, with the
+    /// container event Docker sends for a Swarm task (its labels and the task id's).
+    pub fn die_task(&self, name: &str, code: i64) {
+        let event = {
+            let mut s = self.lock();
+            let Some((_, info)) = s.services.get_mut(name) else { return };
+            info.state = ContainerState::Exited;
+            info.exit_code = Some(code);
+            let mut e = event("die", info);
+            e.name = format!("{name}.1.task{code}");
+            e.labels.insert("com.docker.swarm.task.id".into(), format!("task{code}"));
+            e.exit_code = Some(code);
+            e
+        };
+        let _ = self.events.send(event);
+    }
+
+    /// Swarm rolls service `name` back to its spec before its last update, on its own (as
+    /// its update's failure action says).
+    pub fn swarm_rolls_back(&self, name: &str) {
+        let mut s = self.lock();
+        let Some(before) = s.previous.remove(name) else { return };
+        let Some((spec, info)) = s.services.get_mut(name) else { return };
+        info.image = before.container.image.clone();
+        info.labels = before.container.labels.clone();
+        info.update =
+            Some("rollback_completed: update rolled back due to failure or early termination".into());
+        *spec = before;
+    }
+
+    /// A service's spec, by name.
+    pub fn service_spec(&self, name: &str) -> Option<ServiceSpec> {
+        self.lock().services.get(name).map(|(spec, _)| spec.clone())
+    }
+
+    /// Names of the secrets there are.
+    pub fn secret_names(&self) -> Vec<String> {
+        self.lock().secrets.keys().cloned().collect()
     }
 
     /// Makes every call fail as an unreachable engine does (or work again).
@@ -205,7 +265,7 @@ impl Engine for FakeEngine {
             api_version: "0".into(),
             cpus: 2,
             memory: 4 << 30,
-            swarm: "inactive".into(),
+            swarm: if self.lock().swarm { "active" } else { "inactive" }.into(),
         })
     }
 
@@ -324,7 +384,10 @@ impl Engine for FakeEngine {
 
     async fn container(&self, name: &str) -> Result<Option<ContainerInfo>> {
         let s = self.lock();
-        Ok(s.containers.values().map(|(_, c)| c).find(|c| c.name == name || c.id == name).cloned())
+        let found = s.containers.values().map(|(_, c)| c).find(|c| c.name == name || c.id == name);
+        // a service's task stands for its container (the fake host finds minions so)
+        let task = || s.services.values().map(|(_, c)| c).find(|c| c.name == name || c.id == name);
+        Ok(found.or_else(task).cloned())
     }
 
     async fn create(&self, spec: &ContainerSpec) -> Result<String> {
@@ -355,6 +418,7 @@ impl Engine for FakeEngine {
             )]),
             exit_code: None,
             node: None,
+            update: None,
         };
         s.containers.insert(id.clone(), (spec.clone(), info));
         Ok(id)
@@ -445,6 +509,101 @@ impl Engine for FakeEngine {
                 async move { e.map(Ok) }
             })
             .boxed()
+    }
+
+    async fn create_overlay_network(&self, name: &str, labels: &Labels) -> Result<NetworkInfo> {
+        self.call("overlay", name)?;
+        let mut s = self.lock();
+        if !s.swarm {
+            return Err(EngineError::failed(format!("network {name}"), "not a swarm manager"));
+        }
+        let net = NetworkInfo {
+            id: format!("net-{name}"),
+            name: name.into(),
+            labels: labels.clone(),
+            gateway: Some("10.0.9.1".parse().expect("an address")),
+        };
+        s.networks.insert(name.into(), net.clone());
+        Ok(net)
+    }
+
+    async fn secrets(&self, filter: LabelFilter<'_>) -> Result<Vec<String>> {
+        Ok(self.lock().secrets.iter().filter(|(_, l)| matches(l, filter)).map(|(n, _)| n.clone()).collect())
+    }
+
+    async fn create_secret(&self, name: &str, labels: &Labels, _data: &[u8]) -> Result<()> {
+        self.call("secret", name)?;
+        self.lock().secrets.entry(name.into()).or_insert_with(|| labels.clone());
+        Ok(())
+    }
+
+    async fn remove_secret(&self, name: &str) -> Result<()> {
+        self.call("rm-secret", name)?;
+        let mut s = self.lock();
+        if s.services.values().any(|(spec, _)| spec.secrets.iter().any(|r| r.name == name)) {
+            return Err(EngineError::Conflict { what: format!("secret {name}"), reason: "in use".into() });
+        }
+        s.secrets.remove(name);
+        Ok(())
+    }
+
+    async fn services(&self, filter: LabelFilter<'_>) -> Result<Vec<ContainerInfo>> {
+        let s = self.lock();
+        Ok(s.services.values().map(|(_, c)| c).filter(|c| matches(&c.labels, filter)).cloned().collect())
+    }
+
+    async fn service(&self, name: &str) -> Result<Option<ContainerInfo>> {
+        let s = self.lock();
+        Ok(s.services.values().map(|(_, c)| c).find(|c| c.name == name || c.id == name).cloned())
+    }
+
+    async fn create_service(&self, spec: &ServiceSpec) -> Result<String> {
+        let c = &spec.container;
+        self.call("service", &c.name)?;
+        let mut s = self.lock();
+        if !s.images.contains_key(&c.image) {
+            return Err(EngineError::NotFound { what: format!("image {}", c.image) });
+        }
+        if let Some(missing) = spec.secrets.iter().find(|r| !s.secrets.contains_key(&r.name)) {
+            return Err(EngineError::NotFound { what: format!("secret {}", missing.name) });
+        }
+        s.next_id += 1;
+        let id = format!("s{:04}", s.next_id);
+        let info = ContainerInfo {
+            id: id.clone(),
+            name: c.name.clone(),
+            image: c.image.clone(),
+            labels: c.labels.clone(),
+            state: ContainerState::Running,
+            health: Health::Healthy,
+            addresses: BTreeMap::new(),
+            exit_code: None,
+            node: Some("node-1".into()),
+            update: Some(String::new()),
+        };
+        s.services.insert(c.name.clone(), (spec.clone(), info));
+        Ok(id)
+    }
+
+    async fn update_service(&self, spec: &ServiceSpec) -> Result<()> {
+        let c = &spec.container;
+        self.call("update", &format!("{} {}", c.name, c.image))?;
+        let mut s = self.lock();
+        let Some((old, info)) = s.services.get_mut(&c.name) else {
+            return Err(EngineError::NotFound { what: format!("service {}", c.name) });
+        };
+        let before = std::mem::replace(old, spec.clone());
+        info.image = c.image.clone();
+        info.labels = c.labels.clone();
+        info.update = Some("completed".into());
+        s.previous.insert(c.name.clone(), before);
+        Ok(())
+    }
+
+    async fn remove_service(&self, name: &str) -> Result<()> {
+        self.call("rm-service", name)?;
+        self.lock().services.remove(name);
+        Ok(())
     }
 }
 

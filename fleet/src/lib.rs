@@ -1,8 +1,8 @@
 //! The container fleet: what the master needs to run a fleet of version-tagged containers.
 //!
-//! - [`controller`]: [`Controller`]: up, scale, upgrade, undo, down, ps, chaos, the healer; the I/O the pure modules ask for.
-//! - [`engine`]: the [`Engine`] seam (images, networks, volumes, containers, events) and its types.
-//! - [`docker`]: [`Engine`] over the Docker Engine API (bollard); the only code that knows bollard.
+//! - [`controller`]: [`Controller`]: up, scale, upgrade, undo, down, ps, chaos, the healer, on one engine or on Swarm; the I/O the pure modules ask for.
+//! - [`engine`]: the [`Engine`] seam (images, networks, volumes, containers, events; Swarm services and secrets) and its types.
+//! - [`docker`]: [`Engine`] over the Docker Engine API (bollard), Swarm included; the only code that knows bollard.
 //! - [`fake`]: [`Engine`] in memory, for unit tests of everything above it.
 //! - [`image`]: images without a registry: the base from Debian packages, app images on it.
 //! - [`plan`]: reconcile: the engine's containers against the slots wanted, without I/O.

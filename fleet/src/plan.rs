@@ -148,6 +148,7 @@ mod tests {
             addresses: BTreeMap::new(),
             exit_code: None,
             node: None,
+            update: None,
         }
     }
 

@@ -66,6 +66,8 @@ impl SlotSpec {
 pub struct Desired {
     pub fleet: String,
     pub network: String,
+    /// `engine: swarm`: each slot a Swarm service, the network an overlay.
+    pub swarm: bool,
     pub slots: BTreeMap<String, SlotSpec>,
 }
 
@@ -120,7 +122,17 @@ impl FleetRecord {
                 );
             }
         }
-        Desired { fleet: file.fleet.clone(), network: file.network.clone(), slots }
+        Desired {
+            fleet: file.fleet.clone(),
+            network: file.network.clone(),
+            swarm: file.engine == render::fleet::EngineKind::Swarm,
+            slots,
+        }
+    }
+
+    /// Whether the fleet brought up runs on Swarm (`engine: swarm`).
+    pub fn swarm(&self) -> bool {
+        self.applied.as_ref().is_some_and(|a| a.file.engine == render::fleet::EngineKind::Swarm)
     }
 
     /// The fleet's name, once brought up.

@@ -621,6 +621,9 @@ impl Reader<'_> {
             }
         }
         self.across(&fleet, &placed);
+        if engine == EngineKind::Swarm {
+            self.on_swarm(&placed);
+        }
         let network = network.unwrap_or_else(|| fleet.clone());
         FleetFile { fleet, engine, network, roles: specs }
     }
@@ -917,6 +920,23 @@ impl Reader<'_> {
             self.start_first(role);
             self.aliases_taken(role, &placed[..i], placed);
             self.slot_names(fleet, role);
+        }
+    }
+
+    /// What Swarm cannot honour: it publishes a port on every node's addresses (its routing
+    /// mesh), so a host address on a port cannot be kept.
+    fn on_swarm(&mut self, placed: &[Placed]) {
+        for role in placed {
+            let path = format!("roles.{}.ports", role.name);
+            for &(port, at) in role.ports.iter().filter(|(port, _)| port.host_ip.is_some()) {
+                let message = format!(
+                    "`{port}` binds host address {}, which Swarm cannot honour: it publishes a port on every \
+                     node's addresses; expected no address on a fleet with `engine: swarm` (\"{}\")",
+                    port.host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+                    PortSpec { host_ip: None, ..port }
+                );
+                self.report(at, &path, message);
+            }
         }
     }
 

@@ -93,6 +93,15 @@ impl Scope {
         mine
     }
 
+    /// Swarm services and secrets of this scope (none outside a swarm).
+    pub fn services(&self) -> Vec<String> {
+        lines(&docker(&["service", "ls", "-q", "--filter", &format!("label={}", self.label())]))
+    }
+
+    pub fn secrets(&self) -> Vec<String> {
+        lines(&docker(&["secret", "ls", "-q", "--filter", &format!("label={}", self.label())]))
+    }
+
     pub fn volumes(&self) -> Vec<String> {
         lines(&docker(&["volume", "ls", "-q", "--filter", &format!("label={}", self.label())]))
     }
@@ -101,6 +110,26 @@ impl Scope {
     /// containers and images whose name starts with its fleet name (no other run's can).
     pub fn clean(&self) {
         let filter = format!("label={}", self.label());
+        // Swarm services and secrets first (none when the engine is in no swarm): removing a
+        // service removes its task's container
+        let services = lines(&docker(&["service", "ls", "-q", "--filter", &filter]));
+        if !services.is_empty() {
+            docker(
+                &[&["service", "rm"][..], &services.iter().map(String::as_str).collect::<Vec<_>>()].concat(),
+            );
+            for _ in 0..120 {
+                if lines(&docker(&["ps", "-aq", "--filter", &filter])).is_empty() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            }
+        }
+        let secrets = lines(&docker(&["secret", "ls", "-q", "--filter", &filter]));
+        if !secrets.is_empty() {
+            docker(
+                &[&["secret", "rm"][..], &secrets.iter().map(String::as_str).collect::<Vec<_>>()].concat(),
+            );
+        }
         let mut ids = lines(&docker(&["ps", "-aq", "--filter", &filter]));
         let named = docker(&["ps", "-a", "--format", "{{.ID}} {{.Names}}"]);
         ids.extend(named.lines().filter_map(|l| {

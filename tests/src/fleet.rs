@@ -47,6 +47,16 @@ const KV_STATE: &str = "kv:\n  daemon.running:\n    - cmd: [\"/app/kv\"]\n";
 const WEB_STATE: &str =
     "web:\n  daemon.running:\n    - cmd: [\"/app/web\"]\n    - health: {tcp: \"127.0.0.1:8080\"}\n";
 
+/// The fleet of the Swarm tests (tests/tests/swarm.rs): `engine: swarm`, `kv` (1 slot, a
+/// volume at /data) and `web` (2 slots, upgraded one at a time, start-first).
+pub fn swarm_fleet_yaml(fleet: &str, version: &str) -> String {
+    format!(
+        "fleet: {fleet}\nengine: swarm\nimage: {fleet}-app\nversion: \"{version}\"\nroles:\n  \
+         kv: {{replicas: 1, volumes: [/data], update: {{min_healthy: 1s, health_timeout: 60s}}}}\n  \
+         web: {{replicas: 2, update: {{batch: 1, order: start-first, min_healthy: 1s, health_timeout: 60s}}}}\n"
+    )
+}
+
 /// A master that containers can reach, a config repo with the test fleet (at version 1),
 /// and the images of the fleet's versions asked for. Not up yet: `drover up` brings it up.
 pub struct TestFleet {
@@ -60,12 +70,17 @@ impl TestFleet {
     /// `what` names the test (in the scope's fleet name); `versions` are built as
     /// `<fleet>-app:<version>` (3 is the broken one).
     pub fn new(what: &str, versions: &[&str]) -> TestFleet {
+        TestFleet::with_file(what, versions, fleet_yaml)
+    }
+
+    /// The same, with the fleet.yaml `file(fleet, version)` gives (at version 1).
+    pub fn with_file(what: &str, versions: &[&str], file: fn(&str, &str) -> String) -> TestFleet {
         let scope = Scope::new(what);
         let repo = ConfigRepo::new();
         repo.commit(
             "the test fleet",
             &[
-                ("fleet.yaml", &fleet_yaml(&scope.fleet, "1")),
+                ("fleet.yaml", &file(&scope.fleet, "1")),
                 ("roles/kv.yaml", "states: [app.kv]\n"),
                 ("roles/web.yaml", "states: [app.web]\n"),
                 ("roles/idle.yaml", "description: nothing runs here\n"),

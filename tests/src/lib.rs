@@ -11,7 +11,7 @@
 //! - [`rss_kib`]: a process's resident memory.
 //! - [`docker`]: what a Docker test creates, and removes whatever happens; [`fleet`]: the
 //!   small fleet of the Docker tests; [`browser`]: headless Chromium driven over the DevTools
-//!   protocol, for the dashboard.
+//!   protocol, for the dashboard; [`swarm`]: a one-node Docker Swarm a test makes and leaves.
 //!
 //! The binaries are found next to the test executable's `deps/` folder; `scripts/test.sh`
 //! builds them first (`cargo build --workspace --bins`).
@@ -19,6 +19,7 @@
 pub mod browser;
 pub mod docker;
 pub mod fleet;
+pub mod swarm;
 
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};

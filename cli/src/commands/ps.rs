@@ -45,6 +45,7 @@ pub fn run(_args: PsArgs, ctx: &mut Ctx) -> anyhow::Result<Exit> {
                         s.role.clone(),
                         s.image.clone(),
                         s.state.clone(),
+                        s.node.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| "-".into()),
                         if s.connected { "yes" } else { "no" }.into(),
                         short(&s.converged),
                         s.health.clone(),
@@ -58,7 +59,7 @@ pub fn run(_args: PsArgs, ctx: &mut Ctx) -> anyhow::Result<Exit> {
                 })
                 .collect();
             output::table(
-                &["SLOT", "ROLE", "IMAGE", "STATE", "CONNECTED", "CONVERGED", "HEALTH", "NOTES"],
+                &["SLOT", "ROLE", "IMAGE", "STATE", "NODE", "CONNECTED", "CONVERGED", "HEALTH", "NOTES"],
                 &rows,
             )
         }

@@ -5,6 +5,10 @@
 //! every `sweep`, compares the containers with the record, which also catches deaths the
 //! event stream missed (the engine restarted, the stream broke) and containers removed by
 //! hand. Slots an operation is changing are left to it, as are roles with `heal: false`.
+//!
+//! On Swarm the healer replaces nothing: Swarm's restart policy replaces a dead task in its
+//! service; the healer reports the death, the new task and when its minion is ready
+//! (`Controller::on_task_event`), and its sweep does nothing.
 
 use std::time::Duration;
 
@@ -33,6 +37,9 @@ impl<E: Engine, H: Host> Controller<E, H> {
                 tokio::select! {
                     _ = token.cancelled() => return,
                     event = events.next() => match event {
+                        Some(Ok(e)) if e.labels.contains_key(super::swarm::SWARM_TASK_LABEL) => {
+                            self.on_task_event(&e)
+                        }
                         Some(Ok(e)) if e.action == "die" => {
                             self.on_death(&e.labels, &e.name, e.exit_code, Some(&e.id))
                         }
@@ -192,7 +199,7 @@ impl<E: Engine, H: Host> Controller<E, H> {
             let shared = self.inner.shared();
             (shared.record.desired(), shared.busy.clone())
         };
-        if desired.slots.is_empty() {
+        if desired.slots.is_empty() || desired.swarm {
             return;
         }
         let Ok(observed) = self.inner.engine.containers(&[&format!("{LABEL_FLEET}={}", desired.fleet)]).await

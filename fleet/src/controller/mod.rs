@@ -14,6 +14,7 @@
 mod healer;
 mod progress;
 mod slots;
+mod swarm;
 #[cfg(test)]
 mod tests;
 
@@ -122,6 +123,8 @@ struct Shared {
     /// What holds the operation lock, to name it to a second one.
     operation: Option<String>,
     healer: Healer,
+    /// Swarm: slots whose task died, since when (the healer reports the task replacing it).
+    task_deaths: BTreeMap<String, tokio::time::Instant>,
 }
 
 pub(crate) struct Inner<E, H> {
@@ -186,7 +189,13 @@ fn filter_for(fleet: &str) -> String {
 impl<E: Engine, H: Host> Controller<E, H> {
     /// A controller over `engine` for `host`, starting from the record the host kept.
     pub fn new(engine: E, host: H, record: FleetRecord, opts: Options) -> Self {
-        let shared = Shared { record, busy: BTreeSet::new(), operation: None, healer: Healer::default() };
+        let shared = Shared {
+            record,
+            busy: BTreeSet::new(),
+            operation: None,
+            healer: Healer::default(),
+            task_deaths: BTreeMap::new(),
+        };
         let inner = Inner {
             engine,
             host,
@@ -234,8 +243,11 @@ impl<E: Engine, H: Host> Controller<E, H> {
         self.inner.host.event(&fleet, &event);
     }
 
-    /// Containers of the fleet, by the engine.
-    async fn observed(&self, fleet: &str) -> Result<Vec<ContainerInfo>> {
+    /// Containers of the fleet, by the engine; on Swarm its services, one per slot.
+    async fn observed(&self, fleet: &str, swarm: bool) -> Result<Vec<ContainerInfo>> {
+        if swarm {
+            return Ok(self.inner.engine.services(&[&filter_for(fleet)]).await?);
+        }
         Ok(self.inner.engine.containers(&[&filter_for(fleet)]).await?)
     }
 
@@ -265,6 +277,9 @@ impl<E: Engine, H: Host> Controller<E, H> {
 
     /// The fleet's network, created if missing; one drover did not create is refused.
     async fn network(&self, desired: &Desired) -> Result<NetworkInfo> {
+        if desired.swarm {
+            return self.swarm_network(desired).await;
+        }
         match self.inner.engine.network(&desired.network).await? {
             Some(n) if n.labels.get(LABEL_FLEET) == Some(&desired.fleet) => Ok(n),
             Some(_) => Err(FleetError::Refused(format!(
@@ -283,7 +298,7 @@ impl<E: Engine, H: Host> Controller<E, H> {
     /// fleet's label: drover never touches them.
     async fn check_clashes(&self, desired: &Desired, creates: &[&SlotSpec]) -> Result<()> {
         let mut clashes = Vec::new();
-        for slot in creates {
+        for slot in creates.iter().filter(|_| !desired.swarm) {
             if let Some(c) = self.inner.engine.container(&slot.slot).await?
                 && c.labels.get(LABEL_FLEET) != Some(&desired.fleet)
             {
@@ -325,13 +340,6 @@ impl<E: Engine, H: Host> Controller<E, H> {
         timeout: Duration,
         progress: &Progress,
     ) -> Result<Outcome> {
-        if file.engine == render::fleet::EngineKind::Swarm {
-            return Err(FleetError::Refused(format!(
-                "fleet {} says `engine: swarm`, which this drover cannot run yet: remove the line to run it on \
-                 this Docker engine",
-                file.fleet
-            )));
-        }
         let mut op = self.begin(format!("up of fleet {}", file.fleet))?;
         self.inner.engine.info().await?;
         let before = self.record();
@@ -341,11 +349,24 @@ impl<E: Engine, H: Host> Controller<E, H> {
                 file.fleet
             )));
         }
+        let swarm = file.engine == render::fleet::EngineKind::Swarm;
+        if before.fleet().is_some() && before.swarm() != swarm {
+            let (was, now) = if swarm { ("this engine", "swarm") } else { ("Swarm", "local") };
+            return Err(FleetError::Refused(format!(
+                "fleet {} runs on {was}; fleet.yaml now says `engine: {now}`: `drover down` first (a fleet does not \
+                 move between engines in place)",
+                file.fleet
+            )));
+        }
         let record = before.brought_up(file, commit);
         let desired = record.desired();
         self.check_images(&desired).await?;
-        let observed = self.observed(&desired.fleet).await?;
-        let plan = plan::reconcile(&desired, &observed);
+        let observed = self.observed(&desired.fleet, desired.swarm).await?;
+        let mut plan = plan::reconcile(&desired, &observed);
+        if desired.swarm {
+            // a slot whose task is not running is Swarm's to restart, not drover's to replace
+            plan.actions.retain(|a| !matches!(a, Action::Replace { .. }));
+        }
         let creates: Vec<&SlotSpec> = plan
             .actions
             .iter()
@@ -419,6 +440,9 @@ impl<E: Engine, H: Host> Controller<E, H> {
             .await;
         for slot in removed_slots {
             self.inner.host.revoke(&slot).await?;
+            if desired.swarm {
+                self.remove_slot_secrets(&desired.fleet, &slot).await;
+            }
         }
         results.into_iter().collect::<Result<Vec<()>>>()?;
         Ok(())
@@ -567,7 +591,7 @@ impl<E: Engine, H: Host> Controller<E, H> {
         let mut last_ready = usize::MAX;
         loop {
             let views = self.inner.host.minions(names.clone()).await;
-            let containers = self.observed(&desired.fleet).await.unwrap_or_default();
+            let containers = self.observed(&desired.fleet, desired.swarm).await.unwrap_or_default();
             let current: BTreeMap<&str, &ContainerInfo> = containers
                 .iter()
                 .filter(|c| c.label(LABEL_SLOT) == Some(c.name.as_str()))
@@ -636,8 +660,11 @@ impl<E: Engine, H: Host> Controller<E, H> {
         record.overrides.retain(|_, o| *o != Override::default());
         let desired = record.desired();
         self.check_images(&desired).await?;
-        let observed = self.observed(&desired.fleet).await?;
+        let observed = self.observed(&desired.fleet, desired.swarm).await?;
         let mut plan = plan::reconcile(&desired, &observed);
+        if desired.swarm {
+            plan.actions.retain(|a| !matches!(a, Action::Replace { .. }));
+        }
         // scale creates and removes this role's slots; other drift is left to `up`
         let of_role = |slot: &str| {
             desired.slots.get(slot).map(|s| s.role.as_str()) == Some(role)
@@ -700,7 +727,7 @@ impl<E: Engine, H: Host> Controller<E, H> {
         let desired = record.desired();
         self.check_images(&desired).await?;
         let network = self.network(&desired).await?;
-        let observed = self.observed(&desired.fleet).await?;
+        let observed = self.observed(&desired.fleet, desired.swarm).await?;
         let plan = plan::reconcile(&desired, &observed);
         let changes: Vec<plan::Change> =
             plan.changes.iter().filter(|c| roles.contains(&c.role)).cloned().collect();
@@ -757,7 +784,7 @@ impl<E: Engine, H: Host> Controller<E, H> {
             return Ok(Outcome { notes: vec!["no fleet is up".into()], ..Outcome::default() });
         };
         let desired = record.desired();
-        let observed = self.observed(&fleet).await?;
+        let observed = self.observed(&fleet, desired.swarm).await?;
         let mut slots: BTreeSet<String> = desired.slots.keys().cloned().collect();
         slots.extend(observed.iter().filter_map(|c| c.label(LABEL_SLOT).map(String::from)));
         op.mark(slots.iter().cloned());
@@ -776,8 +803,21 @@ impl<E: Engine, H: Host> Controller<E, H> {
         }
         let filter = filter_for(&fleet);
         let mut notes = Vec::new();
+        if desired.swarm {
+            let secrets = self.swarm_leftovers(&fleet).await?;
+            notes.push(format!("removed {secrets} secrets"));
+        }
         for n in self.inner.engine.networks(&[&filter]).await? {
-            self.inner.engine.remove_network(&n.name).await?;
+            // an overlay's endpoints may outlive the containers a moment
+            let mut tries = if desired.swarm { 40 } else { 1 };
+            loop {
+                tries -= 1;
+                match self.inner.engine.remove_network(&n.name).await {
+                    Ok(()) => break,
+                    Err(_) if tries > 0 => tokio::time::sleep(Duration::from_millis(250)).await,
+                    Err(e) => return Err(e.into()),
+                }
+            }
             notes.push(format!("removed network {}", n.name));
         }
         let vols = self.inner.engine.volumes(&[&filter]).await?;
@@ -789,7 +829,8 @@ impl<E: Engine, H: Host> Controller<E, H> {
         } else if !vols.is_empty() {
             notes.push(format!("kept {} volumes (`drover down --volumes` removes them)", vols.len()));
         }
-        notes.insert(0, format!("removed {} containers", observed.len()));
+        let what = if desired.swarm { "services" } else { "containers" };
+        notes.insert(0, format!("removed {} {what}", observed.len()));
         Ok(Outcome { notes, ..Outcome::default() })
     }
 
@@ -799,7 +840,7 @@ impl<E: Engine, H: Host> Controller<E, H> {
         let record = self.record();
         let Some(fleet) = record.fleet().map(String::from) else { return Ok(Vec::new()) };
         let desired = record.desired();
-        let observed = self.observed(&fleet).await?;
+        let observed = self.observed(&fleet, desired.swarm).await?;
         let mut names: BTreeSet<String> = desired.slots.keys().cloned().collect();
         names.extend(observed.iter().filter_map(|c| c.label(LABEL_SLOT).map(String::from)));
         let views = self.inner.host.minions(names.iter().cloned().collect()).await;
@@ -902,8 +943,9 @@ impl<E: Engine, H: Host> Controller<E, H> {
                 tokio::time::sleep(every).await;
             }
             let busy = self.inner.shared().busy.clone();
+            // on Swarm too: the containers of its tasks on this node
             let candidates: Vec<ContainerInfo> = self
-                .observed(&fleet)
+                .observed(&fleet, false)
                 .await?
                 .into_iter()
                 .filter(|c| c.state == ContainerState::Running)

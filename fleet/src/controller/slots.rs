@@ -57,11 +57,16 @@ impl<E: Engine, H: Host> Controller<E, H> {
                 detail: Some(container.image.clone()),
             },
         );
-        let id = self.inner.engine.create(&container).await?;
-        if let Err(e) = self.inner.engine.start(&id).await {
-            let _ = self.inner.engine.remove(&id).await;
-            return Err(e.into());
-        }
+        let id = if self.swarm() {
+            self.create_slot_service(&fleet, spec, container).await?
+        } else {
+            let id = self.inner.engine.create(&container).await?;
+            if let Err(e) = self.inner.engine.start(&id).await {
+                let _ = self.inner.engine.remove(&id).await;
+                return Err(e.into());
+            }
+            id
+        };
         self.emit(
             progress,
             FleetEvent::Slot { slot: spec.slot.clone(), step: "started".into(), detail: None },
@@ -70,7 +75,7 @@ impl<E: Engine, H: Host> Controller<E, H> {
     }
 
     /// A generation above every one handed out before: the time in ms, or one more.
-    fn next_generation(&self) -> u64 {
+    pub(crate) fn next_generation(&self) -> u64 {
         use std::sync::atomic::Ordering;
         let now = wire::msg::now_ms();
         let last = &self.inner.generation;
@@ -84,9 +89,26 @@ impl<E: Engine, H: Host> Controller<E, H> {
         }
     }
 
-    /// Stops (SIGTERM, then SIGKILL after the stop timeout) and removes a container.
+    /// Stops (SIGTERM, then SIGKILL after the stop timeout) and removes a container; on
+    /// Swarm, removes a slot's service (Swarm stops its task the same way).
     pub(crate) async fn remove_container(&self, c: &ContainerInfo, progress: &Progress) -> Result<()> {
         let slot = c.label(LABEL_SLOT).unwrap_or(&c.name).to_string();
+        if c.update.is_some() {
+            self.emit(
+                progress,
+                FleetEvent::Slot {
+                    slot: slot.clone(),
+                    step: "stopping".into(),
+                    detail: Some(c.name.clone()),
+                },
+            );
+            self.inner.engine.remove_service(&c.name).await?;
+            self.emit(
+                progress,
+                FleetEvent::Slot { slot, step: "removed".into(), detail: Some(c.name.clone()) },
+            );
+            return Ok(());
+        }
         if c.state == ContainerState::Running {
             self.emit(
                 progress,
@@ -126,6 +148,9 @@ impl<E: Engine, H: Host> Controller<E, H> {
         network: &NetworkInfo,
         progress: &Progress,
     ) -> std::result::Result<(), String> {
+        if self.swarm() {
+            return self.swap_service(spec, version, order, policy, network, progress).await;
+        }
         let fleet = network.labels.get(LABEL_FLEET).cloned().unwrap_or_default();
         let text = |e: super::FleetError| e.to_string();
         let containers = self.slot_containers(&fleet, &spec.slot).await.map_err(text)?;
@@ -213,6 +238,9 @@ impl<E: Engine, H: Host> Controller<E, H> {
         let deadline = start + policy.health_timeout;
         let mut ready_since: Option<Instant> = None;
         let mut checked = start;
+        let swarm = self.swarm();
+        // on Swarm: the state of the service's task, told when it changes
+        let mut task = String::new();
         let result = loop {
             let now = Instant::now();
             let view = self
@@ -237,14 +265,33 @@ impl<E: Engine, H: Host> Controller<E, H> {
             }
             if now.duration_since(checked) >= Duration::from_millis(500) || now >= deadline {
                 checked = now;
-                match self.inner.engine.container(&id).await {
-                    Ok(Some(c)) if c.state == ContainerState::Running => {}
-                    Ok(Some(c)) => {
-                        let code = c.exit_code.map(|c| format!(" with code {c}")).unwrap_or_default();
-                        break Err(self.with_logs(&id, format!("its container exited{code}")).await);
+                if swarm {
+                    // a task that ends is Swarm's to restart; a rollback of its own ends the wait
+                    match self.service_still_wanted(&id, generation).await {
+                        Ok(now) if now != task => {
+                            task = now;
+                            self.emit(
+                                progress,
+                                FleetEvent::Slot {
+                                    slot: slot.into(),
+                                    step: "task".into(),
+                                    detail: Some(task.clone()),
+                                },
+                            );
+                        }
+                        Ok(_) => {}
+                        Err(why) => break Err(why),
                     }
-                    Ok(None) => break Err("its container is gone".into()),
-                    Err(e) => break Err(e.to_string()),
+                } else {
+                    match self.inner.engine.container(&id).await {
+                        Ok(Some(c)) if c.state == ContainerState::Running => {}
+                        Ok(Some(c)) => {
+                            let code = c.exit_code.map(|c| format!(" with code {c}")).unwrap_or_default();
+                            break Err(self.with_logs(&id, format!("its container exited{code}")).await);
+                        }
+                        Ok(None) => break Err("its container is gone".into()),
+                        Err(e) => break Err(e.to_string()),
+                    }
                 }
             }
             if now >= deadline {

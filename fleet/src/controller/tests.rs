@@ -20,6 +20,8 @@ use crate::record::tests::{file, role};
 struct FakeHost {
     engine: FakeEngine,
     broken: Arc<Mutex<BTreeSet<String>>>,
+    /// Versions whose minions connect but never become ready (nor fail).
+    stuck: Arc<Mutex<BTreeSet<String>>>,
     saved: Arc<Mutex<Option<FleetRecord>>>,
     events: Arc<Mutex<Vec<String>>>,
     enrolled: Arc<Mutex<BTreeSet<String>>>,
@@ -42,6 +44,7 @@ impl FakeHost {
 impl Host for FakeHost {
     async fn minions(&self, ids: Vec<String>) -> BTreeMap<String, MinionView> {
         let broken = self.broken.lock().unwrap().clone();
+        let stuck = self.stuck.lock().unwrap().clone();
         let mut out = BTreeMap::new();
         for id in ids {
             let Ok(Some(c)) = self.engine.container(&id).await else { continue };
@@ -50,14 +53,15 @@ impl Host for FakeHost {
             }
             let version = c.label(LABEL_VERSION).unwrap_or("").to_string();
             let bad = broken.contains(&version);
+            let stuck = stuck.contains(&version);
             out.insert(
                 id,
                 MinionView {
                     connected: true,
                     generation: c.generation(),
-                    converged: (!bad).then(|| "c1".into()),
+                    converged: (!bad && !stuck).then(|| "c1".into()),
                     failed: bad.then(|| format!("daemon app exited with code 3 (version {version})")),
-                    healthy: !bad,
+                    healthy: !bad && !stuck,
                     problem: None,
                 },
             );
@@ -213,13 +217,26 @@ async fn up_refuses_what_it_cannot_do_and_changes_nothing() {
     assert!(changes(&engine).is_empty(), "{:?}", changes(&engine));
     assert_eq!(engine.table().len(), 1);
 
-    // a fleet for Swarm, not yet
+    // a fleet for Swarm on an engine in no swarm
     let (fleet, engine, _) = setup(&["1"]);
     let mut swarm = fleet_file("1", UpdatePolicy::default());
     swarm.engine = render::fleet::EngineKind::Swarm;
-    let err = fleet.up(swarm, "c".into(), MINUTE, &Progress::none()).await.unwrap_err();
-    assert!(err.to_string().contains("`engine: swarm`, which this drover cannot run yet"), "{err}");
+    let err = fleet.up(swarm.clone(), "c".into(), MINUTE, &Progress::none()).await.unwrap_err();
+    assert!(
+        err.to_string().contains("says `engine: swarm`, but the Docker engine at fake is in no swarm"),
+        "{err}"
+    );
     assert!(engine.table().is_empty());
+
+    // a fleet up on one engine does not move to Swarm in place
+    let (fleet, engine, _) = setup(&["1"]);
+    engine.set_swarm();
+    up(&fleet, "1", UpdatePolicy::default()).await;
+    let err = fleet.up(swarm, "c".into(), MINUTE, &Progress::none()).await.unwrap_err();
+    assert!(
+        err.to_string().contains("fleet f runs on this engine; fleet.yaml now says `engine: swarm`"),
+        "{err}"
+    );
 
     // an engine that does not answer
     let (fleet, engine, _) = setup(&["1"]);
@@ -608,4 +625,143 @@ async fn chaos_kills_as_many_containers_as_its_time_allows() {
     assert!(killed.iter().all(|s| s.starts_with("f-web-")));
     assert_eq!(engine.container("f-db-1").await.unwrap().unwrap().state, ContainerState::Running);
     assert!(fleet.chaos(Some("nope"), MINUTE, MINUTE, &Progress::none()).await.is_err());
+}
+
+/// The fleet of these tests with `engine: swarm`, on a fake engine in swarm mode.
+fn swarm_file(version: &str, web: UpdatePolicy) -> FleetFile {
+    FleetFile { engine: render::fleet::EngineKind::Swarm, ..fleet_file(version, web) }
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_swarm_each_slot_is_a_service_with_its_keys_as_secrets() {
+    let (fleet, engine, host) = setup(&["1"]);
+    // an engine in no swarm: refused, nothing made
+    let err = fleet
+        .up(swarm_file("1", UpdatePolicy::default()), "c1".into(), MINUTE, &Progress::none())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("is in no swarm"), "{err}");
+    assert!(engine.secret_names().is_empty());
+
+    engine.set_swarm();
+    let outcome = fleet
+        .up(swarm_file("1", UpdatePolicy::default()), "c1".into(), MINUTE, &Progress::none())
+        .await
+        .unwrap();
+    assert!(outcome.ok(), "{outcome:?}");
+    assert!(engine.table().is_empty(), "no container made by drover itself");
+    let db = engine.service_spec("f-db-1").unwrap();
+    assert_eq!(db.container.labels[LABEL_SLOT], "f-db-1");
+    assert_eq!(db.container.hostname, "f-db-1");
+    assert_eq!(db.container.mounts, [Mount { volume: "f-db-1-data".into(), target: "/data".into() }]);
+    // the master is dialled through docker_gwbridge's gateway
+    assert_eq!(db.container.env["DROVER_MASTER"], "172.18.0.1:4506");
+    // the keys travel as secrets, never as files in the spec
+    assert!(db.container.files.is_empty());
+    assert_eq!(db.secrets.len(), 1);
+    assert_eq!(db.secrets[0].target, "/var/lib/drover/minion/pki/minion.key");
+    assert_eq!(engine.secret_names().len(), 4);
+    let ps = fleet.ps(None).await.unwrap();
+    assert_eq!(ps.len(), 4);
+    assert!(ps.iter().all(|s| s.node.as_deref() == Some("node-1") && s.problem.is_none()), "{ps:?}");
+
+    // down: services, secrets and the network go; keys are revoked
+    let out = fleet.down(false, &Progress::none()).await.unwrap();
+    assert_eq!(out.notes[0], "removed 4 services", "{out:?}");
+    assert!(engine.secret_names().is_empty());
+    assert!(engine.service_spec("f-db-1").is_none());
+    assert!(engine.network("f").await.unwrap().is_none());
+    assert!(host.enrolled.lock().unwrap().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_swarm_a_swap_is_a_service_update_and_a_broken_version_goes_back() {
+    let (fleet, engine, host) = setup(&["1", "2", "3"]);
+    engine.set_swarm();
+    host.break_version("3");
+    let web = policy(1, Order::StartFirst, OnFailure::Rollback);
+    fleet.up(swarm_file("1", web), "c1".into(), MINUTE, &Progress::none()).await.unwrap();
+    engine.clear_calls();
+    let out =
+        fleet.upgrade(&["web".into()], "2", PolicyOverride::default(), &Progress::none()).await.unwrap();
+    assert!(out.ok(), "{out:?}");
+    let updates: Vec<String> = changes(&engine).into_iter().filter(|c| c.starts_with("update")).collect();
+    assert_eq!(updates, ["update f-web-1 app:2", "update f-web-2 app:2", "update f-web-3 app:2"]);
+    let spec = engine.service_spec("f-web-2").unwrap();
+    assert_eq!(spec.container.labels[LABEL_VERSION], "2");
+    assert!(spec.update.start_first);
+    assert_eq!(spec.update.monitor, Duration::from_secs(2));
+    assert_eq!(spec.update.failure_action, FailureAction::Rollback);
+
+    engine.clear_calls();
+    let out =
+        fleet.upgrade(&["web".into()], "3", PolicyOverride::default(), &Progress::none()).await.unwrap();
+    let rollout = out.rollout.unwrap();
+    assert_eq!(rollout.state, RolloutState::RolledBack);
+    assert!(rollout.reason.unwrap().contains("f-web-1 failed to become ready at 3: apply failed"));
+    let updates: Vec<String> = changes(&engine).into_iter().filter(|c| c.starts_with("update")).collect();
+    assert_eq!(updates, ["update f-web-1 app:3", "update f-web-1 app:2"]);
+    assert_eq!(engine.service_spec("f-web-1").unwrap().container.labels[LABEL_VERSION], "2");
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_swarm_scale_makes_and_removes_services_with_their_secrets() {
+    let (fleet, engine, host) = setup(&["1"]);
+    engine.set_swarm();
+    fleet.up(swarm_file("1", UpdatePolicy::default()), "c1".into(), MINUTE, &Progress::none()).await.unwrap();
+    let out = fleet.scale("web", 5, MINUTE, &Progress::none()).await.unwrap();
+    assert!(out.ok(), "{out:?}");
+    assert!(engine.service_spec("f-web-5").is_some());
+    assert_eq!(engine.secret_names().len(), 6);
+    let out = fleet.scale("web", 1, MINUTE, &Progress::none()).await.unwrap();
+    assert!(out.ok(), "{out:?}");
+    assert!(engine.service_spec("f-web-2").is_none());
+    assert!(engine.service_spec("f-web-1").is_some());
+    // the removed slots' secrets are gone and their identities revoked
+    let left = engine.secret_names();
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(left.iter().all(|s| s.starts_with("f-db-1.") || s.starts_with("f-web-1.")), "{left:?}");
+    assert!(!host.enrolled.lock().unwrap().contains("f-web-2"));
+    // a dead task is Swarm's: the healer reports it and makes nothing
+    engine.clear_calls();
+    let token = tokio_util::sync::CancellationToken::new();
+    let healer = fleet.spawn_healer(token.clone());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    engine.die_task("f-web-1", 137);
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    token.cancel();
+    healer.await.unwrap();
+    assert!(changes(&engine).is_empty(), "{:?}", changes(&engine));
+    assert!(host.events().iter().any(|t| t == "drover/fleet/f/slot/f-web-1/died"), "{:?}", host.events());
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_swarm_a_rollback_by_swarm_itself_ends_the_wait_and_the_slot_is_only_waited_for() {
+    let (fleet, engine, host) = setup(&["1", "4"]);
+    engine.set_swarm();
+    host.stuck.lock().unwrap().insert("4".into());
+    let web = UpdatePolicy { health_timeout: MINUTE, ..policy(1, Order::StopFirst, OnFailure::Rollback) };
+    fleet.up(swarm_file("1", web), "c1".into(), MINUTE, &Progress::none()).await.unwrap();
+    engine.clear_calls();
+    // Swarm gives up on the new task (its health check never passes) before drover's
+    // health_timeout, and rolls the service back itself
+    let swarm = engine.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        swarm.swarm_rolls_back("f-web-1");
+    });
+    let out =
+        fleet.upgrade(&["web".into()], "4", PolicyOverride::default(), &Progress::none()).await.unwrap();
+    let rollout = out.rollout.unwrap();
+    assert_eq!(rollout.state, RolloutState::RolledBack);
+    let reason = rollout.reason.unwrap();
+    assert!(
+        reason.contains("f-web-1 failed to become ready at 4: Swarm put the service back at 1"),
+        "{reason}"
+    );
+    assert!(reason.contains("rollback_completed"), "{reason}");
+    // drover only waited for the slot Swarm put back: one update, Swarm's rollback, no other
+    let updates: Vec<String> = changes(&engine).into_iter().filter(|c| c.starts_with("update")).collect();
+    assert_eq!(updates, ["update f-web-1 app:4"]);
+    assert_eq!(engine.service_spec("f-web-1").unwrap().container.labels[LABEL_VERSION], "1");
 }

@@ -1,0 +1,558 @@
+//! Swarm services, secrets and overlay networks over the Docker Engine API, for
+//! [`super::Docker`]'s [`Engine`] methods of the same names; and the pure conversions from
+//! the fleet's [`ServiceSpec`] to Swarm's, unit-tested below.
+
+use std::collections::{BTreeMap, HashMap};
+
+use base64::Engine as _;
+use bollard::errors::Error as BollardError;
+use bollard::models::{
+    EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum, EndpointSpec,
+    Limit, Mount as DockerMount, MountType, MountVolumeOptions, NetworkAttachmentConfig,
+    NetworkCreateRequest, SecretSpec, Service, ServiceSpec as SwarmSpec, ServiceSpecMode,
+    ServiceSpecModeReplicated, ServiceSpecRollbackConfig, ServiceSpecRollbackConfigFailureActionEnum,
+    ServiceSpecRollbackConfigOrderEnum, ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum,
+    ServiceSpecUpdateConfigOrderEnum, Task, TaskSpec, TaskSpecContainerSpec, TaskSpecContainerSpecFile,
+    TaskSpecContainerSpecSecrets, TaskSpecResources, TaskSpecRestartPolicy,
+    TaskSpecRestartPolicyConditionEnum, TaskState,
+};
+use bollard::query_parameters::{
+    ListNodesOptions, ListSecretsOptions, ListServicesOptions, ListTasksOptions, UpdateServiceOptions,
+};
+
+use super::{Docker, label_filter, labels_of};
+use crate::engine::*;
+
+/// Nanoseconds, as Swarm counts durations.
+fn nanos(d: std::time::Duration) -> i64 {
+    d.as_nanos().min(i64::MAX as u128) as i64
+}
+
+/// The fleet's update configuration as Swarm's (and the matching rollback configuration:
+/// one task at a time, the same order, pausing if going back fails too).
+pub(crate) fn update_config(u: &ServiceUpdate) -> (ServiceSpecUpdateConfig, ServiceSpecRollbackConfig) {
+    let update = ServiceSpecUpdateConfig {
+        parallelism: Some(u.parallelism as i64),
+        delay: Some(0),
+        failure_action: Some(match u.failure_action {
+            FailureAction::Rollback => ServiceSpecUpdateConfigFailureActionEnum::ROLLBACK,
+            FailureAction::Pause => ServiceSpecUpdateConfigFailureActionEnum::PAUSE,
+            FailureAction::Continue => ServiceSpecUpdateConfigFailureActionEnum::CONTINUE,
+        }),
+        monitor: Some(nanos(u.monitor)),
+        max_failure_ratio: Some(u.max_failure_ratio),
+        order: Some(if u.start_first {
+            ServiceSpecUpdateConfigOrderEnum::START_FIRST
+        } else {
+            ServiceSpecUpdateConfigOrderEnum::STOP_FIRST
+        }),
+    };
+    let rollback = ServiceSpecRollbackConfig {
+        parallelism: Some(1),
+        delay: Some(0),
+        failure_action: Some(ServiceSpecRollbackConfigFailureActionEnum::PAUSE),
+        monitor: Some(nanos(u.monitor)),
+        max_failure_ratio: Some(0.0),
+        order: Some(if u.start_first {
+            ServiceSpecRollbackConfigOrderEnum::START_FIRST
+        } else {
+            ServiceSpecRollbackConfigOrderEnum::STOP_FIRST
+        }),
+    };
+    (update, rollback)
+}
+
+/// The labels a slot's volume gets when Swarm creates it on a node: the container's
+/// fleet, role and slot.
+fn volume_labels(container: &ContainerSpec) -> HashMap<String, String> {
+    [LABEL_FLEET, LABEL_ROLE, LABEL_SLOT]
+        .iter()
+        .filter_map(|k| container.labels.get(*k).map(|v| (k.to_string(), v.clone())))
+        .collect()
+}
+
+/// The Swarm spec of a slot's service: one replica, restarted whatever way it ends (unless
+/// the role says `heal: false`), on the
+/// fleet's network under the slot's aliases, with the slot's secrets at their paths. The
+/// container's `files` are not used: on Swarm they travel as `secrets`.
+pub(crate) fn swarm_spec(spec: &ServiceSpec, secret_ids: &HashMap<String, String>) -> SwarmSpec {
+    let c = &spec.container;
+    let labels: HashMap<String, String> = c.labels.clone().into_iter().collect();
+    let (update, rollback) = update_config(&spec.update);
+    let container = TaskSpecContainerSpec {
+        image: Some(c.image.clone()),
+        labels: Some(labels.clone()),
+        args: (!c.command.is_empty()).then(|| c.command.clone()),
+        hostname: Some(c.hostname.clone()),
+        env: Some(c.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        mounts: Some(
+            c.mounts
+                .iter()
+                .map(|m| DockerMount {
+                    target: Some(m.target.clone()),
+                    source: Some(m.volume.clone()),
+                    typ: Some(MountType::VOLUME),
+                    volume_options: Some(MountVolumeOptions {
+                        labels: Some(volume_labels(c)),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        stop_grace_period: Some(nanos(c.stop_timeout)),
+        secrets: Some(
+            spec.secrets
+                .iter()
+                .map(|s| TaskSpecContainerSpecSecrets {
+                    file: Some(TaskSpecContainerSpecFile {
+                        name: Some(s.target.clone()),
+                        uid: Some("0".into()),
+                        gid: Some("0".into()),
+                        mode: Some(s.mode),
+                    }),
+                    secret_name: Some(s.name.clone()),
+                    secret_id: secret_ids.get(&s.name).cloned(),
+                })
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    let resources = (c.cpus.is_some() || c.memory.is_some()).then(|| TaskSpecResources {
+        limits: Some(Limit {
+            nano_cpus: c.cpus.map(|n| (n * 1e9) as i64),
+            memory_bytes: c.memory.map(|m| m as i64),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let ports: Vec<EndpointPortConfig> = c
+        .publish
+        .iter()
+        .map(|p| EndpointPortConfig {
+            protocol: Some(if p.protocol == "udp" {
+                EndpointPortConfigProtocolEnum::UDP
+            } else {
+                EndpointPortConfigProtocolEnum::TCP
+            }),
+            target_port: Some(i64::from(p.container_port)),
+            published_port: p.host_port.map(i64::from),
+            publish_mode: Some(EndpointPortConfigPublishModeEnum::INGRESS),
+            ..Default::default()
+        })
+        .collect();
+    SwarmSpec {
+        name: Some(c.name.clone()),
+        labels: Some(labels),
+        task_template: Some(TaskSpec {
+            container_spec: Some(container),
+            resources,
+            restart_policy: Some(TaskSpecRestartPolicy {
+                condition: Some(if spec.restart {
+                    TaskSpecRestartPolicyConditionEnum::ANY
+                } else {
+                    TaskSpecRestartPolicyConditionEnum::NONE
+                }),
+                delay: Some(nanos(std::time::Duration::from_secs(1))),
+                max_attempts: Some(0),
+                window: Some(0),
+            }),
+            networks: Some(vec![NetworkAttachmentConfig {
+                target: Some(c.network.clone()),
+                aliases: Some(c.aliases.clone()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        mode: Some(ServiceSpecMode {
+            replicated: Some(ServiceSpecModeReplicated { replicas: Some(1) }),
+            ..Default::default()
+        }),
+        update_config: Some(update),
+        rollback_config: Some(rollback),
+        endpoint_spec: (!ports.is_empty()).then(|| EndpointSpec { ports: Some(ports), ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+/// A task's state as a container's: running once Swarm calls it running (after its health
+/// check passed, when the image has one), exited once it ended, created before.
+fn task_state(state: Option<&TaskState>) -> (ContainerState, Health) {
+    match state {
+        Some(TaskState::RUNNING) => (ContainerState::Running, Health::Healthy),
+        Some(TaskState::STARTING) => (ContainerState::Running, Health::Starting),
+        Some(
+            TaskState::COMPLETE
+            | TaskState::SHUTDOWN
+            | TaskState::FAILED
+            | TaskState::REJECTED
+            | TaskState::REMOVE
+            | TaskState::ORPHANED,
+        ) => (ContainerState::Exited, Health::None),
+        _ => (ContainerState::Created, Health::None),
+    }
+}
+
+/// The task created last.
+fn newest<'a>(tasks: impl Iterator<Item = &'a Task>) -> Option<&'a Task> {
+    tasks.max_by_key(|t| t.created_at.clone().map(|d| d.to_string()))
+}
+
+/// A service and its tasks as one [`ContainerInfo`]: the service's name and labels (its
+/// current spec's), the state, exit code and node of its newest task that should run (else
+/// its newest), the state of its last update.
+pub(crate) fn service_info(
+    service: &Service,
+    tasks: &[&Task],
+    nodes: &BTreeMap<String, String>,
+) -> ContainerInfo {
+    let spec = service.spec.clone().unwrap_or_default();
+    let wanted = tasks.iter().copied().filter(|t| t.desired_state == Some(TaskState::RUNNING));
+    let task = newest(wanted).or_else(|| newest(tasks.iter().copied()));
+    let status = task.and_then(|t| t.status.clone()).unwrap_or_default();
+    let (state, health) = task_state(status.state.as_ref());
+    let image = spec
+        .task_template
+        .as_ref()
+        .and_then(|t| t.container_spec.as_ref())
+        .and_then(|c| c.image.clone())
+        .unwrap_or_default();
+    let update = match &service.update_status {
+        Some(u) => {
+            let state = u.state.map(|s| s.to_string()).unwrap_or_default();
+            match u.message.as_deref().filter(|m| !m.is_empty()) {
+                Some(m) => format!("{state}: {m}"),
+                None => state,
+            }
+        }
+        None => String::new(),
+    };
+    ContainerInfo {
+        id: service.id.clone().unwrap_or_default(),
+        name: spec.name.clone().unwrap_or_default(),
+        // the engine may add `@sha256:…` when it resolved the tag
+        image: image.split('@').next().unwrap_or_default().to_string(),
+        labels: labels_of(spec.labels),
+        state,
+        health,
+        addresses: BTreeMap::new(),
+        exit_code: if state == ContainerState::Running {
+            None
+        } else {
+            status.container_status.and_then(|c| c.exit_code)
+        },
+        node: task
+            .and_then(|t| t.node_id.as_ref())
+            .map(|id| nodes.get(id).cloned().unwrap_or_else(|| id.clone())),
+        update: Some(update),
+    }
+}
+
+impl Docker {
+    pub(crate) async fn swarm_overlay(&self, name: &str, labels: &Labels) -> Result<NetworkInfo> {
+        let request = NetworkCreateRequest {
+            name: name.into(),
+            driver: Some("overlay".into()),
+            attachable: Some(true),
+            labels: Some(labels.clone().into_iter().collect()),
+            ..Default::default()
+        };
+        self.client.create_network(request).await.map_err(self.error(format!("create network {name}")))?;
+        self.network(name).await?.ok_or(EngineError::NotFound { what: format!("network {name}") })
+    }
+
+    pub(crate) async fn swarm_secrets(&self, filter: LabelFilter<'_>) -> Result<Vec<String>> {
+        let options = ListSecretsOptions { filters: label_filter(filter) };
+        let list = self.client.list_secrets(Some(options)).await.map_err(self.error("list secrets"))?;
+        Ok(list.into_iter().filter_map(|s| s.spec.and_then(|s| s.name)).collect())
+    }
+
+    pub(crate) async fn swarm_create_secret(&self, name: &str, labels: &Labels, data: &[u8]) -> Result<()> {
+        let spec = SecretSpec {
+            name: Some(name.into()),
+            labels: Some(labels.clone().into_iter().collect()),
+            data: Some(base64::engine::general_purpose::STANDARD.encode(data)),
+            ..Default::default()
+        };
+        match self.client.create_secret(spec).await {
+            Ok(_) | Err(BollardError::DockerResponseServerError { status_code: 409, .. }) => Ok(()),
+            Err(e) => Err(self.error(format!("create secret {name}"))(e)),
+        }
+    }
+
+    pub(crate) async fn swarm_remove_secret(&self, name: &str) -> Result<()> {
+        match self.client.delete_secret(name).await {
+            Ok(()) | Err(BollardError::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+            Err(e) => Err(self.error(format!("remove secret {name}"))(e)),
+        }
+    }
+
+    async fn node_names(&self) -> Result<BTreeMap<String, String>> {
+        let nodes =
+            self.client.list_nodes(None::<ListNodesOptions>).await.map_err(self.error("list nodes"))?;
+        Ok(nodes
+            .into_iter()
+            .filter_map(|n| Some((n.id?, n.description.and_then(|d| d.hostname).unwrap_or_default())))
+            .collect())
+    }
+
+    /// `services` with their tasks and nodes, as [`ContainerInfo`]s.
+    async fn with_tasks(&self, services: Vec<Service>) -> Result<Vec<ContainerInfo>> {
+        if services.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = services.iter().filter_map(|s| s.id.clone()).collect();
+        let options = ListTasksOptions { filters: Some(HashMap::from([("service".to_string(), ids)])) };
+        let tasks = self.client.list_tasks(Some(options)).await.map_err(self.error("list tasks"))?;
+        let nodes = self.node_names().await?;
+        Ok(services
+            .iter()
+            .map(|s| {
+                let mine: Vec<&Task> = tasks.iter().filter(|t| t.service_id == s.id).collect();
+                service_info(s, &mine, &nodes)
+            })
+            .collect())
+    }
+
+    pub(crate) async fn swarm_services(&self, filter: LabelFilter<'_>) -> Result<Vec<ContainerInfo>> {
+        let options = ListServicesOptions { filters: label_filter(filter), ..Default::default() };
+        let list = self.client.list_services(Some(options)).await.map_err(self.error("list services"))?;
+        self.with_tasks(list).await
+    }
+
+    pub(crate) async fn swarm_service(&self, name: &str) -> Result<Option<ContainerInfo>> {
+        match self.client.inspect_service(name, None).await {
+            Ok(s) => Ok(self.with_tasks(vec![s]).await?.pop()),
+            Err(BollardError::DockerResponseServerError { status_code: 404, .. }) => Ok(None),
+            Err(e) => Err(self.error(format!("service {name}"))(e)),
+        }
+    }
+
+    /// The ids of the secrets `spec` refers to (Swarm wants both name and id).
+    async fn secret_ids(&self, spec: &ServiceSpec) -> Result<HashMap<String, String>> {
+        if spec.secrets.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let names: Vec<String> = spec.secrets.iter().map(|s| s.name.clone()).collect();
+        let options =
+            ListSecretsOptions { filters: Some(HashMap::from([("name".to_string(), names.clone())])) };
+        let list = self.client.list_secrets(Some(options)).await.map_err(self.error("list secrets"))?;
+        let ids: HashMap<String, String> = list
+            .into_iter()
+            .filter_map(|s| Some((s.spec?.name?, s.id?)))
+            .filter(|(name, _)| names.contains(name))
+            .collect();
+        if let Some(missing) = names.iter().find(|n| !ids.contains_key(*n)) {
+            return Err(EngineError::NotFound { what: format!("secret {missing}") });
+        }
+        Ok(ids)
+    }
+
+    pub(crate) async fn swarm_create(&self, spec: &ServiceSpec) -> Result<String> {
+        let what = format!("create service {}", spec.container.name);
+        let body = swarm_spec(spec, &self.secret_ids(spec).await?);
+        let created = self.client.create_service(body, None).await.map_err(self.error(what))?;
+        Ok(created.id.unwrap_or_default())
+    }
+
+    /// The service's spec replaced; tried again when Swarm changed it meanwhile (its own
+    /// rollback, say) and the version given is out of date.
+    pub(crate) async fn swarm_update(&self, spec: &ServiceSpec) -> Result<()> {
+        let name = &spec.container.name;
+        let ids = self.secret_ids(spec).await?;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let current = self
+                .client
+                .inspect_service(name, None)
+                .await
+                .map_err(self.error(format!("service {name}")))?;
+            let version = current.version.and_then(|v| v.index).unwrap_or(0);
+            let options = UpdateServiceOptions { version: version as i32, ..Default::default() };
+            match self.client.update_service(name, swarm_spec(spec, &ids), options, None).await {
+                Ok(_) => return Ok(()),
+                Err(BollardError::DockerResponseServerError { message, .. })
+                    if tries < 5 && message.contains("out of sequence") =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(self.error(format!("update service {name}"))(e)),
+            }
+        }
+    }
+
+    pub(crate) async fn swarm_remove(&self, name: &str) -> Result<()> {
+        match self.client.delete_service(name).await {
+            Ok(()) | Err(BollardError::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+            Err(e) => Err(self.error(format!("remove service {name}"))(e)),
+        }
+    }
+
+    /// The last `lines` lines its newest task wrote (the task drover waits for; a
+    /// service's own logs mix every task it had).
+    pub(crate) async fn swarm_logs(&self, name: &str, lines: usize) -> Result<String> {
+        use futures_util::TryStreamExt;
+        let options = ListTasksOptions {
+            filters: Some(HashMap::from([("service".to_string(), vec![name.to_string()])])),
+        };
+        let tasks = self.client.list_tasks(Some(options)).await.map_err(self.error("list tasks"))?;
+        let Some(task) = newest(tasks.iter()).and_then(|t| t.id.clone()) else { return Ok(String::new()) };
+        let options = bollard::query_parameters::LogsOptions {
+            stdout: true,
+            stderr: true,
+            tail: lines.to_string(),
+            ..Default::default()
+        };
+        let chunks: Vec<_> = self
+            .client
+            .task_logs(&task, Some(options))
+            .try_collect()
+            .await
+            .map_err(self.error(format!("logs of task {task} of service {name}")))?;
+        Ok(chunks.iter().map(|c| String::from_utf8_lossy(&c.clone().into_bytes()).into_owned()).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn spec() -> ServiceSpec {
+        ServiceSpec {
+            container: ContainerSpec {
+                name: "f-web-1".into(),
+                image: "app:2".into(),
+                command: Vec::new(),
+                hostname: "f-web-1".into(),
+                env: BTreeMap::from([("DROVER_MINION_ID".into(), "f-web-1".into())]),
+                labels: Labels::from([
+                    (LABEL_FLEET.into(), "f".into()),
+                    (LABEL_ROLE.into(), "web".into()),
+                    (LABEL_SLOT.into(), "f-web-1".into()),
+                    (LABEL_VERSION.into(), "2".into()),
+                ]),
+                network: "f".into(),
+                aliases: vec!["f-web-1".into(), "web".into()],
+                mounts: vec![Mount { volume: "f-web-1-data".into(), target: "/data".into() }],
+                publish: vec![Publish {
+                    host_ip: None,
+                    host_port: Some(8080),
+                    container_port: 80,
+                    protocol: "tcp".into(),
+                }],
+                cpus: Some(0.5),
+                memory: None,
+                files: Vec::new(),
+                stop_timeout: Duration::from_secs(10),
+            },
+            secrets: vec![SecretRef {
+                name: "f-web-1.key-0123abcd".into(),
+                target: "/var/lib/drover/minion/pki/minion.key".into(),
+                mode: 0o600,
+            }],
+            update: ServiceUpdate {
+                parallelism: 1,
+                start_first: true,
+                monitor: Duration::from_secs(3),
+                failure_action: FailureAction::Rollback,
+                max_failure_ratio: 0.0,
+            },
+            restart: true,
+        }
+    }
+
+    #[test]
+    fn the_update_policy_becomes_swarm_update_and_rollback_configs() {
+        let (update, rollback) = update_config(&spec().update);
+        assert_eq!(update.order, Some(ServiceSpecUpdateConfigOrderEnum::START_FIRST));
+        assert_eq!(update.monitor, Some(3_000_000_000));
+        assert_eq!(update.failure_action, Some(ServiceSpecUpdateConfigFailureActionEnum::ROLLBACK));
+        assert_eq!(update.parallelism, Some(1));
+        assert_eq!(rollback.order, Some(ServiceSpecRollbackConfigOrderEnum::START_FIRST));
+        assert_eq!(rollback.failure_action, Some(ServiceSpecRollbackConfigFailureActionEnum::PAUSE));
+        let mut u = spec().update;
+        (u.start_first, u.failure_action) = (false, FailureAction::Pause);
+        let (update, _) = update_config(&u);
+        assert_eq!(update.order, Some(ServiceSpecUpdateConfigOrderEnum::STOP_FIRST));
+        assert_eq!(update.failure_action, Some(ServiceSpecUpdateConfigFailureActionEnum::PAUSE));
+    }
+
+    #[test]
+    fn a_slot_is_a_service_of_one_replica_with_its_secrets_volume_and_network() {
+        let ids = HashMap::from([("f-web-1.key-0123abcd".to_string(), "sec1".to_string())]);
+        let s = swarm_spec(&spec(), &ids);
+        assert_eq!(s.name.as_deref(), Some("f-web-1"));
+        assert_eq!(s.mode.unwrap().replicated.unwrap().replicas, Some(1));
+        assert_eq!(s.labels.unwrap()["drover.version"], "2");
+        let task = s.task_template.unwrap();
+        let c = task.container_spec.unwrap();
+        assert_eq!(c.hostname.as_deref(), Some("f-web-1"));
+        assert_eq!(c.labels.unwrap()["drover.slot"], "f-web-1");
+        let secret = &c.secrets.unwrap()[0];
+        assert_eq!(secret.secret_name.as_deref(), Some("f-web-1.key-0123abcd"));
+        assert_eq!(secret.secret_id.as_deref(), Some("sec1"));
+        let file = secret.file.as_ref().unwrap();
+        assert_eq!(file.name.as_deref(), Some("/var/lib/drover/minion/pki/minion.key"));
+        assert_eq!(file.mode, Some(0o600));
+        let mount = &c.mounts.unwrap()[0];
+        assert_eq!(mount.source.as_deref(), Some("f-web-1-data"));
+        assert_eq!(mount.volume_options.as_ref().unwrap().labels.as_ref().unwrap()["drover.slot"], "f-web-1");
+        let net = &task.networks.unwrap()[0];
+        assert_eq!(net.target.as_deref(), Some("f"));
+        assert_eq!(net.aliases.as_deref(), Some(&["f-web-1".to_string(), "web".to_string()][..]));
+        assert_eq!(task.restart_policy.unwrap().condition, Some(TaskSpecRestartPolicyConditionEnum::ANY));
+        let not_healed = swarm_spec(&ServiceSpec { restart: false, ..spec() }, &ids);
+        assert_eq!(
+            not_healed.task_template.unwrap().restart_policy.unwrap().condition,
+            Some(TaskSpecRestartPolicyConditionEnum::NONE)
+        );
+        assert_eq!(task.resources.unwrap().limits.unwrap().nano_cpus, Some(500_000_000));
+        let port = &s.endpoint_spec.unwrap().ports.unwrap()[0];
+        assert_eq!((port.target_port, port.published_port), (Some(80), Some(8080)));
+    }
+
+    #[test]
+    fn a_service_shows_as_its_newest_running_task() {
+        let service = Service {
+            id: Some("svc1".into()),
+            spec: Some(swarm_spec(&spec(), &HashMap::new())),
+            update_status: Some(bollard::models::ServiceUpdateStatus {
+                state: Some(bollard::models::ServiceUpdateStatusStateEnum::ROLLBACK_COMPLETED),
+                message: Some("rollback completed".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let task = |id: &str, created: &str, desired: TaskState, state: TaskState, code: Option<i64>| Task {
+            id: Some(id.into()),
+            service_id: Some("svc1".into()),
+            node_id: Some("n1".into()),
+            created_at: Some(created.parse().unwrap()),
+            desired_state: Some(desired),
+            status: Some(bollard::models::TaskStatus {
+                state: Some(state),
+                container_status: Some(bollard::models::ContainerStatus {
+                    exit_code: code,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let old = task("t1", "2026-01-01T00:00:00Z", TaskState::SHUTDOWN, TaskState::FAILED, Some(137));
+        let new = task("t2", "2026-01-01T00:00:05Z", TaskState::RUNNING, TaskState::STARTING, None);
+        let nodes = BTreeMap::from([("n1".to_string(), "node-a".to_string())]);
+        let info = service_info(&service, &[&old, &new], &nodes);
+        assert_eq!((info.name.as_str(), info.image.as_str()), ("f-web-1", "app:2"));
+        assert_eq!((info.state, info.health), (ContainerState::Running, Health::Starting));
+        assert_eq!(info.node.as_deref(), Some("node-a"));
+        assert_eq!(info.update.as_deref(), Some("rollback_completed: rollback completed"));
+        assert_eq!(info.label(LABEL_VERSION), Some("2"));
+        // only the dead one: exited with its code
+        let info = service_info(&service, &[&old], &nodes);
+        assert_eq!((info.state, info.exit_code), (ContainerState::Exited, Some(137)));
+    }
+}

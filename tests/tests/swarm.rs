@@ -1,0 +1,173 @@
+//! The fleet on a one-node Docker Swarm this test makes (and leaves, passed or failed):
+//! `up` of 2 roles and 3 slots as Swarm services, `ps` with each slot's node, a healthy
+//! upgrade (a service update per slot, the slot's volume kept), a broken upgrade rolled
+//! back with exit 1 naming why, a killed task replaced by Swarm in its slot with its volume's
+//! data, and `down` leaving no service, secret, container or network.
+//!
+//! An engine in a swarm the test did not make is never touched: the test says it skipped.
+//! Every wait is bounded.
+
+use std::time::Duration;
+
+use tests::docker::{Scope, docker, exec};
+use tests::fleet::{TestFleet, daemons, ok, ps, swarm_fleet_yaml, versions};
+use tests::swarm::OneNodeSwarm;
+use tests::{show, wait_until};
+
+/// `docker service inspect` of `service` with a Go template.
+fn inspect(service: &str, format: &str) -> String {
+    docker(&["service", "inspect", "--format", format, service]).trim().to_string()
+}
+
+/// The running task container of a slot (on this node), if one runs.
+fn task_container(scope: &Scope, slot: &str) -> Option<String> {
+    let out = docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label={}", scope.label()),
+        "--filter",
+        &format!("label=drover.slot={slot}"),
+    ]);
+    out.lines().next().map(String::from)
+}
+
+#[test]
+fn a_fleet_on_a_one_node_swarm() {
+    // dropped last: the fleet's objects go first, then the swarm
+    let Some(swarm) = OneNodeSwarm::init() else { return };
+    let TestFleet { scope, master, repo: _repo, .. } =
+        TestFleet::with_file("swarm", &["1", "2", "3"], swarm_fleet_yaml);
+    let f = scope.fleet.clone();
+    let kv = format!("{f}-kv-1");
+    let web1 = format!("{f}-web-1");
+
+    // up: a service per slot, named after it, every minion connected, converged, healthy
+    let out = master.drover(&["up", "--timeout", "180"]);
+    ok(&out);
+    let slots = ps(&master);
+    assert_eq!(slots.len(), 3, "{slots:?}");
+    let node = swarm.node();
+    for s in &slots {
+        assert_eq!(s["state"], "running", "{s}");
+        assert_eq!(s["connected"], true, "{s}");
+        assert!(s["converged"].is_string(), "{s}");
+        assert_eq!(s["version"], "1", "{s}");
+        assert_eq!(s["node"], node.as_str(), "{s}");
+    }
+    let text = String::from_utf8_lossy(&master.drover(&["ps"]).stdout).to_string();
+    assert!(text.lines().next().is_some_and(|h| h.contains("NODE")), "{text}");
+    assert!(text.contains(&node), "{text}");
+    // Swarm counts a task running once the image's health check (the minion's) passed
+    let services = || {
+        let mut list: Vec<String> = docker(&[
+            "service",
+            "ls",
+            "--filter",
+            &format!("label={}", scope.label()),
+            "--format",
+            "{{.Name}} {{.Replicas}}",
+        ])
+        .lines()
+        .map(String::from)
+        .collect();
+        list.sort();
+        list
+    };
+    let want = [format!("{kv} 1/1"), format!("{web1} 1/1"), format!("{f}-web-2 1/1")];
+    wait_until(Duration::from_secs(90), "every service at 1/1", || services() == want);
+    // the keys are secrets of the slot, labelled; no key is pending
+    assert_eq!(scope.secrets().len(), 6, "a key and a public key per slot");
+    let keys = master.drover(&["key", "list"]);
+    assert!(!String::from_utf8_lossy(&keys.stdout).contains("pending"), "{}", show(&keys));
+    // the network is an attachable overlay; the container is named for its slot inside
+    assert_eq!(
+        docker(&["network", "inspect", "--format", "{{.Driver}} {{.Attachable}}", &f]).trim(),
+        "overlay true"
+    );
+    let container = task_container(&scope, &kv).expect("the kv task runs here");
+    assert_eq!(exec(&container, "hostname").trim(), kv);
+    assert_eq!(daemons(&master, &kv), ["kv"]);
+    assert_eq!(daemons(&master, &web1), ["web"]);
+
+    // up again changes nothing
+    let out = master.drover(&["up"]);
+    ok(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to change"), "{}", show(&out));
+
+    // data on the kv slot's volume, written under version 1
+    ok(&master.drover(&["-L", &kv, "cmd.run", "sh -c 'echo written-by-1 > /data/mark'"]));
+
+    // a healthy upgrade: each slot's service updated in place, its update config the role's
+    let out = master.drover(&["upgrade", "--to", "2"]);
+    ok(&out);
+    assert!(versions(&master).iter().all(|(_, v)| v == "2"), "{:?}", versions(&master));
+    assert!(inspect(&kv, "{{.Spec.TaskTemplate.ContainerSpec.Image}}").starts_with(&format!("{f}-app:2")));
+    assert_eq!(
+        inspect(&web1, "{{.Spec.UpdateConfig.Order}} {{.Spec.UpdateConfig.FailureAction}}"),
+        "start-first rollback"
+    );
+    let (code, v, err) = master.drover_json(&["-L", &kv, "cmd.run", "cat /data/mark"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(v[&kv].as_str().map(str::trim), Some("written-by-1"), "{v}");
+    assert_eq!(scope.services().len(), 3);
+
+    // a broken 3: the first slot goes back, the other is never touched, exit 1 naming why
+    let out = master.drover(&["upgrade", "web", "--to", "3"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let text = show(&out);
+    eprintln!("the broken upgrade, as drover told it:\n{text}");
+    assert!(text.contains("rolled-back"), "{text}");
+    assert!(text.contains(&format!("{web1} failed to become ready at 3")), "{text}");
+    assert!(text.contains("web exited with code 3"), "{text}");
+    wait_until(Duration::from_secs(120), "every slot back at 2 and ready", || {
+        ps(&master)
+            .iter()
+            .all(|s| s["version"] == "2" && s["connected"] == true && s["converged"].is_string())
+    });
+    assert!(inspect(&web1, "{{.Spec.TaskTemplate.ContainerSpec.Image}}").starts_with(&format!("{f}-app:2")));
+    let (_, rollouts, _) = master.drover_json(&["rollout", "status"]);
+    assert_eq!(rollouts[0]["state"], "rolled-back");
+    let touched: Vec<&str> = rollouts[0]["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["state"] != "pending")
+        .map(|s| s["slot"].as_str().unwrap())
+        .collect();
+    assert_eq!(touched, [web1.as_str()]);
+
+    // a killed task: Swarm starts another in the same slot (same service, same volume), the
+    // minion comes back under the slot's name and finds its data
+    let before = task_container(&scope, &kv).expect("the kv task runs");
+    docker(&["kill", &before]);
+    wait_until(Duration::from_secs(120), "Swarm to replace the killed kv task", || {
+        task_container(&scope, &kv).is_some_and(|c| c != before)
+    });
+    wait_until(Duration::from_secs(120), "the kv slot's minion back with its data", || {
+        let (code, v, _) = master.drover_json(&["-t", "5", "-L", &kv, "cmd.run", "cat /data/mark"]);
+        code == 0 && v[&kv].as_str().map(str::trim) == Some("written-by-1")
+    });
+    assert_eq!(scope.services().len(), 3, "Swarm replaced the task, drover made no service");
+    // the healer reported the death, Swarm's new task, and its minion ready again
+    let events = || {
+        let out = master.drover(&["--out", "json", "events", "--since", "0", "--no-follow"]);
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    wait_until(Duration::from_secs(60), "the kv slot's death and heal reported", || {
+        let all = events();
+        ["died", "replaced", "healed"]
+            .iter()
+            .all(|step| all.contains(&format!("drover/fleet/{f}/slot/{kv}/{step}")))
+    });
+
+    // down: no service, secret, container or network left; the volume stays without --volumes
+    ok(&master.drover(&["down"]));
+    assert!(scope.services().is_empty(), "{:?}", scope.services());
+    assert!(scope.secrets().is_empty(), "{:?}", scope.secrets());
+    assert!(scope.containers().is_empty(), "{:?}", scope.containers());
+    assert!(scope.networks().is_empty(), "{:?}", scope.networks());
+    assert_eq!(scope.volumes().len(), 1);
+    assert!(ps(&master).is_empty());
+    // (the volume goes with the scope: a `down --volumes` after a `down` finds no fleet up)
+}
