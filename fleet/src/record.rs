@@ -27,6 +27,10 @@ pub struct FleetRecord {
     /// Rollouts, oldest first; the last may still run.
     #[serde(default)]
     pub rollouts: Vec<Rollout>,
+    /// The fleet `down` last took away (its volumes may still be there, for a later
+    /// `down --volumes`); none once a fleet is up again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taken_down: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -82,6 +86,7 @@ impl FleetRecord {
     /// changed in the file since the last `up` are dropped, as are those of removed roles.
     pub fn brought_up(&self, file: FleetFile, commit: String) -> FleetRecord {
         let mut next = self.clone();
+        next.taken_down = None;
         let before = self.applied.as_ref().filter(|a| a.file.fleet == file.fleet).map(|a| &a.file);
         next.overrides.retain(|role, o| {
             let Some(new) = file.roles.get(role) else { return false };

@@ -102,8 +102,10 @@ fn up_ps_upgrade_and_down() {
     assert!(scope.networks().is_empty());
     assert_eq!(scope.volumes().len(), 1);
     assert!(ps(&master).is_empty());
+    // a second down, with --volumes, removes what the first one kept
     let out = master.drover(&["down", "--volumes"]);
     ok(&out);
+    assert!(scope.volumes().is_empty(), "{:?}", scope.volumes());
 }
 
 #[test]

@@ -781,7 +781,7 @@ impl<E: Engine, H: Host> Controller<E, H> {
         self.inner.engine.info().await?;
         let mut record = self.record();
         let Some(fleet) = record.fleet().map(String::from) else {
-            return Ok(Outcome { notes: vec!["no fleet is up".into()], ..Outcome::default() });
+            return self.down_leftovers(record.taken_down.as_deref(), volumes).await;
         };
         let desired = record.desired();
         let observed = self.observed(&fleet, desired.swarm).await?;
@@ -791,6 +791,7 @@ impl<E: Engine, H: Host> Controller<E, H> {
         // the healer stops at once: no fleet is brought up any more
         record.applied = None;
         record.overrides.clear();
+        record.taken_down = Some(fleet.clone());
         self.save(record).await?;
         let results: Vec<Result<()>> = futures_util::stream::iter(observed.clone())
             .map(|c| async move { self.remove_container(&c, progress).await })
@@ -832,6 +833,29 @@ impl<E: Engine, H: Host> Controller<E, H> {
         let what = if desired.swarm { "services" } else { "containers" };
         notes.insert(0, format!("removed {} {what}", observed.len()));
         Ok(Outcome { notes, ..Outcome::default() })
+    }
+
+    /// `down` with no fleet up: what the last `down` kept of fleet `last` (its volumes, with
+    /// `volumes`).
+    async fn down_leftovers(&self, last: Option<&str>, volumes: bool) -> Result<Outcome> {
+        let Some(fleet) = last else {
+            return Ok(Outcome { notes: vec!["no fleet is up".into()], ..Outcome::default() });
+        };
+        let vols = self.inner.engine.volumes(&[&filter_for(fleet)]).await?;
+        let note = match (volumes, vols.len()) {
+            (_, 0) => format!("no fleet is up, and fleet {fleet}, taken down before, left no volumes"),
+            (true, n) => {
+                for v in &vols {
+                    self.inner.engine.remove_volume(&v.name).await?;
+                }
+                format!("no fleet is up; removed the {n} volumes fleet {fleet} left when it was taken down")
+            }
+            (false, n) => format!(
+                "no fleet is up; fleet {fleet}, taken down before, left {n} volumes (`drover down --volumes` \
+                 removes them)"
+            ),
+        };
+        Ok(Outcome { notes: vec![note], ..Outcome::default() })
     }
 
     /// `drover ps`: every slot, wanted or found, with its minion; `head` is fleet.yaml at

@@ -587,9 +587,18 @@ async fn down_removes_containers_and_networks_and_keeps_volumes_unless_asked() {
     assert!(host.enrolled.lock().unwrap().is_empty(), "every identity revoked");
     assert!(host.saved().applied.is_none());
 
+    // a second down, with --volumes, takes what the first one kept
+    let out = fleet.down(false, &Progress::none()).await.unwrap();
+    assert!(out.notes[0].contains("left 1 volumes"), "{:?}", out.notes);
+    let out = fleet.down(true, &Progress::none()).await.unwrap();
+    assert!(out.notes[0].contains("removed the 1 volumes fleet f left"), "{:?}", out.notes);
+    assert!(engine.volumes(&["drover.fleet=f"]).await.unwrap().is_empty());
+
     up(&fleet, "1", UpdatePolicy::default()).await;
     fleet.down(true, &Progress::none()).await.unwrap();
     assert!(engine.volumes(&["drover.fleet=f"]).await.unwrap().is_empty());
+    let out = fleet.down(true, &Progress::none()).await.unwrap();
+    assert!(out.notes[0].contains("left no volumes"), "{:?}", out.notes);
 }
 
 #[tokio::test(start_paused = true)]
