@@ -336,6 +336,16 @@ fn measure(opts: &Options, fleet: &str) -> anyhow::Result<Vec<Row>> {
         let at = healed.and_then(|e| e["time_ms"].as_u64()).unwrap_or(killed);
         heals.push(Duration::from_millis(at.saturating_sub(killed)));
     }
+    rows.push(Row {
+        name: format!(
+            "heal: container killed → replacement ready (the master's `healed` event), median of {}",
+            heals.len()
+        ),
+        drover: secs(median(heals)),
+        compose: "–".into(),
+        target: "< 3 s".into(),
+    });
+
     eprintln!("a rollout of 10 slots, batch 2...");
     let rollout = master.ok(&["upgrade", "web", "one", "--to", "2", "--batch", "2"])?;
     rows.push(Row {
