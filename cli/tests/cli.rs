@@ -888,7 +888,7 @@ fn image_build_uploads_the_folder_shows_progress_and_prints_the_result() {
     assert_eq!((req.method.as_str(), req.path.as_str()), ("POST", "/api/v1/images/build?tag=coins%3A1.0"));
     // the tar of the folder: a Dockerfile and a file, 512-byte blocks
     let size: usize = req.body.as_str().unwrap().trim_end_matches(" bytes").parse().unwrap();
-    assert!(size >= 4 * 512 && size % 512 == 0, "{size}");
+    assert!(size >= 4 * 512 && size.is_multiple_of(512), "{size}");
 
     let out = master.drover(&["--out", "json", "image", "build", path, "--tag", "coins:1.0"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));

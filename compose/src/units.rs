@@ -43,7 +43,7 @@ pub(crate) fn duration_text(ms: u64) -> String {
 /// A size in bytes, as fleet.yaml writes it: `512M`, `1G`, `1536k`, or bytes.
 pub(crate) fn size_text(bytes: u64) -> String {
     for (unit, shift) in [("G", 30), ("M", 20), ("k", 10)] {
-        if bytes % (1 << shift) == 0 {
+        if bytes.is_multiple_of(1 << shift) {
             return format!("{}{unit}", bytes >> shift);
         }
     }

@@ -660,10 +660,10 @@ impl Jobs {
     fn remember(&mut self, jid: Jid) {
         if self.acked.insert(jid.clone()) {
             self.acked_order.push_back(jid);
-            if self.acked_order.len() > REMEMBERED_JIDS {
-                if let Some(old) = self.acked_order.pop_front() {
-                    self.acked.remove(&old);
-                }
+            if self.acked_order.len() > REMEMBERED_JIDS
+                && let Some(old) = self.acked_order.pop_front()
+            {
+                self.acked.remove(&old);
             }
         }
     }

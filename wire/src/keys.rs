@@ -121,7 +121,7 @@ fn z85_decode(text: &str) -> Option<Vec<u8>> {
         }
         digits
     };
-    if text.len() % 5 != 0 {
+    if !text.len().is_multiple_of(5) {
         return None;
     }
     let mut out = Vec::with_capacity(text.len() / 5 * 4);

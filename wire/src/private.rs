@@ -83,12 +83,12 @@ pub fn secure(dir: &Path) -> Vec<Loosened> {
         if meta.file_type().is_symlink() {
             continue;
         }
-        if meta.is_dir() {
-            if let Ok(entries) = fs::read_dir(&path) {
-                let mut children: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-                children.sort_by(|a, b| b.cmp(a));
-                todo.extend(children.into_iter().map(|p| (p, false)));
-            }
+        if meta.is_dir()
+            && let Ok(entries) = fs::read_dir(&path)
+        {
+            let mut children: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+            children.sort_by(|a, b| b.cmp(a));
+            todo.extend(children.into_iter().map(|p| (p, false)));
         }
         let mode = meta.permissions().mode() & 0o7777;
         if mode & OTHERS != 0 {

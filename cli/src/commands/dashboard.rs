@@ -42,10 +42,10 @@ pub fn run(args: DashboardArgs, ctx: &mut Ctx) -> anyhow::Result<Exit> {
     let info = read_api_info(&ctx.dir).map_err(api_error)?;
     let link = link(&info);
     ctx.print(&format!("{link}\n"))?;
-    if args.open {
-        if let Err(why) = open(&link) {
-            ctx.note(&format!("could not open a browser ({why}); open the link above"))?;
-        }
+    if args.open
+        && let Err(why) = open(&link)
+    {
+        ctx.note(&format!("could not open a browser ({why}); open the link above"))?;
     }
     Ok(Exit::Success)
 }

@@ -96,10 +96,10 @@ fn format<T: serde::Serialize + ?Sized>(
 
 /// A client error as one message; a commit with errors first has them printed on stderr.
 fn refused(ctx: &mut Ctx, err: ClientError) -> anyhow::Error {
-    if let ClientError::Invalid { diagnostics, .. } = &err {
-        if let Err(e) = ctx.stderr.write_all(diagnostics_text(diagnostics).as_bytes()) {
-            return anyhow::Error::new(e).context("cannot write to stderr");
-        }
+    if let ClientError::Invalid { diagnostics, .. } = &err
+        && let Err(e) = ctx.stderr.write_all(diagnostics_text(diagnostics).as_bytes())
+    {
+        return anyhow::Error::new(e).context("cannot write to stderr");
     }
     api_error(err)
 }
@@ -203,10 +203,10 @@ fn detail(s: &RoleStatus) -> String {
     if !s.waiting.is_empty() {
         parts.push(format!("waiting for: {}", s.waiting.join(", ")));
     }
-    if let Some(assigned) = &s.assigned_commit {
-        if s.converged_commit.as_ref() != Some(assigned) {
-            parts.push(format!("converging to {}", short(assigned)));
-        }
+    if let Some(assigned) = &s.assigned_commit
+        && s.converged_commit.as_ref() != Some(assigned)
+    {
+        parts.push(format!("converging to {}", short(assigned)));
     }
     let comment = s.comment.lines().next().unwrap_or("").trim();
     if !comment.is_empty() {

@@ -189,10 +189,10 @@ impl<E: Engine, H: Host> Controller<E, H> {
                     self.inner.engine.rename(&old.id, &aside).await.map_err(|e| e.to_string())?;
                 }
                 let put_back = async {
-                    if let Some(old) = old {
-                        if let Err(e) = self.inner.engine.rename(&old.id, &spec.slot).await {
-                            tracing::error!(slot = %spec.slot, error = %e, "cannot give the old container its name back");
-                        }
+                    if let Some(old) = old
+                        && let Err(e) = self.inner.engine.rename(&old.id, &spec.slot).await
+                    {
+                        tracing::error!(slot = %spec.slot, error = %e, "cannot give the old container its name back");
                     }
                 };
                 let launched = self.launch(spec, version, network, progress).await;

@@ -88,12 +88,11 @@ impl Definition {
                 return Err(bad(format!("{p:?} is not a Debian package name")));
             }
         }
-        if let Some(m) = &def.mirror {
-            if !(m.starts_with("http://") || m.starts_with("https://") || m.starts_with("file:///"))
-                || m.contains(char::is_whitespace)
-            {
-                return Err(bad(format!("mirror {m:?}: expected an http(s):// or file:/// URL")));
-            }
+        if let Some(m) = &def.mirror
+            && (!(m.starts_with("http://") || m.starts_with("https://") || m.starts_with("file:///"))
+                || m.contains(char::is_whitespace))
+        {
+            return Err(bad(format!("mirror {m:?}: expected an http(s):// or file:/// URL")));
         }
         def.packages.sort();
         def.packages.dedup();

@@ -393,10 +393,10 @@ struct GroupGuard(Option<Pid>);
 
 impl GroupGuard {
     fn kill(&mut self) {
-        if let Some(pgid) = self.0 {
-            if let Err(e) = killpg(pgid, Signal::SIGKILL) {
-                tracing::debug!(pgid = pgid.as_raw(), cause = %e, "cannot kill process group");
-            }
+        if let Some(pgid) = self.0
+            && let Err(e) = killpg(pgid, Signal::SIGKILL)
+        {
+            tracing::debug!(pgid = pgid.as_raw(), cause = %e, "cannot kill process group");
         }
     }
 

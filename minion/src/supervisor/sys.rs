@@ -98,10 +98,10 @@ impl Sys for RealSys {
             Some(user) => Some(Account::lookup(user).map_err(|e| e.to_string())?),
             None => None,
         };
-        if let Some(dir) = &spec.cwd {
-            if !Path::new(dir).is_dir() {
-                return Err(format!("its cwd {dir} is not an existing directory"));
-            }
+        if let Some(dir) = &spec.cwd
+            && !Path::new(dir).is_dir()
+        {
+            return Err(format!("its cwd {dir} is not an existing directory"));
         }
         // one pipe for stdout and stderr, so the log keeps their order
         let (read, write) =

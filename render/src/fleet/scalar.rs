@@ -217,7 +217,10 @@ pub fn format_duration(d: Duration) -> String {
     if ms == 0 {
         return "0s".to_string();
     }
-    match [("h", 3_600_000), ("m", 60_000), ("s", 1000)].into_iter().find(|(_, scale)| ms % scale == 0) {
+    match [("h", 3_600_000), ("m", 60_000), ("s", 1000)]
+        .into_iter()
+        .find(|(_, scale)| ms.is_multiple_of(*scale))
+    {
         Some((unit, scale)) => format!("{}{unit}", ms / scale),
         None => format!("{ms}ms"),
     }

@@ -50,20 +50,20 @@ impl Wanted {
     /// Adds to `changes` what differs from `meta` (`None`: the path is new): `mode`,
     /// `user`, `group`.
     pub fn changes(&self, meta: Option<&Metadata>, changes: &mut Map<String, Value>) {
-        if let Some(mode) = self.mode {
-            if meta.is_none_or(|m| m.mode() & 0o7777 != mode) {
-                changes.insert("mode".into(), json!(render::Mode(mode).to_string()));
-            }
+        if let Some(mode) = self.mode
+            && meta.is_none_or(|m| m.mode() & 0o7777 != mode)
+        {
+            changes.insert("mode".into(), json!(render::Mode(mode).to_string()));
         }
-        if let Some((name, uid)) = &self.user {
-            if meta.is_none_or(|m| m.uid() != *uid) {
-                changes.insert("user".into(), json!(name));
-            }
+        if let Some((name, uid)) = &self.user
+            && meta.is_none_or(|m| m.uid() != *uid)
+        {
+            changes.insert("user".into(), json!(name));
         }
-        if let Some((name, gid)) = &self.group {
-            if meta.is_none_or(|m| m.gid() != *gid) {
-                changes.insert("group".into(), json!(name));
-            }
+        if let Some((name, gid)) = &self.group
+            && meta.is_none_or(|m| m.gid() != *gid)
+        {
+            changes.insert("group".into(), json!(name));
         }
     }
 
