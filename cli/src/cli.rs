@@ -87,6 +87,19 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, value_name = "FORMAT")]
     pub out: Option<Out>,
 
+    /// Write what would go to standard output into FILE instead (created, or truncated)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub out_file: Option<PathBuf>,
+
+    /// No colors, even on a terminal (as NO_COLOR=1 does)
+    #[arg(long, global = true)]
+    pub no_color: bool,
+
+    /// Accepted for Salt's command lines: drover already prints a job's returns as one
+    /// document with --out json or yaml
+    #[arg(long = "static", global = true)]
+    pub static_output: bool,
+
     #[command(flatten)]
     pub run: RunArgs,
 
@@ -129,11 +142,18 @@ impl Cli {
                 Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
                 _ => (w.clone(), None),
             };
-            if name == "--async" && inline.is_none() {
-                self.run.no_wait = true;
-                continue;
+            if inline.is_none() {
+                match name.as_str() {
+                    "--async" => self.run.no_wait = true,
+                    "--no-color" => self.no_color = true,
+                    "--static" => self.static_output = true,
+                    _ => {}
+                }
+                if matches!(name.as_str(), "--async" | "--no-color" | "--static") {
+                    continue;
+                }
             }
-            if !matches!(name.as_str(), "--out" | "--timeout" | "--batch" | "--batch-size") {
+            if !matches!(name.as_str(), "--out" | "--out-file" | "--timeout" | "--batch" | "--batch-size") {
                 kept.push(w);
                 continue;
             }
@@ -146,6 +166,7 @@ impl Cli {
                         bad(format!("invalid --out {value:?}: expected text, json, yaml or highstate"))
                     })?)
                 }
+                "--out-file" => self.out_file = Some(PathBuf::from(value)),
                 "--timeout" => {
                     self.run.timeout = Some(
                         crate::commands::run::parse_timeout(&value)

@@ -19,10 +19,12 @@ use serde_json::Value;
 /// `--out`
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum Out {
-    /// Salt-like text for people
+    /// Salt-like text for people (Salt's names for it, `nested` and `txt`, also work)
     #[default]
+    #[value(alias = "nested", alias = "txt")]
     Text,
-    /// One pretty-printed JSON document (events: one JSON object per line)
+    /// One pretty-printed JSON document (events: one JSON object per line; `raw` also works)
+    #[value(alias = "raw")]
     Json,
     /// One YAML document
     Yaml,

@@ -255,6 +255,18 @@ fn json_and_yaml_print_minion_id_to_return() {
 
     let out = master.drover(&["--out=yaml", "*", "grains.items"]);
     assert_eq!(stdout(&out), "m1:\n  ipv4:\n  - 10.0.0.1\nm2: x\n");
+
+    // --out-file: the same document in the file, nothing on stdout
+    let file = master.dir.path().join("out.json");
+    let out = master.drover(&["*", "grains.items", "--out", "json", "--out-file", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "");
+    let printed: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(printed, json!({"m1": {"ipv4": ["10.0.0.1"]}, "m2": "x"}));
+    // a file that cannot be made: exit 2 before any request, naming it
+    let out = master.drover(&["--out-file", "/nonexistent/dir/out", "*", "grains.items"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).starts_with("drover: --out-file /nonexistent/dir/out: "), "{}", stderr(&out));
 }
 
 #[test]

@@ -354,6 +354,20 @@ mod tests {
     fn trailing_options_are_checked_and_set_the_output() {
         let cli = parse(&["*", "test.ping", "--out", "json"]).unwrap();
         assert_eq!(cli.out, Some(Out::Json));
+        // Salt's names for the formats, and its flags, before or after the function
+        for (name, out) in [("nested", Out::Text), ("txt", Out::Text), ("raw", Out::Json)] {
+            assert_eq!(parse(&["--out", name, "*", "test.ping"]).unwrap().out, Some(out), "{name}");
+            assert_eq!(parse(&["*", "test.ping", "--out", name]).unwrap().out, Some(out), "{name}");
+        }
+        let cli = parse(&["*", "cmd.run", "ls", "--out-file", "/tmp/o", "--no-color", "--static"]).unwrap();
+        assert_eq!(cli.out_file.as_deref(), Some(std::path::Path::new("/tmp/o")));
+        assert!(cli.no_color && cli.static_output);
+        assert_eq!(cli.run.words, ["*", "cmd.run", "ls"]);
+        let cli = parse(&["--no-color", "--out-file=/tmp/o", "*", "test.ping"]).unwrap();
+        assert!(cli.no_color && cli.out_file.is_some());
+        // after `--`, they are the function's
+        let cli = parse(&["*", "cmd.run", "--", "x", "--no-color"]).unwrap();
+        assert!(!cli.no_color);
         for bad in [
             &["*", "test.ping", "--out"][..],
             &["*", "test.ping", "--out", "xml"],
