@@ -155,7 +155,14 @@ fn up(args: &DemoUp, ctx: &mut Ctx) -> anyhow::Result<Exit> {
     }
 
     say(ctx, "bringing the fleet up")?;
-    let exit = operate(ctx, "up", &UpRequest { commit: None, timeout_secs: Some(args.timeout) })?;
+    let mut exit = operate(ctx, "up", &UpRequest { commit: None, timeout_secs: Some(args.timeout) })?;
+    if exit == Exit::Success {
+        // every slot is ready; haproxy may not have checked its servers yet
+        if let Err(why) = webui_answers(args.port, Duration::from_secs(60)) {
+            ctx.note(&format!("the webui does not answer through haproxy on port {}: {why}", args.port))?;
+            exit = Exit::Failed;
+        }
+    }
     let info = api::client::read_api_info(&master_dir).map_err(api_error)?;
     let dir = master_dir.display();
     ctx.print(&format!(
@@ -170,6 +177,25 @@ fn up(args: &DemoUp, ctx: &mut Ctx) -> anyhow::Result<Exit> {
         args.port
     ))?;
     Ok(exit)
+}
+
+/// Waits until the webui answers 200 through haproxy on `port`, for at most `limit`; the
+/// last error if it did not.
+fn webui_answers(port: u16, limit: Duration) -> Result<(), String> {
+    let url = format!("http://127.0.0.1:{port}/");
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(2))).build().into();
+    let start = Instant::now();
+    loop {
+        let why = match agent.get(&url).call() {
+            Ok(_) => return Ok(()),
+            Err(e) => e.to_string(),
+        };
+        if start.elapsed() >= limit {
+            return Err(why);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Whether a master answers at `ctx.dir`.
