@@ -24,7 +24,7 @@ pub enum ReadError {
 
 pub trait Sources {
     /// The contents of the file at `path`, relative to the compose file's folder
-    /// (`web/Dockerfile`, `../shared.env`), in `/` form without `.` parts.
+    /// (`web/Dockerfile`, `../common.env`), in `/` form without `.` parts.
     fn read(&self, path: &str) -> Result<Vec<u8>, ReadError>;
     /// What `path` is, or `None` when nothing is there.
     fn kind(&self, path: &str) -> Option<Kind>;
