@@ -108,6 +108,11 @@ impl Client {
         self.post("/roles/apply", req)
     }
 
+    /// `roles apply --test`: dry-run the commit on every minion it would change.
+    pub fn roles_test(&self, req: &RolesApplyRequest) -> Result<RolesTestResponse, ClientError> {
+        self.post("/roles/test", req)
+    }
+
     /// What `roles_apply` at `commit` (default: HEAD) would change.
     pub fn roles_diff(&self, commit: Option<&str>) -> Result<RolesDiff, ClientError> {
         self.get_with("/roles/diff", &[("commit", commit)])

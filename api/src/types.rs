@@ -230,6 +230,11 @@ pub struct ApiError {
 pub struct RolesApplyRequest {
     #[serde(default)]
     pub commit: Option<String>,
+    /// Wait up to this many seconds for every connected minion to report how its apply of
+    /// the commit went ([`MinionAssignment::outcome`]); none: answer once the assignments
+    /// are sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_secs: Option<f64>,
 }
 
 /// One minion's part in a roles apply.
@@ -241,6 +246,32 @@ pub struct MinionAssignment {
     pub changed: bool,
     /// Whether it was connected, so the assignment was sent now (else: when it connects).
     pub connected: bool,
+    /// The serial of the assignment it was given; its reports echo it.
+    #[serde(default)]
+    pub serial: u64,
+    /// How its apply of this assignment went, when the request waited and it reported in
+    /// time; none: not waited for, not connected, or still applying at the deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<ApplyOutcome>,
+}
+
+/// A minion's report of applying its assignment.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ApplyOutcome {
+    /// Every state succeeded.
+    pub result: bool,
+    /// Ids of the states that failed.
+    #[serde(default)]
+    pub failing: Vec<String>,
+    /// How many states changed something.
+    #[serde(default)]
+    pub changed: usize,
+    /// Roles named in `requires` with no converged member yet: its daemons wait for them.
+    #[serde(default)]
+    pub waiting: Vec<String>,
+    /// One line: the first failure, or what it waits for.
+    #[serde(default)]
+    pub comment: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -248,6 +279,23 @@ pub struct RolesApplyResponse {
     /// The full commit id applied.
     pub commit: String,
     pub minions: Vec<MinionAssignment>,
+    /// Whether the request waited for the minions' reports (`wait_secs`).
+    #[serde(default)]
+    pub waited: bool,
+}
+
+/// `POST /roles/test` ([`RolesApplyRequest`], `wait_secs` the job's timeout): every minion
+/// the commit would change dry-runs its assignment at that commit (`state.apply test=true`
+/// on it); no assignment changes.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RolesTestResponse {
+    /// The full commit id tested.
+    pub commit: String,
+    /// The job that ran the dry runs (`drover jobs show JID`); none when no minion would change.
+    pub run: RunResponse,
+    /// The accepted minions the commit would not change (not tested), sorted.
+    #[serde(default)]
+    pub unchanged: Vec<String>,
 }
 
 /// `GET /roles/diff?commit=REV`: what `roles apply` at REV would change.

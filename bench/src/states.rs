@@ -143,7 +143,7 @@ fn run_in(opts: &Options, work: &Path, figures: &mut Figures) -> anyhow::Result<
         client.minions().is_ok_and(|m| m.iter().any(|s| s.id == "one" && s.connected))
     })?;
     let t0 = Instant::now();
-    let applied = client.roles_apply(&RolesApplyRequest { commit: None })?;
+    let applied = client.roles_apply(&RolesApplyRequest { commit: None, wait_secs: None })?;
     converged(&client, &["one".into()], &applied.commit, Duration::from_secs(60))?;
     figures.add("state50_roles_apply_to_converged_first", t0.elapsed().as_secs_f64() * 1000.0, "ms");
     let (p50, p99, _) =
@@ -170,12 +170,12 @@ fn run_in(opts: &Options, work: &Path, figures: &mut Figures) -> anyhow::Result<
         client.minions().is_ok_and(|m| m.iter().filter(|s| s.id.starts_with('n') && s.connected).count() == n)
     })?;
     // they got role `two` when they connected; now a change to its template, applied to all
-    let first = client.roles_apply(&RolesApplyRequest { commit: None })?;
+    let first = client.roles_apply(&RolesApplyRequest { commit: None, wait_secs: None })?;
     converged(&client, &ids, &first.commit, Duration::from_secs(120))?;
     write_two(&repo, 2)?;
     git(&repo, &["commit", "-q", "-am", "two, version 2"])?;
     let t0 = Instant::now();
-    let applied = client.roles_apply(&RolesApplyRequest { commit: None })?;
+    let applied = client.roles_apply(&RolesApplyRequest { commit: None, wait_secs: None })?;
     converged(&client, &ids, &applied.commit, Duration::from_secs(120))?;
     figures.add(
         &format!("roles_apply_change_{n}_minions_to_converged"),

@@ -538,16 +538,25 @@ const COMMIT: &str = "3f2a1c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b";
 
 #[test]
 fn roles_apply_prints_each_minion_and_a_summary() {
-    let master = FakeMaster::start(|_| {
+    let master = FakeMaster::start(|req| {
+        let waited = req.body["wait_secs"].is_number();
+        let outcome = |result: bool, comment: &str| {
+            if waited {
+                json!({"result": result, "failing": if result { json!([]) } else { json!(["w"]) }, "changed": 1, "comment": comment})
+            } else {
+                Value::Null
+            }
+        };
         (
             200,
-            json!({"commit": COMMIT, "minions": [
-                {"id": "web-1", "roles": ["webui", "worker"], "changed": true, "connected": true},
-                {"id": "db-1", "roles": ["datastore"], "changed": false, "connected": false},
+            json!({"commit": COMMIT, "waited": waited, "minions": [
+                {"id": "web-1", "roles": ["webui", "worker"], "changed": true, "connected": true, "serial": 3,
+                 "outcome": outcome(false, "w: exited 1")},
+                {"id": "db-1", "roles": ["datastore"], "changed": false, "connected": false, "serial": 2},
             ]}),
         )
     });
-    let out = master.drover(&["roles", "apply", "--commit", "v1.4"]);
+    let out = master.drover(&["roles", "apply", "--commit", "v1.4", "--async"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(
         stdout(&out),
@@ -558,17 +567,36 @@ fn roles_apply_prints_each_minion_and_a_summary() {
     );
     assert_eq!(stderr(&out), "");
 
+    // by default it waits for the reports, and a failed state is exit status 1
+    let out = master.drover(&["roles", "apply", "-t", "5"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "ID     ROLES         CHANGED  CONNECTED  RESULT\n\
+         db-1   datastore     no       no         not connected\n\
+         web-1  webui,worker  yes      yes        failed (1 state)\n\
+         applied 3f2a1c9 to 2 minions: 1 changed, 1 unchanged, 1 not connected (sent when it connects); \
+         0 ok, 1 failed\n\
+         web-1: failed: w: exited 1\n"
+    );
+
     let out = master.drover(&["roles", "apply", "--out", "json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let printed: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(printed["commit"], COMMIT);
     assert_eq!(printed["minions"][1]["roles"], json!(["datastore"]));
+    assert_eq!(printed["minions"][0]["outcome"]["result"], json!(false));
+
+    let out = master.drover(&["roles", "apply", "--async", "-t", "5"]);
+    assert_eq!(out.status.code(), Some(2), "--async and -t conflict: {}", stderr(&out));
 
     let reqs = master.requests();
+    assert_eq!(reqs.len(), 3);
     assert_eq!((reqs[0].method.as_str(), reqs[0].path.as_str()), ("POST", "/api/v1/roles/apply"));
     assert_eq!(reqs[0].auth, "Bearer secret");
     assert_eq!(reqs[0].body, json!({"commit": "v1.4"}));
-    assert_eq!(reqs[1].body, json!({"commit": null}));
+    assert_eq!(reqs[1].body, json!({"commit": null, "wait_secs": 5.0}));
+    assert_eq!(reqs[2].body, json!({"commit": null, "wait_secs": 60.0}));
 }
 
 #[test]

@@ -10,17 +10,31 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use api::{RolesApplyResponse, RolesDiff};
+use api::{ApplyOutcome, RolesApplyResponse, RolesDiff};
 use render::Diagnostic;
 use tokio::sync::{mpsc, oneshot};
-use wire::MinionId;
+use wire::{Assignment, MinionId};
 
 use crate::assign::{self, Applied, Planned};
 use crate::content::ContentStore;
 use crate::hub::Command;
 use crate::repo::{self, RepoError};
-use crate::roles::RolesInput;
+use crate::roles::{RoleState, RolesInput};
+
+/// How often [`Roles::wait`] asks the hub for reports: a few lookups per minion, cheap.
+const WAIT_POLL: Duration = Duration::from_millis(50);
+
+fn outcome(r: wire::Converged) -> ApplyOutcome {
+    ApplyOutcome {
+        result: r.result,
+        failing: r.failed,
+        changed: r.changed,
+        waiting: r.waiting,
+        comment: r.comment,
+    }
+}
 
 /// Why a commit was not applied.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +59,14 @@ pub struct Roles {
     pub content: Arc<ContentStore>,
     /// Held through an apply, so that two applies do not interleave.
     pub applying: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// What `roles apply --test` sends: see [`Roles::trial`].
+pub struct Trial {
+    pub applied: Arc<Applied>,
+    pub assignments: BTreeMap<MinionId, Assignment>,
+    /// The minions the commit would not change, sorted.
+    pub unchanged: Vec<String>,
 }
 
 /// A commit validated and planned for every accepted minion.
@@ -126,6 +148,55 @@ impl Roles {
         let (for_hub, planned) = (p.applied, p.planned);
         let answer = self.ask(|reply| Command::RolesApply { applied: for_hub, planned, reply }).await?;
         Ok((answer, applied))
+    }
+
+    /// `rev` planned for every accepted minion, and the assignment each minion it would
+    /// change would get, to dry-run (`roles apply --test`); the others' ids. Changes nothing.
+    pub async fn trial(&self, rev: &str) -> Result<Trial, ApplyError> {
+        let p = self.prepare(rev).await?;
+        let (mut assignments, mut unchanged) = (BTreeMap::new(), Vec::new());
+        for (id, planned) in &p.planned {
+            let old = p.input.current.get(id).map(|(roles, files)| (roles.as_slice(), files));
+            if assign::diff(id.as_str(), old, (&planned.roles, &planned.files)).is_some() {
+                assignments.insert(id.clone(), RoleState::trial_assignment(&p.applied, planned));
+            } else {
+                unchanged.push(id.to_string());
+            }
+        }
+        Ok(Trial { applied: p.applied, assignments, unchanged })
+    }
+
+    /// Waits until every connected minion of `resp` reported on the assignment it was sent,
+    /// or `timeout` passed, and fills in their outcomes. Minions not connected are not
+    /// waited for: theirs is sent when they connect.
+    pub async fn wait(&self, mut resp: RolesApplyResponse, timeout: Duration) -> RolesApplyResponse {
+        let deadline = Instant::now() + timeout;
+        let mut pending: Vec<usize> =
+            (0..resp.minions.len()).filter(|&i| resp.minions[i].connected).collect();
+        while !pending.is_empty() {
+            let serials = pending
+                .iter()
+                .filter_map(|&i| {
+                    let m = &resp.minions[i];
+                    MinionId::new(m.id.as_str()).ok().map(|id| (id, m.serial))
+                })
+                .collect();
+            let Ok(reports) = self.ask(|reply| Command::Reports { serials, reply }).await else { break };
+            let mut still = Vec::new();
+            for (i, report) in pending.into_iter().zip(reports) {
+                match report {
+                    Some(r) => resp.minions[i].outcome = Some(outcome(r)),
+                    None => still.push(i),
+                }
+            }
+            pending = still;
+            if pending.is_empty() || Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(WAIT_POLL.min(deadline - Instant::now())).await;
+        }
+        resp.waited = true;
+        resp
     }
 
     /// fleet.yaml at `rev`, checked with the commit's roles (none if the commit has none).

@@ -30,7 +30,7 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use wire::msg::{MAX_HELLO, decode, encode, now_ms};
-use wire::{Hello, Jid, Job, JobReturn, MinionId, PublicKey, ToMaster, ToMinion};
+use wire::{Assignment, Converged, Hello, Jid, Job, JobReturn, MinionId, PublicKey, ToMaster, ToMinion};
 
 use crate::assign::{Applied, Planned};
 use crate::limits::{DROPS_INTERVAL, Drops, KeyRefusal, MAX_PENDING, MinionLimits, NewKeys, Reason};
@@ -58,6 +58,16 @@ pub enum Command {
         batch: Option<Batch>,
         reply: oneshot::Sender<RunResponse>,
     },
+    /// Like `Start`, for `roles apply --test`: each minion is sent `job` with its own
+    /// assignment at `applied`'s commit as the `assignment` argument, and may fetch that
+    /// assignment's files until the job ends.
+    Trial {
+        job: Job,
+        applied: Arc<Applied>,
+        assignments: BTreeMap<MinionId, Assignment>,
+        timeout: Duration,
+        reply: oneshot::Sender<RunResponse>,
+    },
     Keys {
         reply: oneshot::Sender<KeyList>,
     },
@@ -80,6 +90,12 @@ pub enum Command {
     },
     RolesStatus {
         reply: oneshot::Sender<Vec<RoleStatus>>,
+    },
+    /// Each minion's last convergence report, if it answers an assignment of at least that
+    /// serial (`roles apply` waiting for the assignments it sent).
+    Reports {
+        serials: Vec<(MinionId, u64)>,
+        reply: oneshot::Sender<Vec<Option<Converged>>>,
     },
     /// How these minions stand, in the order asked (the fleet controller polls it while it
     /// waits for slots: a few lookups per id, whatever the number of minions).
@@ -159,6 +175,8 @@ const WELCOMED_ROUTE_MEMORY: Duration = Duration::from_secs(60);
 
 struct ActiveJob {
     body: Vec<u8>,
+    /// The body for a minion that gets its own (a trial's assignment), instead of `body`.
+    bodies: HashMap<MinionId, Vec<u8>>,
     targeted: Vec<MinionId>,
     timeout: Duration,
     window: usize,
@@ -731,7 +749,7 @@ impl Hub {
             let Some(id) = job.queue.pop_front() else { break };
             match self.sessions.get(&id) {
                 Some(s) => {
-                    self.out.send(&s.routing, &job.body);
+                    self.out.send(&s.routing, job.bodies.get(&id).unwrap_or(&job.body));
                     job.in_flight.insert(id, Instant::now());
                 }
                 None => job.not_connected.push(id.to_string()),
@@ -739,6 +757,9 @@ impl Hub {
         }
         if job.queue.is_empty() && job.in_flight.is_empty() {
             let job = self.jobs.remove(jid).expect("present");
+            if !job.bodies.is_empty() {
+                self.roles.end_trials(jid);
+            }
             if let Some(reply) = job.reply {
                 let _ = reply.send(RunResponse {
                     jid: jid.to_string(),
@@ -861,7 +882,23 @@ impl Hub {
                 let _ = reply.send(self.resolve(&target, tgt_type));
             }
             Command::Start { job, targeted, timeout, batch, reply } => {
-                self.start(job, targeted, timeout, batch, reply)
+                self.start(job, targeted, timeout, batch, HashMap::new(), reply)
+            }
+            Command::Trial { job, applied, assignments, timeout, reply } => {
+                let mut bodies = HashMap::new();
+                for (id, a) in &assignments {
+                    let mut own = job.clone();
+                    own.kwargs.insert("assignment".into(), serde_json::to_value(a).unwrap_or_default());
+                    match encode(&ToMinion::Job(own)) {
+                        Ok(body) => {
+                            bodies.insert(id.clone(), body);
+                            self.roles.begin_trial(&job.jid, id, applied.clone(), a);
+                        }
+                        Err(e) => tracing::error!(%id, error = %e, "cannot encode a trial job"),
+                    }
+                }
+                let targeted = assignments.into_keys().collect();
+                self.start(job, targeted, timeout, None, bodies, reply)
             }
             Command::Keys { reply } => {
                 let _ = reply.send(KeyList {
@@ -895,6 +932,15 @@ impl Hub {
             }
             Command::RolesStatus { reply } => {
                 let _ = reply.send(self.roles.status(&self.keys.ids(KeyState::Accepted)));
+            }
+            Command::Reports { serials, reply } => {
+                let reports = serials
+                    .iter()
+                    .map(|(id, serial)| {
+                        self.roles.report_of(id).map(|(r, _)| r).filter(|r| r.serial >= *serial).cloned()
+                    })
+                    .collect();
+                let _ = reply.send(reports);
             }
             Command::MinionViews { ids, reply } => {
                 let _ = reply.send(ids.into_iter().map(|id| self.view(id)).collect());
@@ -953,6 +999,7 @@ impl Hub {
         targeted: Vec<MinionId>,
         timeout: Duration,
         batch: Option<Batch>,
+        bodies: HashMap<MinionId, Vec<u8>>,
         reply: oneshot::Sender<RunResponse>,
     ) {
         let jid = job.jid.clone();
@@ -969,6 +1016,7 @@ impl Hub {
             jid.clone(),
             ActiveJob {
                 body,
+                bodies,
                 queue: targeted.iter().cloned().collect(),
                 targeted,
                 timeout,

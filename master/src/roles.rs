@@ -21,7 +21,7 @@ use render::Diagnostic;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use wire::msg::{MAX_FRAME, now_ms};
-use wire::{Assignment, Blob, Converged, MinionId, ToMinion};
+use wire::{Assignment, Blob, Converged, Jid, MinionId, ToMinion};
 
 use crate::assign::{self, Applied, MinionInput, Planned, grains_digest};
 use crate::peers::{self, Member, PeerMap};
@@ -148,6 +148,16 @@ pub struct RoleState {
     to_plan: BTreeSet<MinionId>,
     planning: bool,
     done_tx: mpsc::UnboundedSender<PlanDone>,
+    /// Minions dry-running a commit not applied (`roles apply --test`): while that job
+    /// runs, they may fetch the files of their assignment at that commit too.
+    trials: HashMap<MinionId, Trial>,
+}
+
+/// A minion's grant to fetch the files of a commit it tests.
+struct Trial {
+    jid: Jid,
+    applied: Arc<Applied>,
+    manifest: HashSet<String>,
 }
 
 fn next_serial(previous: u64) -> u64 {
@@ -191,6 +201,7 @@ impl RoleState {
             to_plan: BTreeSet::new(),
             planning: false,
             done_tx,
+            trials: HashMap::new(),
         };
         (state, done_rx)
     }
@@ -257,6 +268,10 @@ impl RoleState {
             let stale = connected && grains_digest(&standing.grains) != p.grains_digest;
             let roles = p.roles.clone();
             let msg = self.install(id, p);
+            let serial = match &msg {
+                ToMinion::Assign(a) => a.serial,
+                _ => 0,
+            };
             if connected {
                 out.push((id.clone(), msg));
             }
@@ -265,7 +280,14 @@ impl RoleState {
             } else {
                 self.to_plan.remove(id);
             }
-            minions.push(MinionAssignment { id: id.to_string(), roles, changed, connected });
+            minions.push(MinionAssignment {
+                id: id.to_string(),
+                roles,
+                changed,
+                connected,
+                serial,
+                outcome: None,
+            });
         }
         self.peers_dirty = true;
         self.check_all = true;
@@ -276,7 +298,7 @@ impl RoleState {
             "drover/roles/apply",
             json!({"commit": commit, "minions": minions.len(), "changed": changed}),
         );
-        (RolesApplyResponse { commit, minions }, out)
+        (RolesApplyResponse { commit, minions, waited: false }, out)
     }
 
     /// Makes `p` the assignment of `id` (new serial, persisted); returns the message to push.
@@ -419,10 +441,35 @@ impl RoleState {
         Some((report, standing.assigned.as_ref().map(|a| a.commit.as_str())))
     }
 
+    /// Lets `id` fetch the files of `a` (at `applied`'s commit) while job `jid` runs.
+    pub fn begin_trial(&mut self, jid: &Jid, id: &MinionId, applied: Arc<Applied>, a: &Assignment) {
+        let manifest = a.files.values().cloned().collect();
+        self.trials.insert(id.clone(), Trial { jid: jid.clone(), applied, manifest });
+    }
+
+    /// Job `jid` ended: the grants it gave end with it.
+    pub fn end_trials(&mut self, jid: &Jid) {
+        self.trials.retain(|_, t| t.jid != *jid);
+    }
+
+    /// The assignment `p` would be at `applied`'s commit, for a minion to dry-run: what
+    /// [`RoleState::apply`] would send, with no serial (it is never installed).
+    pub fn trial_assignment(applied: &Applied, p: &Planned) -> Assignment {
+        Assignment {
+            commit: applied.commit.clone(),
+            serial: 0,
+            roles: p.roles.clone(),
+            files: p.files.clone(),
+            pillar: serde_json::Map::new(),
+            peers: p.peers.iter().map(|(role, list)| (role.clone(), list.to_vec())).collect(),
+        }
+    }
+
     /// The answer to `Fetch`: the contents asked for that are in `id`'s manifest, in as many
     /// `Files` messages as their size needs; every other hash is `missing` (logged), so a
     /// minion gets no file of a role it does not have (their pillar may be secret), nor any
-    /// file its plan does not name.
+    /// file its plan does not name. A minion testing a commit (`begin_trial`) may fetch the
+    /// files of its assignment at that commit as well, until that job ends.
     pub fn fetch(&self, id: &MinionId, wanted: Vec<String>) -> Vec<ToMinion> {
         let applied = self.applied.as_deref();
         let manifest: HashSet<&str> = match (self.minions.get(id).and_then(|s| s.assigned.as_ref()), applied)
@@ -431,6 +478,13 @@ impl RoleState {
                 a.files.values().map(String::as_str).collect()
             }
             _ => HashSet::new(),
+        };
+        let trial = self.trials.get(id);
+        let blob = |sha: &str| {
+            applied
+                .filter(|_| manifest.contains(sha))
+                .and_then(|a| a.blob(sha))
+                .or_else(|| trial.filter(|t| t.manifest.contains(sha)).and_then(|t| t.applied.blob(sha)))
         };
         let mut answers = Vec::new();
         let (mut blobs, mut size, mut missing) = (Vec::new(), 0usize, Vec::new());
@@ -443,8 +497,7 @@ impl RoleState {
             if !seen.insert(sha.clone()) {
                 continue;
             }
-            let data = applied.filter(|_| manifest.contains(sha.as_str())).and_then(|a| a.blob(&sha));
-            let Some(data) = data else {
+            let Some(data) = blob(&sha) else {
                 missing.push(sha);
                 continue;
             };
@@ -772,6 +825,40 @@ mod tests {
             panic!()
         };
         assert!(blobs.is_empty() && missing.len() == 1);
+    }
+
+    #[tokio::test]
+    async fn a_tested_commit_is_served_to_its_trial_while_the_job_runs_and_no_longer() {
+        let mut f = fixture();
+        for (id, g) in fleet() {
+            f.state.connected(&id, g);
+        }
+        apply(&mut f, CLOUD);
+        let mut files = CLOUD.to_vec();
+        for (path, text) in files.iter_mut() {
+            if *path == "states/coins/worker.toml" {
+                *text = "hostname = \"tested\"\n";
+            }
+        }
+        let tested = Arc::new(Applied::load(commit(&files)).unwrap());
+        let input = f.state.input(fleet());
+        let planned = assign::plan_all(&tested, &input.minions).unwrap();
+        let a = RoleState::trial_assignment(&tested, &planned[&id("w1")]);
+        assert_eq!((a.serial, &a.commit), (0, &tested.commit), "never installed: no serial");
+        let new = a.files["states/coins/worker.toml"].clone();
+        let fetch = |state: &RoleState, who: &str| match &state.fetch(&id(who), vec![new.clone()])[0] {
+            ToMinion::Files { blobs, .. } => blobs.len(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(fetch(&f.state, "w1"), 0, "not applied, not under test: not served");
+        let jid = Jid::generate();
+        f.state.begin_trial(&jid, &id("w1"), tested.clone(), &a);
+        assert_eq!(fetch(&f.state, "w1"), 1, "served to the minion testing it");
+        assert_eq!(fetch(&f.state, "db-1"), 0, "and to no other");
+        f.state.end_trials(&Jid::generate());
+        assert_eq!(fetch(&f.state, "w1"), 1, "another job's end changes nothing");
+        f.state.end_trials(&jid);
+        assert_eq!(fetch(&f.state, "w1"), 0, "the grant ends with its job");
     }
 
     #[tokio::test]

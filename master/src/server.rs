@@ -6,7 +6,7 @@
 //!
 //! - jobs, keys, minions: here;
 //! - `dashboard`: the page;
-//! - `roles`: `POST /roles/apply`, `GET /roles/diff`, `GET /roles/status`;
+//! - `roles`: `POST /roles/apply`, `POST /roles/test`, `GET /roles/diff`, `GET /roles/status`;
 //! - `events`: `GET /events` (newline-delimited JSON, optionally followed live);
 //! - `fleet`: `POST /fleet/{up,scale,upgrade,undo,down,chaos}` (streamed progress),
 //!   `GET /fleet/ps`, `GET /fleet/rollouts`;
@@ -87,6 +87,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/keys", get(keys).post(key_action))
         .route("/api/v1/minions", get(minions))
         .route("/api/v1/roles/apply", post(roles::apply))
+        .route("/api/v1/roles/test", post(roles::test))
         .route("/api/v1/roles/diff", get(roles::diff))
         .route("/api/v1/roles/status", get(roles::status))
         .route("/api/v1/events", get(events::events))

@@ -29,6 +29,16 @@ pub struct ApplyRequest {
     /// State files (`a.b`) or state ids to apply; empty: everything the roles ask for.
     pub only: Vec<String>,
     pub test: bool,
+    /// Dry-run this assignment instead of the current one (`drover roles apply --test`: a
+    /// commit not applied yet). Its files are fetched like an assignment's; the current
+    /// assignment, the cache's pruning and the report to the master are left alone.
+    pub trial: Option<Box<Assignment>>,
+}
+
+/// A trial waiting for files from the master.
+struct PendingTrial {
+    req: ApplyRequest,
+    reply: oneshot::Sender<Outcome>,
 }
 
 enum Msg {
@@ -56,8 +66,17 @@ impl Converger {
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let (status, convergence) = watch::channel(Convergence::default());
-        let owner =
-            Owner { id, grains, cache_dir, daemons, to_master, status, current: None, fetching: None };
+        let owner = Owner {
+            id,
+            grains,
+            cache_dir,
+            daemons,
+            to_master,
+            status,
+            current: None,
+            fetching: None,
+            trial: None,
+        };
         tokio::spawn(owner.run(rx));
         Self { tx, convergence }
     }
@@ -106,6 +125,8 @@ struct Owner<D> {
     current: Option<Assignment>,
     /// An assignment waiting for files from the master.
     fetching: Option<Assignment>,
+    /// A trial (`ApplyRequest::trial`) waiting for files from the master.
+    trial: Option<PendingTrial>,
 }
 
 /// Everything needed to apply an assignment, made from the cached files.
@@ -123,9 +144,7 @@ impl<D: Daemons + Send + Sync + 'static> Owner<D> {
             match msg {
                 Msg::Assign(a) => self.on_assign(a).await,
                 Msg::Files { blobs, missing } => self.on_files(blobs, missing).await,
-                Msg::Apply(req, reply) => {
-                    let _ = reply.send(self.on_apply(req).await);
-                }
+                Msg::Apply(req, reply) => self.on_apply_msg(req, reply).await,
                 Msg::Roles(reply) => {
                     let _ = reply.send(match &self.current {
                         Some(a) => json!({"roles": a.roles, "commit": a.commit, "serial": a.serial}),
@@ -163,6 +182,40 @@ impl<D: Daemons + Send + Sync + 'static> Owner<D> {
         }
     }
 
+    /// A job's apply: at once, unless it is a trial whose files must be fetched first.
+    async fn on_apply_msg(&mut self, req: ApplyRequest, reply: oneshot::Sender<Outcome>) {
+        let missing = req.trial.as_deref().map(|a| self.missing(a)).unwrap_or_default();
+        if missing.is_empty() {
+            let _ = reply.send(self.on_apply(req).await);
+            return;
+        }
+        if let Some(old) = self.trial.take() {
+            let _ =
+                old.reply.send(Outcome::fail("replaced by a newer test of a commit before its files came"));
+        }
+        debug!(count = missing.len(), "fetching the files of a commit to test");
+        let _ = self.to_master.send(ToMaster::Fetch { sha256: missing });
+        self.trial = Some(PendingTrial { req, reply });
+    }
+
+    /// Files came: a pending trial runs once it has them all, or fails if the master
+    /// refused one of them (it serves a trial's files only while that job runs).
+    async fn trial_files(&mut self, refused: &[String]) {
+        let Some(pending) = self.trial.take() else { return };
+        let Some(a) = pending.req.trial.as_deref() else { return };
+        let wanted: BTreeSet<&String> = a.files.values().collect();
+        let refused = refused.iter().filter(|h| wanted.contains(h)).count();
+        if refused > 0 {
+            let msg =
+                format!("the master did not serve {refused} file(s) of commit {} to test", short(&a.commit));
+            let _ = pending.reply.send(Outcome::fail(msg));
+        } else if self.missing(a).is_empty() {
+            let _ = pending.reply.send(self.on_apply(pending.req).await);
+        } else {
+            self.trial = Some(pending);
+        }
+    }
+
     async fn on_files(&mut self, blobs: Vec<Blob>, refused: Vec<String>) {
         if let Err(e) = wire::private::create_dir(&self.cache_dir) {
             warn!(dir = %self.cache_dir.display(), cause = %e, "cannot create the file cache");
@@ -177,6 +230,7 @@ impl<D: Daemons + Send + Sync + 'static> Owner<D> {
                 warn!(path = %path.display(), cause = %e, "cannot cache a file");
             }
         }
+        self.trial_files(&refused).await;
         let Some(a) = self.fetching.take() else { return };
         // an answer to the fetch of an assignment since replaced may refuse hashes this one
         // does not need: only refusals of this assignment's files count
@@ -262,7 +316,9 @@ impl<D: Daemons + Send + Sync + 'static> Owner<D> {
     /// Drops cached files the assignment no longer names, so the cache holds one commit's
     /// files and not every commit ever applied.
     fn prune_cache(&self, a: &Assignment) {
-        let keep: BTreeSet<&str> = a.files.values().map(String::as_str).collect();
+        let trial = self.trial.as_ref().and_then(|t| t.req.trial.as_deref());
+        let keep: BTreeSet<&str> =
+            a.files.values().chain(trial.iter().flat_map(|t| t.files.values())).map(String::as_str).collect();
         let Ok(entries) = fs::read_dir(&self.cache_dir) else { return };
         for entry in entries.flatten() {
             let name = entry.file_name();
@@ -300,9 +356,9 @@ impl<D: Daemons + Send + Sync + 'static> Owner<D> {
         }));
     }
 
-    /// `state.apply [ids] [test=true]` on the current assignment.
+    /// `state.apply [ids] [test=true]` on the current assignment, or on the trial's.
     async fn on_apply(&mut self, req: ApplyRequest) -> Outcome {
-        let Some(a) = self.current.clone() else {
+        let Some(a) = req.trial.as_deref().cloned().or_else(|| self.current.clone()) else {
             return Outcome::fail(
                 "no roles are assigned to this minion yet (run 'drover roles apply' on the master)",
             );

@@ -222,7 +222,7 @@ fn a_minion_that_fetches_without_reading_cannot_fill_the_master_s_memory() {
     hog.send_hello(json!({}));
     let accepted = master.state_dir().join("pki/accepted/hog");
     wait_until(LIMIT, "hog to be accepted", || accepted.exists());
-    let out = master.drover(&["roles", "apply"]);
+    let out = master.drover(&["roles", "apply", "--async"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
 
     let pid = master.pid().unwrap();
@@ -288,7 +288,7 @@ fn a_manifest_larger_than_a_connection_s_queue_is_served_in_full_to_a_minion_tha
     repo.commit("big files", &files);
     let master = Master::start(&["--auto-accept", "--repo", repo.path().to_str().unwrap()]);
     let reader = RawMinion::welcomed(&master, "reader");
-    let out = master.drover(&["roles", "apply"]);
+    let out = master.drover(&["roles", "apply", "--async"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let Some(ToMinion::Assign(a)) = reader.recv_until(LIMIT, |m| matches!(m, ToMinion::Assign(_))) else {
         panic!("no assignment")

@@ -118,7 +118,10 @@ fn a_crashing_daemon_is_restarted_and_its_crash_is_an_event() {
     let master = master_for(&repo);
     let _m = Minion::start(&master, "m1", &[]);
     master.wait_for_minions(1);
-    apply(&master);
+    // a daemon that dies right after it starts fails its state: roles apply says so
+    let out = master.drover(&["roles", "apply"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("m1: failed: crasher: "), "{}", show(&out));
     let events = || {
         let out = master.drover(&["--out", "json", "events", "--no-follow"]);
         String::from_utf8_lossy(&out.stdout)
@@ -432,4 +435,120 @@ fn a_fleet_slot_gets_its_role_from_fleet_yaml_and_a_bad_fleet_yaml_is_refused_wi
     assert_eq!(pids_of(&daemon), vec![pid], "the daemon of the good commit still runs, untouched");
     let s = status(&master, "t-a-1");
     assert_eq!((&s["assigned_commit"], &s["converged_commit"]), (&json!(good), &json!(good)), "{s}");
+}
+
+#[test]
+fn roles_apply_waits_for_the_reports_and_exits_1_when_a_state_failed() {
+    let repo = ConfigRepo::new();
+    let failing =
+        "ok:\n  cmd.run:\n    - name: 'true'\nbroken:\n  cmd.run:\n    - name: 'echo no >&2; exit 3'\n";
+    repo.commit(
+        "a failing command",
+        &[
+            ("roles/c.yaml", "description: commands\nstates: [t.c]\n"),
+            ("states/t/c.yaml", failing),
+            ("roles/top.yaml", "'*': [c]\n"),
+        ],
+    );
+    let master = master_for(&repo);
+    let _m1 = Minion::start(&master, "m1", &[]);
+    let _m2 = Minion::start(&master, "m2", &[]);
+    master.wait_for_minions(2);
+
+    // it waits for both reports, names the failed state, and says so in its exit status
+    let out = master.drover(&["roles", "apply"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for id in ["m1", "m2"] {
+        assert!(text.contains(&format!("{id}: failed: broken")), "{}", show(&out));
+    }
+    assert!(text.contains("0 ok, 2 failed"), "{}", show(&out));
+    let (code, v, _) = master.drover_json(&["roles", "apply"]);
+    assert_eq!(code, 1, "{v}");
+    for m in v["minions"].as_array().expect("minions") {
+        assert_eq!(m["outcome"]["result"], json!(false), "{v}");
+        assert_eq!(m["outcome"]["failing"], json!(["broken"]), "{v}");
+    }
+
+    // --async answers once sent: exit 0, no RESULT column
+    let out = master.drover(&["roles", "apply", "--async"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("RESULT"), "{}", show(&out));
+
+    // fixed: every connected minion reports ok, exit 0
+    repo.commit("fixed", &[("states/t/c.yaml", "ok:\n  cmd.run:\n    - name: 'true'\n")]);
+    let out = master.drover(&["roles", "apply", "-t", "30"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("2 ok, 0 failed"), "{}", show(&out));
+    let status = status(&master, "m1");
+    assert_eq!(status["result"], json!(true), "roles status agrees: {status}");
+}
+
+#[test]
+fn roles_apply_test_dry_runs_a_new_commit_where_it_would_change_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("app.conf");
+    let states = format!(
+        "conf:\n  file.managed:\n    - name: {}\n    - source: t/app.conf\n    - template: tera\n",
+        file.display()
+    );
+    let repo = ConfigRepo::new();
+    let first = repo.commit(
+        "a managed file",
+        &[
+            ("roles/f.yaml", "description: file\nstates: [t.f]\n"),
+            ("roles/idle.yaml", "description: nothing\nstates: []\n"),
+            ("states/t/f.yaml", &states),
+            ("states/t/app.conf", "port = 1\n"),
+            ("roles/top.yaml", "m1: [f]\nm2: [idle]\n"),
+        ],
+    );
+    let master = master_for(&repo);
+    let _m1 = Minion::start(&master, "m1", &[]);
+    let _m2 = Minion::start(&master, "m2", &[]);
+    master.wait_for_minions(2);
+    apply(&master);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "port = 1\n");
+
+    // a new source file: m1 fetches it for the dry run only; m2 is unchanged, not tested
+    let second = repo.commit("another port", &[("states/t/app.conf", "port = {{ 1 + 1 }}\n")]);
+    let out = master.drover(&["roles", "apply", "--test"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("m1:") && !text.contains("m2:"), "{}", show(&out));
+    assert!(
+        text.contains("-port = 1") && text.contains("+port = 2"),
+        "the diff it would make: {}",
+        show(&out)
+    );
+    assert!(
+        text.contains("on 1 minion") && text.contains("1 unchanged; nothing was applied"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "port = 1\n", "--test touched the disk");
+    let s = status(&master, "m1");
+    assert_eq!((&s["assigned_commit"], &s["converged_commit"]), (&json!(first), &json!(first)), "{s}");
+
+    // --out json: the job's returns, with test=true's null result for a change
+    let (code, v, stderr) = master.drover_json(&["roles", "apply", "--test", "--commit", &second]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(v["commit"], json!(second));
+    assert_eq!(v["unchanged"], json!(["m2"]));
+    let ret = &v["run"]["returns"]["m1"]["ret"];
+    let results: Vec<&Value> = ret.as_object().expect("a state return").values().collect();
+    assert_eq!(results.len(), 1, "{v}");
+    assert_eq!(results[0]["result"], Value::Null, "{v}");
+
+    // an assignment to test comes from the master, never from a command line
+    let (code, v, _) = master.drover_json(&["m1", "state.apply", "assignment=x", "test=true"]);
+    assert_eq!(code, 1, "{v}");
+
+    // applied for real, it changes the file
+    apply(&master);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "port = 2\n");
+    let out = master.drover(&["roles", "apply", "--test"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("would change no minion"), "{}", show(&out));
 }

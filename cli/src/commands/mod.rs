@@ -191,7 +191,7 @@ mod tests {
 
         let cli = parse(&["roles", "apply", "--commit", "HEAD~1"]);
         assert!(
-            matches!(&cli.command, Some(Command::Roles(roles::RolesArgs { action: RolesCommand::Apply(c) })) if c.commit.as_deref() == Some("HEAD~1"))
+            matches!(&cli.command, Some(Command::Roles(roles::RolesArgs { action: RolesCommand::Apply(c) })) if c.commit.commit.as_deref() == Some("HEAD~1"))
         );
         let cli = parse(&["--out", "json", "roles", "diff"]);
         assert!(

@@ -2,7 +2,10 @@
 //! minions; what a commit would change; where each minion stands.
 
 use api::client::ClientError;
-use api::{MinionDiff, RoleStatus, RolesApplyRequest, RolesApplyResponse, RolesDiff};
+use api::{
+    MinionAssignment, MinionDiff, RoleStatus, RolesApplyRequest, RolesApplyResponse, RolesDiff,
+    RolesTestResponse,
+};
 use clap::{Args, Subcommand};
 
 use crate::commands::{Ctx, api_error};
@@ -13,13 +16,16 @@ const EXAMPLES: &str = "\
 The master reads roles/ and states/ from its config repo at a commit (default: HEAD).
 `apply` validates every role and renders every state for every minion before it gives
 anything to any minion: a commit with errors is refused whole, each error printed on stderr
-as file:line:col: message (exit status 2), and the previous assignment stays.
+as file:line:col: message (exit status 2), and the previous assignment stays. Then it waits
+(up to -t, 60 s by default) until every connected minion reports how applying it went.
 
 Examples:
   drover roles diff                    # what applying HEAD would change
   drover roles diff --commit v1.4
-  drover roles apply
-  drover roles apply --commit 3f2a1c9
+  drover roles apply                   # exit status 1 if a state failed on some minion
+  drover roles apply --commit 3f2a1c9 -t 300
+  drover roles apply --async           # send the assignments and return at once
+  drover roles apply --test            # what each state would do on each minion it changes
   drover roles status                  # exit status 1 if some minion's last apply failed
   drover roles status --out json";
 
@@ -40,13 +46,49 @@ pub struct RolesArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum RolesCommand {
-    /// Validate the roles and states at a commit and give every minion its roles
-    Apply(CommitArg),
+    /// Validate the roles and states at a commit, give every minion its roles, and wait
+    /// until the connected ones applied them (exit 1 if a state failed)
+    #[command(after_long_help = APPLY_HELP)]
+    Apply(ApplyArgs),
     /// Show, per minion, the roles and files that applying a commit would change
     Diff(CommitArg),
     /// Show each minion's roles, converged commit and last result (exit 1 if one failed)
     #[command(after_long_help = STATUS_HELP)]
     Status,
+}
+
+const APPLY_HELP: &str = "\
+RESULT is ok when every state of the minion succeeded (with how many changed something),
+failed when some failed (the first failure is printed below the table), no report when the
+minion was still applying at the deadline, and not connected when it was not connected (its
+assignment is sent when it connects; it is not waited for).
+
+Exit status: 0 every connected minion applied the commit without a failed state; 1 a state
+failed on some minion; 2 usage or configuration error, or the commit was refused (nothing
+changed); 3 some connected minion did not report within the timeout. With --async: 0 once
+the assignments are sent.
+
+With --test: every connected minion the commit would change runs its states at that commit
+with test=true and prints what each would do (highstate format); nothing is applied. Exit
+status as a job's: 0, 1 a state would fail, 3 a minion did not answer within -t.";
+
+/// The default of `roles apply -t`: applying may build config files and start daemons.
+const DEFAULT_APPLY_TIMEOUT_SECS: f64 = 60.0;
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub commit: CommitArg,
+    /// How long to wait for the minions' reports, in seconds [default: 60]
+    #[arg(short, long, value_name = "SECS", value_parser = crate::commands::run::parse_timeout)]
+    pub timeout: Option<f64>,
+    /// Return once the assignments are sent, without waiting for the minions
+    #[arg(long = "async", conflicts_with_all = ["timeout", "test"])]
+    pub no_wait: bool,
+    /// Dry-run the commit on every minion it would change and print what each state would
+    /// do (highstate format); no assignment changes
+    #[arg(long)]
+    pub test: bool,
 }
 
 #[derive(Debug, Args)]
@@ -59,9 +101,16 @@ pub struct CommitArg {
 pub fn run(args: RolesArgs, ctx: &mut Ctx) -> anyhow::Result<Exit> {
     let client = ctx.client()?;
     let (text, exit) = match args.action {
-        RolesCommand::Apply(CommitArg { commit }) => {
-            let resp = client.roles_apply(&RolesApplyRequest { commit }).map_err(|e| refused(ctx, e))?;
-            (format(ctx.out(), &resp, apply_text)?, Exit::Success)
+        RolesCommand::Apply(ApplyArgs { commit: CommitArg { commit }, timeout, test: true, .. }) => {
+            let req = RolesApplyRequest { commit, wait_secs: timeout };
+            let resp = client.roles_test(&req).map_err(|e| refused(ctx, e))?;
+            return print_test(ctx, &resp);
+        }
+        RolesCommand::Apply(ApplyArgs { commit: CommitArg { commit }, timeout, no_wait, test: false }) => {
+            let wait_secs = (!no_wait).then(|| timeout.unwrap_or(DEFAULT_APPLY_TIMEOUT_SECS));
+            let resp =
+                client.roles_apply(&RolesApplyRequest { commit, wait_secs }).map_err(|e| refused(ctx, e))?;
+            (format(ctx.out(), &resp, apply_text)?, apply_exit(&resp))
         }
         RolesCommand::Diff(CommitArg { commit }) => {
             let diff = client.roles_diff(commit.as_deref()).map_err(|e| refused(ctx, e))?;
@@ -109,7 +158,55 @@ pub fn diagnostics_text(diagnostics: &[String]) -> String {
     diagnostics.iter().map(|d| format!("{}\n", d.trim_end())).collect()
 }
 
-/// A table of every minion's roles and whether they changed, then a summary line.
+/// `roles apply --test`: each tested minion's states as a job's (highstate), then what was
+/// tested; the exit status of a job (1 if a state failed, 3 if a minion did not answer).
+fn print_test(ctx: &mut Ctx, resp: &RolesTestResponse) -> anyhow::Result<Exit> {
+    let commit = short(&resp.commit);
+    let run = &resp.run;
+    if matches!(ctx.out(), Out::Json | Out::Yaml) {
+        let text = format(ctx.out(), resp, |_| String::new())?;
+        ctx.print(&text)?;
+    } else if run.targeted.is_empty() {
+        ctx.print(&format!("{commit} would change no minion; nothing was tested\n"))?;
+        return Ok(Exit::Success);
+    } else {
+        let mut text = output::returns(ctx.out_for("state.apply"), &run.returns, ctx.color)?;
+        text.push_str(&format!(
+            "tested {commit} on {} (job {}); {} unchanged; nothing was applied\n",
+            plural(run.targeted.len(), "minion"),
+            run.jid,
+            resp.unchanged.len()
+        ));
+        ctx.print(&text)?;
+    }
+    let missing = crate::commands::run::Missing::of(run);
+    if !missing.timed_out.is_empty() {
+        ctx.note(&format!("timed out: {}", missing.timed_out.join(", ")))?;
+    }
+    if !missing.not_connected.is_empty() {
+        ctx.note(&format!("not connected: {}", missing.not_connected.join(", ")))?;
+    }
+    Ok(if run.targeted.is_empty() { Exit::Success } else { crate::commands::run::status(run) })
+}
+
+/// How `roles apply` ends: a failed state is 1, a connected minion that did not report in
+/// time is 3 (as a job's missing return); minions not connected do not count.
+pub fn apply_exit(resp: &RolesApplyResponse) -> Exit {
+    if !resp.waited {
+        return Exit::Success;
+    }
+    let connected = resp.minions.iter().filter(|m| m.connected);
+    if connected.clone().any(|m| m.outcome.as_ref().is_some_and(|o| !o.result)) {
+        Exit::Failed
+    } else if connected.clone().any(|m| m.outcome.is_none()) {
+        Exit::NoReturn
+    } else {
+        Exit::Success
+    }
+}
+
+/// A table of every minion's roles and whether they changed (and, when the apply waited,
+/// how applying went), then a summary line, then the first failure of each failed minion.
 pub fn apply_text(resp: &RolesApplyResponse) -> String {
     let mut minions: Vec<_> = resp.minions.iter().collect();
     minions.sort_by(|a, b| a.id.cmp(&b.id));
@@ -119,11 +216,22 @@ pub fn apply_text(resp: &RolesApplyResponse) -> String {
     }
     let rows: Vec<Vec<String>> = minions
         .iter()
-        .map(|m| vec![m.id.clone(), roles_cell(&m.roles), yes_no(m.changed), yes_no(m.connected)])
+        .map(|m| {
+            let mut row = vec![m.id.clone(), roles_cell(&m.roles), yes_no(m.changed), yes_no(m.connected)];
+            if resp.waited {
+                row.push(result_cell(m));
+            }
+            row
+        })
         .collect();
     let changed = minions.iter().filter(|m| m.changed).count();
     let absent = minions.iter().filter(|m| !m.connected).count();
-    let mut out = output::table(&["ID", "ROLES", "CHANGED", "CONNECTED"], &rows);
+    let headers: &[&str] = if resp.waited {
+        &["ID", "ROLES", "CHANGED", "CONNECTED", "RESULT"]
+    } else {
+        &["ID", "ROLES", "CHANGED", "CONNECTED"]
+    };
+    let mut out = output::table(headers, &rows);
     out.push_str(&format!(
         "applied {commit} to {}: {changed} changed, {} unchanged",
         plural(minions.len(), "minion"),
@@ -132,8 +240,50 @@ pub fn apply_text(resp: &RolesApplyResponse) -> String {
     if absent > 0 {
         out.push_str(&format!(", {absent} not connected (sent when it connects)"));
     }
+    if resp.waited {
+        let of = |f: fn(&MinionAssignment) -> bool| minions.iter().filter(|m| m.connected && f(m)).count();
+        let ok = of(|m| m.outcome.as_ref().is_some_and(|o| o.result));
+        let failed = of(|m| m.outcome.as_ref().is_some_and(|o| !o.result));
+        let silent = of(|m| m.outcome.is_none());
+        out.push_str(&format!("; {ok} ok, {failed} failed"));
+        if silent > 0 {
+            out.push_str(&format!(", {silent} did not report in time (see 'drover roles status')"));
+        }
+    }
     out.push('\n');
+    for m in &minions {
+        if let Some(o) = m.outcome.as_ref().filter(|o| !o.result) {
+            let first = o.comment.lines().next().unwrap_or("").trim();
+            out.push_str(&format!(
+                "{}: failed: {}\n",
+                m.id,
+                if first.is_empty() { "a state failed" } else { first }
+            ));
+        }
+    }
     out
+}
+
+/// `ok (2 changed)`, `failed (1 state)`, `ok, waiting for datastore`, `no report`, `not connected`.
+fn result_cell(m: &MinionAssignment) -> String {
+    match (&m.outcome, m.connected) {
+        (_, false) => "not connected".to_string(),
+        (None, true) => "no report".to_string(),
+        (Some(o), true) => {
+            let mut cell = if o.result {
+                match o.changed {
+                    0 => "ok".to_string(),
+                    n => format!("ok ({n} changed)"),
+                }
+            } else {
+                format!("failed ({})", plural(o.failing.len().max(1), "state"))
+            };
+            if !o.waiting.is_empty() {
+                cell.push_str(&format!(", waiting for {}", o.waiting.join(",")));
+            }
+            cell
+        }
+    }
 }
 
 /// Per minion that would change: `+`/`-` roles, `~` changed, `+` added, `-` removed files.
@@ -239,7 +389,7 @@ fn plural(n: usize, word: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use api::MinionAssignment;
+    use api::ApplyOutcome;
 
     use super::*;
 
@@ -251,7 +401,14 @@ mod tests {
     }
 
     fn assignment(id: &str, roles: &[&str], changed: bool, connected: bool) -> MinionAssignment {
-        MinionAssignment { id: id.to_string(), roles: strings(roles), changed, connected }
+        MinionAssignment {
+            id: id.to_string(),
+            roles: strings(roles),
+            changed,
+            connected,
+            serial: 1,
+            outcome: None,
+        }
     }
 
     #[test]
@@ -265,6 +422,7 @@ mod tests {
                         assignment("db-1", &["datastore"], false, true),
                         assignment("host-9", &[], true, true),
                     ],
+                    waited: false,
                 },
                 "\
 ID      ROLES         CHANGED  CONNECTED
@@ -278,17 +436,62 @@ applied 3f2a1c9 to 3 minions: 2 changed, 1 unchanged, 1 not connected (sent when
                 RolesApplyResponse {
                     commit: C1.to_string(),
                     minions: vec![assignment("a", &["x"], false, true)],
+                    waited: false,
                 },
                 "ID  ROLES  CHANGED  CONNECTED\na   x      no       yes\napplied 3f2a1c9 to 1 minion: 0 changed, 1 unchanged\n",
             ),
             (
-                RolesApplyResponse { commit: "main".to_string(), minions: vec![] },
+                RolesApplyResponse { commit: "main".to_string(), minions: vec![], waited: false },
                 "applied main to no minion\n",
             ),
         ];
         for (resp, want) in table {
             assert_eq!(apply_text(&resp), want, "{resp:?}");
         }
+    }
+
+    #[test]
+    fn a_waited_apply_shows_each_result_and_exits_by_the_worst() {
+        let outcome = |result: bool, changed: usize, failing: &[&str], comment: &str| ApplyOutcome {
+            result,
+            changed,
+            failing: strings(failing),
+            comment: comment.to_string(),
+            ..ApplyOutcome::default()
+        };
+        let with = |m: MinionAssignment, o: Option<ApplyOutcome>| MinionAssignment { outcome: o, ..m };
+        let mut resp = RolesApplyResponse {
+            commit: C1.to_string(),
+            minions: vec![
+                with(assignment("web-1", &["webui"], true, true), Some(outcome(true, 2, &[], ""))),
+                with(
+                    assignment("db-1", &["datastore"], true, true),
+                    Some(outcome(false, 0, &["pg-conf"], "pg-conf: template error\nmore")),
+                ),
+                with(assignment("host-9", &[], false, false), None),
+                with(assignment("rng-1", &["rng"], false, true), None),
+            ],
+            waited: true,
+        };
+        let want = "\
+ID      ROLES      CHANGED  CONNECTED  RESULT
+db-1    datastore  yes      yes        failed (1 state)
+host-9  -          no       no         not connected
+rng-1   rng        no       yes        no report
+web-1   webui      yes      yes        ok (2 changed)
+applied 3f2a1c9 to 4 minions: 2 changed, 2 unchanged, 1 not connected (sent when it connects); \
+1 ok, 1 failed, 1 did not report in time (see 'drover roles status')
+db-1: failed: pg-conf: template error
+";
+        assert_eq!(apply_text(&resp), want);
+        assert_eq!(apply_exit(&resp), Exit::Failed);
+        resp.minions[1].outcome = Some(outcome(true, 0, &[], ""));
+        assert_eq!(apply_exit(&resp), Exit::NoReturn, "a connected minion did not report");
+        resp.minions[3].outcome = Some(outcome(true, 0, &[], ""));
+        assert_eq!(apply_exit(&resp), Exit::Success, "the one not connected does not count");
+        resp.minions[1].outcome = Some(outcome(false, 0, &[], ""));
+        resp.waited = false;
+        assert_eq!(apply_exit(&resp), Exit::Success, "--async: sent is success");
     }
 
     #[test]

@@ -27,7 +27,8 @@ const APPLY_USAGE: &str = "state.apply [STATE-FILE-OR-ID...] [test=true]";
 pub fn apply(call: Call) -> BoxFuture {
     Box::pin(async move {
         let usage = if call.fun == "state.highstate" { "state.highstate [test=true]" } else { APPLY_USAGE };
-        if let Err(o) = known_kwargs(&call, &["test"], usage) {
+        let known: &[&str] = if call.fun == "state.apply" { &["test", "assignment"] } else { &["test"] };
+        if let Err(o) = known_kwargs(&call, known, usage) {
             return o;
         }
         if call.fun == "state.highstate"
@@ -50,8 +51,21 @@ pub fn apply(call: Call) -> BoxFuture {
                 None => return Outcome::fail(format!("state names are strings; usage: {usage}")),
             }
         }
+        // `drover roles apply --test`: the master sends the assignment of a commit to dry-run
+        let trial = match call.kwargs.get("assignment") {
+            None => None,
+            Some(v) => match serde_json::from_value::<wire::Assignment>(v.clone()) {
+                Ok(a) if test => Some(Box::new(a)),
+                Ok(_) => return Outcome::fail("assignment= is only ever dry-run: give test=true with it"),
+                Err(_) => {
+                    return Outcome::fail(
+                        "assignment= takes the assignment 'drover roles apply --test' sends, not a value given by hand",
+                    );
+                }
+            },
+        };
         match converger() {
-            Ok(c) => c.apply(ApplyRequest { only, test }).await,
+            Ok(c) => c.apply(ApplyRequest { only, test, trial }).await,
             Err(o) => o,
         }
     })
