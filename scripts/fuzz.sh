@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The long run of the property tests whose short run is part of `cargo test`: the wire
-# decoder (wire/tests/fuzz.rs), the target parser (master/tests/fuzz_target.rs) and the
+# decoder (wire/tests/fuzz.rs), the target parser (targeting/tests/fuzz_target.rs) and the
 # roles/states front-end, YAML and Tera (the fuzz_ tests of render/tests/cases.rs).
 #
 #   scripts/fuzz.sh [wire] [target] [render]      # all three when none is named
@@ -18,7 +18,7 @@ if [ ${#targets[@]} -eq 0 ]; then
     targets=(wire target render)
 fi
 # the same packages every time, so that one build (one set of features) serves every run
-packages=(-p wire -p master -p render)
+packages=(-p wire -p targeting -p render)
 tests=()
 for t in "${targets[@]}"; do
     case "$t" in

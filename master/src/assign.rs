@@ -13,7 +13,7 @@ use wire::msg::sha256_hex;
 
 use crate::peers::{self, Member, PeerMap};
 use crate::repo::Commit;
-use crate::target::{Candidate, Target};
+use targeting::{Candidate, Target};
 
 /// Where a minion's roles come from. A minion gets the union of what every source gives
 /// it: `roles/top.yaml` for plain hosts ([`TopRoles`]), `fleet.yaml` for the fleet's

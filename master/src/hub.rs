@@ -38,8 +38,8 @@ use crate::metrics::Metrics;
 use crate::pki::KeyStore;
 use crate::roles::{Out, PlanDone, RoleState, RolesInput};
 use crate::store::{Store, Stored};
-use crate::target::{Candidate, Target};
 use crate::transport::{Incoming, Outgoing};
+use targeting::{Candidate, Target};
 
 /// What the API asks of the hub.
 pub enum Command {

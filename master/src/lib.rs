@@ -33,7 +33,6 @@ pub mod repo;
 pub mod roles;
 pub mod server;
 pub mod store;
-pub mod target;
 pub mod transport;
 
 use std::collections::HashMap;

@@ -1,14 +1,14 @@
-//! Property tests of the target parser (`master::target`): any text, as any kind of target,
+//! Property tests of the target parser (`targeting`): any text, as any kind of target,
 //! parses or is an error, never a panic; what parses matches without a panic and stays
 //! shallow; and compound targets mean what a plain recursive-descent reading says.
 //!
 //! 256 cases each in `cargo test`; `scripts/fuzz.sh` runs many more (`PROPTEST_CASES`).
 
 use api::TargetType;
-use master::target::{Candidate, MAX_DEPTH, MAX_TERMS, Target, TargetError};
 use proptest::prelude::*;
 use proptest::sample::{Index, select};
 use serde_json::{Value, json};
+use targeting::{Candidate, MAX_DEPTH, MAX_TERMS, Target, TargetError};
 
 const KINDS: [TargetType; 7] = [
     TargetType::Glob,
