@@ -7,7 +7,7 @@ use clap::Parser;
 
 use crate::commands::Command;
 use crate::commands::run::RunArgs;
-use crate::output::Out;
+use crate::output::{Out, StateOutput};
 
 const USAGE: &str = "\
 drover [OPTIONS] <TARGET> <FUNCTION> [ARGS]... [KEY=VALUE]...
@@ -15,8 +15,8 @@ drover [OPTIONS] <TARGET> <FUNCTION> [ARGS]... [KEY=VALUE]...
        drover [OPTIONS] <COMMAND>";
 
 const EXAMPLES: &str = "\
-Options go before the target; as with Salt, the long ones (--out, --timeout, --batch,
---async) may also follow the function: `drover '*' test.ping --out json`. Every other word
+Options go before the target; as with Salt, the long ones (--out, --state-output,
+--timeout, --batch, --async...) may also follow the function: `drover '*' test.ping --out json`. Every other word
 after the target is the function or its arguments, passed on as typed (`cmd.run ls -la`
 keeps its `-la`); after a `--` word, every word is. `key=value` words are keyword
 arguments, their values read as YAML. Words that are commands (key, jobs, roles, image,
@@ -40,6 +40,7 @@ Examples:
   drover -E 'web-[0-9]+' grains.get os
   drover -L web-1,db-1 state.apply test=true   # what would change, as highstate
   drover --out json '*' state.apply            # each minion's state results as json
+  drover '*' state.apply --state-output=changes  # a line for each state that changed nothing
   drover -L key test.ping                      # a minion named `key`
   drover -R worker daemon.status
   drover -C 'G@os:debian and web-* or L@a,b' test.ping
@@ -87,6 +88,12 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, value_name = "FORMAT")]
     pub out: Option<Out>,
 
+    /// How much of each state the highstate output prints, as Salt's: full (every state in
+    /// full), terse (one line each), mixed (one line each, failed states in full), changes
+    /// (one line for states that succeeded unchanged, the others in full)
+    #[arg(long, global = true, value_enum, value_name = "MODE", default_value_t, alias = "state_output")]
+    pub state_output: StateOutput,
+
     /// Write what would go to standard output into FILE instead (created, or truncated)
     #[arg(long, global = true, value_name = "FILE")]
     pub out_file: Option<PathBuf>,
@@ -121,7 +128,8 @@ impl Cli {
     }
 
     /// In the run form, words after the target that are drover's long options (`--out X`,
-    /// `--timeout X`, `--batch X`, their `--opt=X` forms, and `--async`) set those options,
+    /// `--out-file X`, `--state-output X`, `--timeout X`, `--batch X`, their `--opt=X` forms,
+    /// `--async`, `--no-color` and `--static`) set those options,
     /// as Salt reads `salt '*' test.ping --out json`. A `--` word ends this: everything
     /// after it goes to the function as typed. Short options are never taken from there, so
     /// `cmd.run ls -t` keeps its `-t`.
@@ -153,7 +161,16 @@ impl Cli {
                     continue;
                 }
             }
-            if !matches!(name.as_str(), "--out" | "--out-file" | "--timeout" | "--batch" | "--batch-size") {
+            if !matches!(
+                name.as_str(),
+                "--out"
+                    | "--out-file"
+                    | "--state-output"
+                    | "--state_output"
+                    | "--timeout"
+                    | "--batch"
+                    | "--batch-size"
+            ) {
                 kept.push(w);
                 continue;
             }
@@ -167,6 +184,14 @@ impl Cli {
                     })?)
                 }
                 "--out-file" => self.out_file = Some(PathBuf::from(value)),
+                "--state-output" | "--state_output" => {
+                    self.state_output =
+                        <StateOutput as clap::ValueEnum>::from_str(&value, true).map_err(|_| {
+                            bad(format!(
+                                "invalid --state-output {value:?}: expected full, terse, mixed or changes"
+                            ))
+                        })?
+                }
                 "--timeout" => {
                     self.run.timeout = Some(
                         crate::commands::run::parse_timeout(&value)

@@ -29,7 +29,14 @@ fn main() -> ExitCode {
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     // stderr unlocked: a progress bar's drawing thread writes to it while a command runs
     let mut stderr = io::stderr();
-    let mut ctx = Ctx { dir: cli.dir(), out: cli.out, color, stdout: &mut *stdout, stderr: &mut stderr };
+    let mut ctx = Ctx {
+        dir: cli.dir(),
+        out: cli.out,
+        color,
+        state_output: cli.state_output,
+        stdout: &mut *stdout,
+        stderr: &mut stderr,
+    };
     let result = commands::dispatch(cli, &mut ctx).and_then(|exit| {
         stdout.flush().context("cannot write the output")?;
         Ok(exit)
