@@ -197,6 +197,59 @@ fn all_returned_success_exits_0() {
 }
 
 #[test]
+fn log_level_shows_the_master_then_requests_then_bodies_never_the_token() {
+    let master = job_master(&["web-1"], json!({"web-1": minion_return(true, json!(true))}), &[], &[]);
+    let api = master.dir.path().join("api.json");
+    let url = serde_json::from_str::<Value>(&std::fs::read_to_string(&api).unwrap()).unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let found = format!("INFO the master is at {url} (from {})\n", api.display());
+    let post = format!("DEBUG POST {url}/api/v1/jobs\n");
+    for (args, shown, hidden) in [
+        (&["web-1", "test.ping"][..], vec![], vec!["INFO", "DEBUG"]),
+        (&["-l", "quiet", "web-1", "test.ping"], vec![], vec!["INFO", "DEBUG"]),
+        (&["-l", "info", "web-1", "test.ping"], vec![found.as_str()], vec!["DEBUG"]),
+        (
+            &["-l", "debug", "web-1", "test.ping"],
+            vec![found.as_str(), post.as_str(), "DEBUG answered 200 OK in "],
+            vec!["TRACE"],
+        ),
+        // after the function, and Salt's names
+        (&["web-1", "test.ping", "--log-level=profile"], vec![post.as_str()], vec!["TRACE"]),
+        (
+            &["web-1", "test.ping", "--log-level", "garbage"],
+            vec![post.as_str(), "TRACE body: {", "\"fun\":\"test.ping\"", "TRACE answer: {"],
+            vec![],
+        ),
+    ] {
+        let out = master.drover(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        assert_eq!(stdout(&out), "web-1:\n    true\n", "{args:?}");
+        let err = stderr(&out);
+        for want in shown {
+            assert!(err.contains(want), "{args:?}: {want:?} not in\n{err}");
+        }
+        for not in hidden.iter().chain(&["secret"]) {
+            assert!(!err.contains(not), "{args:?}: {not:?} in\n{err}");
+        }
+    }
+    // the error a command ends with is printed at every level
+    let empty = tempfile::tempdir().unwrap();
+    let out = drover(empty.path(), &["-l", "quiet", "web-1", "test.ping"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).starts_with("drover: cannot read "), "{}", stderr(&out));
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    let out = master.drover(&["-l", "loud", "web-1", "test.ping"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("possible values: quiet, error, warning, info, debug, trace"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn the_request_carries_target_type_args_and_kwargs() {
     let master = job_master(&["a"], json!({"a": minion_return(true, json!("up 3 days"))}), &[], &[]);
     let out =
