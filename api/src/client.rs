@@ -3,13 +3,17 @@
 //!
 //! No request has an overall timeout (only connecting has one): `roles apply` renders every
 //! state before it answers, and `events` with `follow` stays open as long as the user wants.
+//!
+//! Where the master is found is logged at info, each request at debug (method, URL, then
+//! the status and time of its answer), bodies at trace; the token never is.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tracing::{debug, info, trace};
 
 use crate::*;
 
@@ -56,7 +60,10 @@ pub fn read_api_info(dir: &Path) -> Result<ApiInfo, ClientError> {
         dir: dir.to_path_buf(),
         source,
     })?;
-    serde_json::from_str(&text).map_err(|source| ClientError::BadApiFile { path, source })
+    let info: ApiInfo = serde_json::from_str(&text)
+        .map_err(|source| ClientError::BadApiFile { path: path.clone(), source })?;
+    info!("the master is at {} (from {})", info.url, path.display());
+    Ok(info)
 }
 
 impl Client {
@@ -151,7 +158,8 @@ impl Client {
         if let Some(commit) = commit {
             req = req.query("commit", commit);
         }
-        let resp = req.send(context);
+        let sent = sending::<()>("POST", &format!("{url}?tag={tag} ({} bytes of tar)", context.len()), None);
+        let resp = answered(req.send(context), sent);
         lines_answer(url, resp, "build progress line")
     }
 
@@ -187,8 +195,9 @@ impl Client {
         body: &B,
     ) -> Result<Lines<T>, ClientError> {
         let url = format!("{}{path}", self.base);
+        let sent = sending("POST", &url, Some(body));
         let resp = self.agent.post(&url).header("Authorization", &self.auth).send_json(body);
-        lines_answer(url, resp, "progress line")
+        lines_answer(url, answered(resp, sent), "progress line")
     }
 
     fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
@@ -217,14 +226,18 @@ impl Client {
                 req = req.query(key, value);
             }
         }
-        let resp = req.call();
+        let query: Vec<String> = query.iter().filter_map(|(k, v)| Some(format!("{k}={}", (*v)?))).collect();
+        let shown = if query.is_empty() { url.clone() } else { format!("{url}?{}", query.join("&")) };
+        let sent = sending::<()>("GET", &shown, None);
+        let resp = answered(req.call(), sent);
         (url, resp)
     }
 
     fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
         let url = format!("{}{path}", self.base);
+        let sent = sending("POST", &url, Some(body));
         let resp = self.agent.post(&url).header("Authorization", &self.auth).send_json(body);
-        self.answer(&url, resp)
+        self.answer(&url, answered(resp, sent))
     }
 
     fn answer<T: DeserializeOwned>(
@@ -235,11 +248,47 @@ impl Client {
         let mut resp = resp.map_err(|source| ClientError::Unreachable { url: url.to_string(), source })?;
         let status = resp.status();
         let text = body_text(&mut resp)?;
+        trace!("answer: {}", shortened(&text));
         if status.is_success() {
             return serde_json::from_str(&text).map_err(|e| ClientError::BadAnswer(e.to_string()));
         }
         Err(refusal(status, text))
     }
+}
+
+/// Logs a request about to be sent; the time it was sent, for [`answered`].
+fn sending<B: Serialize>(method: &str, url: &str, body: Option<&B>) -> Instant {
+    debug!("{method} {url}");
+    if let Some(body) = body {
+        trace!(
+            "body: {}",
+            serde_json::to_string(body).map_or_else(|e| e.to_string(), |b| shortened(&b).to_string())
+        );
+    }
+    Instant::now()
+}
+
+/// Logs how a request sent at `sent` was answered.
+fn answered(
+    resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    sent: Instant,
+) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+    let ms = sent.elapsed().as_secs_f64() * 1000.0;
+    match &resp {
+        Ok(r) => debug!("answered {} in {ms:.1} ms", r.status()),
+        Err(e) => debug!("no answer after {ms:.1} ms: {e}"),
+    }
+    resp
+}
+
+/// At most 4 KiB of a body, for the log.
+fn shortened(text: &str) -> std::borrow::Cow<'_, str> {
+    const MAX: usize = 4096;
+    if text.len() <= MAX {
+        return text.into();
+    }
+    let end = (0..=MAX).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+    format!("{}… ({} bytes in all)", &text[..end], text.len()).into()
 }
 
 fn body_text(resp: &mut ureq::http::Response<ureq::Body>) -> Result<String, ClientError> {

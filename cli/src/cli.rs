@@ -7,7 +7,7 @@ use clap::Parser;
 
 use crate::commands::Command;
 use crate::commands::run::RunArgs;
-use crate::output::Out;
+use crate::output::{Out, StateOutput};
 
 const USAGE: &str = "\
 drover [OPTIONS] <TARGET> <FUNCTION> [ARGS]... [KEY=VALUE]...
@@ -15,8 +15,8 @@ drover [OPTIONS] <TARGET> <FUNCTION> [ARGS]... [KEY=VALUE]...
        drover [OPTIONS] <COMMAND>";
 
 const EXAMPLES: &str = "\
-Options go before the target; as with Salt, the long ones (--out, --timeout, --batch,
---async) may also follow the function: `drover '*' test.ping --out json`. Every other word
+Options go before the target; as with Salt, the long ones (--out, --state-output,
+--log-level, --timeout, --batch, --async...) may also follow the function: `drover '*' test.ping --out json`. Every other word
 after the target is the function or its arguments, passed on as typed (`cmd.run ls -la`
 keeps its `-la`); after a `--` word, every word is. `key=value` words are keyword
 arguments, their values read as YAML. Words that are commands (key, jobs, roles, image,
@@ -40,6 +40,8 @@ Examples:
   drover -E 'web-[0-9]+' grains.get os
   drover -L web-1,db-1 state.apply test=true   # what would change, as highstate
   drover --out json '*' state.apply            # each minion's state results as json
+  drover '*' state.apply --state-output=changes  # a line for each state that changed nothing
+  drover -l debug '*' test.ping                # each request to the master on stderr
   drover -L key test.ping                      # a minion named `key`
   drover -R worker daemon.status
   drover -C 'G@os:debian and web-* or L@a,b' test.ping
@@ -87,6 +89,18 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, value_name = "FORMAT")]
     pub out: Option<Out>,
 
+    /// How much of each state the highstate output prints, as Salt's: full (every state in
+    /// full), terse (one line each), mixed (one line each, failed states in full), changes
+    /// (one line for states that succeeded unchanged, the others in full)
+    #[arg(long, global = true, value_enum, value_name = "MODE", default_value_t, alias = "state_output")]
+    pub state_output: StateOutput,
+
+    /// What drover logs on stderr, by Salt's level names: quiet, error, warning, info, debug
+    /// (each request to the master, its status and time), trace (their bodies too); the
+    /// error a failed command ends with is printed at every level
+    #[arg(short = 'l', long, global = true, value_enum, value_name = "LEVEL", default_value_t)]
+    pub log_level: LogLevel,
+
     /// Write what would go to standard output into FILE instead (created, or truncated)
     #[arg(long, global = true, value_name = "FILE")]
     pub out_file: Option<PathBuf>,
@@ -107,6 +121,43 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
+/// `-l`/`--log-level`: Salt's level names; its `critical`, `profile`, `garbage` and `all` are
+/// taken as the nearest level drover has.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum LogLevel {
+    /// Nothing
+    Quiet,
+    /// Errors (also `critical`)
+    #[value(alias = "critical")]
+    Error,
+    /// Warnings and errors
+    #[default]
+    #[value(alias = "warn")]
+    Warning,
+    /// Where the master is found
+    Info,
+    /// Each request to the master, its answer's status and time (also `profile`)
+    #[value(alias = "profile")]
+    Debug,
+    /// Requests' and answers' bodies too, 4 KiB of each at most (also `garbage`, `all`)
+    #[value(alias = "garbage", alias = "all")]
+    Trace,
+}
+
+impl LogLevel {
+    /// The most verbose tracing level shown, or `None` for nothing.
+    pub fn max(self) -> Option<tracing::Level> {
+        match self {
+            LogLevel::Quiet => None,
+            LogLevel::Error => Some(tracing::Level::ERROR),
+            LogLevel::Warning => Some(tracing::Level::WARN),
+            LogLevel::Info => Some(tracing::Level::INFO),
+            LogLevel::Debug => Some(tracing::Level::DEBUG),
+            LogLevel::Trace => Some(tracing::Level::TRACE),
+        }
+    }
+}
+
 /// The master's directory when neither `--dir` nor `$DROVER_DIR` names one.
 pub const DEFAULT_DIR: &str = "/var/lib/drover/master";
 
@@ -121,7 +172,9 @@ impl Cli {
     }
 
     /// In the run form, words after the target that are drover's long options (`--out X`,
-    /// `--timeout X`, `--batch X`, their `--opt=X` forms, and `--async`) set those options,
+    /// `--out-file X`, `--state-output X`, `--log-level X`, `--timeout X`, `--batch X`, their
+    /// `--opt=X` forms,
+    /// `--async`, `--no-color` and `--static`) set those options,
     /// as Salt reads `salt '*' test.ping --out json`. A `--` word ends this: everything
     /// after it goes to the function as typed. Short options are never taken from there, so
     /// `cmd.run ls -t` keeps its `-t`.
@@ -153,7 +206,17 @@ impl Cli {
                     continue;
                 }
             }
-            if !matches!(name.as_str(), "--out" | "--out-file" | "--timeout" | "--batch" | "--batch-size") {
+            if !matches!(
+                name.as_str(),
+                "--out"
+                    | "--out-file"
+                    | "--state-output"
+                    | "--state_output"
+                    | "--log-level"
+                    | "--timeout"
+                    | "--batch"
+                    | "--batch-size"
+            ) {
                 kept.push(w);
                 continue;
             }
@@ -167,6 +230,21 @@ impl Cli {
                     })?)
                 }
                 "--out-file" => self.out_file = Some(PathBuf::from(value)),
+                "--log-level" => {
+                    self.log_level = <LogLevel as clap::ValueEnum>::from_str(&value, true).map_err(|_| {
+                        bad(format!(
+                            "invalid --log-level {value:?}: expected quiet, error, warning, info, debug or trace"
+                        ))
+                    })?
+                }
+                "--state-output" | "--state_output" => {
+                    self.state_output =
+                        <StateOutput as clap::ValueEnum>::from_str(&value, true).map_err(|_| {
+                            bad(format!(
+                                "invalid --state-output {value:?}: expected full, terse, mixed or changes"
+                            ))
+                        })?
+                }
                 "--timeout" => {
                     self.run.timeout = Some(
                         crate::commands::run::parse_timeout(&value)

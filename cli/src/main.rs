@@ -7,11 +7,15 @@ use std::io::{self, IsTerminal, Write};
 use anyhow::Context as _;
 use std::process::ExitCode;
 
+use cli::cli::LogLevel;
 use cli::commands::{self, Ctx};
 use cli::{Cli, Exit};
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::prelude::*;
 
 fn main() -> ExitCode {
     let cli = Cli::parse_args().unwrap_or_else(|e| e.exit());
+    install_logging(cli.log_level, !cli.no_color && io::stderr().is_terminal());
     // stdout, or the --out-file (never colored)
     let mut stdout: Box<dyn Write> = match &cli.out_file {
         None => Box::new(io::stdout().lock()),
@@ -29,7 +33,14 @@ fn main() -> ExitCode {
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     // stderr unlocked: a progress bar's drawing thread writes to it while a command runs
     let mut stderr = io::stderr();
-    let mut ctx = Ctx { dir: cli.dir(), out: cli.out, color, stdout: &mut *stdout, stderr: &mut stderr };
+    let mut ctx = Ctx {
+        dir: cli.dir(),
+        out: cli.out,
+        color,
+        state_output: cli.state_output,
+        stdout: &mut *stdout,
+        stderr: &mut stderr,
+    };
     let result = commands::dispatch(cli, &mut ctx).and_then(|exit| {
         stdout.flush().context("cannot write the output")?;
         Ok(exit)
@@ -43,6 +54,20 @@ fn main() -> ExitCode {
             Exit::Usage.into()
         }
     }
+}
+
+/// `-l LEVEL`: log lines on stderr (`DEBUG POST http://…`), without time or module; none
+/// with `quiet`. Only drover's own crates are heard: the HTTP library logs each request's
+/// headers at debug, the API token among them.
+fn install_logging(level: LogLevel, ansi: bool) {
+    let Some(max) = level.max() else { return };
+    let ours = Targets::new().with_target("api", max).with_target("cli", max).with_target("drover", max);
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_target(false)
+        .without_time()
+        .with_ansi(ansi && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()))
+        .with_writer(io::stderr);
+    tracing_subscriber::registry().with(fmt).with(ours).init();
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {

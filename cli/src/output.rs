@@ -16,6 +16,8 @@ use clap::ValueEnum;
 use serde::Serialize;
 use serde_json::Value;
 
+pub use self::highstate::StateOutput;
+
 /// `--out`
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum Out {
@@ -49,11 +51,16 @@ pub fn static_returns(returns: &BTreeMap<String, MinionReturn>) -> BTreeMap<&str
     returns.iter().map(|(id, r)| (id.as_str(), &r.ret)).collect()
 }
 
-/// Returns in `out`'s format.
-pub fn returns(out: Out, returns: &BTreeMap<String, MinionReturn>, color: bool) -> anyhow::Result<String> {
+/// Returns in `out`'s format (`state_output` for highstate).
+pub fn returns(
+    out: Out,
+    returns: &BTreeMap<String, MinionReturn>,
+    color: bool,
+    state_output: StateOutput,
+) -> anyhow::Result<String> {
     match out {
         Out::Text => Ok(returns_text(returns, color)),
-        Out::Highstate => Ok(returns_highstate(returns, color)),
+        Out::Highstate => Ok(highstate::returns(returns, color, state_output)),
         Out::Json => json(&static_returns(returns)),
         Out::Yaml => yaml(&static_returns(returns)),
     }
@@ -69,11 +76,6 @@ pub fn returns_text(returns: &BTreeMap<String, MinionReturn>, color: bool) -> St
         block(&ret.ret, 4, &mut out);
     }
     out
-}
-
-/// State returns as Salt's highstate outputter prints them; other returns as text.
-pub fn returns_highstate(returns: &BTreeMap<String, MinionReturn>, color: bool) -> String {
-    highstate::returns(returns, color)
 }
 
 /// A value as an indented YAML-ish block: scalars on one line, maps as `key: value`
@@ -280,9 +282,9 @@ mod tests {
             (Out::Yaml, "db-1:\n  num_cpus: 4\n  os: debian\nweb-1: true\nweb-2: 'command not found: upt'\n"),
         ];
         for (out, want) in table {
-            assert_eq!(returns(*out, &sample(), false).unwrap(), *want, "{out:?}");
+            assert_eq!(returns(*out, &sample(), false, StateOutput::Full).unwrap(), *want, "{out:?}");
         }
-        assert_eq!(returns(Out::Json, &BTreeMap::new(), false).unwrap(), "{}\n");
+        assert_eq!(returns(Out::Json, &BTreeMap::new(), false, StateOutput::Full).unwrap(), "{}\n");
     }
 
     #[test]

@@ -197,6 +197,59 @@ fn all_returned_success_exits_0() {
 }
 
 #[test]
+fn log_level_shows_the_master_then_requests_then_bodies_never_the_token() {
+    let master = job_master(&["web-1"], json!({"web-1": minion_return(true, json!(true))}), &[], &[]);
+    let api = master.dir.path().join("api.json");
+    let url = serde_json::from_str::<Value>(&std::fs::read_to_string(&api).unwrap()).unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let found = format!("INFO the master is at {url} (from {})\n", api.display());
+    let post = format!("DEBUG POST {url}/api/v1/jobs\n");
+    for (args, shown, hidden) in [
+        (&["web-1", "test.ping"][..], vec![], vec!["INFO", "DEBUG"]),
+        (&["-l", "quiet", "web-1", "test.ping"], vec![], vec!["INFO", "DEBUG"]),
+        (&["-l", "info", "web-1", "test.ping"], vec![found.as_str()], vec!["DEBUG"]),
+        (
+            &["-l", "debug", "web-1", "test.ping"],
+            vec![found.as_str(), post.as_str(), "DEBUG answered 200 OK in "],
+            vec!["TRACE"],
+        ),
+        // after the function, and Salt's names
+        (&["web-1", "test.ping", "--log-level=profile"], vec![post.as_str()], vec!["TRACE"]),
+        (
+            &["web-1", "test.ping", "--log-level", "garbage"],
+            vec![post.as_str(), "TRACE body: {", "\"fun\":\"test.ping\"", "TRACE answer: {"],
+            vec![],
+        ),
+    ] {
+        let out = master.drover(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        assert_eq!(stdout(&out), "web-1:\n    true\n", "{args:?}");
+        let err = stderr(&out);
+        for want in shown {
+            assert!(err.contains(want), "{args:?}: {want:?} not in\n{err}");
+        }
+        for not in hidden.iter().chain(&["secret"]) {
+            assert!(!err.contains(not), "{args:?}: {not:?} in\n{err}");
+        }
+    }
+    // the error a command ends with is printed at every level
+    let empty = tempfile::tempdir().unwrap();
+    let out = drover(empty.path(), &["-l", "quiet", "web-1", "test.ping"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).starts_with("drover: cannot read "), "{}", stderr(&out));
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    let out = master.drover(&["-l", "loud", "web-1", "test.ping"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("possible values: quiet, error, warning, info, debug, trace"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn the_request_carries_target_type_args_and_kwargs() {
     let master = job_master(&["a"], json!({"a": minion_return(true, json!("up 3 days"))}), &[], &[]);
     let out =
@@ -520,6 +573,37 @@ fn state_apply_prints_highstate_unless_told_otherwise() {
 }
 
 #[test]
+fn state_output_shortens_states_before_or_after_the_function() {
+    let master = job_master(&["web-1"], json!({"web-1": minion_return(false, state_return())}), &[], &[]);
+    // the failed state's block, and the summary
+    let (block_at, summary_at) = (
+        STATE_HIGHSTATE.find("----------\n          ID: app").unwrap(),
+        STATE_HIGHSTATE.find("\nSummary").unwrap(),
+    );
+    let (app_block, summary) = (&STATE_HIGHSTATE[block_at..summary_at], &STATE_HIGHSTATE[summary_at..]);
+    let conf = "  Name: /etc/app.conf - Function: file.managed - Result: Changed - Duration: 1.250 ms\n";
+    let app = "  Name: app - Function: daemon.running - Result: Failed - Duration: 2.500 ms\n";
+    let terse = format!("web-1:\n{conf}{app}{summary}");
+    let mixed = format!("web-1:\n{conf}{app_block}{summary}");
+    let cases: [(&[&str], &str); 5] = [
+        (&["--state-output", "terse", "web-1", "state.apply"], &terse),
+        (&["web-1", "state.apply", "--state-output=terse"], &terse),
+        (&["web-1", "state.apply", "--state_output", "mixed"], &mixed),
+        // both states changed or failed: in full
+        (&["--state-output", "changes", "web-1", "state.apply"], STATE_HIGHSTATE),
+        (&["--state-output=full", "web-1", "state.apply"], STATE_HIGHSTATE),
+    ];
+    for (args, want) in cases {
+        let out = master.drover(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert_eq!(stdout(&out), want, "{args:?}");
+    }
+    let out = master.drover(&["web-1", "state.apply", "--state-output", "verbose"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("expected full, terse, mixed or changes"), "{}", stderr(&out));
+}
+
+#[test]
 fn jobs_show_prints_a_state_job_as_highstate() {
     let detail = json!({
         "jid": "20250101120000000001", "fun": "state.apply", "args": [], "kwargs": {},
@@ -532,6 +616,11 @@ fn jobs_show_prints_a_state_job_as_highstate() {
     let out = master.drover(&["jobs", "show", "20250101120000000001"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(stdout(&out), STATE_HIGHSTATE);
+    let out = master.drover(&["jobs", "show", "20250101120000000001", "--state-output", "terse"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("web-1:\n  Name: /etc/app.conf - Function: file.managed - Result: Changed")
+    );
 }
 
 const COMMIT: &str = "3f2a1c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b";

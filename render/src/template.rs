@@ -3,8 +3,11 @@
 //!
 //! Templates are self-contained: no `{% include %}`, `{% extends %}` or `{% import %}`,
 //! since a minion fetches only the files its plan names. Nothing is HTML-escaped. Besides
-//! Tera's built-ins there is a `json` filter, which writes a value as JSON (valid YAML too).
-//! Every render runs within a budget of loop iterations and time (`budget`).
+//! Tera's built-ins there are the helpers Salt's states lean on (`helpers`: the `json` and
+//! `yaml` filters, `pillar_get` and `grains_get`). Every render runs within a budget of loop
+//! iterations and time (`budget`).
+
+mod helpers;
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -117,9 +120,7 @@ fn render_unguarded(
     let instrumented = budget::instrument(template);
     let mut tera = tera::Tera::new();
     tera.autoescape_on(Vec::<&str>::new());
-    tera.register_filter("json", |value: &tera::Value, _: tera::Kwargs, _: &tera::State| {
-        serde_json::to_string(value).map_err(|e| tera::Error::message(format!("cannot write as JSON: {e}")))
-    });
+    helpers::register(&mut tera, &ctx.pillar, &ctx.grains);
     let m = Arc::clone(&meter);
     tera.register_function(budget::TICK, move |_: tera::Kwargs, _: &tera::State| {
         m.tick().map(|()| "").map_err(|why| tera::Error::message(why.message()))
@@ -166,6 +167,10 @@ fn tera_diagnostics(file: &str, err: &tera::Error, instrumented: &Instrumented) 
             if message == "unexpected end of input" {
                 message.push_str("; expected `}}`, `%}` or an `{% end… %}` closing what was opened");
             }
+            if message.ends_with("but expected identifier.") && after_call_paren(instrumented, span) {
+                message.pop();
+                message.push_str(NAMED_ARGUMENTS);
+            }
             vec![Diagnostic::new(file, line, col, message)]
         }
         // Unknown filters, functions, tests and templates come as reports in plain text.
@@ -175,6 +180,20 @@ fn tera_diagnostics(file: &str, err: &tera::Error, instrumented: &Instrumented) 
         }
         other => vec![Diagnostic::whole_file(file, lowercase_first(&other.to_string()))],
     }
+}
+
+/// What a Jinja habit (`default("x")`, `pillar_get("a:b")`) gets told.
+const NAMED_ARGUMENTS: &str = "; Tera's filters and functions take named arguments: \
+    `default(value=\"x\")`, `join(sep=\",\")`, `pillar_get(key=\"a:b\", default=\"x\")`";
+
+/// Whether an error's span follows a `(` or `,` in the instrumented text: an argument
+/// without a name.
+fn after_call_paren(instrumented: &Instrumented, span: &tera::Span) -> bool {
+    let Some(line) = span.start_line.checked_sub(1).and_then(|i| instrumented.text.lines().nth(i)) else {
+        return false;
+    };
+    let before: String = line.chars().take(span.start_col).collect();
+    before.trim_end().ends_with(['(', ','])
 }
 
 /// Parse Tera's text reports: `error: MESSAGE` then ` --> NAME:LINE:COL` (1-based).
@@ -354,6 +373,49 @@ mod tests {
         );
         let err = render("t.yaml", "{{ [x for x in [1]] }} {{ x | nope }}", &ctx()).unwrap_err();
         assert_eq!(err[0].to_string(), "t.yaml:1:31: unknown filter `nope`");
+    }
+
+    #[test]
+    fn salt_helpers_render_and_point_at_the_call_that_failed() {
+        let mut ctx = ctx();
+        ctx.pillar.insert("db".into(), json!({"host": "db-1", "ports": [5432]}));
+        ctx.grains.insert("os".into(), json!("Debian"));
+        let cases = [
+            (r#"{{ pillar_get(key="db:host", default="localhost") }}"#, "db-1"),
+            (r#"{{ pillar_get(key="db.ports.0") }}"#, "5432"),
+            (r#"{{ pillar_get(key="db:user", default="app") }}"#, "app"),
+            (r#"{{ grains_get(key="os") }}/{{ grains_get(key="osrelease", default="?") }}"#, "Debian/?"),
+            (r#"{{ pillar.db | yaml }}"#, "{host: db-1, ports: [5432]}"),
+            (
+                r#"{{ pillar.db | yaml(flow_style=false) | indent(width=2) }}"#,
+                "host: db-1\n  ports:\n  - 5432",
+            ),
+            (r#"{{ pillar.db.ports | json }}"#, "[5432]"),
+        ];
+        for (template, want) in cases {
+            assert_eq!(render("t.yaml", template, &ctx).unwrap(), want, "{template}");
+        }
+        let err = render("t.yaml", "a: 1\nb: {{ pillar_get(key=\"db:hots\") }}\n", &ctx).unwrap_err();
+        assert_eq!(
+            err[0].to_string(),
+            "t.yaml:2:7: pillar_get: `db:hots` is not found: `db` has no key `hots` (it has: host, ports); \
+             give default=… for a key that may be missing"
+        );
+        for jinja in [r#"{{ pillar_get("db:host") }}"#, r#"{{ pillar.x | default("a") }}"#] {
+            let err = render("t.yaml", jinja, &ctx).unwrap_err();
+            assert_eq!(
+                err[0].message,
+                format!("found string but expected identifier{NAMED_ARGUMENTS}"),
+                "{jinja}"
+            );
+        }
+        let err = render("t.yaml", "{% for 1 in x %}{% endfor %}", &ctx).unwrap_err();
+        assert!(!err[0].message.contains("named arguments"), "{err:?}");
+        let err = render("t.yaml", r#"{{ pillar_get(key="db", defualt=1) }}"#, &ctx).unwrap_err();
+        assert_eq!(
+            err[0].to_string(),
+            "t.yaml:1:4: pillar_get: unknown argument `defualt`; expected `key` or `default`"
+        );
     }
 
     #[test]

@@ -52,7 +52,7 @@ pub fn run(args: JobsArgs, ctx: &mut Ctx) -> anyhow::Result<Exit> {
                 Out::Json => output::json(&job)?,
                 Out::Yaml => output::yaml(&job)?,
                 Out::Text => output::returns_text(&job.returns, ctx.color),
-                Out::Highstate => output::returns_highstate(&job.returns, ctx.color),
+                Out::Highstate => output::highstate::returns(&job.returns, ctx.color, ctx.state_output),
             };
             ctx.print(&text)?;
             if matches!(out, Out::Text | Out::Highstate) {

@@ -28,7 +28,7 @@ use clap::Subcommand;
 
 use crate::cli::Cli;
 use crate::exit::Exit;
-use crate::output::{self, Out};
+use crate::output::{self, Out, StateOutput};
 
 /// The subcommands. Their names are reserved words: they cannot be targets in the run form
 /// (`drover -L key test.ping` targets a minion named `key`).
@@ -76,6 +76,8 @@ pub struct Ctx<'a> {
     pub out: Option<Out>,
     /// Whether to color text output.
     pub color: bool,
+    /// `--state-output`: how much of each state the highstate output prints.
+    pub state_output: StateOutput,
     pub stdout: &'a mut dyn Write,
     pub stderr: &'a mut dyn Write,
 }
@@ -277,7 +279,14 @@ mod tests {
     fn subcommands_refuse_run_flags() {
         let cli = parse(&["--async", "jobs", "list"]);
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        let mut ctx = Ctx { dir: cli.dir(), out: cli.out, color: false, stdout: &mut out, stderr: &mut err };
+        let mut ctx = Ctx {
+            dir: cli.dir(),
+            out: cli.out,
+            color: false,
+            state_output: StateOutput::Full,
+            stdout: &mut out,
+            stderr: &mut err,
+        };
         let e = dispatch(cli, &mut ctx).unwrap_err();
         assert_eq!(format!("{e:#}"), "--async applies only to running a function, not to a subcommand");
     }
@@ -285,8 +294,14 @@ mod tests {
     #[test]
     fn out_defaults_to_highstate_for_state_functions() {
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        let mut ctx =
-            Ctx { dir: PathBuf::new(), out: None, color: false, stdout: &mut out, stderr: &mut err };
+        let mut ctx = Ctx {
+            dir: PathBuf::new(),
+            out: None,
+            color: false,
+            state_output: StateOutput::Full,
+            stdout: &mut out,
+            stderr: &mut err,
+        };
         assert_eq!(ctx.out(), Out::Text);
         assert_eq!(ctx.out_for("state.apply"), Out::Highstate);
         assert_eq!(ctx.out_for("state.highstate"), Out::Highstate);

@@ -175,7 +175,7 @@ pub fn run(run: RunArgs, ctx: &mut Ctx) -> anyhow::Result<Exit> {
         ctx.print(&text)?;
         return Ok(Exit::Success);
     }
-    ctx.print(&output::returns(ctx.out_for(&req.fun), &resp.returns, ctx.color)?)?;
+    ctx.print(&output::returns(ctx.out_for(&req.fun), &resp.returns, ctx.color, ctx.state_output)?)?;
     let missing = Missing::of(&resp);
     if !missing.timed_out.is_empty() {
         ctx.note(&format!("timed out: {}", missing.timed_out.join(", ")))?;

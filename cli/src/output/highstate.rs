@@ -5,6 +5,9 @@
 //! order (`__run_num__`), one block of fields each, then a summary for the minion. Any other
 //! return (a rendering error, a non-state function) prints as text.
 //!
+//! `--state-output` picks, per state, between that block and one terse line, as Salt's
+//! `state_output` does ([`StateOutput`]).
+//!
 //! The results are read by field name (`State::read`), with what is missing taken from the
 //! key: the CLI links the API client only, never the wire crate that defines them.
 
@@ -21,6 +24,33 @@ pub const STATE_FUNCTIONS: &[&str] = &["state.apply", "state.highstate"];
 
 pub fn is_state_function(fun: &str) -> bool {
     STATE_FUNCTIONS.contains(&fun)
+}
+
+/// `--state-output`: how much of each state prints (Salt's `state_output`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum StateOutput {
+    /// Every state in full
+    #[default]
+    Full,
+    /// Every state on one line
+    Terse,
+    /// One line for each state, except that a failed one prints in full
+    Mixed,
+    /// One line for a state that succeeded without changes; in full for the others
+    Changes,
+}
+
+impl StateOutput {
+    /// Whether `state` prints on one line. As in Salt, `changes` counts a `test=true` state
+    /// (result None) as not succeeded: it prints in full.
+    fn terse(self, state: &State) -> bool {
+        match self {
+            StateOutput::Full => false,
+            StateOutput::Terse => true,
+            StateOutput::Mixed => state.result != Some(false),
+            StateOutput::Changes => state.result == Some(true) && !state.changed(),
+        }
+    }
 }
 
 /// What separates the parts of a state key.
@@ -146,28 +176,49 @@ impl Summary {
 }
 
 /// Every minion's return: state returns as highstate, the others as text.
-pub fn returns(returns: &BTreeMap<String, MinionReturn>, color: bool) -> String {
+pub fn returns(returns: &BTreeMap<String, MinionReturn>, color: bool, state_output: StateOutput) -> String {
     let mut out = String::new();
     for (id, ret) in returns {
         let paint = if ret.success { Paint::Green } else { Paint::Red };
         out.push_str(&paint.apply(&format!("{id}:"), color));
         out.push('\n');
         match states(&ret.ret) {
-            Some(states) => minion(id, &states, color, &mut out),
+            Some(states) => minion(id, &states, color, state_output, &mut out),
             None => out.push_str(&value_text(&ret.ret, 4)),
         }
     }
     out
 }
 
-/// One minion's states, each after a rule, then its summary.
-fn minion(id: &str, states: &[State], color: bool, out: &mut String) {
+/// One minion's states, each after a rule or on one line, then its summary.
+fn minion(id: &str, states: &[State], color: bool, state_output: StateOutput, out: &mut String) {
     for state in states {
-        out.push_str("----------\n");
-        state_block(state, color, out);
+        if state_output.terse(state) {
+            terse_line(state, color, out);
+        } else {
+            out.push_str("----------\n");
+            state_block(state, color, out);
+        }
     }
     out.push('\n');
     summary(id, &Summary::of(states), color, out);
+}
+
+/// Salt's terse line: `  Name: NAME - Function: FUN - Result: Clean - Duration: 1.000 ms`,
+/// the result `Clean`, `Changed`, `Failed` or `Differs` (would change, with `test=true`).
+fn terse_line(state: &State, color: bool, out: &mut String) {
+    let result = match state.result {
+        Some(false) => "Failed",
+        None => "Differs",
+        Some(true) if state.changed() => "Changed",
+        Some(true) => "Clean",
+    };
+    let line = format!(
+        "  Name: {} - Function: {} - Result: {result} - Duration: {:.3} ms",
+        state.name, state.function, state.duration_ms
+    );
+    out.push_str(&state.paint().apply(&line, color));
+    out.push('\n');
 }
 
 fn state_block(state: &State, color: bool, out: &mut String) {
@@ -396,7 +447,7 @@ Total run time:  13.581 ms
         for (input, want) in table {
             let returns: BTreeMap<String, MinionReturn> =
                 input.into_iter().map(|(id, ok, value)| (id.to_string(), ret(ok, value))).collect();
-            let got = super::returns(&returns, false);
+            let got = super::returns(&returns, false, StateOutput::Full);
             assert_eq!(got, want, "\n--- got\n{got}--- want\n{want}");
         }
     }
@@ -407,7 +458,7 @@ Total run time:  13.581 ms
             ("web-1".to_string(), ret(false, web_1())),
             ("web-2".to_string(), ret(false, json!("render failed"))),
         ]);
-        let text = super::returns(&returns, false);
+        let text = super::returns(&returns, false, StateOutput::Full);
         assert!(text.starts_with(WEB_1), "{text}");
         assert_eq!(&text[WEB_1.len()..], "web-2:\n    render failed\n");
 
@@ -422,7 +473,7 @@ Total run time:  13.581 ms
     #[test]
     fn highstate_colors_by_result() {
         let returns = BTreeMap::from([("web-1".to_string(), ret(false, web_1()))]);
-        let text = super::returns(&returns, true);
+        let text = super::returns(&returns, true, StateOutput::Full);
         for want in [
             "\x1b[31mweb-1:\x1b[0m\n",
             "\x1b[32m      Result: True\x1b[0m\n",
@@ -437,6 +488,42 @@ Total run time:  13.581 ms
         ] {
             assert!(text.contains(want), "{want:?} not in\n{text}");
         }
+    }
+
+    /// A block of `WEB_1` by its state id, with its rule.
+    fn block_of(id: &str) -> String {
+        let start = WEB_1.find(&format!("----------\n          ID: {id}\n")).unwrap();
+        let end = WEB_1[start + 1..]
+            .find("----------\n")
+            .map_or(WEB_1.find("\nSummary").unwrap() + 1, |e| start + 1 + e);
+        WEB_1[start..end].to_string()
+    }
+
+    #[test]
+    fn state_output_prints_terse_lines_as_salt_does() {
+        let returns = BTreeMap::from([("web-1".to_string(), ret(false, web_1()))]);
+        let summary = &WEB_1[WEB_1.find("\nSummary").unwrap()..];
+        let config = "  Name: /etc/coins/worker.toml - Function: file.managed - Result: Changed - Duration: 1.500 ms\n";
+        let dir =
+            "  Name: /var/lib/coins - Function: file.directory - Result: Differs - Duration: 0.250 ms\n";
+        let worker = "  Name: worker - Function: daemon.running - Result: Failed - Duration: 2000.000 ms\n";
+        let migrate = "  Name: coins migrate - Function: cmd.run - Result: Clean - Duration: 0.125 ms\n";
+        let (b_config, b_dir, b_worker) =
+            (block_of("worker-config"), block_of("coins-dir"), block_of("worker"));
+        let cases = [
+            (StateOutput::Full, WEB_1.to_string()),
+            (StateOutput::Terse, format!("web-1:\n{config}{dir}{worker}{migrate}{summary}")),
+            // failed in full
+            (StateOutput::Mixed, format!("web-1:\n{config}{dir}{b_worker}{migrate}{summary}")),
+            // changed, would change and failed in full
+            (StateOutput::Changes, format!("web-1:\n{b_config}{b_dir}{b_worker}{migrate}{summary}")),
+        ];
+        for (mode, want) in cases {
+            let got = super::returns(&returns, false, mode);
+            assert_eq!(got, want, "{mode:?}\n--- got\n{got}--- want\n{want}");
+        }
+        let colored = super::returns(&returns, true, StateOutput::Terse);
+        assert!(colored.contains(&format!("\x1b[31m{}\x1b[0m\n", worker.trim_end())), "{colored}");
     }
 
     #[test]
