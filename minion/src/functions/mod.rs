@@ -8,7 +8,10 @@ pub(crate) mod cmd;
 mod daemon;
 mod file;
 mod grains;
+pub(crate) mod host;
 pub(crate) mod network;
+pub(crate) mod pkg;
+pub(crate) mod service;
 mod state;
 mod sys;
 mod test;
@@ -150,9 +153,49 @@ const FUNCTIONS: &[(&str, Handler, &str)] = &[
         "network.ip_addrs [INTERFACE] [include_loopback=false] [cidr=NET/BITS]: the IPv4 addresses of the minion's interfaces (or of one), sorted, loopback left out unless asked, only those inside cidr= when given.",
     ),
     (
+        "pkg.install",
+        Handler::Later(pkg::install_fn),
+        "pkg.install NAME... [version=V] [refresh=true] | pkg.install pkgs='[a, b]': installs Debian packages with apt-get (noninteractive; apt-get update first with refresh=true) and returns {name: {old, new}} for each package that changed. Refused in a fleet container: change its image instead.",
+    ),
+    (
+        "pkg.list_pkgs",
+        Handler::Later(pkg::list_pkgs),
+        "The installed Debian packages and their versions, {name: version}, from dpkg's status database.",
+    ),
+    (
+        "pkg.remove",
+        Handler::Later(pkg::remove_fn),
+        "pkg.remove NAME... | pkg.remove pkgs='[a, b]': removes Debian packages with apt-get remove and returns {name: {old, new}} for each package removed. Refused in a fleet container: change its image instead.",
+    ),
+    (
+        "pkg.version",
+        Handler::Later(pkg::version),
+        "pkg.version NAME...: the installed version of a Debian package (\"\" when not installed); a map of them for several names.",
+    ),
+    (
         "role.list",
         Handler::Later(state::roles),
         "The roles the master assigned to this minion, the commit they come from and the assignment's serial.",
+    ),
+    (
+        "service.restart",
+        Handler::Later(service::act),
+        "service.restart UNIT: restarts a systemd unit (systemctl restart) and returns true. Needs systemd; refused in a fleet container.",
+    ),
+    (
+        "service.start",
+        Handler::Later(service::act),
+        "service.start UNIT: starts a systemd unit (systemctl start) and returns true. Needs systemd; refused in a fleet container.",
+    ),
+    (
+        "service.status",
+        Handler::Later(service::status),
+        "service.status UNIT: whether a systemd unit is active (systemctl is-active). Needs systemd.",
+    ),
+    (
+        "service.stop",
+        Handler::Later(service::act),
+        "service.stop UNIT: stops a systemd unit (systemctl stop) and returns true. Needs systemd; refused in a fleet container.",
     ),
     (
         "state.apply",
