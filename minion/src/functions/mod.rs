@@ -5,6 +5,7 @@
 //! an [`Outcome`] with `success: false` and a message saying what was expected.
 
 pub(crate) mod cmd;
+mod cp;
 mod daemon;
 mod file;
 mod grains;
@@ -85,6 +86,11 @@ const FUNCTIONS: &[(&str, Handler, &str)] = &[
         "cmd.run_all",
         Handler::Later(cmd::run_all),
         "Runs a command like cmd.run and returns {pid, retcode, stdout, stderr}.",
+    ),
+    (
+        "cp.get_file",
+        Handler::Later(cp::get_file),
+        "cp.get_file salt://PATH DEST [makedirs=true]: copies a file of the states tree (PATH relative to states/, at the commit of the minion's assignment) to DEST and returns DEST. Only the files of the minion's own assignment: its roles' state files and the sources their states name.",
     ),
     (
         "daemon.list",
