@@ -65,11 +65,12 @@ fn read_text(call: &Call, path: &Path) -> Result<String, Outcome> {
     let meta = regular_file(call, path)?;
     if meta.len() > MAX_READ {
         return Err(Outcome::fail(format!(
-            "{}: {} is {} bytes, more than {} reads (1 MiB); use cmd.run with head or grep",
+            "{}: {} is {} bytes, more than {} reads (1 MiB); use cmd.run with {}",
             call.fun,
             path.display(),
             meta.len(),
-            call.fun
+            call.fun,
+            if call.fun == "file.replace" { "sed -i" } else { "head or grep" }
         )));
     }
     let bytes = fs::read(path).map_err(|e| io_fail(call, "read", path, &e))?;
@@ -435,6 +436,17 @@ mod tests {
             let msg = o.ret.as_str().unwrap();
             assert!(msg.contains(want), "{fun} {args:?}: {msg}");
         }
+        let big = dir.path().join("big");
+        fs::write(&big, vec![b'a'; MAX_OUTPUT + 1]).unwrap();
+        let o = run("file.read", vec![p(&big)], &[]).await;
+        assert!(
+            o.ret
+                .as_str()
+                .unwrap()
+                .ends_with("more than file.read reads (1 MiB); use cmd.run with head or grep")
+        );
+        let o = run("file.replace", vec![p(&big), json!("a"), json!("b")], &[]).await;
+        assert!(o.ret.as_str().unwrap().ends_with("use cmd.run with sed -i"), "{}", o.ret);
         let o = run("file.get_hash", vec![p(&binary)], &[("form", json!("md5"))]).await;
         assert!(o.ret.as_str().unwrap().contains("form=md5 is not one this minion computes"));
     }

@@ -166,7 +166,8 @@ async fn user<R: Runner>(host: &Host<R>, u: &UserPresent, test: bool) -> Result<
                 ("--gid", u.gid.as_deref()),
                 ("--home-dir", u.home.as_deref()),
                 ("--shell", u.shell.as_deref()),
-                ("--groups", groups_arg.as_deref()),
+                // useradd takes no empty list: a new user has no supplementary group anyway
+                ("--groups", groups_arg.as_deref().filter(|g| !g.is_empty())),
             ];
             for (flag, value) in options {
                 if let Some(value) = value {
@@ -268,6 +269,9 @@ mod tests {
             host.runner.argvs(),
             ["useradd --create-home --uid 2000 --shell /bin/bash --groups adm,ssl-cert deploy"]
         );
+        let bare = UserPresent { groups: Some(vec![]), createhome: false, system: true, ..user_state("svc") };
+        user_present(&host, &bare, &Map::new(), false).await;
+        assert_eq!(host.runner.argvs().last().unwrap(), "useradd --system --no-create-home svc");
     }
 
     #[tokio::test]
