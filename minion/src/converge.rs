@@ -46,6 +46,7 @@ enum Msg {
     Files { blobs: Vec<Blob>, missing: Vec<String> },
     Apply(ApplyRequest, oneshot::Sender<Outcome>),
     Roles(oneshot::Sender<Value>),
+    Cached(String, oneshot::Sender<Result<PathBuf, String>>),
 }
 
 /// A handle on the converger task. Cheap to clone.
@@ -103,6 +104,16 @@ impl Converger {
         rx.await.unwrap_or_else(|_| Outcome::fail("the minion is stopping"))
     }
 
+    /// `cp.get_file`: the cached copy of `path` (from the repository root, `states/a/b`), a
+    /// file of the current assignment (the minion's manifest), or why there is none.
+    pub async fn cached_file(&self, path: String) -> Result<PathBuf, String> {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Msg::Cached(path, tx)).is_err() {
+            return Err("the minion is stopping".into());
+        }
+        rx.await.unwrap_or_else(|_| Err("the minion is stopping".into()))
+    }
+
     /// `role.list`: the roles, commit and serial of the current assignment.
     pub async fn roles(&self) -> Value {
         let (tx, rx) = oneshot::channel();
@@ -145,6 +156,9 @@ impl<D: Daemons + Send + Sync + 'static> Owner<D> {
                 Msg::Assign(a) => self.on_assign(a).await,
                 Msg::Files { blobs, missing } => self.on_files(blobs, missing).await,
                 Msg::Apply(req, reply) => self.on_apply_msg(req, reply).await,
+                Msg::Cached(path, reply) => {
+                    let _ = reply.send(self.on_cached(&path));
+                }
                 Msg::Roles(reply) => {
                     let _ = reply.send(match &self.current {
                         Some(a) => json!({"roles": a.roles, "commit": a.commit, "serial": a.serial}),
@@ -152,6 +166,28 @@ impl<D: Daemons + Send + Sync + 'static> Owner<D> {
                     });
                 }
             }
+        }
+    }
+
+    /// Only the files of the assignment: the master serves a minion its manifest and
+    /// nothing else (see `master::roles`), and `cp.get_file` keeps to what it was served.
+    fn on_cached(&self, path: &str) -> Result<PathBuf, String> {
+        let a = self
+            .current
+            .as_ref()
+            .ok_or("no roles are assigned to this minion yet (run 'drover roles apply' on the master)")?;
+        let sha = a.files.get(path).ok_or_else(|| {
+            format!(
+                "{path} is not a file of this minion's assignment (commit {}): a minion gets only \
+                 its roles' state files and the sources their states name",
+                short(&a.commit)
+            )
+        })?;
+        let cached = self.cached(sha);
+        if cached.exists() {
+            Ok(cached)
+        } else {
+            Err("the files of the current assignment are still being fetched; try again".into())
         }
     }
 

@@ -194,16 +194,9 @@ pub fn mem_total_mib(meminfo: &str) -> Option<u64> {
     Some(kib / 1024)
 }
 
-/// The IPv4 addresses of every interface except loopback, sorted.
+/// The IPv4 addresses of every interface except loopback, sorted (`network.ip_addrs`'s).
 fn ipv4_addresses() -> Vec<Ipv4Addr> {
-    let Ok(addrs) = nix::ifaddrs::getifaddrs() else { return Vec::new() };
-    let mut out: Vec<Ipv4Addr> = addrs
-        .filter_map(|a| a.address.and_then(|s| s.as_sockaddr_in().map(|sin| sin.ip())))
-        .filter(|ip| !ip.is_loopback())
-        .collect();
-    out.sort();
-    out.dedup();
-    out
+    crate::functions::network::Filter::default().apply(&crate::functions::network::host_addrs())
 }
 
 #[cfg(test)]

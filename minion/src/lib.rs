@@ -5,7 +5,7 @@
 //! - [`transport`]: the OS thread that owns the ZeroMQ socket to the master.
 //! - [`pki`]: which master key to trust; asking the master's key port.
 //! - [`outbox`]: job returns spooled to disk until the master acknowledges them.
-//! - [`functions`]: the functions jobs call (`test.*`, `cmd.run`, `grains.*`, `sys.*`).
+//! - [`functions`]: the functions jobs call (`test.*`, `cmd.*`, `file.*`, `grains.*`, `sys.*`, ...).
 //! - [`grains`]: the facts the minion reports.
 //! - [`health`]: the minion's own verdict (link, convergence, daemons); its socket and
 //!   `drover-minion health`.

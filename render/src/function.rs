@@ -33,6 +33,18 @@ pub enum Function {
     DaemonRunning(DaemonRunning),
     #[serde(rename = "daemon.dead")]
     DaemonDead(DaemonDead),
+    #[serde(rename = "pkg.installed")]
+    PkgInstalled(PkgInstalled),
+    #[serde(rename = "pkg.removed")]
+    PkgRemoved(PkgRemoved),
+    #[serde(rename = "service.running")]
+    ServiceRunning(Service),
+    #[serde(rename = "service.dead")]
+    ServiceDead(Service),
+    #[serde(rename = "user.present")]
+    UserPresent(UserPresent),
+    #[serde(rename = "group.present")]
+    GroupPresent(GroupPresent),
 }
 
 impl Function {
@@ -46,6 +58,12 @@ impl Function {
             Function::CmdRun(_) => "cmd.run",
             Function::DaemonRunning(_) => "daemon.running",
             Function::DaemonDead(_) => "daemon.dead",
+            Function::PkgInstalled(_) => "pkg.installed",
+            Function::PkgRemoved(_) => "pkg.removed",
+            Function::ServiceRunning(_) => "service.running",
+            Function::ServiceDead(_) => "service.dead",
+            Function::UserPresent(_) => "user.present",
+            Function::GroupPresent(_) => "group.present",
         }
     }
 
@@ -64,6 +82,11 @@ impl Function {
             Function::CmdRun(f) => &f.name,
             Function::DaemonRunning(f) => &f.name,
             Function::DaemonDead(f) => &f.name,
+            Function::PkgInstalled(f) => &f.name,
+            Function::PkgRemoved(f) => &f.name,
+            Function::ServiceRunning(f) | Function::ServiceDead(f) => &f.name,
+            Function::UserPresent(f) => &f.name,
+            Function::GroupPresent(f) => &f.name,
         }
     }
 }
@@ -183,6 +206,58 @@ pub struct DaemonDead {
     pub name: String,
 }
 
+/// Debian packages installed (apt-get), on a host the minion manages (not a fleet
+/// container: its packages come from its image).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PkgInstalled {
+    pub name: String,
+    /// The packages: `pkgs`, else `[name]`.
+    pub pkgs: Vec<String>,
+    /// The exact version wanted (of `name`; not with `pkgs`).
+    pub version: Option<String>,
+    /// `apt-get update` first.
+    pub refresh: bool,
+}
+
+/// Debian packages not installed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PkgRemoved {
+    pub name: String,
+    /// The packages: `pkgs`, else `[name]`.
+    pub pkgs: Vec<String>,
+}
+
+/// A systemd unit running (`service.running`) or stopped (`service.dead`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Service {
+    pub name: String,
+    /// Also enabled (or disabled) at boot; `None` leaves that as it is.
+    pub enable: Option<bool>,
+}
+
+/// A local user account.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserPresent {
+    pub name: String,
+    pub uid: Option<u32>,
+    /// The primary group, by name or number.
+    pub gid: Option<String>,
+    pub home: Option<String>,
+    pub shell: Option<String>,
+    /// Supplementary groups (exactly these, when given).
+    pub groups: Option<Vec<String>>,
+    pub system: bool,
+    pub createhome: bool,
+}
+
+/// A local group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupPresent {
+    pub name: String,
+    pub gid: Option<u32>,
+    pub system: bool,
+}
+
 /// A file mode, written and shown in octal (`"0644"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Mode(pub u32);
@@ -249,9 +324,18 @@ pub(crate) const SPECS: &[Spec] = &[
         args: &["name", "cmd", "user", "env", "cwd", "restart", "health", "stop_signal", "stop_timeout"],
     },
     Spec { name: "daemon.dead", args: &["name"] },
+    Spec { name: "pkg.installed", args: &["name", "pkgs", "version", "refresh"] },
+    Spec { name: "pkg.removed", args: &["name", "pkgs"] },
+    Spec { name: "service.running", args: &["name", "enable"] },
+    Spec { name: "service.dead", args: &["name", "enable"] },
+    Spec {
+        name: "user.present",
+        args: &["name", "uid", "gid", "home", "shell", "groups", "system", "createhome"],
+    },
+    Spec { name: "group.present", args: &["name", "gid", "system"] },
 ];
 
-pub(crate) const MODULES: [&str; 3] = ["file", "cmd", "daemon"];
+pub(crate) const MODULES: [&str; 7] = ["file", "cmd", "daemon", "pkg", "service", "user", "group"];
 
 pub(crate) fn spec(name: &str) -> Option<&'static Spec> {
     SPECS.iter().find(|s| s.name == name)
@@ -286,8 +370,66 @@ pub(crate) fn parse(spec: &Spec, args: &mut Args) -> Option<Function> {
         "cmd.run" => cmd_run(args).map(Function::CmdRun),
         "daemon.running" => daemon_running(args).map(Function::DaemonRunning),
         "daemon.dead" => Some(Function::DaemonDead(DaemonDead { name: args.name() })),
+        "pkg.installed" => pkg_installed(args).map(Function::PkgInstalled),
+        "pkg.removed" => {
+            let (name, pkgs) = packages(args);
+            Some(Function::PkgRemoved(PkgRemoved { name, pkgs }))
+        }
+        "service.running" | "service.dead" => {
+            let service = Service { name: args.name(), enable: args.bool("enable") };
+            Some(match spec.name {
+                "service.running" => Function::ServiceRunning(service),
+                _ => Function::ServiceDead(service),
+            })
+        }
+        "user.present" => Some(Function::UserPresent(UserPresent {
+            name: args.name(),
+            uid: args.typed("uid", id_number),
+            gid: args.typed("gid", |v| match v {
+                Value::Number(n) if n.as_u64().is_some() => Ok(n.to_string()),
+                other => string(other),
+            }),
+            home: absolute(args, "home"),
+            shell: absolute(args, "shell"),
+            groups: args.take("groups").map(|_| args.strings("groups")),
+            system: args.bool("system").unwrap_or(false),
+            createhome: args.bool("createhome").unwrap_or(true),
+        })),
+        "group.present" => Some(Function::GroupPresent(GroupPresent {
+            name: args.name(),
+            gid: args.typed("gid", id_number),
+            system: args.bool("system").unwrap_or(false),
+        })),
         _ => None,
     }
+}
+
+/// `name` and the packages: `pkgs` (a list), else `[name]`.
+fn packages(args: &mut Args) -> (String, Vec<String>) {
+    let name = args.name();
+    let pkgs = match args.take("pkgs") {
+        Some(_) => args.strings("pkgs"),
+        None => vec![name.clone()],
+    };
+    (name, pkgs)
+}
+
+fn pkg_installed(args: &mut Args) -> Option<PkgInstalled> {
+    let (name, pkgs) = packages(args);
+    let version = args.string("version");
+    if let (Some(_), Some((_, at))) = (&version, args.take("pkgs")) {
+        let message = format!("{}: `version` is for one package (`name`); not with `pkgs`", args.function);
+        args.error(&at, message);
+    }
+    Some(PkgInstalled { name, pkgs, version, refresh: args.bool("refresh").unwrap_or(false) })
+}
+
+/// A user or group id.
+fn id_number(v: &Value) -> Result<u32, String> {
+    v.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(|| match v {
+        Value::Number(n) => format!("expected an id from 0 to {}, got {n}", u32::MAX),
+        other => format!("expected an id from 0 to {}, got {}", u32::MAX, describe(other)),
+    })
 }
 
 fn file_managed(args: &mut Args) -> Option<FileManaged> {

@@ -40,8 +40,9 @@ pub use fleet::{
     Resources, RoleSpec, UpdatePolicy,
 };
 pub use function::{
-    CmdRun, DaemonDead, DaemonRunning, FileAbsent, FileDirectory, FileManaged, FileSymlink, Function, Health,
-    HealthCheck, Mode, Restart, TemplateEngine,
+    CmdRun, DaemonDead, DaemonRunning, FileAbsent, FileDirectory, FileManaged, FileSymlink, Function,
+    GroupPresent, Health, HealthCheck, Mode, PkgInstalled, PkgRemoved, Restart, Service, TemplateEngine,
+    UserPresent,
 };
 pub use path::{Files, ROLES_DIR, STATES_DIR, StateId, TOP_FILE, is_name, role_path, source_path};
 pub use plan::{Edge, Plan, RequisiteKind, Resource, ResourceRef, check_sources, plan};

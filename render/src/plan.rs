@@ -348,7 +348,13 @@ fn check_conflicts(nodes: &[Node], diags: &mut Vec<Diagnostic>) {
             | Function::FileDirectory(_)
             | Function::FileAbsent(_)
             | Function::FileSymlink(_) => (&mut paths, "path"),
-            Function::CmdRun(_) => continue,
+            Function::CmdRun(_)
+            | Function::PkgInstalled(_)
+            | Function::PkgRemoved(_)
+            | Function::ServiceRunning(_)
+            | Function::ServiceDead(_)
+            | Function::UserPresent(_)
+            | Function::GroupPresent(_) => continue,
         };
         if let Some(other) = seen.insert(function.name(), node) {
             diags.push(node.declared.at.diag(format!(

@@ -273,8 +273,9 @@ fn take_requisites(block: &Block, args: &mut Args, kind: RequisiteKind) -> Vec<W
         let here = line_of(&target);
         if let Some(module) = module.as_deref().filter(|m| !MODULES.contains(m) && *m != "sls") {
             let message = format!(
-                "{}: `{kind}`: unknown module `{module}`; expected file, cmd, daemon or sls",
-                args.function
+                "{}: `{kind}`: unknown module `{module}`; expected {} or sls",
+                args.function,
+                MODULES.join(", ")
             );
             args.error(&here, message);
             continue;

@@ -5,8 +5,14 @@
 //! an [`Outcome`] with `success: false` and a message saying what was expected.
 
 pub(crate) mod cmd;
+mod cp;
 mod daemon;
+mod file;
 mod grains;
+pub(crate) mod host;
+pub(crate) mod network;
+pub(crate) mod pkg;
+pub(crate) mod service;
 mod state;
 mod sys;
 mod test;
@@ -59,40 +65,198 @@ type BoxFuture = Pin<Box<dyn Future<Output = Outcome> + Send>>;
 enum Handler {
     Now(fn(&Call) -> Outcome),
     Later(fn(Call) -> BoxFuture),
+    /// On a blocking thread: for file I/O, which may stall on a slow disk.
+    Blocking(fn(&Call) -> Outcome),
 }
 
-/// Every function, by name; `sys.list_functions` lists these.
-const FUNCTIONS: &[(&str, Handler)] = &[
-    ("cmd.retcode", Handler::Later(cmd::retcode)),
-    ("cmd.run", Handler::Later(cmd::run)),
-    ("cmd.run_all", Handler::Later(cmd::run_all)),
-    ("daemon.list", Handler::Later(daemon::run)),
-    ("daemon.logs", Handler::Later(daemon::run)),
-    ("daemon.restart", Handler::Later(daemon::run)),
-    ("daemon.status", Handler::Later(daemon::run)),
-    ("grains.get", Handler::Now(grains::get)),
-    ("grains.items", Handler::Now(grains::items)),
-    ("role.list", Handler::Later(state::roles)),
-    ("state.apply", Handler::Later(state::apply)),
-    ("state.highstate", Handler::Later(state::apply)),
-    ("sys.list_functions", Handler::Now(sys::list_functions)),
-    ("test.echo", Handler::Now(test::echo)),
-    ("test.ping", Handler::Now(test::ping)),
-    ("test.sleep", Handler::Later(test::sleep)),
+/// Every function: its name, its handler and what it does (one paragraph, which
+/// `sys.doc` returns; docs/functions.md says the same at more length).
+const FUNCTIONS: &[(&str, Handler, &str)] = &[
+    (
+        "cmd.retcode",
+        Handler::Later(cmd::retcode),
+        "Runs a command (one string: a command line for /bin/sh -c; several words: the program and its arguments) and returns its exit status. Keyword arguments as cmd.run.",
+    ),
+    (
+        "cmd.run",
+        Handler::Later(cmd::run),
+        "Runs a command (one string: a command line for /bin/sh -c; several words: the program and its arguments) and returns its output, stderr merged into stdout. Takes shell=, cwd=, env=, timeout=, stdin=, runas=; succeeds when the command exits 0.",
+    ),
+    (
+        "cmd.run_all",
+        Handler::Later(cmd::run_all),
+        "Runs a command like cmd.run and returns {pid, retcode, stdout, stderr}.",
+    ),
+    (
+        "cp.get_file",
+        Handler::Later(cp::get_file),
+        "cp.get_file salt://PATH DEST [makedirs=true]: copies a file of the states tree (PATH relative to states/, at the commit of the minion's assignment) to DEST and returns DEST. Only the files of the minion's own assignment: its roles' state files and the sources their states name.",
+    ),
+    (
+        "daemon.list",
+        Handler::Later(daemon::run),
+        "Lists every daemon this minion supervises: its state, pid, restarts and health.",
+    ),
+    (
+        "daemon.logs",
+        Handler::Later(daemon::run),
+        "daemon.logs NAME [lines=50]: the last lines of a supervised daemon's output.",
+    ),
+    (
+        "daemon.restart",
+        Handler::Later(daemon::run),
+        "daemon.restart NAME: stops a supervised daemon and starts it again.",
+    ),
+    (
+        "daemon.status",
+        Handler::Later(daemon::run),
+        "daemon.status NAME: the state, pid, restarts and health of one supervised daemon.",
+    ),
+    (
+        "file.contains",
+        Handler::Blocking(file::contains),
+        "file.contains PATH TEXT: true when the file holds TEXT (plain text, not a pattern).",
+    ),
+    (
+        "file.exists",
+        Handler::Blocking(file::exists),
+        "file.exists PATH: true when something exists at the absolute path (a symlink is followed).",
+    ),
+    (
+        "file.get_hash",
+        Handler::Blocking(file::get_hash),
+        "file.get_hash PATH [form=sha256]: the file's digest in hex; form= is sha224, sha256, sha384 or sha512.",
+    ),
+    (
+        "file.read",
+        Handler::Blocking(file::read),
+        "file.read PATH: the file's contents as text (UTF-8, at most 1 MiB).",
+    ),
+    (
+        "file.replace",
+        Handler::Blocking(file::replace),
+        "file.replace PATH PATTERN REPL [count=0] [dry_run=false] [show_changes=true]: replaces every match of the regular expression PATTERN (multi-line: ^ and $ match at each line) with REPL, where \\1 or \\g<name> is a group, as in Salt. Returns the diff of the change (empty when nothing matched), or with show_changes=false whether the file changed.",
+    ),
+    (
+        "file.stats",
+        Handler::Blocking(file::stats),
+        "file.stats PATH: the file's type, size, mode, owner (uid, gid, user, group), inode, times (atime, mtime, ctime in seconds since the epoch) and real path.",
+    ),
+    (
+        "file.write",
+        Handler::Blocking(file::write),
+        "file.write PATH LINE...: writes the lines, each ended by a newline, over the file's contents (creating it if its directory exists).",
+    ),
+    (
+        "grains.get",
+        Handler::Now(grains::get),
+        "grains.get KEY[:SUB...] [DEFAULT]: one grain; : goes into maps and lists; an absent grain gives DEFAULT, else \"\".",
+    ),
+    ("grains.items", Handler::Now(grains::items), "Every grain this minion reported, as a map."),
+    (
+        "network.ip_addrs",
+        Handler::Now(network::ip_addrs),
+        "network.ip_addrs [INTERFACE] [include_loopback=false] [cidr=NET/BITS]: the IPv4 addresses of the minion's interfaces (or of one), sorted, loopback left out unless asked, only those inside cidr= when given.",
+    ),
+    (
+        "pkg.install",
+        Handler::Later(pkg::install_fn),
+        "pkg.install NAME... [version=V] [refresh=true] | pkg.install pkgs='[a, b]': installs Debian packages with apt-get (noninteractive; apt-get update first with refresh=true) and returns {name: {old, new}} for each package that changed. Refused in a fleet container: change its image instead.",
+    ),
+    (
+        "pkg.list_pkgs",
+        Handler::Later(pkg::list_pkgs),
+        "The installed Debian packages and their versions, {name: version}, from dpkg's status database.",
+    ),
+    (
+        "pkg.remove",
+        Handler::Later(pkg::remove_fn),
+        "pkg.remove NAME... | pkg.remove pkgs='[a, b]': removes Debian packages with apt-get remove and returns {name: {old, new}} for each package removed. Refused in a fleet container: change its image instead.",
+    ),
+    (
+        "pkg.version",
+        Handler::Later(pkg::version),
+        "pkg.version NAME...: the installed version of a Debian package (\"\" when not installed); a map of them for several names.",
+    ),
+    (
+        "role.list",
+        Handler::Later(state::roles),
+        "The roles the master assigned to this minion, the commit they come from and the assignment's serial.",
+    ),
+    (
+        "service.restart",
+        Handler::Later(service::act),
+        "service.restart UNIT: restarts a systemd unit (systemctl restart) and returns true. Needs systemd; refused in a fleet container.",
+    ),
+    (
+        "service.start",
+        Handler::Later(service::act),
+        "service.start UNIT: starts a systemd unit (systemctl start) and returns true. Needs systemd; refused in a fleet container.",
+    ),
+    (
+        "service.status",
+        Handler::Later(service::status),
+        "service.status UNIT: whether a systemd unit is active (systemctl is-active). Needs systemd.",
+    ),
+    (
+        "service.stop",
+        Handler::Later(service::act),
+        "service.stop UNIT: stops a systemd unit (systemctl stop) and returns true. Needs systemd; refused in a fleet container.",
+    ),
+    (
+        "state.apply",
+        Handler::Later(state::apply),
+        "state.apply [STATE-FILE-OR-ID...] [test=true]: applies the minion's roles, or only the named state files or state ids; test=true changes nothing and says what would change.",
+    ),
+    (
+        "state.highstate",
+        Handler::Later(state::apply),
+        "state.highstate [test=true]: applies every state of the minion's roles, then stops the daemons no state asks for.",
+    ),
+    (
+        "sys.doc",
+        Handler::Now(sys::doc),
+        "sys.doc [FUNCTION-OR-MODULE...]: what each function does, by name (this text), for every function or for those named.",
+    ),
+    (
+        "sys.list_functions",
+        Handler::Now(sys::list_functions),
+        "sys.list_functions [MODULE...]: the sorted names of every function, or of the named modules' functions.",
+    ),
+    ("test.echo", Handler::Now(test::echo), "test.echo TEXT: returns its one argument, as given."),
+    ("test.ping", Handler::Now(test::ping), "Returns true: the minion is connected and answers."),
+    (
+        "test.sleep",
+        Handler::Later(test::sleep),
+        "test.sleep SECONDS: waits that long (fractions allowed), then returns true.",
+    ),
+    ("test.version", Handler::Now(test::version), "The version of drover-minion this minion runs."),
 ];
 
 /// The names of every function, sorted.
 pub fn names() -> Vec<&'static str> {
-    let mut names: Vec<&str> = FUNCTIONS.iter().map(|(name, _)| *name).collect();
+    let mut names: Vec<&str> = FUNCTIONS.iter().map(|(name, ..)| *name).collect();
     names.sort_unstable();
     names
 }
 
+/// What `name` does, from its registry entry; `None` for a function this minion lacks.
+pub fn doc(name: &str) -> Option<&'static str> {
+    FUNCTIONS.iter().find(|(n, ..)| *n == name).map(|(_, _, doc)| *doc)
+}
+
 /// Runs `call.fun`.
 pub async fn call(call: Call) -> Outcome {
-    match FUNCTIONS.iter().find(|(name, _)| *name == call.fun) {
-        Some((_, Handler::Now(f))) => f(&call),
-        Some((_, Handler::Later(f))) => f(call).await,
+    match FUNCTIONS.iter().find(|(name, ..)| *name == call.fun) {
+        Some((_, Handler::Now(f), _)) => f(&call),
+        Some((_, Handler::Later(f), _)) => f(call).await,
+        Some((_, Handler::Blocking(f), _)) => {
+            let f = *f;
+            let fun = call.fun.clone();
+            tokio::task::spawn_blocking(move || f(&call))
+                .await
+                .unwrap_or_else(|e| Outcome::fail(format!("{fun} stopped unexpectedly: {e}")))
+        }
         None => Outcome::fail(format!(
             "'{}' is not available: run sys.list_functions to see the functions this minion has",
             call.fun

@@ -14,7 +14,7 @@ pub fn set_converger(converger: Converger) {
     *CONVERGER.write().unwrap_or_else(PoisonError::into_inner) = Some(converger);
 }
 
-fn converger() -> Result<Converger, Outcome> {
+pub(super) fn converger() -> Result<Converger, Outcome> {
     CONVERGER
         .read()
         .unwrap_or_else(PoisonError::into_inner)

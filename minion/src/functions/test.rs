@@ -13,6 +13,15 @@ pub fn ping(call: &Call) -> Outcome {
     Outcome::ok(true)
 }
 
+/// `test.version` → the version of this drover-minion (what its hello reports).
+pub fn version(call: &Call) -> Outcome {
+    let usage = "test.version";
+    if let Err(o) = arity(call, 0..=0, usage).and_then(|()| known_kwargs(call, &[], usage)) {
+        return o;
+    }
+    Outcome::ok(env!("CARGO_PKG_VERSION"))
+}
+
 /// `test.echo <text>` → the text, as given.
 pub fn echo(call: &Call) -> Outcome {
     let usage = "test.echo <text> (quote text that has spaces)";
@@ -55,5 +64,8 @@ mod tests {
         let o = run("test.sleep", vec![json!(0.01)], &[]).await;
         assert_eq!((o.success, o.retcode, o.ret), (true, 0, json!(true)));
         assert!(run("test.sleep", vec![json!("0")], &[]).await.success);
+        let o = run("test.version", vec![], &[]).await;
+        assert_eq!((o.success, o.ret), (true, json!(env!("CARGO_PKG_VERSION"))));
+        assert!(!run("test.version", vec![json!(1)], &[]).await.success);
     }
 }

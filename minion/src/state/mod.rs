@@ -6,14 +6,20 @@
 //! - `file/`: `file.managed`, `file.directory`, `file.absent`, `file.symlink`.
 //! - `cmd`: `cmd.run` with `creates`, `onlyif` and `unless`, through [`crate::functions`].
 //! - `daemon`: `daemon.running` and `daemon.dead`, through the [`Daemons`] seam.
+//! - `pkg`, `service`, `account`: `pkg.installed|removed`, `service.running|dead`,
+//!   `user.present`, `group.present` on the host, through the `Host` seam of
+//!   [`crate::functions`] (refused in a fleet container).
 //!
 //! Nothing here fails as a whole: every problem (an I/O error, a missing source, a user
 //! that does not exist) is one state with `result: false` and a comment that says why.
 
+mod account;
 mod cmd;
 mod daemon;
 mod file;
+mod pkg;
 mod requisite;
+mod service;
 
 #[cfg(test)]
 mod tests;
@@ -26,6 +32,7 @@ use serde_json::{Map, Value, json};
 use wire::msg::StateResult;
 
 use crate::daemons::Daemons;
+use crate::functions::host::Host;
 use requisite::{Gate, Status};
 
 /// The contents of the `source` files of `file.managed`, by their path from the repository
@@ -204,5 +211,15 @@ async fn run<D: Daemons>(resource: &Resource, watched_changed: bool, env: &Env<'
         Function::DaemonRunning(d) if env.opts.hold_daemons => daemon::held(d, &env.opts.hold_reason),
         Function::DaemonRunning(d) => daemon::running(env.daemons, d, watched_changed, test).await,
         Function::DaemonDead(d) => daemon::dead(env.daemons, &d.name, test).await,
+        Function::PkgInstalled(p) => pkg::installed(&Host::real(), p, &env.ctx.grains, test).await,
+        Function::PkgRemoved(p) => pkg::removed(&Host::real(), p, &env.ctx.grains, test).await,
+        Function::ServiceRunning(s) => {
+            service::apply(&Host::real(), s, true, watched_changed, &env.ctx.grains, test).await
+        }
+        Function::ServiceDead(s) => {
+            service::apply(&Host::real(), s, false, false, &env.ctx.grains, test).await
+        }
+        Function::UserPresent(u) => account::user_present(&Host::real(), u, &env.ctx.grains, test).await,
+        Function::GroupPresent(g) => account::group_present(&Host::real(), g, &env.ctx.grains, test).await,
     }
 }
