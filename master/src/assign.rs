@@ -274,8 +274,11 @@ pub fn plan_roles(
     let mut manifest = BTreeSet::new();
     for role in &role_defs {
         manifest.insert(role_path(&role.name));
-        manifest.extend(role.states.iter().map(|s| s.path()));
+        manifest.extend(role.states.iter().filter_map(|s| s.find(files)).map(|(path, _)| path));
     }
+    // and what they include, as far as it can be told before rendering (see below)
+    let roots: Vec<String> = manifest.iter().cloned().collect();
+    manifest.extend(render::includes_written(files, &roots));
     let mut view: BTreeSet<String> = role_defs.iter().flat_map(|r| r.requires.iter().cloned()).collect();
     let widen = |view: &mut BTreeSet<String>, paths: &mut dyn Iterator<Item = &String>| {
         let mut named = BTreeSet::new();
@@ -301,7 +304,15 @@ pub fn plan_roles(
         Context::new(&minion, &role_defs)
     };
     let mut ctx = context(&view);
-    let plan = render::plan(files, &role_defs, &ctx)?;
+    let (mut plan, mut read) = render::plan_with_files(files, &role_defs, &ctx)?;
+    // an include made by Tera is known only now: plan again if its file reads more peers
+    let included: Vec<String> = read.iter().filter(|p| !manifest.contains(*p)).cloned().collect();
+    manifest.extend(included.iter().cloned());
+    if widen(&mut view, &mut included.iter()) {
+        ctx = context(&view);
+        (plan, read) = render::plan_with_files(files, &role_defs, &ctx)?;
+        manifest.extend(read);
+    }
     let sources: Vec<String> = plan.sources().into_iter().map(String::from).collect();
     // the state files did not read these peers (or the plan would differ): only the sources do
     if widen(&mut view, &mut sources.iter()) {
@@ -670,6 +681,37 @@ pub(crate) mod tests {
         assert_eq!(reads("{{ peers[pillar.role] }}"), None);
         assert_eq!(reads("description: finds its peers"), None);
         assert_eq!(reads("{{ peers.db }} {{ peers | json }}"), None);
+    }
+
+    #[test]
+    fn included_state_files_are_in_the_manifest_and_their_peers_in_the_view() {
+        let mut files: Vec<(&str, &str)> = CLOUD.to_vec();
+        // web.ui is a folder state that includes a file reading the datastore's members,
+        // once as written and once through Tera
+        files.retain(|(p, _)| *p != "states/web/ui.yaml");
+        files.push(("states/web/ui/init.yaml", "include: [web.db]\n"));
+        files.push(("states/web/db.yaml", "db-list:\n  file.managed:\n    - name: /etc/dbs\n    - contents: \"{{ peers.datastore | length }}\"\n"));
+        let applied = Applied::load(commit(&files)).unwrap();
+        let planned = plan_all(&applied, &minions()).unwrap();
+        let web = &planned[&MinionId::new("web-1").unwrap()];
+        assert_eq!(
+            web.files.keys().collect::<Vec<_>>(),
+            ["roles/webui.yaml", "states/web/db.yaml", "states/web/ui/init.yaml"]
+        );
+        assert_eq!(web.view.iter().collect::<Vec<_>>(), ["datastore"]);
+
+        files.pop();
+        files.pop();
+        files.push(("states/web/ui/init.yaml", "include: [{{ \"web.db\" }}]\n"));
+        files.push((
+            "states/web/db.yaml",
+            "db-list:\n  file.managed:\n    - name: /etc/dbs\n    - contents: \"{{ peers | length }}\"\n",
+        ));
+        let applied = Applied::load(commit(&files)).unwrap();
+        let planned = plan_all(&applied, &minions()).unwrap();
+        let web = &planned[&MinionId::new("web-1").unwrap()];
+        assert!(web.files.contains_key("states/web/db.yaml"), "{:?}", web.files);
+        assert_eq!(web.view.len(), 4, "every role, read by a file only rendering names: {:?}", web.view);
     }
 
     #[test]
