@@ -198,7 +198,9 @@ pub fn plan_with_files(
         }
     }
     let Reader { applied, paths, mut raws, extensions, mut diags, .. } = reader;
-    extend(&mut raws, extensions, &mut diags);
+    // a file that failed declares nothing: every extension of its states would look unknown
+    let complete = diags.is_empty();
+    extend(&mut raws, extensions, complete, &mut diags);
     let mut nodes: Vec<Node> = Vec::new();
     for (raw, state, role) in raws {
         if let Some(declared) = raw.read(&mut diags) {
@@ -342,8 +344,14 @@ impl Reader<'_> {
 }
 
 /// Merge each `extend:` into the state it names (Salt's): an id and module that no state
-/// of the plan has, or another function of that module, is a problem at the extension.
-fn extend(raws: &mut [(Raw, StateId, String)], extensions: Vec<Extension>, diags: &mut Vec<Diagnostic>) {
+/// of the plan has (reported when every file was `complete`), or another function of that
+/// module, is a problem at the extension.
+fn extend(
+    raws: &mut [(Raw, StateId, String)],
+    extensions: Vec<Extension>,
+    complete: bool,
+    diags: &mut Vec<Diagnostic>,
+) {
     for extension in extensions {
         let id = extension.id.as_str();
         let module = extension.module.as_str();
@@ -364,7 +372,9 @@ fn extend(raws: &mut [(Raw, StateId, String)], extensions: Vec<Extension>, diags
                 )
             };
             let at = if with_id.is_empty() { &extension.at } else { &extension.function_at };
-            diags.push(at.diag(message));
+            if complete {
+                diags.push(at.diag(message));
+            }
             continue;
         };
         if let Some(function) = &extension.function
