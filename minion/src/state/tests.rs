@@ -1084,6 +1084,29 @@ async fn requisites_written_in_are_those_of_the_state_they_name() {
 }
 
 #[tokio::test]
+async fn watch_in_restarts_the_daemon_it_names() {
+    let case = Case::new(
+        r#"
+        worker-config:
+          file.managed:
+            - name: $DIR/worker.toml
+            - contents: "port = 1\n"
+            - watch_in:
+              - daemon: worker
+        worker:
+          daemon.running:
+            - cmd: [coins, worker]
+        "#,
+        &[],
+    );
+    let daemons = FakeDaemons::running(&["worker"]);
+    case.apply(&opts(), &daemons).await;
+    assert_eq!(daemons.calls(), ["ensure_running worker restart=true test=false", "retain worker"]);
+    case.apply(&opts(), &daemons).await;
+    assert_eq!(daemons.calls(), ["ensure_running worker restart=false test=false", "retain worker"]);
+}
+
+#[tokio::test]
 async fn watch_restarts_a_daemon_only_when_the_watched_file_changed() {
     let case = Case::new(
         r#"
