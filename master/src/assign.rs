@@ -274,8 +274,11 @@ pub fn plan_roles(
     let mut manifest = BTreeSet::new();
     for role in &role_defs {
         manifest.insert(role_path(&role.name));
-        manifest.extend(role.states.iter().map(|s| s.path()));
+        manifest.extend(role.states.iter().filter_map(|s| s.find(files)).map(|(path, _)| path));
     }
+    // and what they include, as far as it can be told before rendering (see below)
+    let roots: Vec<String> = manifest.iter().cloned().collect();
+    manifest.extend(render::includes_written(files, &roots));
     let mut view: BTreeSet<String> = role_defs.iter().flat_map(|r| r.requires.iter().cloned()).collect();
     let widen = |view: &mut BTreeSet<String>, paths: &mut dyn Iterator<Item = &String>| {
         let mut named = BTreeSet::new();
@@ -301,7 +304,28 @@ pub fn plan_roles(
         Context::new(&minion, &role_defs)
     };
     let mut ctx = context(&view);
-    let plan = render::plan(files, &role_defs, &ctx)?;
+    // An include made by Tera is known only once rendered: plan again if its file reads
+    // more peers. Rendered without them it may fail (`peers.db` is not defined): its files
+    // are then found by rendering with every role's members.
+    let mut planned = render::plan_with_files(files, &role_defs, &ctx);
+    let read = match &planned {
+        Ok((_, read)) => read.clone(),
+        Err(diags) if !diags.iter().any(Diagnostic::over_budget) => {
+            let every: BTreeSet<String> = applied.role_names().cloned().collect();
+            render::plan_with_files(files, &role_defs, &context(&every))
+                .map(|(_, read)| read)
+                .unwrap_or_default()
+        }
+        Err(_) => Vec::new(),
+    };
+    let included: Vec<String> = read.into_iter().filter(|p| !manifest.contains(p)).collect();
+    manifest.extend(included.iter().cloned());
+    if widen(&mut view, &mut included.iter()) {
+        ctx = context(&view);
+        planned = render::plan_with_files(files, &role_defs, &ctx);
+    }
+    let (plan, read) = planned?;
+    manifest.extend(read);
     let sources: Vec<String> = plan.sources().into_iter().map(String::from).collect();
     // the state files did not read these peers (or the plan would differ): only the sources do
     if widen(&mut view, &mut sources.iter()) {
@@ -670,6 +694,38 @@ pub(crate) mod tests {
         assert_eq!(reads("{{ peers[pillar.role] }}"), None);
         assert_eq!(reads("description: finds its peers"), None);
         assert_eq!(reads("{{ peers.db }} {{ peers | json }}"), None);
+    }
+
+    #[test]
+    fn included_state_files_are_in_the_manifest_and_their_peers_in_the_view() {
+        let mut files: Vec<(&str, &str)> = CLOUD.to_vec();
+        // web.ui is a folder state that includes a file reading the datastore's members,
+        // once as written (found before rendering) and once through Tera (found by
+        // rendering, at first without those members)
+        files.retain(|(p, _)| *p != "states/web/ui.yaml");
+        files.push(("states/web/ui/init.yaml", "include: [web.db]\n"));
+        files.push(("states/web/db.yaml", "db-list:\n  file.managed:\n    - name: /etc/dbs\n    - contents: \"{{ peers.datastore | length }}\"\n"));
+        let applied = Applied::load(commit(&files)).unwrap();
+        let planned = plan_all(&applied, &minions()).unwrap();
+        let web = &planned[&MinionId::new("web-1").unwrap()];
+        assert_eq!(
+            web.files.keys().collect::<Vec<_>>(),
+            ["roles/webui.yaml", "states/web/db.yaml", "states/web/ui/init.yaml"]
+        );
+        assert_eq!(web.view.iter().collect::<Vec<_>>(), ["datastore"]);
+
+        files.pop();
+        files.pop();
+        files.push(("states/web/ui/init.yaml", "include: [{{ \"web.db\" }}]\n"));
+        files.push((
+            "states/web/db.yaml",
+            "db-list:\n  file.managed:\n    - name: /etc/dbs\n    - contents: \"{{ peers.datastore | length }}\"\n",
+        ));
+        let applied = Applied::load(commit(&files)).unwrap();
+        let planned = plan_all(&applied, &minions()).unwrap();
+        let web = &planned[&MinionId::new("web-1").unwrap()];
+        assert!(web.files.contains_key("states/web/db.yaml"), "{:?}", web.files);
+        assert_eq!(web.view.iter().collect::<Vec<_>>(), ["datastore"], "read by a file only rendering names");
     }
 
     #[test]

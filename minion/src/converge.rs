@@ -308,7 +308,12 @@ impl<D: Daemons + Send + Sync + 'static> Owner<D> {
                     hold_reason: p.waiting.iter().map(|r| format!("role {r}")).collect::<Vec<_>>().join(", "),
                 };
                 let applied = state::apply(&p.plan, &p.files, &p.ctx, &opts, &self.daemons).await;
-                let comment = if let Some(first) = applied.results.iter().find(|r| r.result == Some(false)) {
+                // the first failure that is the run's (one its `onfail` states handled is not)
+                let failure = applied
+                    .results
+                    .iter()
+                    .find(|r| r.result == Some(false) && applied.failed.contains(&r.id));
+                let comment = if let Some(first) = failure {
                     format!("{}: {}", first.id, first.comment)
                 } else if !p.waiting.is_empty() {
                     format!("daemons wait for {}", opts.hold_reason)
@@ -318,7 +323,7 @@ impl<D: Daemons + Send + Sync + 'static> Owner<D> {
                 if !applied.stopped.is_empty() {
                     info!(stopped = ?applied.stopped, "stopped daemons no state asks for");
                 }
-                let problem = if let Some(first) = applied.results.iter().find(|r| r.result == Some(false)) {
+                let problem = if let Some(first) = failure {
                     let file =
                         p.plan.resources.iter().find(|r| r.id == first.id).map(|r| r.state.to_string());
                     Some(format!(

@@ -299,7 +299,8 @@ impl<'de> Deserialize<'de> for Mode {
 }
 
 /// The requisite arguments every function takes.
-pub(crate) const REQUISITES: [&str; 3] = ["require", "watch", "onchanges"];
+pub(crate) const REQUISITES: [&str; 8] =
+    ["require", "watch", "onchanges", "onfail", "require_in", "watch_in", "onchanges_in", "onfail_in"];
 
 /// A state function and the arguments it takes (besides `REQUISITES`).
 pub(crate) struct Spec {

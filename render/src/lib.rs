@@ -9,7 +9,7 @@
 //! - `repo`: every role, the top file and the fleet file of a commit, cross-checked → [`Repo`]
 //! - `template`: the Tera [`Context`] (`id, grains, roles, pillar, peers`), [`render_source`]
 //! - `budget`: the most loop iterations and time one render may take
-//! - `state`: a rendered state file → declarations, in Salt's structure
+//! - `state`: a rendered state file → its includes, extends and declarations (Salt's)
 //! - `function`: the state functions and their typed arguments ([`Function`])
 //! - `plan`: a minion's resources in apply order with requisite edges → [`plan()`], [`Plan`]
 //!
@@ -45,8 +45,9 @@ pub use function::{
     UserPresent,
 };
 pub use path::{Files, ROLES_DIR, STATES_DIR, StateId, TOP_FILE, is_name, role_path, source_path};
-pub use plan::{Edge, Plan, RequisiteKind, Resource, ResourceRef, check_sources, plan};
+pub use plan::{Edge, Plan, RequisiteKind, Resource, ResourceRef, check_sources, plan, plan_with_files};
 pub use repo::Repo;
 pub use role::Role;
+pub use state::includes_written;
 pub use template::{Context, MAX_OUTPUT, Minion, Peer, render_source};
 pub use top::{TopEntry, TopFile};

@@ -3,8 +3,9 @@
 //!
 //! Order: topological over requisites (a prerequisite first); ties go by role order (a role
 //! after the roles it `requires`, otherwise as given), then the order of the role's
-//! `states`, then declaration order in the file. A state file listed by two roles is
-//! applied once, where it first appears.
+//! `states`, then declaration order in the file; a file's `include`s come before it. A
+//! state file listed by two roles (or included twice) is applied once, where it first
+//! appears. Every `extend:` is merged into the state it names before arguments are read.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -17,7 +18,7 @@ use crate::graph;
 use crate::locate::{Loc, Text};
 use crate::path::{Files, StateId, role_path};
 use crate::role::{self, Role};
-use crate::state::{self, Declared};
+use crate::state::{self, Declared, Extension, Raw};
 use crate::template::{self, Context};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -29,17 +30,20 @@ pub enum RequisiteKind {
     Watch,
     /// Apply only when the prerequisite changed.
     Onchanges,
+    /// Apply only when the prerequisite failed (its failure is then handled, not the run's).
+    Onfail,
 }
 
 impl RequisiteKind {
-    pub const ALL: [RequisiteKind; 3] =
-        [RequisiteKind::Require, RequisiteKind::Watch, RequisiteKind::Onchanges];
+    pub const ALL: [RequisiteKind; 4] =
+        [RequisiteKind::Require, RequisiteKind::Watch, RequisiteKind::Onchanges, RequisiteKind::Onfail];
 
     pub fn as_str(self) -> &'static str {
         match self {
             RequisiteKind::Require => "require",
             RequisiteKind::Watch => "watch",
             RequisiteKind::Onchanges => "onchanges",
+            RequisiteKind::Onfail => "onfail",
         }
     }
 }
@@ -152,6 +156,16 @@ impl Node {
 /// Render every state file of `roles` against `ctx` and plan them. `files` needs the state
 /// files (`states/…/*.yaml`), not the sources of `file.managed` (see `check_sources`).
 pub fn plan(files: &Files, roles: &[Role], ctx: &Context) -> Result<Plan, Vec<Diagnostic>> {
+    plan_with_files(files, roles, ctx).map(|(plan, _)| plan)
+}
+
+/// [`plan()`], and the state files it read (paths from the repository root, the included
+/// ones too) in the order read: what a minion must be sent besides the sources.
+pub fn plan_with_files(
+    files: &Files,
+    roles: &[Role],
+    ctx: &Context,
+) -> Result<(Plan, Vec<String>), Vec<Diagnostic>> {
     let mut diags = Vec::new();
     if let Err(cycles) = graph::order(roles.len(), &role::requires_edges(roles)) {
         for cycle in cycles {
@@ -163,34 +177,39 @@ pub fn plan(files: &Files, roles: &[Role], ctx: &Context) -> Result<Plan, Vec<Di
         }
     }
 
-    let mut applied: Vec<StateId> = Vec::new();
-    let mut nodes: Vec<Node> = Vec::new();
+    let mut reader = Reader {
+        files,
+        ctx,
+        applied: Vec::new(),
+        paths: Vec::new(),
+        raws: Vec::new(),
+        extensions: Vec::new(),
+        diags,
+    };
     for role in role::plan_order(roles) {
         for state in &role.states {
-            if applied.contains(state) {
-                continue;
-            }
-            applied.push(state.clone());
-            let path = state.path();
-            let Some(template) = files.get(&path) else {
-                diags.push(Diagnostic::whole_file(
+            let missing = || {
+                Diagnostic::whole_file(
                     role_path(&role.name),
-                    format!("state `{state}` has no file {path}; expected that file"),
-                ));
-                continue;
+                    format!("state `{state}` {}; expected that file", state.missing()),
+                )
             };
-            let declared = template::render(&path, template, ctx)
-                .and_then(|rendered| state::declarations(&path, template, &rendered));
-            match declared {
-                Ok(declared) => nodes.extend(declared.into_iter().map(|declared| Node {
-                    declared,
-                    state: state.clone(),
-                    role: role.name.clone(),
-                })),
-                Err(found) => diags.extend(found),
-            }
+            reader.read(state, &role.name, &mut Vec::new(), &missing);
         }
     }
+    let Reader { applied, paths, mut raws, extensions, mut diags, .. } = reader;
+    // a file that failed declares nothing: every extension of its states would look unknown
+    let complete = diags.is_empty();
+    extend(&mut raws, extensions, complete, &mut diags);
+    let mut nodes: Vec<Node> = Vec::new();
+    for (raw, state, role) in raws {
+        if let Some(declared) = raw.read(&mut diags) {
+            nodes.push(Node { declared, state, role });
+        }
+    }
+    // in the order the files were read, each file's problems by line
+    let rank = |file: &str| paths.iter().position(|p| p == file).unwrap_or(usize::MAX);
+    diags.sort_by_key(|d| (rank(&d.file), d.line, d.col));
 
     check_duplicate_ids(&nodes, &mut diags);
     check_conflicts(&nodes, &mut diags);
@@ -251,7 +270,125 @@ pub fn plan(files: &Files, roles: &[Role], ctx: &Context) -> Result<Plan, Vec<Di
             function: node.declared.function,
         })
         .collect();
-    Ok(Plan { resources, edges })
+    Ok((Plan { resources, edges }, paths))
+}
+
+/// Reads state files and the files they include, each once, an included file before the
+/// file that includes it.
+struct Reader<'f> {
+    files: &'f Files,
+    ctx: &'f Context,
+    /// The state files read or being read.
+    applied: Vec<StateId>,
+    /// Their paths, in the same order.
+    paths: Vec<String>,
+    /// Every function declared, with its state file and role, in apply order (ties).
+    raws: Vec<(Raw, StateId, String)>,
+    extensions: Vec<Extension>,
+    diags: Vec<Diagnostic>,
+}
+
+impl Reader<'_> {
+    /// Read `state` for `role`, unless it was read already. `including` holds the files
+    /// whose `include` led here (to tell a cycle); `missing` is the problem when `state`
+    /// has no file.
+    fn read(
+        &mut self,
+        state: &StateId,
+        role: &str,
+        including: &mut Vec<StateId>,
+        missing: &dyn Fn() -> Diagnostic,
+    ) {
+        if self.applied.contains(state) {
+            return;
+        }
+        let Some((path, template)) = state.find(self.files) else {
+            self.diags.push(missing());
+            return;
+        };
+        self.applied.push(state.clone());
+        self.paths.push(path.clone());
+        let parsed = template::render(&path, template, self.ctx)
+            .and_then(|rendered| state::declarations(&path, template, &rendered));
+        let parsed = match parsed {
+            Ok(parsed) => parsed,
+            Err(found) => {
+                self.diags.extend(found);
+                return;
+            }
+        };
+        including.push(state.clone());
+        for include in parsed.includes {
+            if let Some(at) = including.iter().position(|s| s == &include.state) {
+                let names: Vec<String> =
+                    including[at..].iter().chain([&include.state]).map(|s| format!("`{s}`")).collect();
+                self.diags.push(include.at.diag(format!(
+                    "include cycle: {}; expected state files that do not include each other",
+                    names.join(" -> ")
+                )));
+                continue;
+            }
+            let missing = || {
+                include.at.diag(format!(
+                    "`include`: state `{}` {}; expected that file",
+                    include.state,
+                    include.state.missing()
+                ))
+            };
+            self.read(&include.state, role, including, &missing);
+        }
+        including.pop();
+        self.raws.extend(parsed.raws.into_iter().map(|raw| (raw, state.clone(), role.to_string())));
+        self.extensions.extend(parsed.extensions);
+    }
+}
+
+/// Merge each `extend:` into the state it names (Salt's): an id and module that no state
+/// of the plan has (reported when every file was `complete`), or another function of that
+/// module, is a problem at the extension.
+fn extend(
+    raws: &mut [(Raw, StateId, String)],
+    extensions: Vec<Extension>,
+    complete: bool,
+    diags: &mut Vec<Diagnostic>,
+) {
+    for extension in extensions {
+        let id = extension.id.as_str();
+        let module = extension.module.as_str();
+        let with_id: Vec<&'static str> =
+            raws.iter().filter(|(raw, ..)| raw.id == id).map(|(raw, ..)| raw.spec.name).collect();
+        let Some((raw, ..)) =
+            raws.iter_mut().find(|(raw, ..)| raw.id == id && raw.spec.name.split('.').next() == Some(module))
+        else {
+            let message = if with_id.is_empty() {
+                format!(
+                    "`extend`: no state applied to this minion has the id `{id}`; expected the id of a \
+                     state in this file or one it includes"
+                )
+            } else {
+                format!(
+                    "`extend`: state `{id}` has no `{module}` function; expected one of its functions: {}",
+                    with_id.join(", ")
+                )
+            };
+            let at = if with_id.is_empty() { &extension.at } else { &extension.function_at };
+            if complete {
+                diags.push(at.diag(message));
+            }
+            continue;
+        };
+        if let Some(function) = &extension.function
+            && raw.spec.name != format!("{module}.{function}")
+        {
+            diags.push(extension.function_at.diag(format!(
+                "`extend`: state `{id}` is `{}`, not `{module}.{function}`; expected its function or \
+                 the module alone (`{module}:`)",
+                raw.spec.name
+            )));
+            continue;
+        }
+        raw.extend(extension);
+    }
 }
 
 fn check_duplicate_ids(nodes: &[Node], diags: &mut Vec<Diagnostic>) {
@@ -289,12 +426,13 @@ fn resolve_requisites(
     for (i, node) in nodes.iter().enumerate() {
         for written in &node.declared.requisites {
             let (kind, target) = (written.kind, written.target.as_str());
+            let key = written.key();
             let found: Vec<usize> = match written.module.as_deref() {
                 Some("sls") => {
                     let state = StateId::parse(target).ok();
                     if !state.as_ref().is_some_and(|s| applied.contains(s)) {
                         diags.push(written.at.diag(format!(
-                            "state `{}`: `{kind}` names state file `{target}`, which is not applied to this \
+                            "state `{}`: `{key}` names state file `{target}`, which is not applied to this \
                              minion; expected one of its roles' states",
                             node.declared.id
                         )));
@@ -325,12 +463,15 @@ fn resolve_requisites(
                     .map(|n| format!(" (there is `{}`)", n.reference()))
                     .unwrap_or_default();
                 diags.push(written.at.diag(format!(
-                    "state `{}`: `{kind}` names `{written_as}`, which no state applied to this minion \
+                    "state `{}`: `{key}` names `{written_as}`, which no state applied to this minion \
                      declares{hint}; expected a state id of one of its roles' state files",
                     node.declared.id
                 )));
             }
-            edges.extend(found.into_iter().map(|j| (j, i, kind)));
+            // `require_in: [b]` on `a` is `require: [a]` on `b`
+            edges.extend(
+                found.into_iter().map(|j| if written.incoming { (i, j, kind) } else { (j, i, kind) }),
+            );
         }
     }
     edges
@@ -395,8 +536,9 @@ pub fn check_sources(plan: &Plan, files: &Files, ctx: &Context) -> Result<(), Ve
 
 /// The `source:` line of a resource, found in its state file's template.
 fn source_loc(files: &Files, resource: &Resource) -> Loc {
-    let path = resource.state.path();
-    let Some(template) = files.get(&path) else { return Loc::whole_file(&path) };
+    let Some((path, template)) = resource.state.find(files) else {
+        return Loc::whole_file(&resource.state.path());
+    };
     let text = Text::plain(&path, template);
     let Some(start) = text.top_key(&resource.id) else { return Loc::whole_file(&path) };
     match text.find_key(start, text.block_end(start), "source") {

@@ -67,11 +67,10 @@ impl Repo {
             let file = role_path(name);
             let text = Text::plain(&file, texts[name]);
             for state in &role.states {
-                let path = state.path();
-                if !files.contains_key(&path) {
+                if state.find(files).is_none() {
                     diags.push(
                         entry_loc(&text, "states", state.as_str(), 1)
-                            .diag(format!("state `{state}` has no file {path}; expected that file")),
+                            .diag(format!("state `{state}` {}; expected that file", state.missing())),
                     );
                 }
             }

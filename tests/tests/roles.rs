@@ -104,6 +104,47 @@ fn editing_a_watched_file_restarts_exactly_the_watching_daemon() {
 }
 
 #[test]
+fn included_state_files_reach_the_minion_and_a_handled_failure_converges() {
+    let web = ["/bin/sleep", "3071"];
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    // `web` is a folder state that includes t.base, extends its file and watches it; a
+    // failing command is handled by its `onfail` state
+    let init = format!(
+        "include:\n  - t.base\n\
+         extend:\n  base-conf:\n    file:\n      - mode: \"0600\"\n\
+         web:\n  daemon.running:\n    - cmd: [\"/bin/sleep\", \"3071\"]\n    - watch:\n      - file: base-conf\n\
+         broken:\n  cmd.run:\n    - name: \"false\"\n\
+         rescue:\n  cmd.run:\n    - name: touch {d}/rescued\n    - onfail:\n      - cmd: broken\n"
+    );
+    let base = format!(
+        "base-conf:\n  file.managed:\n    - name: {d}/base.conf\n    - source: salt://t/base.conf\n    - template: tera\n"
+    );
+    let repo = ConfigRepo::new();
+    repo.commit(
+        "an including state",
+        &[
+            ("roles/web.yaml", "states: [web]\n"),
+            ("states/web/init.yaml", &init),
+            ("states/t/base.yaml", &base),
+            ("states/t/base.conf", "on {{ id }}\n"),
+            ("roles/top.yaml", "'*': [web]\n"),
+        ],
+    );
+    let master = master_for(&repo);
+    let _m = Minion::start(&master, "m1", &[]);
+    master.wait_for_minions(1);
+    apply(&master);
+    one_pid(&web);
+    wait_until(LONG, "m1 to converge", || status(&master, "m1")["result"] == json!(true));
+    let conf = dir.path().join("base.conf");
+    assert_eq!(std::fs::read_to_string(&conf).unwrap(), "on m1\n");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&conf).unwrap().permissions().mode() & 0o7777, 0o600, "extended");
+    assert!(dir.path().join("rescued").exists(), "the onfail state ran");
+}
+
+#[test]
 fn a_crashing_daemon_is_restarted_and_its_crash_is_an_event() {
     let repo = ConfigRepo::new();
     let crasher = "crasher:\n  daemon.running:\n    - cmd: [\"/bin/sh\", \"-c\", \"sleep 0.2; exit 3\"]\n    - restart: always\n";

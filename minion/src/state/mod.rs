@@ -65,7 +65,8 @@ pub struct Applied {
     pub results: Vec<StateResult>,
     /// How many results changed something (with `test`: would change something).
     pub changed: usize,
-    /// The ids of the states with `result: false`.
+    /// The ids of the states with `result: false`, but for those whose failure was handled
+    /// by their `onfail` states (which ran and did not fail).
     pub failed: Vec<String>,
     /// The daemons stopped because no state of the plan asks for them.
     pub stopped: Vec<String>,
@@ -92,9 +93,6 @@ impl Applied {
     fn push(&mut self, id: &str, function: &str, name: String, outcome: Outcome, started: Instant) {
         if outcome.changed {
             self.changed += 1;
-        }
-        if outcome.result == Some(false) {
-            self.failed.push(id.to_string());
         }
         self.results.push(StateResult {
             id: id.to_string(),
@@ -173,6 +171,7 @@ pub async fn apply(
         let outcome = match requisite::gate(plan, i, &statuses) {
             Gate::Failed(refs) => Outcome::fail(format!("one or more requisite failed: {}", refs.join(", "))),
             Gate::NoChanges => Outcome::ok("state was not run because none of the onchanges reqs changed"),
+            Gate::NoFailure => Outcome::ok("state was not run because none of the onfail reqs failed"),
             Gate::Run { watched_changed } => run(resource, watched_changed, &env).await,
         };
         let function = resource.function.function_name();
@@ -181,6 +180,11 @@ pub async fn apply(
         let name = resource.function.name().to_string();
         applied.push(&resource.id, function, name, outcome, started);
     }
+    // a failure its `onfail` states handled is not the run's (Salt's way)
+    applied.failed = (0..statuses.len())
+        .filter(|&i| statuses[i] == Status::Failed && !requisite::handled(plan, i, &statuses))
+        .map(|i| plan.resources[i].id.clone())
+        .collect();
 
     if !opts.test && opts.only.is_none() {
         let started = Instant::now();

@@ -2,9 +2,12 @@
 //!
 //! - A prerequisite that failed (`result: false`, including one that did not run because
 //!   its own requisite failed) stops every kind of dependent: `require`, `watch` and
-//!   `onchanges` alike.
+//!   `onchanges` alike; not an `onfail` one.
 //! - With `onchanges` edges, the resource runs only if one of those prerequisites changed
 //!   (or, with `test`, would change).
+//! - With `onfail` edges, the resource runs only if one of those prerequisites failed. A
+//!   failure that its `onfail` dependents handled (each ran and none failed) is not the
+//!   run's failure ([`handled`]).
 //! - A `watch`ed prerequisite that changed makes a `daemon.running` restart; for the other
 //!   functions `watch` is `require`.
 //! - A prerequisite that was not run (outside `only`, or skipped for `onchanges`) is met
@@ -41,6 +44,8 @@ pub(super) enum Gate {
     Failed(Vec<String>),
     /// It has `onchanges` prerequisites and none changed.
     NoChanges,
+    /// It has `onfail` prerequisites and none failed.
+    NoFailure,
     Run {
         watched_changed: bool,
     },
@@ -50,7 +55,13 @@ pub(super) enum Gate {
 pub(super) fn gate(plan: &Plan, i: usize, statuses: &[Status]) -> Gate {
     let mut failed = Vec::new();
     let (mut onchanges, mut onchanges_changed, mut watched_changed) = (false, false, false);
+    let (mut onfail, mut onfail_failed) = (false, false);
     for (kind, j) in plan.prerequisites(i) {
+        if kind == RequisiteKind::Onfail {
+            onfail = true;
+            onfail_failed |= statuses.get(j) == Some(&Status::Failed);
+            continue;
+        }
         let changed = match statuses.get(j) {
             Some(Status::Failed) => {
                 let name = plan.resources.get(j).map(|r| r.reference().to_string()).unwrap_or_default();
@@ -69,13 +80,29 @@ pub(super) fn gate(plan: &Plan, i: usize, statuses: &[Status]) -> Gate {
                 onchanges = true;
                 onchanges_changed |= changed;
             }
+            RequisiteKind::Onfail => {}
         }
     }
     if !failed.is_empty() {
         Gate::Failed(failed)
     } else if onchanges && !onchanges_changed {
         Gate::NoChanges
+    } else if onfail && !onfail_failed {
+        Gate::NoFailure
     } else {
         Gate::Run { watched_changed }
     }
+}
+
+/// Whether the failure of resource `i` was handled, as Salt counts it: it has `onfail`
+/// dependents, and each of them ran without failing. `statuses` holds every resource's.
+pub(super) fn handled(plan: &Plan, i: usize, statuses: &[Status]) -> bool {
+    let Some(me) = plan.resources.get(i).map(|r| r.reference()) else { return false };
+    let mut handlers = plan
+        .edges
+        .iter()
+        .filter(|e| e.kind == RequisiteKind::Onfail && e.prerequisite == me)
+        .map(|e| plan.index_of(&e.dependent).and_then(|j| statuses.get(j)))
+        .peekable();
+    handlers.peek().is_some() && handlers.all(|status| matches!(status, Some(Status::Done { .. })))
 }

@@ -981,6 +981,132 @@ async fn onchanges_runs_only_when_a_prerequisite_changed() {
 }
 
 #[tokio::test]
+async fn onfail_runs_only_when_a_prerequisite_failed_and_handles_that_failure() {
+    let case = Case::new(
+        r#"
+        deploy:
+          cmd.run:
+            - name: test -e $DIR/go
+        rollback:
+          cmd.run:
+            - name: touch $DIR/rolled-back
+            - onfail:
+              - cmd: deploy
+        notify:
+          cmd.run:
+            - name: touch $DIR/notified
+        "#,
+        &[],
+    );
+    // deploy fails: rollback runs, and the failure it handled is not the run's
+    let daemons = FakeDaemons::default();
+    let failed = case.apply(&opts(), &daemons).await;
+    let shown = case.show(&failed);
+    assert!(shown.starts_with("deploy cmd.run false: "), "{shown}");
+    assert!(shown.contains("rollback cmd.run true: command `touch $DIR/rolled-back` run"), "{shown}");
+    assert!(case.path("rolled-back").exists());
+    assert_eq!(failed.failed, Vec::<String>::new());
+    assert!(failed.success());
+
+    // deploy succeeds: rollback is not run
+    std::fs::remove_file(case.path("rolled-back")).unwrap();
+    std::fs::write(case.path("go"), "").unwrap();
+    let done = case.apply(&opts(), &daemons).await;
+    assert_eq!(done.results[1].comment, "state was not run because none of the onfail reqs failed");
+    assert_eq!(done.results[1].result, Some(true));
+    assert!(!case.path("rolled-back").exists());
+    assert!(done.success());
+}
+
+#[tokio::test]
+async fn a_failed_onfail_handler_leaves_the_failure_the_runs() {
+    let case = Case::new(
+        r#"
+        deploy:
+          cmd.run:
+            - name: "false"
+        rollback:
+          cmd.run:
+            - name: "false"
+            - onfail:
+              - cmd: deploy
+        "#,
+        &[],
+    );
+    let applied = case.apply(&opts(), &FakeDaemons::default()).await;
+    assert_eq!(applied.failed, ["deploy", "rollback"]);
+    assert!(!applied.success());
+}
+
+#[tokio::test]
+async fn requisites_written_in_are_those_of_the_state_they_name() {
+    // `onchanges_in` on conf is `onchanges: [file: conf]` on reload; `require_in` and
+    // `onfail_in` likewise
+    let case = Case::new(
+        r#"
+        reload:
+          cmd.run:
+            - name: touch $DIR/reloaded
+        conf:
+          file.managed:
+            - name: $DIR/conf
+            - contents: v1
+            - onchanges_in:
+              - cmd: reload
+        broken:
+          cmd.run:
+            - name: "false"
+            - require_in:
+              - cmd: after
+            - onfail_in:
+              - cmd: rescue
+        after:
+          cmd.run:
+            - name: touch $DIR/after
+        rescue:
+          cmd.run:
+            - name: touch $DIR/rescued
+        "#,
+        &[],
+    );
+    let daemons = FakeDaemons::default();
+    let first = case.apply(&opts(), &daemons).await;
+    let order: Vec<&str> = first.results.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(order, ["conf", "reload", "broken", "after", "rescue"]);
+    assert!(case.path("reloaded").exists() && case.path("rescued").exists());
+    assert_eq!(first.results[3].comment, "one or more requisite failed: cmd: broken");
+    assert_eq!(first.failed, ["after"], "broken was handled by rescue; after was not");
+
+    std::fs::remove_file(case.path("reloaded")).unwrap();
+    let second = case.apply(&opts(), &daemons).await;
+    assert_eq!(second.results[1].comment, "state was not run because none of the onchanges reqs changed");
+    assert!(!case.path("reloaded").exists());
+}
+
+#[tokio::test]
+async fn watch_in_restarts_the_daemon_it_names() {
+    let case = Case::new(
+        r#"
+        worker-config:
+          file.managed:
+            - name: $DIR/worker.toml
+            - contents: "port = 1\n"
+            - watch_in:
+              - daemon: worker
+        worker:
+          daemon.running:
+            - cmd: [coins, worker]
+        "#,
+        &[],
+    );
+    let daemons = FakeDaemons::running(&["worker"]);
+    case.apply(&opts(), &daemons).await;
+    assert_eq!(daemons.calls(), ["ensure_running worker restart=true test=false", "retain worker"]);
+    case.apply(&opts(), &daemons).await;
+    assert_eq!(daemons.calls(), ["ensure_running worker restart=false test=false", "retain worker"]);
+}
+
+#[tokio::test]
 async fn watch_restarts_a_daemon_only_when_the_watched_file_changed() {
     let case = Case::new(
         r#"
