@@ -196,6 +196,14 @@ pub enum ToMinion {
         blobs: Vec<Blob>,
         missing: Vec<String>,
     },
+    /// End job `jid` (`drover jobs kill`): the minion aborts it, which kills its process
+    /// group, and returns it as killed. A minion that has no such job running and no return
+    /// for it answers with a failed return saying so, so that the master stops counting it
+    /// busy. `fun` names the job's function in that answer.
+    Kill {
+        jid: Jid,
+        fun: String,
+    },
 }
 
 /// A role assignment, pushed on `drover roles apply`, to every minion that connects, and
@@ -401,6 +409,8 @@ mod tests {
         assert_eq!(decode::<ToMinion>(&encode(&job).unwrap()).unwrap(), job);
         let superseded = ToMinion::Superseded { by: 7 };
         assert_eq!(decode::<ToMinion>(&encode(&superseded).unwrap()).unwrap(), superseded);
+        let kill = ToMinion::Kill { jid: Jid::generate(), fun: "cmd.run".into() };
+        assert_eq!(decode::<ToMinion>(&encode(&kill).unwrap()).unwrap(), kill);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 pub(crate) mod cmd;
 mod daemon;
 mod grains;
+mod saltutil;
 mod state;
 mod sys;
 mod test;
@@ -73,6 +74,9 @@ const FUNCTIONS: &[(&str, Handler)] = &[
     ("grains.get", Handler::Now(grains::get)),
     ("grains.items", Handler::Now(grains::items)),
     ("role.list", Handler::Later(state::roles)),
+    ("saltutil.find_job", Handler::Now(saltutil::find_job)),
+    ("saltutil.kill_job", Handler::Now(saltutil::kill_job)),
+    ("saltutil.running", Handler::Now(saltutil::running)),
     ("state.apply", Handler::Later(state::apply)),
     ("state.highstate", Handler::Later(state::apply)),
     ("sys.list_functions", Handler::Now(sys::list_functions)),
