@@ -55,6 +55,7 @@ pub fn ret_data(r: &JobReturn) -> Value {
         "retcode": r.retcode,
         "started_ms": r.started_ms,
         "finished_ms": r.finished_ms,
+        "killed": r.killed,
     });
     let bytes = serde_json::to_vec(&r.ret).map_or(usize::MAX, |v| v.len());
     if bytes <= MAX_EVENT_RETURN {
@@ -112,6 +113,7 @@ mod tests {
             ret: value,
             started_ms: 1,
             finished_ms: 2,
+            killed: false,
         }
     }
 

@@ -614,7 +614,8 @@ fn targeted(tx: &rusqlite::Transaction, jid: &Jid, id: &MinionId) -> rusqlite::R
     )
 }
 
-/// Keeps a return; false if one for the same (jid, minion) was kept before.
+/// Keeps a return; false if one for the same (jid, minion) was kept before. A killed
+/// return marks its job killed (as `drover jobs kill` does), whoever killed it.
 fn insert_return(tx: &rusqlite::Transaction, r: &JobReturn) -> rusqlite::Result<bool> {
     let inserted = tx.execute(
         "INSERT OR IGNORE INTO returns
@@ -632,6 +633,12 @@ fn insert_return(tx: &rusqlite::Transaction, r: &JobReturn) -> rusqlite::Result<
             wire::msg::now_ms() as i64,
         ],
     )?;
+    if inserted == 1 && r.killed {
+        tx.execute(
+            "UPDATE jobs SET killed_ms = COALESCE(killed_ms, ?2) WHERE jid = ?1",
+            params![r.jid.as_str(), wire::msg::now_ms() as i64],
+        )?;
+    }
     Ok(inserted == 1)
 }
 
@@ -915,6 +922,7 @@ mod tests {
             ret: json!(success),
             started_ms: 10,
             finished_ms: 20,
+            killed: false,
         }
     }
 
@@ -1024,6 +1032,15 @@ mod tests {
         stored.recv().await.unwrap();
         assert!(store.running_jobs().await.unwrap().is_empty());
         assert!(store.busy(jid).await.unwrap().unwrap().busy_minions.is_empty());
+
+        // a return killed on the minion (saltutil.kill_job) marks its job killed too
+        let job = record("test.sleep", &["a"], 2);
+        let other = job.jid.clone();
+        store.insert_job(job).await.unwrap();
+        store.insert_return(JobReturn { killed: true, ..ret(&other, "a", false) }).unwrap();
+        stored.recv().await.unwrap();
+        let shown = store.show_job(other).await.unwrap().unwrap();
+        assert_eq!((shown.summary.status(), shown.summary.busy), ("killed", 0));
     }
 
     #[tokio::test]

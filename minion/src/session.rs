@@ -541,6 +541,7 @@ impl Session {
             retcode: jobs::KILLED_RETCODE,
             started_ms: now,
             finished_ms: now,
+            killed: true,
         };
         self.on_finished(Err(ret));
     }
@@ -577,12 +578,13 @@ impl Session {
         let work = tokio::spawn(jobs::scope(ctx, functions::call(call)).instrument(span.clone()));
         self.jobs.running.insert(info, work.abort_handle());
         let task = async move {
-            let outcome = match work.await {
-                Ok(outcome) => outcome,
+            // only a kill aborts the task (the runtime's end drops this task with it)
+            let (outcome, killed) = match work.await {
+                Ok(outcome) => (outcome, false),
                 Err(e) if e.is_cancelled() => {
-                    jobs::killed(&fun, wire::msg::now_ms().saturating_sub(started_ms))
+                    (jobs::killed(&fun, wire::msg::now_ms().saturating_sub(started_ms)), true)
                 }
-                Err(e) => Outcome::fail(format!("{fun} stopped unexpectedly: {e}")),
+                Err(e) => (Outcome::fail(format!("{fun} stopped unexpectedly: {e}")), false),
             };
             let ret = JobReturn {
                 jid,
@@ -593,6 +595,7 @@ impl Session {
                 ret: outcome.ret,
                 started_ms,
                 finished_ms: wire::msg::now_ms(),
+                killed,
             };
             // written (and fsynced) here, off the session's thread, before it is first sent
             // what a failure will be made from, if it cannot be kept (not the value: it may

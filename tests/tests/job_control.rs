@@ -100,6 +100,7 @@ fn saltutil_lists_finds_and_kills_a_minions_jobs() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(v["m1"], json!({"jid": jid, "fun": "test.sleep", "killed": true}));
     wait_until(LIMIT, "the killed return", || job(&master, &jid)["returns"]["m1"]["retcode"] == json!(137));
+    assert!(job(&master, &jid)["killed_ms"].as_u64().is_some(), "the job is recorded killed");
     let (_, v, _) = master.drover_json(&["m1", "saltutil.find_job", &jid]);
     assert_eq!(v["m1"], json!({}));
     let (code, v, _) = master.drover_json(&["m1", "saltutil.kill_job", &jid]);

@@ -341,6 +341,10 @@ pub struct JobReturn {
     /// When the minion started and finished the job, in ms since the Unix epoch.
     pub started_ms: u64,
     pub finished_ms: u64,
+    /// A kill ended the job (`ToMinion::Kill`, `saltutil.kill_job`), or answered for it on a
+    /// minion that did not run it: the master records the job killed.
+    #[serde(default)]
+    pub killed: bool,
 }
 
 /// What the master's key port (the listen port − 1, no encryption) answers, so a minion can
@@ -371,6 +375,7 @@ mod tests {
             ret: json!({"stdout": "x", "retcode": 3}),
             started_ms: 1,
             finished_ms: 2,
+            killed: false,
         })
     }
 

@@ -330,6 +330,7 @@ fn a_kill_reaches_the_busy_minions_and_drops_what_a_batch_has_not_sent() {
         ret: json!("killed"),
         started_ms: 1,
         finished_ms: 2,
+        killed: true,
     };
     f.hub.on_stored(vec![Stored { ret, kept: true, fresh: true }]);
     assert_eq!(f.sent_to(&w1), ToMinion::Ack { jid: jid.clone() });
