@@ -707,7 +707,14 @@ fn list_jobs(tx: &rusqlite::Transaction, query: &JobsQuery) -> rusqlite::Result<
 }
 
 fn running_jobs(tx: &rusqlite::Transaction) -> rusqlite::Result<Vec<RunningJob>> {
-    let mut stmt = tx.prepare(&summary_sql("", "WHERE busy > 0 ORDER BY jid"))?;
+    // the counts first (an index range per job), so that only a job with a minion short
+    // of a return has its minions looked at one by one: a minion never reached cannot
+    // have returned, so the two counts do not overlap
+    let mut stmt = tx.prepare(&summary_sql(
+        "WHERE (SELECT COUNT(*) FROM returns r WHERE r.jid = j.jid) + json_array_length(j.unsent)
+            < json_array_length(j.minions)",
+        "WHERE busy > 0 ORDER BY jid",
+    ))?;
     let jobs: Vec<JobSummary> =
         stmt.query_map([], summary)?.map(|r| r.map(|(s, _)| s)).collect::<Result<_, _>>()?;
     jobs.into_iter()
