@@ -90,7 +90,33 @@ impl Client {
     }
 
     pub fn jobs(&self) -> Result<Vec<JobSummary>, ClientError> {
-        self.get("/jobs")
+        self.jobs_where(&JobsQuery::default())
+    }
+
+    /// The jobs `query` selects, newest last.
+    pub fn jobs_where(&self, query: &JobsQuery) -> Result<Vec<JobSummary>, ClientError> {
+        let limit = query.limit.map(|n| n.to_string());
+        let since = query.since_ms.map(|ms| ms.to_string());
+        self.get_with(
+            "/jobs",
+            &[
+                ("limit", limit.as_deref()),
+                ("function", query.function.as_deref()),
+                ("target", query.target.as_deref()),
+                ("since_ms", since.as_deref()),
+                ("failed", query.failed.then_some("true")),
+            ],
+        )
+    }
+
+    /// Jobs some minion has not returned yet, with those minions (the master's view).
+    pub fn running_jobs(&self) -> Result<Vec<RunningJob>, ClientError> {
+        self.get("/jobs/running")
+    }
+
+    /// Ends job `jid` on the minions still busy with it.
+    pub fn kill_job(&self, jid: &str) -> Result<KillResponse, ClientError> {
+        self.post(&format!("/jobs/{jid}/kill"), &serde_json::json!({}))
     }
 
     pub fn job(&self, jid: &str) -> Result<JobDetail, ClientError> {
@@ -133,8 +159,22 @@ impl Client {
     /// `follow` it does not end: it yields new events as they happen, until the master
     /// closes it. A read that fails ends the stream after one [`ClientError::Lost`].
     pub fn events(&self, since: Option<u64>, follow: bool) -> Result<Events, ClientError> {
+        self.events_tagged(since, follow, None)
+    }
+
+    /// [`Client::events`], only those whose tag matches the glob `tag` (`*` matches `/` too).
+    pub fn events_tagged(
+        &self,
+        since: Option<u64>,
+        follow: bool,
+        tag: Option<&str>,
+    ) -> Result<Events, ClientError> {
         let since = since.map(|s| s.to_string());
-        let query = [("since", since.as_deref()), ("follow", Some(if follow { "true" } else { "false" }))];
+        let query = [
+            ("since", since.as_deref()),
+            ("follow", Some(if follow { "true" } else { "false" })),
+            ("tag", tag),
+        ];
         let (url, resp) = self.call_get("/events", &query);
         lines_answer(url, resp, "event")
     }

@@ -125,6 +125,10 @@ pub struct RunResponse {
     pub timed_out: Vec<String>,
     /// Targeted minions that were not connected, so never got the job.
     pub not_connected: Vec<String>,
+    /// Targeted minions a batch had not reached yet when the job was killed: they never
+    /// got it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_run: Vec<String>,
 }
 
 /// One row of `GET /jobs`.
@@ -140,6 +144,65 @@ pub struct JobSummary {
     pub targeted: usize,
     pub returned: usize,
     pub failed: usize,
+    /// Targeted minions that were sent the job (or that its batch has yet to send it to)
+    /// and have not returned: the master's view of who is still busy with it.
+    #[serde(default)]
+    pub busy: usize,
+    /// When `drover jobs kill` ended it (ms since the Unix epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub killed_ms: Option<u64>,
+}
+
+impl JobSummary {
+    /// `killed`, `running` (some minion is busy with it) or `done`.
+    pub fn status(&self) -> &'static str {
+        match (self.killed_ms, self.busy) {
+            (Some(_), _) => "killed",
+            (None, 0) => "done",
+            (None, _) => "running",
+        }
+    }
+}
+
+/// `GET /jobs` query: which jobs to list. Every filter given must hold.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobsQuery {
+    /// The newest this many (after filtering); 100 when not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    /// A glob on the function (`cmd.*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<String>,
+    /// A glob on the ids of the minions a job targeted (`web-*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Jobs created at or after this time (ms since the Unix epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_ms: Option<u64>,
+    /// Only jobs with at least one failed return.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub failed: bool,
+}
+
+/// One row of `GET /jobs/running`: a job some minion has not returned yet, and which.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunningJob {
+    #[serde(flatten)]
+    pub summary: JobSummary,
+    /// The minions sent the job that have not returned, sorted.
+    pub busy_minions: Vec<String>,
+}
+
+/// Answer to `POST /jobs/{jid}/kill`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct KillResponse {
+    pub jid: String,
+    /// Busy minions that were sent the kill; each returns the job as killed.
+    pub sent: Vec<String>,
+    /// Busy minions that are not connected now: the kill did not reach them.
+    pub not_connected: Vec<String>,
+    /// Minions a batch had not reached yet: they will never get the job.
+    pub not_run: Vec<String>,
 }
 
 /// `GET /jobs/{jid}`.

@@ -169,6 +169,7 @@ fn run(
                             ret,
                             started_ms: started,
                             finished_ms: now_ms(),
+                            killed: false,
                         });
                         let _ = s.sock.send(encode(&r).expect("encodes"), zmq::DONTWAIT);
                     }

@@ -416,7 +416,7 @@ fn jobs_show_json_is_the_whole_job() {
     let detail = json!({
         "jid": "20250101120000000001", "fun": "test.ping", "args": [], "kwargs": {},
         "target": "*", "tgt_type": "glob", "created_ms": 999,
-        "targeted": 2, "returned": 1, "failed": 0,
+        "targeted": 2, "returned": 1, "failed": 0, "busy": 1,
         "minions": ["a", "b"],
         "returns": {"a": minion_return(true, json!(true))},
     });
@@ -447,9 +447,28 @@ fn jobs_list_prints_a_table_newest_last() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(
         stdout(&out),
-        "JID                   FUNCTION   TARGET  RETURNED  FAILED\n\
-         20250101120000000001  test.ping  web-*   2/2       1\n\
-         20250101120000000002  test.ping  web-*   2/2       1\n"
+        "JID                   FUNCTION   TARGET  RETURNED  FAILED  STATUS\n\
+         20250101120000000001  test.ping  web-*   2/2       1       done\n\
+         20250101120000000002  test.ping  web-*   2/2       1       done\n"
+    );
+    assert_eq!(master.requests()[0].path, "/api/v1/jobs?limit=100");
+
+    // the filters go to the master as query parameters
+    let out = master.drover(&[
+        "jobs",
+        "list",
+        "--function",
+        "cmd.*",
+        "--target",
+        "web-*",
+        "--failed",
+        "--since",
+        "2025-01-01",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        master.requests()[1].path,
+        "/api/v1/jobs?limit=100&function=cmd.*&target=web-*&since_ms=1735689600000&failed=true"
     );
 }
 

@@ -23,8 +23,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use api::{
-    Batch, KeyAction, KeyActionRequest, KeyActionResponse, KeyList, KeyState, MinionReturn, MinionStatus,
-    RoleStatus, RolesApplyResponse, RunResponse, TargetType,
+    Batch, KeyAction, KeyActionRequest, KeyActionResponse, KeyList, KeyState, KillResponse, MinionReturn,
+    MinionStatus, RoleStatus, RolesApplyResponse, RunResponse, TargetType,
 };
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
@@ -33,6 +33,7 @@ use wire::msg::{MAX_HELLO, decode, encode, now_ms};
 use wire::{Assignment, Converged, Hello, Jid, Job, JobReturn, MinionId, PublicKey, ToMaster, ToMinion};
 
 use crate::assign::{Applied, Planned};
+use crate::jobs;
 use crate::limits::{DROPS_INTERVAL, Drops, KeyRefusal, MAX_PENDING, MinionLimits, NewKeys, Reason};
 use crate::metrics::Metrics;
 use crate::pki::KeyStore;
@@ -102,6 +103,15 @@ pub enum Command {
     MinionViews {
         ids: Vec<MinionId>,
         reply: oneshot::Sender<Vec<MinionView>>,
+    },
+    /// End job `jid` (`crate::jobs::kill`): send `ToMinion::Kill` to each of `busy` (the
+    /// minions the store counts busy with it) that is connected, and drop what a batch of
+    /// it has not sent yet.
+    Kill {
+        jid: Jid,
+        fun: String,
+        busy: Vec<MinionId>,
+        reply: oneshot::Sender<KillResponse>,
     },
 }
 
@@ -186,6 +196,8 @@ struct ActiveJob {
     returns: BTreeMap<String, MinionReturn>,
     timed_out: Vec<String>,
     not_connected: Vec<String>,
+    /// Queued minions dropped when the job was killed: they never get it.
+    not_run: Vec<String>,
     reply: Option<oneshot::Sender<RunResponse>>,
 }
 
@@ -720,13 +732,16 @@ impl Hub {
 
     fn on_stored(&mut self, rets: Vec<Stored>) {
         let mut touched = Vec::new();
-        for Stored { ret: r, kept } in rets {
+        for Stored { ret: r, kept, fresh } in rets {
             if let Some(s) = self.sessions.get(&r.id) {
                 self.send(&s.routing.clone(), &ToMinion::Ack { jid: r.jid.clone() });
             }
             if !kept {
                 self.drops.note(r.id.as_str(), Reason::ReturnNotSent);
                 continue;
+            }
+            if fresh {
+                self.event(&r.id, &jobs::ret_tag(&r.jid, &r.id), jobs::ret_data(&r));
             }
             let sent = self.jobs.get_mut(&r.jid).and_then(|job| job.in_flight.remove(&r.id));
             self.metrics.returned(r.success, sent.map(|at| at.elapsed()));
@@ -745,6 +760,7 @@ impl Hub {
     /// nothing is queued or in flight.
     fn pump(&mut self, jid: &Jid) {
         let Some(job) = self.jobs.get_mut(jid) else { return };
+        let mut unsent = Vec::new();
         while job.in_flight.len() < job.window {
             let Some(id) = job.queue.pop_front() else { break };
             match self.sessions.get(&id) {
@@ -752,8 +768,17 @@ impl Hub {
                     self.out.send(&s.routing, job.bodies.get(&id).unwrap_or(&job.body));
                     job.in_flight.insert(id, Instant::now());
                 }
-                None => job.not_connected.push(id.to_string()),
+                None => {
+                    job.not_connected.push(id.to_string());
+                    unsent.push(id);
+                }
             }
+        }
+        // so that the store does not count them busy with it
+        if !unsent.is_empty()
+            && let Err(e) = self.store.unsent(jid.clone(), unsent)
+        {
+            tracing::error!(%jid, error = %e, "cannot note the minions a job never reached");
         }
         if job.queue.is_empty() && job.in_flight.is_empty() {
             let job = self.jobs.remove(jid).expect("present");
@@ -767,6 +792,7 @@ impl Hub {
                     returns: job.returns,
                     timed_out: job.timed_out,
                     not_connected: job.not_connected,
+                    not_run: job.not_run,
                 });
             }
         }
@@ -945,6 +971,45 @@ impl Hub {
             Command::MinionViews { ids, reply } => {
                 let _ = reply.send(ids.into_iter().map(|id| self.view(id)).collect());
             }
+            Command::Kill { jid, fun, busy, reply } => {
+                let _ = reply.send(self.kill(jid, fun, busy));
+            }
+        }
+    }
+
+    /// Drops what the job's batch has not sent yet (those minions never get it), and sends
+    /// the kill to every minion of `busy` that is connected (each returns the job as
+    /// killed, or says it does not run it). The job, if it runs here, ends as usual once
+    /// the busy minions returned or timed out.
+    fn kill(&mut self, jid: Jid, fun: String, busy: Vec<MinionId>) -> KillResponse {
+        let mut not_run: Vec<MinionId> = Vec::new();
+        if let Some(job) = self.jobs.get_mut(&jid) {
+            not_run = job.queue.drain(..).collect();
+            job.not_run.extend(not_run.iter().map(ToString::to_string));
+        }
+        if !not_run.is_empty()
+            && let Err(e) = self.store.unsent(jid.clone(), not_run.clone())
+        {
+            tracing::error!(%jid, error = %e, "cannot note the minions a job never reached");
+        }
+        let (mut sent, mut not_connected) = (Vec::new(), Vec::new());
+        let kill = ToMinion::Kill { jid: jid.clone(), fun };
+        for id in busy.into_iter().filter(|id| !not_run.contains(id)) {
+            match self.sessions.get(&id) {
+                Some(s) => {
+                    self.send(&s.routing, &kill);
+                    sent.push(id.to_string());
+                }
+                None => not_connected.push(id.to_string()),
+            }
+        }
+        tracing::info!(%jid, ?sent, ?not_connected, not_run = not_run.len(), "killing a job");
+        self.pump(&jid);
+        KillResponse {
+            jid: jid.to_string(),
+            sent,
+            not_connected,
+            not_run: not_run.iter().map(ToString::to_string).collect(),
         }
     }
 
@@ -1025,6 +1090,7 @@ impl Hub {
                 returns: BTreeMap::new(),
                 timed_out: Vec::new(),
                 not_connected: Vec::new(),
+                not_run: Vec::new(),
                 reply: Some(reply),
             },
         );

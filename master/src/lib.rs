@@ -4,6 +4,7 @@
 //! - [`pki`]: the master keypair and minion keys (accepted / pending / rejected files).
 //! - [`transport`]: the ZeroMQ I/O thread (CURVE ROUTER, ZAP, key port).
 //! - [`hub`]: the single owner of sessions and in-flight jobs.
+//! - [`jobs`]: job control (`drover jobs kill`) and the job events (`drover/job/<jid>/...`).
 //! - [`metrics`]: what the master counts, for `GET /metrics` (Prometheus text format).
 //! - [`limits`]: what one minion may cost the master (rates, caps) and the tally of drops.
 //! - [`roles`]: the hub's roles side: assignments, reports, peers, the file server.
@@ -25,6 +26,7 @@ pub mod config;
 pub mod content;
 pub mod fleet;
 pub mod hub;
+pub mod jobs;
 pub mod limits;
 pub mod metrics;
 pub mod peers;

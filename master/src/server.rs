@@ -4,7 +4,8 @@
 //! from its URL fragment (`drover dashboard` prints that link).
 //! Handlers validate, then ask the hub (state) or the store (history); they hold nothing.
 //!
-//! - jobs, keys, minions: here;
+//! - jobs (`GET /jobs` with filters, `GET /jobs/running`, `POST /jobs/{jid}/kill`), keys,
+//!   minions: here;
 //! - `dashboard`: the page;
 //! - `roles`: `POST /roles/apply`, `POST /roles/test`, `GET /roles/diff`, `GET /roles/status`;
 //! - `events`: `GET /events` (newline-delimited JSON, optionally followed live);
@@ -22,7 +23,7 @@ mod roles;
 use std::sync::Arc;
 use std::time::Duration;
 
-use api::{ApiError, KeyActionRequest, RunRequest, RunResponse};
+use api::{ApiError, JobsQuery, KeyActionRequest, RunRequest, RunResponse};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
@@ -34,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 use wire::{Jid, Job};
 
 use crate::hub::Command;
+use crate::jobs::{self, KillError};
 use crate::store::{JobRecord, Store};
 
 #[derive(Clone)]
@@ -83,7 +85,9 @@ fn internal(msg: impl ToString) -> Failure {
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/v1/jobs", get(list_jobs).post(run))
+        .route("/api/v1/jobs/running", get(running_jobs))
         .route("/api/v1/jobs/{jid}", get(show_job))
+        .route("/api/v1/jobs/{jid}/kill", post(kill_job))
         .route("/api/v1/keys", get(keys).post(key_action))
         .route("/api/v1/minions", get(minions))
         .route("/api/v1/roles/apply", post(roles::apply))
@@ -164,20 +168,20 @@ async fn run(
     }
     let jid = Jid::generate();
     let timeout = Duration::from_secs_f64(req.timeout_secs);
-    state
-        .store
-        .insert_job(JobRecord {
-            jid: jid.clone(),
-            fun: req.fun.clone(),
-            args: req.args.clone(),
-            kwargs: req.kwargs.clone(),
-            target: req.target.clone(),
-            tgt_type: req.tgt_type,
-            minions: targeted.clone(),
-            created_ms: wire::msg::now_ms(),
-        })
-        .await
-        .map_err(internal)?;
+    let record = JobRecord {
+        jid: jid.clone(),
+        fun: req.fun.clone(),
+        args: req.args.clone(),
+        kwargs: req.kwargs.clone(),
+        target: req.target.clone(),
+        tgt_type: req.tgt_type,
+        minions: targeted.clone(),
+        created_ms: wire::msg::now_ms(),
+    };
+    let new = jobs::new_data(&record, timeout);
+    state.store.insert_job(record).await.map_err(internal)?;
+    // queued before the hub sends the job, so it comes before every return's event
+    state.store.event(None, &jobs::tag(&jid, "new"), new).map_err(internal)?;
     let job = Job {
         jid: jid.clone(),
         fun: req.fun,
@@ -206,16 +210,47 @@ fn valid_function_name(f: &str) -> bool {
     ok(parts.next()) && ok(parts.next()) && parts.next().is_none()
 }
 
-#[derive(serde::Deserialize)]
-struct ListQuery {
-    limit: Option<usize>,
-}
-
+/// `GET /jobs?limit=N&function=GLOB&target=GLOB&since_ms=MS&failed=true`.
 async fn list_jobs(
     State(state): State<ApiState>,
-    Query(q): Query<ListQuery>,
+    Query(mut q): Query<JobsQuery>,
 ) -> Result<Json<Vec<api::JobSummary>>, Failure> {
-    state.store.list_jobs(q.limit.unwrap_or(100).min(10_000)).await.map(Json).map_err(internal)
+    q.limit = Some(q.limit.unwrap_or(100).min(10_000));
+    for (name, glob) in [("function", &q.function), ("target", &q.target)] {
+        if glob.as_ref().is_some_and(|g| g.is_empty()) {
+            return Err(bad(format!("{name} is an empty glob: give a pattern like 'cmd.*' or leave it out")));
+        }
+    }
+    state.store.list_jobs(q).await.map(Json).map_err(internal)
+}
+
+/// `GET /jobs/running`: every job some minion it was sent to has not returned, with those
+/// minions. This is the master's view, from the store (sent, not returned); it does not
+/// ask the minions, as Salt's `jobs.active` does with `saltutil.running`: an answer must
+/// not wait on minions that are gone, and the store already knows which minion did not
+/// return whatever the minion can still say. When the two may differ (a minion restarted
+/// while it ran a job), `drover <target> saltutil.running` asks the minions, and
+/// `drover jobs kill` settles it: a minion that does not run the job says so in a return.
+async fn running_jobs(State(state): State<ApiState>) -> Result<Json<Vec<api::RunningJob>>, Failure> {
+    state.store.running_jobs().await.map(Json).map_err(internal)
+}
+
+/// `POST /jobs/{jid}/kill`: [`jobs::kill`].
+async fn kill_job(
+    State(state): State<ApiState>,
+    Path(jid): Path<String>,
+) -> Result<Json<api::KillResponse>, Failure> {
+    if !Jid::is_valid(&jid) {
+        return Err(bad(format!("bad jid {jid:?}: expected 20 digits, as 'drover jobs running' shows")));
+    }
+    jobs::kill(&state.store, &state.hub, Jid(jid)).await.map(Json).map_err(|e| {
+        let status = match e {
+            KillError::NotFound(_) => StatusCode::NOT_FOUND,
+            KillError::NotRunning(_) => StatusCode::CONFLICT,
+            KillError::Store(_) | KillError::Stopped => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Failure::new(status, e.to_string())
+    })
 }
 
 async fn show_job(

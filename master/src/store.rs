@@ -19,7 +19,7 @@ use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use wire::{Converged, Jid, JobReturn, MinionId};
 
-use api::{JobDetail, JobSummary, MinionReturn, TargetType};
+use api::{JobDetail, JobSummary, JobsQuery, MinionReturn, RunningJob, TargetType};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -85,6 +85,8 @@ pub struct Stored {
     pub ret: JobReturn,
     /// False: refused, because no job recorded under its jid targeted its minion.
     pub kept: bool,
+    /// Kept now for the first time (not a second return for the same jid and minion).
+    pub fresh: bool,
 }
 
 enum Op {
@@ -111,7 +113,18 @@ enum Op {
         reply: oneshot::Sender<Result<Vec<api::Event>, StoreError>>,
     },
     LastEvent(oneshot::Sender<Result<u64, StoreError>>),
-    ListJobs(usize, oneshot::Sender<Result<Vec<JobSummary>, StoreError>>),
+    ListJobs(JobsQuery, oneshot::Sender<Result<Vec<JobSummary>, StoreError>>),
+    RunningJobs(oneshot::Sender<Result<Vec<RunningJob>, StoreError>>),
+    /// The job and the minions still busy with it, if it is recorded.
+    Busy(Jid, oneshot::Sender<Result<Option<RunningJob>, StoreError>>),
+    /// Minions that will never get the job (not connected, or a killed batch's rest).
+    Unsent(Jid, Vec<MinionId>),
+    /// Marks the job killed (the first time counts); answers whether it is recorded.
+    Kill {
+        jid: Jid,
+        time_ms: u64,
+        reply: oneshot::Sender<Result<bool, StoreError>>,
+    },
     ShowJob(Jid, oneshot::Sender<Result<Option<JobDetail>, StoreError>>),
     Minions(oneshot::Sender<Result<Vec<KnownMinion>, StoreError>>),
     SaveApplied {
@@ -148,7 +161,8 @@ const EVENT_BACKLOG: usize = 4096;
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS jobs (
     jid TEXT PRIMARY KEY, fun TEXT NOT NULL, args TEXT NOT NULL, kwargs TEXT NOT NULL,
-    target TEXT NOT NULL, tgt_type TEXT NOT NULL, minions TEXT NOT NULL, created_ms INTEGER NOT NULL);
+    target TEXT NOT NULL, tgt_type TEXT NOT NULL, minions TEXT NOT NULL, created_ms INTEGER NOT NULL,
+    unsent TEXT NOT NULL DEFAULT '[]', killed_ms INTEGER);
 CREATE TABLE IF NOT EXISTS returns (
     jid TEXT NOT NULL, minion TEXT NOT NULL, fun TEXT NOT NULL, success INTEGER NOT NULL,
     retcode INTEGER NOT NULL, ret TEXT NOT NULL, started_ms INTEGER NOT NULL,
@@ -180,6 +194,13 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     };
     if !has_column("events", "minion")? {
         conn.execute_batch("ALTER TABLE events ADD COLUMN minion TEXT")?;
+    }
+    // which targeted minions never got a job, and when it was killed (job control)
+    if !has_column("jobs", "unsent")? {
+        conn.execute_batch("ALTER TABLE jobs ADD COLUMN unsent TEXT NOT NULL DEFAULT '[]'")?;
+    }
+    if !has_column("jobs", "killed_ms")? {
+        conn.execute_batch("ALTER TABLE jobs ADD COLUMN killed_ms INTEGER")?;
     }
     Ok(())
 }
@@ -327,8 +348,31 @@ impl Store {
         self.ask(Op::LoadFleet).await
     }
 
-    pub async fn list_jobs(&self, limit: usize) -> Result<Vec<JobSummary>, StoreError> {
-        self.ask(|tx| Op::ListJobs(limit, tx)).await
+    /// The newest jobs `query` selects (100 without a limit), oldest first.
+    pub async fn list_jobs(&self, query: JobsQuery) -> Result<Vec<JobSummary>, StoreError> {
+        self.ask(|tx| Op::ListJobs(query, tx)).await
+    }
+
+    /// Every job some minion it was sent to has not returned, oldest first, with those
+    /// minions: the master's view of what runs (see `server::running_jobs`).
+    pub async fn running_jobs(&self) -> Result<Vec<RunningJob>, StoreError> {
+        self.ask(Op::RunningJobs).await
+    }
+
+    /// Job `jid` and the minions still busy with it; `None` if no such job is recorded.
+    pub async fn busy(&self, jid: Jid) -> Result<Option<RunningJob>, StoreError> {
+        self.ask(|tx| Op::Busy(jid, tx)).await
+    }
+
+    /// Notes that these targeted minions never got job `jid`, so are not busy with it.
+    pub fn unsent(&self, jid: Jid, ids: Vec<MinionId>) -> Result<(), StoreError> {
+        self.send(Op::Unsent(jid, ids))
+    }
+
+    /// Marks job `jid` killed at `time_ms` (a second kill keeps the first time); answers
+    /// once committed, whether the job is recorded.
+    pub async fn kill(&self, jid: Jid, time_ms: u64) -> Result<bool, StoreError> {
+        self.ask(|reply| Op::Kill { jid, time_ms, reply }).await
     }
 
     pub async fn show_job(&self, jid: Jid) -> Result<Option<JobDetail>, StoreError> {
@@ -374,10 +418,14 @@ fn run(
                             true => targeted(&tx, &ret.jid, &ret.id),
                         }
                         .and_then(|kept| {
-                            if kept { insert_return(&tx, &ret).map(|()| true) } else { Ok(false) }
+                            if kept {
+                                insert_return(&tx, &ret).map(|fresh| (true, fresh))
+                            } else {
+                                Ok((false, false))
+                            }
                         });
                         match kept {
-                            Ok(kept) => done_returns.push(Stored { ret, kept }),
+                            Ok((kept, fresh)) => done_returns.push(Stored { ret, kept, fresh }),
                             Err(e) => {
                                 tracing::error!(jid = %ret.jid, id = %ret.id, error = %e, "cannot store return")
                             }
@@ -460,8 +508,28 @@ fn run(
                             .optional();
                         let _ = reply.send(row.map_err(StoreError::from));
                     }
-                    Op::ListJobs(limit, reply) => {
-                        let _ = reply.send(list_jobs(&tx, limit).map_err(StoreError::from));
+                    Op::ListJobs(query, reply) => {
+                        let _ = reply.send(list_jobs(&tx, &query).map_err(StoreError::from));
+                    }
+                    Op::RunningJobs(reply) => {
+                        let _ = reply.send(running_jobs(&tx).map_err(StoreError::from));
+                    }
+                    Op::Busy(jid, reply) => {
+                        let _ = reply.send(busy(&tx, &jid).map_err(StoreError::from));
+                    }
+                    Op::Unsent(jid, ids) => {
+                        if let Err(e) = unsent(&tx, &jid, &ids) {
+                            tracing::error!(%jid, error = %e, "cannot note the minions a job never reached");
+                        }
+                    }
+                    Op::Kill { jid, time_ms, reply } => {
+                        let killed = tx
+                            .execute(
+                                "UPDATE jobs SET killed_ms = COALESCE(killed_ms, ?2) WHERE jid = ?1",
+                                params![jid.as_str(), time_ms as i64],
+                            )
+                            .map(|n| n == 1);
+                        let _ = reply.send(killed.map_err(StoreError::from));
                     }
                     Op::ShowJob(jid, reply) => {
                         let _ = reply.send(show_job(&tx, &jid).map_err(StoreError::from));
@@ -546,8 +614,10 @@ fn targeted(tx: &rusqlite::Transaction, jid: &Jid, id: &MinionId) -> rusqlite::R
     )
 }
 
-fn insert_return(tx: &rusqlite::Transaction, r: &JobReturn) -> rusqlite::Result<()> {
-    tx.execute(
+/// Keeps a return; false if one for the same (jid, minion) was kept before. A killed
+/// return marks its job killed (as `drover jobs kill` does), whoever killed it.
+fn insert_return(tx: &rusqlite::Transaction, r: &JobReturn) -> rusqlite::Result<bool> {
+    let inserted = tx.execute(
         "INSERT OR IGNORE INTO returns
          (jid, minion, fun, success, retcode, ret, started_ms, finished_ms, received_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -563,7 +633,13 @@ fn insert_return(tx: &rusqlite::Transaction, r: &JobReturn) -> rusqlite::Result<
             wire::msg::now_ms() as i64,
         ],
     )?;
-    Ok(())
+    if inserted == 1 && r.killed {
+        tx.execute(
+            "UPDATE jobs SET killed_ms = COALESCE(killed_ms, ?2) WHERE jid = ?1",
+            params![r.jid.as_str(), wire::msg::now_ms() as i64],
+        )?;
+    }
+    Ok(inserted == 1)
 }
 
 fn parse<T: serde::de::DeserializeOwned + Default>(text: String) -> T {
@@ -585,28 +661,102 @@ fn summary(row: &rusqlite::Row) -> rusqlite::Result<(JobSummary, Vec<String>)> {
             targeted: minions.len(),
             returned: row.get::<_, i64>(8)? as usize,
             failed: row.get::<_, i64>(9)? as usize,
+            busy: row.get::<_, i64>(10)? as usize,
+            killed_ms: row.get::<_, Option<i64>>(11)?.map(|ms| ms as u64),
         },
         minions,
     ))
 }
 
-const SUMMARY_SQL: &str =
-    "SELECT j.jid, j.fun, j.args, j.kwargs, j.target, j.tgt_type, j.minions, j.created_ms,
-    (SELECT COUNT(*) FROM returns r WHERE r.jid = j.jid),
-    (SELECT COUNT(*) FROM returns r WHERE r.jid = j.jid AND r.success = 0)
-    FROM jobs j";
+/// The targeted minions of job `j` that are busy with it: sent it (not in `unsent`) and
+/// not returned.
+const BUSY_FROM: &str = "json_each(j.minions) m WHERE m.value NOT IN (SELECT value FROM json_each(j.unsent))
+    AND NOT EXISTS (SELECT 1 FROM returns r WHERE r.jid = j.jid AND r.minion = m.value)";
 
-fn list_jobs(tx: &rusqlite::Transaction, limit: usize) -> rusqlite::Result<Vec<JobSummary>> {
-    let mut stmt = tx.prepare(&format!("{SUMMARY_SQL} ORDER BY j.jid DESC LIMIT ?1"))?;
-    let mut rows: Vec<JobSummary> =
-        stmt.query_map([limit as i64], summary)?.map(|r| r.map(|(s, _)| s)).collect::<Result<_, _>>()?;
+/// The summaries ([`summary`]'s columns) of the jobs `filter` selects (a `WHERE` on
+/// `jobs j`, or nothing), then `outer` on the summaries' own columns (`jid`, `busy`).
+fn summary_sql(filter: &str, outer: &str) -> String {
+    format!(
+        "SELECT * FROM (SELECT j.jid, j.fun, j.args, j.kwargs, j.target, j.tgt_type, j.minions, j.created_ms,
+        (SELECT COUNT(*) FROM returns r WHERE r.jid = j.jid),
+        (SELECT COUNT(*) FROM returns r WHERE r.jid = j.jid AND r.success = 0),
+        (SELECT COUNT(*) FROM {BUSY_FROM}) AS busy,
+        j.killed_ms
+        FROM jobs j {filter}) {outer}"
+    )
+}
+
+/// The newest `query.limit` jobs passing every filter of `query`, oldest first. Globs are
+/// SQLite's `GLOB`: `*`, `?` and `[abc]`, case-sensitive, `*` matching `/` and `.` too.
+fn list_jobs(tx: &rusqlite::Transaction, query: &JobsQuery) -> rusqlite::Result<Vec<JobSummary>> {
+    let mut stmt = tx.prepare(&summary_sql(
+        "WHERE (?2 IS NULL OR j.fun GLOB ?2)
+            AND (?3 IS NULL OR EXISTS (SELECT 1 FROM json_each(j.minions) m WHERE m.value GLOB ?3))
+            AND (?4 IS NULL OR j.created_ms >= ?4)
+            AND (?5 = 0 OR EXISTS (SELECT 1 FROM returns r WHERE r.jid = j.jid AND r.success = 0))",
+        "ORDER BY jid DESC LIMIT ?1",
+    ))?;
+    let limit = query.limit.unwrap_or(100) as i64;
+    let since = query.since_ms.map(|ms| ms.min(i64::MAX as u64) as i64);
+    let mut rows: Vec<JobSummary> = stmt
+        .query_map(params![limit, query.function, query.target, since, query.failed], summary)?
+        .map(|r| r.map(|(s, _)| s))
+        .collect::<Result<_, _>>()?;
     rows.reverse();
     Ok(rows)
 }
 
+fn running_jobs(tx: &rusqlite::Transaction) -> rusqlite::Result<Vec<RunningJob>> {
+    // the counts first (an index range per job), so that only a job with a minion short
+    // of a return has its minions looked at one by one: a minion never reached cannot
+    // have returned, so the two counts do not overlap
+    let mut stmt = tx.prepare(&summary_sql(
+        "WHERE (SELECT COUNT(*) FROM returns r WHERE r.jid = j.jid) + json_array_length(j.unsent)
+            < json_array_length(j.minions)",
+        "WHERE busy > 0 ORDER BY jid",
+    ))?;
+    let jobs: Vec<JobSummary> =
+        stmt.query_map([], summary)?.map(|r| r.map(|(s, _)| s)).collect::<Result<_, _>>()?;
+    jobs.into_iter()
+        .map(|summary| {
+            let busy_minions = busy_minions(tx, &summary.jid)?;
+            Ok(RunningJob { summary, busy_minions })
+        })
+        .collect()
+}
+
+fn busy(tx: &rusqlite::Transaction, jid: &Jid) -> rusqlite::Result<Option<RunningJob>> {
+    let found = tx.query_row(&summary_sql("WHERE j.jid = ?1", ""), [jid.as_str()], summary).optional()?;
+    let Some((summary, _)) = found else { return Ok(None) };
+    let busy_minions = busy_minions(tx, jid.as_str())?;
+    Ok(Some(RunningJob { summary, busy_minions }))
+}
+
+fn busy_minions(tx: &rusqlite::Transaction, jid: &str) -> rusqlite::Result<Vec<String>> {
+    let mut stmt =
+        tx.prepare(&format!("SELECT m.value FROM jobs j, {BUSY_FROM} AND j.jid = ?1 ORDER BY m.value"))?;
+    stmt.query_map([jid], |row| row.get(0))?.collect()
+}
+
+/// Adds `ids` to the minions job `jid` never reached.
+fn unsent(tx: &rusqlite::Transaction, jid: &Jid, ids: &[MinionId]) -> rusqlite::Result<()> {
+    let Some(before) = tx
+        .query_row("SELECT unsent FROM jobs WHERE jid = ?1", [jid.as_str()], |row| row.get::<_, String>(0))
+        .optional()?
+    else {
+        return Ok(());
+    };
+    let mut all: Vec<String> = parse(before);
+    all.extend(ids.iter().map(ToString::to_string));
+    all.sort();
+    all.dedup();
+    tx.execute("UPDATE jobs SET unsent = ?2 WHERE jid = ?1", params![jid.as_str(), json(&all)])?;
+    Ok(())
+}
+
 fn show_job(tx: &rusqlite::Transaction, jid: &Jid) -> rusqlite::Result<Option<JobDetail>> {
     let Some((summary, minions)) =
-        tx.query_row(&format!("{SUMMARY_SQL} WHERE j.jid = ?1"), [jid.as_str()], summary).optional()?
+        tx.query_row(&summary_sql("WHERE j.jid = ?1", ""), [jid.as_str()], summary).optional()?
     else {
         return Ok(None);
     };
@@ -779,6 +929,7 @@ mod tests {
             ret: json!(success),
             started_ms: 10,
             finished_ms: 20,
+            killed: false,
         }
     }
 
@@ -839,7 +990,105 @@ mod tests {
         assert_eq!(kept, [("a".to_string(), true), ("c".into(), false), ("a".into(), false)]);
         let detail = store.show_job(jid).await.unwrap().unwrap();
         assert_eq!(detail.returns.keys().collect::<Vec<_>>(), ["a"]);
-        assert_eq!(store.list_jobs(10).await.unwrap().len(), 1, "no job made up by a return");
+        assert_eq!(
+            store.list_jobs(JobsQuery::default()).await.unwrap().len(),
+            1,
+            "no job made up by a return"
+        );
+    }
+
+    fn record(fun: &str, minions: &[&str], created_ms: u64) -> JobRecord {
+        JobRecord {
+            jid: Jid::generate(),
+            fun: fun.into(),
+            args: vec![],
+            kwargs: BTreeMap::new(),
+            target: minions.join(","),
+            tgt_type: TargetType::List,
+            minions: minions.iter().map(|m| MinionId::new(*m).unwrap()).collect(),
+            created_ms,
+        }
+    }
+
+    #[tokio::test]
+    async fn busy_minions_are_those_sent_the_job_without_a_return_and_a_kill_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, mut stored) = mpsc::unbounded_channel();
+        let store = Store::open(&dir.path().join("drover.db"), tx).unwrap();
+        let job = record("cmd.run", &["a", "b", "c"], 1);
+        let jid = job.jid.clone();
+        store.insert_job(job).await.unwrap();
+        store.unsent(jid.clone(), vec![MinionId::new("c").unwrap()]).unwrap();
+        store.insert_return(ret(&jid, "a", true)).unwrap();
+        let first = stored.recv().await.unwrap();
+        assert!(first[0].fresh);
+        store.insert_return(ret(&jid, "a", true)).unwrap();
+        assert!(!stored.recv().await.unwrap()[0].fresh, "a resent return is not new");
+
+        let running = store.running_jobs().await.unwrap();
+        assert_eq!(running.len(), 1);
+        assert_eq!(running[0].busy_minions, ["b"]);
+        assert_eq!((running[0].summary.busy, running[0].summary.status()), (1, "running"));
+        assert!(store.kill(jid.clone(), 7).await.unwrap());
+        assert!(store.kill(jid.clone(), 9).await.unwrap());
+        assert!(!store.kill(Jid::generate(), 9).await.unwrap(), "no such job");
+        let busy = store.busy(jid.clone()).await.unwrap().unwrap();
+        assert_eq!((busy.summary.killed_ms, busy.summary.status()), (Some(7), "killed"));
+
+        store.insert_return(ret(&jid, "b", false)).unwrap();
+        stored.recv().await.unwrap();
+        assert!(store.running_jobs().await.unwrap().is_empty());
+        assert!(store.busy(jid).await.unwrap().unwrap().busy_minions.is_empty());
+
+        // a return killed on the minion (saltutil.kill_job) marks its job killed too
+        let job = record("test.sleep", &["a"], 2);
+        let other = job.jid.clone();
+        store.insert_job(job).await.unwrap();
+        store.insert_return(JobReturn { killed: true, ..ret(&other, "a", false) }).unwrap();
+        stored.recv().await.unwrap();
+        let shown = store.show_job(other).await.unwrap().unwrap();
+        assert_eq!((shown.summary.status(), shown.summary.busy), ("killed", 0));
+    }
+
+    #[tokio::test]
+    async fn jobs_are_listed_by_function_target_time_and_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, mut stored) = mpsc::unbounded_channel();
+        let store = Store::open(&dir.path().join("drover.db"), tx).unwrap();
+        let jobs = [
+            record("test.ping", &["web-1", "db-1"], 1_000),
+            record("cmd.run", &["web-2"], 2_000),
+            record("cmd.run_all", &["db-1"], 3_000),
+        ];
+        for job in &jobs {
+            store.insert_job(job.clone()).await.unwrap();
+        }
+        store.insert_return(ret(&jobs[1].jid, "web-2", false)).unwrap();
+        store.insert_return(ret(&jobs[2].jid, "db-1", true)).unwrap();
+        let mut n = 0;
+        while n < 2 {
+            n += stored.recv().await.unwrap().len();
+        }
+        let list = |query: JobsQuery| {
+            let store = store.clone();
+            async move {
+                let found = store.list_jobs(query).await.unwrap();
+                found.into_iter().map(|j| j.fun).collect::<Vec<_>>()
+            }
+        };
+        let q = JobsQuery::default;
+        assert_eq!(list(q()).await, ["test.ping", "cmd.run", "cmd.run_all"]);
+        assert_eq!(
+            list(JobsQuery { function: Some("cmd.*".into()), ..q() }).await,
+            ["cmd.run", "cmd.run_all"]
+        );
+        assert_eq!(list(JobsQuery { function: Some("cmd.run".into()), ..q() }).await, ["cmd.run"]);
+        assert_eq!(list(JobsQuery { target: Some("web-*".into()), ..q() }).await, ["test.ping", "cmd.run"]);
+        assert_eq!(list(JobsQuery { since_ms: Some(2_000), ..q() }).await, ["cmd.run", "cmd.run_all"]);
+        assert_eq!(list(JobsQuery { failed: true, ..q() }).await, ["cmd.run"]);
+        let both = JobsQuery { target: Some("db-1".into()), since_ms: Some(1_500), ..q() };
+        assert_eq!(list(both).await, ["cmd.run_all"]);
+        assert_eq!(list(JobsQuery { limit: Some(1), ..q() }).await, ["cmd.run_all"], "the newest");
     }
 
     #[tokio::test]
@@ -879,10 +1128,39 @@ mod tests {
         assert!(detail.returns["a"].success, "the first return wins");
         assert!(!detail.returns["b"].success);
         assert_eq!((detail.summary.returned, detail.summary.failed), (2, 1));
-        let list = store.list_jobs(10).await.unwrap();
+        let list = store.list_jobs(JobsQuery::default()).await.unwrap();
         assert_eq!(list.len(), 1);
         assert_eq!(list[0].jid, jid.as_str());
         assert!(store.show_job(Jid::generate()).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn jobs_of_an_older_master_get_the_job_control_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("drover.db");
+        {
+            // a job table made before jobs could be killed, with a job not returned by b
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE jobs (jid TEXT PRIMARY KEY, fun TEXT NOT NULL, args TEXT NOT NULL,
+                 kwargs TEXT NOT NULL, target TEXT NOT NULL, tgt_type TEXT NOT NULL, minions TEXT NOT NULL,
+                 created_ms INTEGER NOT NULL);
+                 INSERT INTO jobs VALUES ('20250101120000000001', 'cmd.run', '[]', '{}', 'a,b', 'list',
+                 '[\"a\",\"b\"]', 5);",
+            )
+            .unwrap();
+        }
+        let (tx, _stored) = mpsc::unbounded_channel();
+        let store = Store::open(&path, tx).unwrap();
+        let running = store.running_jobs().await.unwrap();
+        assert_eq!(running.len(), 1);
+        assert_eq!(
+            (running[0].busy_minions.clone(), running[0].summary.killed_ms),
+            (vec!["a".into(), "b".into()], None)
+        );
+        let jid = Jid("20250101120000000001".into());
+        assert!(store.kill(jid.clone(), 9).await.unwrap());
+        assert_eq!(store.show_job(jid).await.unwrap().unwrap().summary.killed_ms, Some(9));
     }
 
     #[tokio::test]

@@ -137,6 +137,7 @@ pub fn failure(ret: &JobReturn, why: &str) -> JobReturn {
         ret: format!("{}: {why}", ret.fun).into(),
         started_ms: ret.started_ms,
         finished_ms: ret.finished_ms,
+        killed: ret.killed,
     }
 }
 
@@ -196,6 +197,7 @@ mod tests {
             ret: json!("hi"),
             started_ms: 1,
             finished_ms: 2,
+            killed: false,
         }
     }
 

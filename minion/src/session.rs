@@ -10,6 +10,8 @@
 //! - It sends `Health` after every `Welcome` and whenever the minion's health changes.
 //! - Once welcomed it sends `Heartbeat` every interval and resends unacknowledged returns
 //!   every [`RESEND_EVERY`] and right after every `Welcome`.
+//! - Each job runs as a task of its own, listed in [`crate::jobs::Running`] until its
+//!   return is kept; `Kill` from the master aborts it and its return says it was killed.
 //! - When the master is silent for [`SILENT_INTERVALS`] intervals it drops the socket, waits
 //!   a jittered backoff, resolves the master's name again and connects a fresh socket. If
 //!   nothing at all came back on that socket, it asks the key port whether the master now
@@ -32,6 +34,7 @@ use crate::config::Config;
 use crate::converge::Converger;
 use crate::error::Error;
 use crate::functions::{self, Call, Outcome};
+use crate::jobs::{self, JobInfo, Running};
 use crate::outbox::{self, Outbox, Spooled};
 use crate::supervisor::Supervisor;
 use crate::transport::{self, Identity, Transport};
@@ -447,6 +450,7 @@ impl Session {
             match msg {
                 ToMinion::Job(job) => self.start_job(job),
                 ToMinion::Ack { jid } => self.acknowledged(jid),
+                ToMinion::Kill { jid, fun } => self.kill_job(jid, fun),
                 _ => {}
             }
             return;
@@ -509,7 +513,37 @@ impl Session {
             ToMinion::Ack { jid } => self.acknowledged(jid),
             ToMinion::Assign(a) => self.links.converger.assign(a),
             ToMinion::Files { blobs, missing } => self.links.converger.files(blobs, missing),
+            ToMinion::Kill { jid, fun } => self.kill_job(jid, fun),
         }
+    }
+
+    /// The master ends job `jid` (`drover jobs kill`): abort it if it runs (its return, as
+    /// killed, follows). If it neither runs nor returned here, say so in a failed return,
+    /// so that the master stops counting this minion busy on it; a return already made
+    /// is on its way and says what happened.
+    fn kill_job(&mut self, jid: Jid, fun: String) {
+        if let Some(job) = self.jobs.running.kill(&jid) {
+            info!(%jid, fun = %job.fun, "killing a job, as the master asks");
+            return;
+        }
+        if self.outbox.contains(&jid) || self.jobs.seen(&jid) {
+            debug!(%jid, "asked to kill a job that already returned");
+            return;
+        }
+        info!(%jid, %fun, "asked to kill a job that does not run here; saying so");
+        let now = wire::msg::now_ms();
+        let ret = JobReturn {
+            ret: jobs::not_running(&jid),
+            jid,
+            id: self.config.id.clone(),
+            fun,
+            success: false,
+            retcode: jobs::KILLED_RETCODE,
+            started_ms: now,
+            finished_ms: now,
+            killed: true,
+        };
+        self.on_finished(Err(ret));
     }
 
     fn acknowledged(&mut self, jid: Jid) {
@@ -530,20 +564,27 @@ impl Session {
             return;
         }
         debug!(jid = %job.jid, fun = %job.fun, "running job");
-        self.jobs.running.insert(job.jid.clone());
         let done = self.jobs.done_tx.clone();
         let spooler = self.outbox.spooler();
         let id = self.config.id.clone();
         let grains = Arc::clone(&self.grains);
         let span = tracing::info_span!("job", jid = %job.jid, fun = %job.fun);
+        let started_ms = wire::msg::now_ms();
+        let Job { jid, fun, args, kwargs, timeout_ms: _ } = job;
+        let info = JobInfo { jid: jid.clone(), fun: fun.clone(), args, kwargs, started_ms };
+        let call = Call { fun: fun.clone(), args: info.args.clone(), kwargs: info.kwargs.clone(), grains };
+        // its own task: a panic still makes a return, and a kill aborts it alone
+        let ctx = jobs::Context { running: self.jobs.running.clone(), jid: jid.clone() };
+        let work = tokio::spawn(jobs::scope(ctx, functions::call(call)).instrument(span.clone()));
+        self.jobs.running.insert(info, work.abort_handle());
         let task = async move {
-            let started_ms = wire::msg::now_ms();
-            let Job { jid, fun, args, kwargs, timeout_ms: _ } = job;
-            let call = Call { fun: fun.clone(), args, kwargs, grains };
-            // a panicking function must still produce a return
-            let outcome = match tokio::spawn(functions::call(call)).await {
-                Ok(outcome) => outcome,
-                Err(e) => Outcome::fail(format!("{fun} stopped unexpectedly: {e}")),
+            // only a kill aborts the task (the runtime's end drops this task with it)
+            let (outcome, killed) = match work.await {
+                Ok(outcome) => (outcome, false),
+                Err(e) if e.is_cancelled() => {
+                    (jobs::killed(&fun, wire::msg::now_ms().saturating_sub(started_ms)), true)
+                }
+                Err(e) => (Outcome::fail(format!("{fun} stopped unexpectedly: {e}")), false),
             };
             let ret = JobReturn {
                 jid,
@@ -554,6 +595,7 @@ impl Session {
                 ret: outcome.ret,
                 started_ms,
                 finished_ms: wire::msg::now_ms(),
+                killed,
             };
             // written (and fsynced) here, off the session's thread, before it is first sent
             // what a failure will be made from, if it cannot be kept (not the value: it may
@@ -643,7 +685,7 @@ impl Session {
 
 /// Jobs running now, and jids already returned and acknowledged.
 struct Jobs {
-    running: HashSet<Jid>,
+    running: Running,
     acked: HashSet<Jid>,
     acked_order: VecDeque<Jid>,
     done_tx: mpsc::UnboundedSender<Result<Spooled, JobReturn>>,
@@ -653,7 +695,13 @@ struct Jobs {
 impl Jobs {
     fn new() -> Self {
         let (done_tx, done) = mpsc::unbounded_channel();
-        Self { running: HashSet::new(), acked: HashSet::new(), acked_order: VecDeque::new(), done_tx, done }
+        Self {
+            running: Running::default(),
+            acked: HashSet::new(),
+            acked_order: VecDeque::new(),
+            done_tx,
+            done,
+        }
     }
 
     /// Remembers an acknowledged jid (the last [`REMEMBERED_JIDS`] of them).

@@ -150,6 +150,7 @@ fn a_forged_return_from_an_unaccepted_key_is_not_stored() {
         ret: json!("forged"),
         started_ms: 0,
         finished_ms: 0,
+        killed: false,
     });
     for _ in 0..3 {
         forger.send(wire::msg::encode(&forged).unwrap(), 0).unwrap();

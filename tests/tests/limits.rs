@@ -32,6 +32,7 @@ fn a_return(jid: &str, id: &MinionId, ret: serde_json::Value) -> ToMaster {
         ret,
         started_ms: 0,
         finished_ms: 0,
+        killed: false,
     })
 }
 

@@ -196,6 +196,14 @@ pub enum ToMinion {
         blobs: Vec<Blob>,
         missing: Vec<String>,
     },
+    /// End job `jid` (`drover jobs kill`): the minion aborts it, which kills its process
+    /// group, and returns it as killed. A minion that has no such job running and no return
+    /// for it answers with a failed return saying so, so that the master stops counting it
+    /// busy. `fun` names the job's function in that answer.
+    Kill {
+        jid: Jid,
+        fun: String,
+    },
 }
 
 /// A role assignment, pushed on `drover roles apply`, to every minion that connects, and
@@ -333,6 +341,10 @@ pub struct JobReturn {
     /// When the minion started and finished the job, in ms since the Unix epoch.
     pub started_ms: u64,
     pub finished_ms: u64,
+    /// A kill ended the job (`ToMinion::Kill`, `saltutil.kill_job`), or answered for it on a
+    /// minion that did not run it: the master records the job killed.
+    #[serde(default)]
+    pub killed: bool,
 }
 
 /// What the master's key port (the listen port − 1, no encryption) answers, so a minion can
@@ -363,6 +375,7 @@ mod tests {
             ret: json!({"stdout": "x", "retcode": 3}),
             started_ms: 1,
             finished_ms: 2,
+            killed: false,
         })
     }
 
@@ -401,6 +414,8 @@ mod tests {
         assert_eq!(decode::<ToMinion>(&encode(&job).unwrap()).unwrap(), job);
         let superseded = ToMinion::Superseded { by: 7 };
         assert_eq!(decode::<ToMinion>(&encode(&superseded).unwrap()).unwrap(), superseded);
+        let kill = ToMinion::Kill { jid: Jid::generate(), fun: "cmd.run".into() };
+        assert_eq!(decode::<ToMinion>(&encode(&kill).unwrap()).unwrap(), kill);
     }
 
     #[test]

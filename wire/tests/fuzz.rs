@@ -63,7 +63,17 @@ fn to_master() -> impl Strategy<Value = ToMaster> {
             any::<u64>()
         )
             .prop_map(|(jid, id, fun, success, retcode, ret, started_ms, finished_ms)| {
-                ToMaster::Return(JobReturn { jid, id, fun, success, retcode, ret, started_ms, finished_ms })
+                ToMaster::Return(JobReturn {
+                    jid,
+                    id,
+                    fun,
+                    success,
+                    retcode,
+                    ret,
+                    started_ms,
+                    finished_ms,
+                    killed: success,
+                })
             }),
         prop::collection::vec("[0-9a-f]{0,64}", 0..4).prop_map(|sha256| ToMaster::Fetch { sha256 }),
         (".{0,40}", any::<u64>(), any::<bool>(), prop::collection::vec(".{0,8}", 0..3), any::<usize>())

@@ -1,5 +1,5 @@
-//! `drover events [--since SEQ] [--no-follow]`: the master's event stream, one line per
-//! event as it happens (`--out json`: one JSON object per line, for scripts).
+//! `drover events [--since SEQ] [--no-follow] [--tag GLOB]`: the master's event stream, one
+//! line per event as it happens (`--out json`: one JSON object per line, for scripts).
 
 use anyhow::Context as _;
 use api::Event;
@@ -19,8 +19,13 @@ master) and data (compact JSON). --out json prints each event as one JSON object
 Ctrl-C ends the stream (exit status 0). Without --no-follow the stream also ends when the
 master closes it (it stops), which is said on stderr.
 
+--tag keeps the events whose tag matches a glob (`*` matches `/` too), filtered by the
+master. Every job has its events: drover/job/<jid>/new when it is published,
+drover/job/<jid>/ret/<minion> for each return, drover/job/<jid>/kill when it is killed.
+
 Examples:
   drover events
+  drover events --tag 'drover/job/*'             # jobs as they are published and return
   drover events --since 0 --no-follow          # every stored event, then exit
   drover events --out json | jq -c 'select(.tag | endswith(\"/crashed\"))'";
 
@@ -34,12 +39,16 @@ pub struct EventsArgs {
     /// Print the events stored so far and exit, instead of waiting for new ones
     #[arg(long)]
     pub no_follow: bool,
+
+    /// Only events whose tag matches this glob (`drover/job/*/ret/*`)
+    #[arg(long, value_name = "GLOB")]
+    pub tag: Option<String>,
 }
 
 pub fn run(args: EventsArgs, ctx: &mut Ctx) -> anyhow::Result<Exit> {
     let follow = !args.no_follow;
     exit_on_interrupt()?;
-    let events = ctx.client()?.events(args.since, follow).map_err(api_error)?;
+    let events = ctx.client()?.events_tagged(args.since, follow, args.tag.as_deref()).map_err(api_error)?;
     for event in events {
         let event = event.map_err(api_error)?;
         let text = match ctx.out() {

@@ -36,7 +36,7 @@ use crate::output::{self, Out, StateOutput};
 pub enum Command {
     /// List, accept, reject and delete minion keys
     Key(key::KeyArgs),
-    /// List jobs and show one job's returns
+    /// List jobs (with filters), show one job's returns, see which run, kill one
     Jobs(jobs::JobsArgs),
     /// Apply the roles of a git commit, see what it would change, see each minion's state
     Roles(roles::RolesArgs),

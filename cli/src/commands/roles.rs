@@ -170,7 +170,8 @@ fn print_test(ctx: &mut Ctx, resp: &RolesTestResponse) -> anyhow::Result<Exit> {
         ctx.print(&format!("{commit} would change no minion; nothing was tested\n"))?;
         return Ok(Exit::Success);
     } else {
-        let mut text = output::returns(ctx.out_for("state.apply"), &run.returns, ctx.color)?;
+        let mut text =
+            output::returns(ctx.out_for("state.apply"), &run.returns, ctx.color, ctx.state_output)?;
         text.push_str(&format!(
             "tested {commit} on {} (job {}); {} unchanged; nothing was applied\n",
             plural(run.targeted.len(), "minion"),

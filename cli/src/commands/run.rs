@@ -183,6 +183,9 @@ pub fn run(run: RunArgs, ctx: &mut Ctx) -> anyhow::Result<Exit> {
     if !missing.not_connected.is_empty() {
         ctx.note(&format!("not connected: {}", missing.not_connected.join(", ")))?;
     }
+    if !resp.not_run.is_empty() {
+        ctx.note(&format!("not run (the job was killed first): {}", resp.not_run.join(", ")))?;
+    }
     Ok(status(&resp))
 }
 
@@ -206,7 +209,7 @@ impl Missing {
             .iter()
             .chain(&resp.targeted)
             .filter(no_return)
-            .filter(|id| !not_connected.contains(*id))
+            .filter(|id| !not_connected.contains(*id) && !resp.not_run.contains(*id))
             .collect();
         Missing {
             timed_out: timed_out.into_iter().cloned().collect(),
@@ -455,6 +458,7 @@ mod tests {
             returns,
             timed_out: ids(timed_out),
             not_connected: ids(absent),
+            not_run: Vec::new(),
         }
     }
 

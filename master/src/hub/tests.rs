@@ -292,3 +292,50 @@ async fn views_answer_per_id_with_the_report_of_the_current_session_only() {
     let view = f.views(&[&id]).remove(0);
     assert_eq!((view.generation, view.converged), (Some(2), None));
 }
+
+#[test]
+fn a_kill_reaches_the_busy_minions_and_drops_what_a_batch_has_not_sent() {
+    let mut f = fixture();
+    let (w1, w2) = (f.accepted("web-1"), f.accepted("web-2"));
+    for conn in [&w1, &w2] {
+        f.hello(conn, 0);
+        assert!(matches!(f.sent_to(conn), ToMinion::Welcome { .. }));
+    }
+    let (start, mut answer) = job(&w1.id);
+    let Command::Start { job, timeout, reply, .. } = start else { unreachable!() };
+    let jid = job.jid.clone();
+    let targeted = vec![w1.id.clone(), w2.id.clone()];
+    f.hub.on_command(Command::Start { job, targeted, timeout, batch: Some(api::Batch::Count(1)), reply });
+    assert!(matches!(f.sent_to(&w1), ToMinion::Job(_)));
+
+    // the store counts both busy (sent, or queued: neither returned), and a gone one
+    let gone = MinionId::new("db-1").unwrap();
+    let busy = vec![w1.id.clone(), w2.id.clone(), gone];
+    let (reply, mut killed) = oneshot::channel();
+    f.hub.on_command(Command::Kill { jid: jid.clone(), fun: "test.ping".into(), busy, reply });
+    let killed = killed.try_recv().expect("answered at once");
+    assert_eq!(
+        (killed.sent, killed.not_connected, killed.not_run),
+        (vec!["web-1".to_string()], vec!["db-1".to_string()], vec!["web-2".to_string()])
+    );
+    assert_eq!(f.sent_to(&w1), ToMinion::Kill { jid: jid.clone(), fun: "test.ping".into() });
+
+    // web-1 returns the job as killed: the job ends, web-2 never got it
+    let ret = JobReturn {
+        jid: jid.clone(),
+        id: w1.id.clone(),
+        fun: "test.ping".into(),
+        success: false,
+        retcode: 137,
+        ret: json!("killed"),
+        started_ms: 1,
+        finished_ms: 2,
+        killed: true,
+    };
+    f.hub.on_stored(vec![Stored { ret, kept: true, fresh: true }]);
+    assert_eq!(f.sent_to(&w1), ToMinion::Ack { jid: jid.clone() });
+    let done = answer.try_recv().expect("the job ended");
+    assert_eq!(done.returns["web-1"].retcode, 137);
+    assert_eq!(done.not_run, ["web-2"]);
+    assert!(done.timed_out.is_empty() && done.not_connected.is_empty());
+}

@@ -12,6 +12,7 @@ mod grains;
 pub(crate) mod host;
 pub(crate) mod network;
 pub(crate) mod pkg;
+mod saltutil;
 pub(crate) mod service;
 mod state;
 mod sys;
@@ -182,6 +183,21 @@ const FUNCTIONS: &[(&str, Handler, &str)] = &[
         "role.list",
         Handler::Later(state::roles),
         "The roles the master assigned to this minion, the commit they come from and the assignment's serial.",
+    ),
+    (
+        "saltutil.find_job",
+        Handler::Now(saltutil::find_job),
+        "saltutil.find_job JID: the job JID while this minion runs it ({jid, fun, arg, kwarg, started_ms}), else {}.",
+    ),
+    (
+        "saltutil.kill_job",
+        Handler::Now(saltutil::kill_job),
+        "saltutil.kill_job JID: ends the job JID on this minion (its task, and the process group of any command it started); the job returns as killed (retcode 137). The minion itself goes on. Fails when the job does not run here.",
+    ),
+    (
+        "saltutil.running",
+        Handler::Now(saltutil::running),
+        "The jobs this minion runs now, oldest first, this one left out: {jid, fun, arg, kwarg, started_ms} each.",
     ),
     (
         "service.restart",
