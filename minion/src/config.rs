@@ -86,6 +86,11 @@ pub enum Command {
     /// all three hold, 1 when not, 2 when no minion answers within 2 s. Made for Docker's
     /// HEALTHCHECK: it needs only DIR (--dir or DROVER_MINION_DIR)
     Health,
+    /// Applies states with no master, as `salt-call --local` does: reads roles/ and states/
+    /// from a working tree (committed or not), works out this host's roles from
+    /// roles/top.yaml, renders with its grains and applies once (test=true: changes
+    /// nothing), then exits. Daemons are not started: they would end with it
+    Local(crate::local::LocalArgs),
 }
 
 /// Grains given as one YAML map (`--grains`), sorted by name.

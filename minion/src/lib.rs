@@ -28,6 +28,7 @@ pub mod functions;
 pub mod grains;
 pub mod health;
 pub mod jobs;
+pub mod local;
 pub mod outbox;
 pub mod pki;
 pub mod reaper;

@@ -15,6 +15,9 @@ fn main() -> ExitCode {
     if let Some(minion::config::Command::Health) = cli.command {
         return health(&cli.dir);
     }
+    if let Some(minion::config::Command::Local(args)) = &cli.command {
+        return local(&cli, args);
+    }
     // `Targets` (level, or target=level list) rather than EnvFilter: same syntax for what a
     // minion needs, without a regex engine in the binary
     let filter = match cli.log_level.parse::<Targets>() {
@@ -44,6 +47,63 @@ fn main() -> ExitCode {
             eprintln!("drover-minion: {e:#}");
             let config_error = e.downcast_ref::<minion::Error>().is_some_and(minion::Error::is_config);
             ExitCode::from(if config_error { 2 } else { 1 })
+        }
+    }
+}
+
+/// `drover-minion local`: one apply from a working tree, no master. Warnings (and
+/// `--log-level`) go to stderr; the results to stdout.
+fn local(cli: &minion::Cli, args: &minion::local::LocalArgs) -> ExitCode {
+    if let Ok(filter) = cli.log_level.parse::<Targets>() {
+        let fmt = tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(std::io::stderr);
+        // info is the default of a served minion; a one-shot apply says only what went wrong
+        let filter =
+            if cli.log_level == "info" { "warn".parse::<Targets>().unwrap_or(filter) } else { filter };
+        tracing_subscriber::registry().with(fmt).with(filter).init();
+    }
+    if let Err(e) = minion::reaper::install() {
+        tracing::warn!(cause = %e, "orphans of commands will not be reaped");
+    }
+    let id = match &cli.id {
+        Some(id) => id.clone(),
+        None => match hostname::get().ok().and_then(|h| h.into_string().ok()).map(wire::MinionId::new) {
+            Some(Ok(id)) => id,
+            _ => {
+                eprintln!(
+                    "drover-minion: the host name is not a valid minion id; give one with --id ID (before `local`)"
+                );
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let mut flags = cli.grain_map.clone().map(|m| m.0).unwrap_or_default();
+    flags.extend(cli.grains.iter().cloned());
+    let grains = match minion::grains::collect(&id, &cli.dir.join("grains.yaml"), &flags) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("drover-minion: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("drover-minion: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(minion::local::apply(args, &id, &grains)) {
+        minion::local::Ended::Applied { success, output } => {
+            print!("{output}");
+            ExitCode::from(if success { 0 } else { 1 })
+        }
+        minion::local::Ended::Refused(problems) => {
+            for p in problems {
+                eprintln!("{p}");
+            }
+            ExitCode::from(2)
         }
     }
 }
