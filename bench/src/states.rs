@@ -41,7 +41,11 @@ fn make_repo(repo: &Path, out: &Path) -> anyhow::Result<()> {
     let out = out.display();
     std::fs::write(repo.join("roles/fifty.yaml"), "description: 50 resources\nstates: [bench.fifty]\n")?;
     std::fs::write(repo.join("roles/two.yaml"), "description: 2 resources\nstates: [bench.two]\n")?;
-    std::fs::write(repo.join("roles/top.yaml"), "'one': [fifty]\n'n*': [two]\n")?;
+    std::fs::write(repo.join("roles/top.yaml"), "'one': [fifty]\n'n*': [two]\n'local': [fiftylocal]\n")?;
+    std::fs::write(
+        repo.join("roles/fiftylocal.yaml"),
+        "description: 50 resources, masterless\nstates: [bench.fiftylocal]\n",
+    )?;
     let mut fifty = String::new();
     for i in 1..=48 {
         fifty += &format!(
@@ -51,6 +55,16 @@ fn make_repo(repo: &Path, out: &Path) -> anyhow::Result<()> {
     for d in 1..=2 {
         fifty += &format!("daemon-{d}:\n  daemon.running:\n    - cmd: [\"/bin/sleep\", \"4100{d}\"]\n");
     }
+    // masterless, the shape of Salt's salt-call --local baseline exactly: no supervisor
+    // outlives the command, so the 2 long-running processes are started by cmd.run with
+    // `unless`, as Salt's are
+    let mut local = fifty.split("daemon-1:").next().unwrap_or_default().to_string();
+    for d in 1..=2 {
+        local += &format!(
+            "daemon-{d}:\n  cmd.run:\n    - name: nohup sleep 4200{d} >/dev/null 2>&1 & echo $! > {out}/local-daemon-{d}.pid\n    - unless: test -e {out}/local-daemon-{d}.pid && kill -0 $(cat {out}/local-daemon-{d}.pid)\n"
+        );
+    }
+    std::fs::write(repo.join("states/bench/fiftylocal.yaml"), local)?;
     std::fs::write(repo.join("states/bench/fifty.yaml"), fifty)?;
     std::fs::write(
         repo.join("states/bench/f.conf"),
@@ -98,10 +112,51 @@ pub fn run(opts: &Options, figures: &mut Figures) -> anyhow::Result<()> {
     result
 }
 
+/// `drover-minion local` of the 50 resources, a cold process each time (what
+/// `salt-call --local state.apply` is): its first apply, then idempotent ones.
+fn masterless(opts: &Options, work: &Path, repo: &Path, figures: &mut Figures) -> anyhow::Result<()> {
+    let bin = opts.bin_dir.join("drover-minion");
+    let apply_checked = |idempotent: bool| -> anyhow::Result<Duration> {
+        let t0 = Instant::now();
+        let out = Command::new(&bin)
+            .args(["--id", "local", "--dir"])
+            .arg(work.join("local"))
+            .args(["local", "--repo"])
+            .arg(repo)
+            .args(["state.apply"])
+            .output()
+            .context("run drover-minion local")?;
+        let took = t0.elapsed();
+        ensure!(out.status.success(), "drover-minion local: {}", String::from_utf8_lossy(&out.stdout));
+        let text = String::from_utf8_lossy(&out.stdout);
+        ensure!(text.contains("50 states:"), "not 50 states: {text}");
+        ensure!(!idempotent || text.contains(" 0 changed,"), "an idempotent run changed something: {text}");
+        Ok(took)
+    };
+    figures.add("state50_local_first", apply_checked(false)?.as_secs_f64() * 1000.0, "ms");
+    let (p50, _, _) = timed(opts.runs, || apply_checked(true))?;
+    figures.add("state50_local_idempotent_p50", p50, "ms");
+    Ok(())
+}
+
+/// Ends what the masterless runs started in the background (`local-daemon-N.pid`).
+fn stop_local_daemons(out: &Path) {
+    for d in 1..=2 {
+        if let Ok(pid) = std::fs::read_to_string(out.join(format!("local-daemon-{d}.pid")))
+            && let Ok(pid) = pid.trim().parse::<i32>()
+        {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+        }
+    }
+}
+
 fn run_in(opts: &Options, work: &Path, figures: &mut Figures) -> anyhow::Result<()> {
     let bin = |n: &str| opts.bin_dir.join(n);
     let repo = work.join("repo");
     make_repo(&repo, &work.join("out"))?;
+    let local = masterless(opts, work, &repo, figures);
+    stop_local_daemons(&work.join("out"));
+    local?;
     let mdir = work.join("master");
     let listen = format!("127.0.0.1:{}", opts.port);
     let _master = spawn(

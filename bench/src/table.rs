@@ -31,7 +31,21 @@ pub struct Compare {
 
 pub const COMPARISONS: &[Compare] = &[
     Compare {
-        label: "state.apply, 50 resources, one minion, idempotent",
+        label: "masterless apply, 50 resources, idempotent (a cold process each)",
+        drover: "state50_local_idempotent_p50",
+        salt: "salt_call_state50_idempotent_median",
+        salt_scale: 1000.0,
+        target: ">= 50x faster",
+    },
+    Compare {
+        label: "masterless apply, 50 resources, first run",
+        drover: "state50_local_first",
+        salt: "salt_call_state50_first",
+        salt_scale: 1000.0,
+        target: "",
+    },
+    Compare {
+        label: "state.apply, 50 resources, one minion, idempotent (a running minion against salt-call)",
         drover: "state50_apply_idempotent_p50",
         salt: "salt_call_state50_idempotent_median",
         salt_scale: 1000.0,
