@@ -226,6 +226,11 @@ fn run_in(opts: &Options, work: &Path, figures: &mut Figures) -> anyhow::Result<
         })?;
         figures.add(&format!("real_{n}_cmd_run_p50"), p50, "ms");
         figures.add(&format!("real_{n}_cmd_run_p99"), p99, "ms");
+        // a pipeline: one string is a command line for /bin/sh, as Salt's cmd.run from the CLI
+        let (p50, _, _) = timed(opts.runs, || {
+            job(&client, "real-n*", TargetType::Glob, "cmd.run", &["echo a b c | wc -w"], None, n)
+        })?;
+        figures.add(&format!("real_{n}_cmd_run_pipeline_p50"), p50, "ms");
         let (p50, _, _) = timed(opts.runs.min(5), || {
             job(
                 &client,

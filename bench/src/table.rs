@@ -80,6 +80,13 @@ pub const COMPARISONS: &[Compare] = &[
         target: "",
     },
     Compare {
+        label: "cmd.run 'echo a b c | wc -w' (a shell pipeline), 50 real minions",
+        drover: "real_50_cmd_run_pipeline_p50",
+        salt: "cmd_run_pipeline",
+        salt_scale: 1000.0,
+        target: "",
+    },
+    Compare {
         label: "cmd.run, batch 10%, 50 real minions",
         drover: "real_50_cmd_run_batch_10pct_p50",
         salt: "cmd_run_batch_10pct",
