@@ -4,24 +4,25 @@
 //! the files by sha256 and have the hub record and push the assignments. Any problem
 //! refuses the commit whole, with every problem as `file:line:col: message`.
 //!
-//! The API's `roles apply` and `roles diff` and the fleet's `up` call these; none of it
-//! knows HTTP.
+//! The API's `roles apply` (and its `--test`) and `roles diff` and the fleet's `up` call
+//! these; none of it knows HTTP.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use api::{ApplyOutcome, RolesApplyResponse, RolesDiff};
+use api::{ApplyOutcome, RolesApplyResponse, RolesDiff, RolesTestResponse, RunResponse, TargetType};
 use render::Diagnostic;
 use tokio::sync::{mpsc, oneshot};
-use wire::{Assignment, MinionId};
+use wire::{Assignment, Jid, Job, MinionId};
 
 use crate::assign::{self, Applied, Planned};
 use crate::content::ContentStore;
 use crate::hub::Command;
 use crate::repo::{self, RepoError};
 use crate::roles::{RoleState, RolesInput};
+use crate::store::{JobRecord, Store};
 
 /// How often [`Roles::wait`] asks the hub for reports: a few lookups per minion, cheap.
 const WAIT_POLL: Duration = Duration::from_millis(50);
@@ -164,6 +165,49 @@ impl Roles {
             }
         }
         Ok(Trial { applied: p.applied, assignments, unchanged })
+    }
+
+    /// `roles apply --test`: a job (recorded like any: `drover jobs show`) in which every
+    /// minion `rev` would change runs `state.apply test=true` on its assignment at `rev`,
+    /// waiting up to `timeout` for them. No assignment changes.
+    pub async fn test(
+        &self,
+        rev: &str,
+        timeout: Duration,
+        store: &Store,
+    ) -> Result<RolesTestResponse, ApplyError> {
+        let trial = self.trial(rev).await?;
+        let commit = trial.applied.commit.clone();
+        if trial.assignments.is_empty() {
+            return Ok(RolesTestResponse { commit, run: RunResponse::default(), unchanged: trial.unchanged });
+        }
+        let jid = Jid::generate();
+        let targeted: Vec<MinionId> = trial.assignments.keys().cloned().collect();
+        let kwargs: BTreeMap<String, serde_json::Value> =
+            [("test".to_string(), serde_json::json!(true))].into();
+        store
+            .insert_job(JobRecord {
+                jid: jid.clone(),
+                fun: "state.apply".into(),
+                args: Vec::new(),
+                kwargs: kwargs.clone(),
+                target: targeted.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+                tgt_type: TargetType::List,
+                minions: targeted,
+                created_ms: wire::msg::now_ms(),
+            })
+            .await
+            .map_err(|e| ApplyError::Internal(format!("cannot record the test job: {e}")))?;
+        let job = Job {
+            jid,
+            fun: "state.apply".into(),
+            args: Vec::new(),
+            kwargs,
+            timeout_ms: Some(timeout.as_millis() as u64),
+        };
+        let (applied, assignments) = (trial.applied, trial.assignments);
+        let run = self.ask(|reply| Command::Trial { job, applied, assignments, timeout, reply }).await?;
+        Ok(RolesTestResponse { commit, run, unchanged: trial.unchanged })
     }
 
     /// Waits until every connected minion of `resp` reported on the assignment it was sent,

@@ -2,22 +2,16 @@
 //! [`crate::apply::Roles`], map the answer. A refused commit is HTTP 422 with
 //! `ApiError::diagnostics`, one `file:line:col: message` each.
 
-use std::collections::BTreeMap;
+use std::time::Duration;
 
-use api::{
-    RoleStatus, RolesApplyRequest, RolesApplyResponse, RolesDiff, RolesTestResponse, RunResponse, TargetType,
-};
+use api::{RoleStatus, RolesApplyRequest, RolesApplyResponse, RolesDiff, RolesTestResponse};
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use serde_json::json;
-use std::time::Duration;
-use wire::{Jid, Job, MinionId};
 
 use super::{ApiState, Failure, ask, bad, internal};
 use crate::apply::ApplyError;
 use crate::hub::Command;
-use crate::store::JobRecord;
 
 impl From<ApplyError> for Failure {
     fn from(e: ApplyError) -> Self {
@@ -56,8 +50,7 @@ pub async fn apply(
 /// How long `roles apply --test` waits for the dry runs when the request does not say.
 const DEFAULT_TEST_SECS: f64 = 60.0;
 
-/// `roles apply --test`: a job (recorded like any, `drover jobs show`) in which every minion
-/// the commit would change runs `state.apply test=true` on its assignment at that commit.
+/// `roles apply --test`: see [`crate::apply::Roles::test`].
 #[tracing::instrument(skip_all, fields(commit = req.commit.as_deref().unwrap_or("HEAD")))]
 pub async fn test(
     State(state): State<ApiState>,
@@ -67,43 +60,8 @@ pub async fn test(
     if !(secs > 0.0 && secs <= MAX_WAIT_SECS) {
         return Err(bad(format!("wait_secs must be between 0 and {MAX_WAIT_SECS} seconds, got {secs}")));
     }
-    let trial = state.roles.trial(req.commit.as_deref().unwrap_or("HEAD")).await?;
-    let commit = trial.applied.commit.clone();
-    if trial.assignments.is_empty() {
-        return Ok(Json(RolesTestResponse {
-            commit,
-            run: RunResponse::default(),
-            unchanged: trial.unchanged,
-        }));
-    }
-    let jid = Jid::generate();
-    let timeout = Duration::from_secs_f64(secs);
-    let targeted: Vec<MinionId> = trial.assignments.keys().cloned().collect();
-    let kwargs: BTreeMap<String, serde_json::Value> = [("test".to_string(), json!(true))].into();
-    state
-        .store
-        .insert_job(JobRecord {
-            jid: jid.clone(),
-            fun: "state.apply".into(),
-            args: Vec::new(),
-            kwargs: kwargs.clone(),
-            target: targeted.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
-            tgt_type: TargetType::List,
-            minions: targeted,
-            created_ms: wire::msg::now_ms(),
-        })
-        .await
-        .map_err(internal)?;
-    let job = Job {
-        jid,
-        fun: "state.apply".into(),
-        args: Vec::new(),
-        kwargs,
-        timeout_ms: Some(timeout.as_millis() as u64),
-    };
-    let (applied, assignments) = (trial.applied, trial.assignments);
-    let run = ask(&state, |reply| Command::Trial { job, applied, assignments, timeout, reply }).await?;
-    Ok(Json(RolesTestResponse { commit, run, unchanged: trial.unchanged }))
+    let rev = req.commit.as_deref().unwrap_or("HEAD");
+    Ok(Json(state.roles.test(rev, Duration::from_secs_f64(secs), &state.store).await?))
 }
 
 #[derive(serde::Deserialize)]
