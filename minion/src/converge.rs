@@ -19,8 +19,8 @@ use wire::msg::{Grains, sha256_hex};
 use wire::{Assignment, Blob, Converged, ToMaster};
 
 use crate::daemons::Daemons;
-use crate::functions::Outcome;
 use crate::health::Convergence;
+use crate::outcome::Outcome;
 use crate::state::{self, ApplyOptions};
 
 /// What a job asks of the converger.

@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 use tokio::task::AbortHandle;
 use wire::Jid;
 
-use crate::functions::Outcome;
+use crate::outcome::Outcome;
 
 /// The retcode of a killed job: 128 + SIGKILL, as a shell reports a process it killed.
 pub const KILLED_RETCODE: i32 = 137;

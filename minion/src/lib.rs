@@ -6,6 +6,7 @@
 //! - [`pki`]: which master key to trust; asking the master's key port.
 //! - [`outbox`]: job returns spooled to disk until the master acknowledges them.
 //! - [`functions`]: the functions jobs call (`test.*`, `cmd.*`, `file.*`, `grains.*`, `sys.*`, ...).
+//! - [`outcome`]: what a function returned (`Outcome`), a leaf module.
 //! - [`jobs`]: the jobs running now, that `saltutil.*` lists and a kill aborts.
 //! - [`grains`]: the facts the minion reports.
 //! - [`health`]: the minion's own verdict (link, convergence, daemons); its socket and
@@ -30,6 +31,7 @@ pub mod health;
 pub mod jobs;
 pub mod local;
 pub mod outbox;
+pub mod outcome;
 pub mod pki;
 pub mod reaper;
 pub mod runas;

@@ -86,7 +86,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let grains = Arc::new(grains);
     let (events_tx, events) = mpsc::unbounded_channel();
     let supervisor = Supervisor::start(config.dir.join("daemons"), events_tx);
-    functions::set_supervisor(supervisor.clone());
     if std::process::id() == 1 {
         tokio::spawn(forward_signals(supervisor.clone()));
     }
@@ -98,7 +97,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         supervisor.clone(),
         to_master,
     );
-    functions::set_converger(converger.clone());
     let (link, link_rx) = watch::channel(health::Link::Down);
     let health =
         health::Sources { link: link_rx, convergence: converger.convergence(), daemons: supervisor.health() };
@@ -110,7 +108,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
             None
         }
     };
-    let links = Links { converger, from_converger, events, link, health };
+    let services =
+        functions::Services { supervisor: Some(supervisor.clone()), converger: Some(converger.clone()) };
+    let links = Links { converger, from_converger, events, link, health, services };
     let result = match Session::new(config, ctx, keys, master_key, grains, outbox, links) {
         Ok(session) => session.run(shutdown).await,
         Err(e) => Err(e),
@@ -156,6 +156,8 @@ struct Links {
     link: watch::Sender<health::Link>,
     /// The minion's health, to report to the master.
     health: health::Sources,
+    /// What jobs' functions reach: the supervisor and the converger.
+    services: functions::Services,
 }
 
 /// Where the link to the master stands.
@@ -572,7 +574,13 @@ impl Session {
         let started_ms = wire::msg::now_ms();
         let Job { jid, fun, args, kwargs, timeout_ms: _ } = job;
         let info = JobInfo { jid: jid.clone(), fun: fun.clone(), args, kwargs, started_ms };
-        let call = Call { fun: fun.clone(), args: info.args.clone(), kwargs: info.kwargs.clone(), grains };
+        let call = Call {
+            fun: fun.clone(),
+            args: info.args.clone(),
+            kwargs: info.kwargs.clone(),
+            grains,
+            services: self.links.services.clone(),
+        };
         // its own task: a panic still makes a return, and a kill aborts it alone
         let ctx = jobs::Context { running: self.jobs.running.clone(), jid: jid.clone() };
         let work = tokio::spawn(jobs::scope(ctx, functions::call(call)).instrument(span.clone()));

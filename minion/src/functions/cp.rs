@@ -20,7 +20,7 @@ pub fn get_file(call: Call) -> BoxFuture {
             Ok(parsed) => parsed,
             Err(o) => return o,
         };
-        let cached = match super::state::converger() {
+        let cached = match super::state::converger(&call) {
             Ok(c) => c.cached_file(source).await,
             Err(o) => return o,
         };

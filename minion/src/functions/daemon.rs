@@ -5,11 +5,8 @@
 //! - `daemon.restart <name>` → stops it and starts it again
 //! - `daemon.logs <name> [lines=N]` → the last N lines of its output (default 50)
 //!
-//! The supervisor is the minion's one [`Supervisor`], given once with [`set_supervisor`]
-//! rather than carried in every [`Call`]: a `Call` is built by struct literal in several
-//! places (the session, the state engine's `cmd.run`), and a new field would break them all.
-
-use std::sync::{PoisonError, RwLock};
+//! The supervisor is the minion's one [`Supervisor`], which every [`Call`] carries
+//! (`Call::services`).
 
 use serde_json::{Value, json};
 use wire::msg::MAX_OUTPUT;
@@ -22,21 +19,10 @@ pub const DEFAULT_LINES: usize = 50;
 /// The most lines `daemon.logs` shows.
 pub const MAX_LINES: usize = 100_000;
 
-static SUPERVISOR: RwLock<Option<Supervisor>> = RwLock::new(None);
-
-/// Makes `daemon.*` answer from `supervisor` (the last one given wins).
-pub fn set_supervisor(supervisor: Supervisor) {
-    *SUPERVISOR.write().unwrap_or_else(PoisonError::into_inner) = Some(supervisor);
-}
-
-fn supervisor() -> Option<Supervisor> {
-    SUPERVISOR.read().unwrap_or_else(PoisonError::into_inner).clone()
-}
-
 /// `daemon.list`, `daemon.status`, `daemon.restart`, `daemon.logs`.
 pub fn run(call: Call) -> BoxFuture {
     Box::pin(async move {
-        match supervisor() {
+        match call.services.supervisor.clone() {
             Some(supervisor) => with(&call, &supervisor).await,
             None => {
                 Outcome::fail(format!("{}: the daemon supervisor is not running on this minion", call.fun))
@@ -239,7 +225,7 @@ mod tests {
 
     #[tokio::test]
     async fn without_a_supervisor_daemon_functions_say_so() {
-        // no test sets the process-wide supervisor
+        // a call made without the minion's services (Services::default())
         let o = call_fn("daemon.list", vec![], &[]).await;
         assert_eq!(o.ret, json!("daemon.list: the daemon supervisor is not running on this minion"));
     }

@@ -28,8 +28,8 @@ use std::time::Duration;
 use serde_json::Value;
 use wire::msg::Grains;
 
-pub use daemon::set_supervisor;
-pub use state::set_converger;
+use crate::converge::Converger;
+use crate::supervisor::Supervisor;
 
 /// One call of a function: its arguments and what the minion knows.
 #[derive(Clone, Debug)]
@@ -38,26 +38,29 @@ pub struct Call {
     pub args: Vec<Value>,
     pub kwargs: BTreeMap<String, Value>,
     pub grains: Arc<Grains>,
+    pub services: Services,
 }
 
-/// What a function returned: the `success`, `retcode` and `ret` of a job return.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Outcome {
-    pub success: bool,
-    pub retcode: i32,
-    pub ret: Value,
+/// The parts of the minion a function may reach besides its arguments, carried by each
+/// [`Call`] (no process-wide state): `daemon.*` ask the supervisor, `state.*` and
+/// `role.list` the converger. None in a call made without them (unit tests), which those
+/// functions answer with a failure saying so.
+#[derive(Clone, Default)]
+pub struct Services {
+    pub supervisor: Option<Supervisor>,
+    pub converger: Option<Converger>,
 }
 
-impl Outcome {
-    pub fn ok(ret: impl Into<Value>) -> Self {
-        Self { success: true, retcode: 0, ret: ret.into() }
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services")
+            .field("supervisor", &self.supervisor.is_some())
+            .field("converger", &self.converger.is_some())
+            .finish()
     }
-
-    /// A failure with retcode 1 and a message as its return.
-    pub fn fail(message: impl Into<String>) -> Self {
-        Self { success: false, retcode: 1, ret: Value::String(message.into()) }
-    }
 }
+
+pub use crate::outcome::Outcome;
 
 type BoxFuture = Pin<Box<dyn Future<Output = Outcome> + Send>>;
 
@@ -364,6 +367,7 @@ pub(crate) mod tests {
             args,
             kwargs: kwargs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
             grains: Arc::new(grains),
+            services: Services::default(),
         }
     }
 

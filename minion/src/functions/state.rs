@@ -1,23 +1,13 @@
 //! `state.apply [ids] [test=true]`, `state.highstate [test=true]` and `role.list`: they ask
-//! the minion's one [`Converger`], given once with [`set_converger`] (as `daemon.*` get the
-//! supervisor; see `daemon.rs` for why it is not a field of `Call`).
-
-use std::sync::{PoisonError, RwLock};
+//! the minion's one [`Converger`], which every [`Call`] carries (`Call::services`).
 
 use super::{BoxFuture, Call, Outcome, arity, boolean, known_kwargs, scalar_string};
 use crate::converge::{ApplyRequest, Converger};
 
-static CONVERGER: RwLock<Option<Converger>> = RwLock::new(None);
-
-/// Makes `state.*` and `role.list` answer from `converger`.
-pub fn set_converger(converger: Converger) {
-    *CONVERGER.write().unwrap_or_else(PoisonError::into_inner) = Some(converger);
-}
-
-pub(super) fn converger() -> Result<Converger, Outcome> {
-    CONVERGER
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
+/// The converger `call` carries, or the failure saying there is none.
+pub(super) fn converger(call: &Call) -> Result<Converger, Outcome> {
+    call.services
+        .converger
         .clone()
         .ok_or_else(|| Outcome::fail("the state engine is not running on this minion"))
 }
@@ -64,7 +54,7 @@ pub fn apply(call: Call) -> BoxFuture {
                 }
             },
         };
-        match converger() {
+        match converger(&call) {
             Ok(c) => c.apply(ApplyRequest { only, test, trial }).await,
             Err(o) => o,
         }
@@ -77,7 +67,7 @@ pub fn roles(call: Call) -> BoxFuture {
         {
             return o;
         }
-        match converger() {
+        match converger(&call) {
             Ok(c) => Outcome::ok(c.roles().await),
             Err(o) => o,
         }
