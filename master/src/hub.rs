@@ -40,7 +40,7 @@ use crate::pki::KeyStore;
 use crate::roles::{Out, PlanDone, RoleState, RolesInput};
 use crate::store::{Store, Stored};
 use crate::transport::{Incoming, Outgoing};
-use targeting::{Candidate, Target};
+use targeting::{Candidate, Nodegroups, Target};
 
 /// What the API asks of the hub.
 pub enum Command {
@@ -1037,9 +1037,15 @@ impl Hub {
     }
 
     /// Which accepted minions `target` selects. `R@role` matches the roles a minion is
-    /// assigned as well as those its grains report.
+    /// assigned as well as those its grains report. `N@` names the nodegroups of the
+    /// applied commit; `I@` sees the pillar of a minion's assigned roles at that commit
+    /// (computed only for targets that have an `I@` term).
     fn resolve(&self, target: &str, tgt_type: TargetType) -> Result<Vec<MinionId>, String> {
-        let target = Target::parse(target, tgt_type).map_err(|e| e.to_string())?;
+        let applied = self.roles.applied();
+        let no_groups = Nodegroups::default();
+        let groups = applied.map_or(&no_groups, |a| &a.nodegroups);
+        let target = Target::parse_with(target, tgt_type, groups).map_err(|e| e.to_string())?;
+        let pillars = applied.filter(|_| target.uses_pillar());
         let empty = json!({});
         Ok(self
             .keys
@@ -1047,12 +1053,15 @@ impl Hub {
             .into_iter()
             .filter(|id| {
                 let grains = self.known.get(id).map(|(g, _)| g).unwrap_or(&empty);
-                match self.roles.roles_of(id).filter(|r| !r.is_empty()) {
+                let assigned = self.roles.roles_of(id).filter(|r| !r.is_empty());
+                let pillar = pillars.map(|a| a.pillar_of(assigned.unwrap_or_default()));
+                let pillar = pillar.as_ref();
+                match assigned {
                     Some(assigned) => {
                         let grains = with_roles(grains, assigned);
-                        target.matches(&Candidate { id: id.as_str(), grains: &grains })
+                        target.matches(&Candidate { id: id.as_str(), grains: &grains, pillar })
                     }
-                    None => target.matches(&Candidate { id: id.as_str(), grains }),
+                    None => target.matches(&Candidate { id: id.as_str(), grains, pillar }),
                 }
             })
             .collect())
