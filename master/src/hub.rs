@@ -33,6 +33,7 @@ use wire::msg::{MAX_HELLO, decode, encode, now_ms};
 use wire::{Assignment, Converged, Hello, Jid, Job, JobReturn, MinionId, PublicKey, ToMaster, ToMinion};
 
 use crate::assign::{Applied, Planned};
+use crate::autosign::Autosign;
 use crate::jobs;
 use crate::limits::{DROPS_INTERVAL, Drops, KeyRefusal, MAX_PENDING, MinionLimits, NewKeys, Reason};
 use crate::metrics::Metrics;
@@ -216,6 +217,8 @@ pub struct Hub {
     out: Outgoing,
     heartbeat: Duration,
     auto_accept: bool,
+    /// `DIR/autosign_grains`: new keys accepted by a grain their hello carries.
+    autosign: Option<Autosign>,
     sessions: HashMap<MinionId, Session>,
     /// Every live connection (routing id) → the minion it said it is.
     routes: HashMap<Vec<u8>, Route>,
@@ -271,6 +274,7 @@ impl Hub {
             out,
             heartbeat,
             auto_accept,
+            autosign: None,
             sessions: HashMap::new(),
             routes: HashMap::new(),
             pki_checked: (Instant::now(), Vec::new()),
@@ -291,6 +295,12 @@ impl Hub {
 
     /// Counts into `metrics` (the master's, which `GET /metrics` serves) instead of a set
     /// of its own.
+    /// Accepts the new keys whose hello grains a file of `autosign` lists.
+    pub fn with_autosign(mut self, autosign: Autosign) -> Self {
+        self.autosign = Some(autosign);
+        self
+    }
+
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.drops = Drops::new(DROPS_INTERVAL, metrics.clone());
         self.metrics = metrics;
@@ -626,7 +636,12 @@ impl Hub {
                 self.send(&routing, &ToMinion::Refused { reason });
             }
             Some((KeyState::Pending, _)) | None => {
-                let state = if self.auto_accept { KeyState::Accepted } else { KeyState::Pending };
+                let signed = match &mut self.autosign {
+                    Some(a) if !self.auto_accept => a.check(&hello.grains),
+                    _ => None,
+                };
+                let state =
+                    if self.auto_accept || signed.is_some() { KeyState::Accepted } else { KeyState::Pending };
                 // a key never seen waits in pending/ only if the cap and the rate allow
                 if known.is_none() && state == KeyState::Pending {
                     let keys = &self.keys;
@@ -658,7 +673,20 @@ impl Hub {
                         json!({"id": id, "fingerprint": key.fingerprint(), "state": state}),
                     );
                 }
-                if self.auto_accept {
+                if let Some(s) = signed {
+                    tracing::info!(
+                        %id, fingerprint = %key.fingerprint(), grain = %s.grain, value = %s.value,
+                        file = %s.file.display(), "key accepted by a grain (autosign)"
+                    );
+                    self.event(
+                        &id,
+                        "drover/key/autosign",
+                        json!({"id": id, "fingerprint": key.fingerprint(), "grain": s.grain, "value": s.value,
+                               "file": s.file.display().to_string(),
+                               "reason": format!("grain {} is {:?}, listed in {}", s.grain, s.value, s.file.display())}),
+                    );
+                }
+                if state == KeyState::Accepted {
                     self.welcome(routing, key, hello);
                 } else {
                     self.send(&routing, &ToMinion::Pending);
