@@ -11,7 +11,7 @@ use crate::output::{Out, StateOutput};
 
 const USAGE: &str = "\
 drover [OPTIONS] <TARGET> <FUNCTION> [ARGS]... [KEY=VALUE]...
-       drover [OPTIONS] -E|-L|-G|-R|-C <TARGET> <FUNCTION> [ARGS]... [KEY=VALUE]...
+       drover [OPTIONS] -E|-L|-G|-P|-S|-R|-I|-N|-C <TARGET> <FUNCTION> [ARGS]... [KEY=VALUE]...
        drover [OPTIONS] <COMMAND>";
 
 const EXAMPLES: &str = "\
@@ -44,6 +44,8 @@ Examples:
   drover -l debug '*' test.ping                # each request to the master on stderr
   drover -L key test.ping                      # a minion named `key`
   drover -R worker daemon.status
+  drover -N webs test.ping                     # a nodegroup of roles/nodegroups.yaml
+  drover -I 'app:env:prod' test.ping           # the pillar of the minions' roles
   drover -C 'G@os:debian and web-* or L@a,b' test.ping
   drover --out json -t 30 -b 25% '*' cmd.run_all 'apt-get update'
   drover --async '*' test.sleep 60

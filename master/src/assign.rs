@@ -6,14 +6,17 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use api::{MinionDiff, TargetType};
-use render::{Context, Diagnostic, Files, FleetFile, Repo, TOP_FILE, TopFile, role_path};
+use render::{
+    Context, Diagnostic, Files, FleetFile, NODEGROUPS_FILE, NodegroupsFile, Repo, TOP_FILE, TopFile,
+    role_path,
+};
 use serde_json::{Map, Value};
 use wire::MinionId;
 use wire::msg::sha256_hex;
 
 use crate::peers::{self, Member, PeerMap};
 use crate::repo::Commit;
-use targeting::{Candidate, Target};
+use targeting::{Candidate, Nodegroups, Target};
 
 /// Where a minion's roles come from. A minion gets the union of what every source gives
 /// it: `roles/top.yaml` for plain hosts ([`TopRoles`]), `fleet.yaml` for the fleet's
@@ -29,12 +32,26 @@ pub struct TopRoles {
 }
 
 impl TopRoles {
-    /// Parses every target of `top`; a bad one is a diagnostic on its line of `text`.
-    pub fn new(top: TopFile, text: &str) -> Result<TopRoles, Vec<Diagnostic>> {
+    /// Parses every target of `top` (`N@` from `groups`); a bad one is a diagnostic on its
+    /// line of `text`. `I@` is refused: the pillar comes from the roles this file gives.
+    pub fn new(top: TopFile, text: &str, groups: &Nodegroups) -> Result<TopRoles, Vec<Diagnostic>> {
         let mut targets = HashMap::new();
         let mut diags = Vec::new();
         for entry in &top.entries {
-            match Target::parse(&entry.target, TargetType::Compound) {
+            match Target::parse_with(&entry.target, TargetType::Compound, groups) {
+                Ok(t) if t.uses_pillar() => {
+                    let (line, col) = locate(text, &entry.target);
+                    diags.push(Diagnostic::new(
+                        TOP_FILE,
+                        line,
+                        col,
+                        format!(
+                            "bad target `{}`: I@ cannot select roles, since a minion's pillar comes from \
+                             its roles; target with grains (G@) or ids instead",
+                            shown(&entry.target)
+                        ),
+                    ));
+                }
                 Ok(t) => {
                     targets.insert(entry.target.clone(), t);
                 }
@@ -73,9 +90,28 @@ fn locate(text: &str, needle: &str) -> (usize, usize) {
         .unwrap_or((0, 0))
 }
 
+/// The nodegroups of `file`, each target parsed with the others (so a cycle, an unknown
+/// group or a bad term is found now); a bad one is a diagnostic at its name.
+pub fn nodegroups(file: &NodegroupsFile) -> Result<Nodegroups, Vec<Diagnostic>> {
+    let groups = Nodegroups::new(file.entries.iter().map(|e| (e.name.clone(), e.target.clone())).collect());
+    let diags: Vec<Diagnostic> = file
+        .entries
+        .iter()
+        .filter_map(|e| {
+            let err = Target::parse_with(&format!("N@{}", e.name), TargetType::Compound, &groups).err()?;
+            // the error names the group's own target: drop the `N@name` wrapping
+            let text = err.to_string();
+            let inner = format!("in nodegroup '{}': ", e.name);
+            let reason = text.split_once(&inner).map_or(text.as_str(), |(_, r)| r);
+            Some(Diagnostic::new(NODEGROUPS_FILE, e.line, e.col, format!("nodegroup `{}`: {reason}", e.name)))
+        })
+        .collect();
+    if diags.is_empty() { Ok(groups) } else { Err(diags) }
+}
+
 impl RoleSource for TopRoles {
     fn roles_for(&self, id: &str, grains: &Value) -> BTreeSet<String> {
-        let candidate = Candidate { id, grains };
+        let candidate = Candidate { id, grains, pillar: None };
         self.top.roles_for(|target| self.targets.get(target).is_some_and(|t| t.matches(&candidate)))
     }
 }
@@ -108,6 +144,8 @@ pub struct Applied {
     /// sha256 → a path with that content.
     by_sha: HashMap<String, String>,
     pub repo: Repo,
+    /// `roles/nodegroups.yaml`, checked: what `N@` names at this commit.
+    pub nodegroups: Nodegroups,
     sources: Vec<Box<dyn RoleSource>>,
 }
 
@@ -119,15 +157,22 @@ impl Applied {
             Ok(repo) => repo,
             Err(mut diags) => {
                 // report bad targets too, in the same answer
-                if let Ok(top) = TopFile::parse(top_text, |_| true)
-                    && let Err(more) = TopRoles::new(top, top_text)
+                let groups = match commit.files.get(NODEGROUPS_FILE).map(|t| NodegroupsFile::parse(t)) {
+                    None => Some(Nodegroups::default()),
+                    Some(Err(_)) => None, // told by Repo::load
+                    Some(Ok(file)) => nodegroups(&file).map_err(|more| diags.extend(more)).ok(),
+                };
+                if let Some(groups) = groups
+                    && let Ok(top) = TopFile::parse(top_text, |_| true)
+                    && let Err(more) = TopRoles::new(top, top_text, &groups)
                 {
                     diags.extend(more);
                 }
                 return Err(diags);
             }
         };
-        let top = TopRoles::new(repo.top.clone(), top_text)?;
+        let groups = nodegroups(&repo.nodegroups)?;
+        let top = TopRoles::new(repo.top.clone(), top_text, &groups)?;
         let mut sources: Vec<Box<dyn RoleSource>> = vec![Box::new(top)];
         if let Some(fleet) = &repo.fleet {
             sources.push(Box::new(FleetRoles::new(fleet.clone())));
@@ -135,7 +180,15 @@ impl Applied {
         let tree: BTreeMap<String, String> =
             commit.files.iter().map(|(path, text)| (path.clone(), sha256_hex(text.as_bytes()))).collect();
         let by_sha = tree.iter().map(|(path, sha)| (sha.clone(), path.clone())).collect();
-        Ok(Applied { commit: commit.id, files: commit.files, tree, by_sha, repo, sources })
+        Ok(Applied {
+            commit: commit.id,
+            files: commit.files,
+            tree,
+            by_sha,
+            repo,
+            nodegroups: groups,
+            sources,
+        })
     }
 
     /// The first 12 digits of the commit id.
@@ -155,6 +208,13 @@ impl Applied {
             roles.extend(source.roles_for(id, grains));
         }
         roles.into_iter().collect()
+    }
+
+    /// The pillar a minion with `roles` sees at this commit: their `pillar:` maps merged in
+    /// that order, as its templates get them (roles not in the commit are skipped).
+    pub fn pillar_of(&self, roles: &[String]) -> Value {
+        let defs: Vec<render::Role> = roles.iter().filter_map(|r| self.repo.roles.get(r)).cloned().collect();
+        Value::Object(Context::new(&render::Minion::default(), &defs).pillar)
     }
 
     /// Every role name of the commit.

@@ -33,6 +33,7 @@ use wire::msg::{MAX_HELLO, decode, encode, now_ms};
 use wire::{Assignment, Converged, Hello, Jid, Job, JobReturn, MinionId, PublicKey, ToMaster, ToMinion};
 
 use crate::assign::{Applied, Planned};
+use crate::autosign::Autosign;
 use crate::jobs;
 use crate::limits::{DROPS_INTERVAL, Drops, KeyRefusal, MAX_PENDING, MinionLimits, NewKeys, Reason};
 use crate::metrics::Metrics;
@@ -40,7 +41,7 @@ use crate::pki::KeyStore;
 use crate::roles::{Out, PlanDone, RoleState, RolesInput};
 use crate::store::{Store, Stored};
 use crate::transport::{Incoming, Outgoing};
-use targeting::{Candidate, Target};
+use targeting::{Candidate, Nodegroups, Target};
 
 /// What the API asks of the hub.
 pub enum Command {
@@ -216,6 +217,8 @@ pub struct Hub {
     out: Outgoing,
     heartbeat: Duration,
     auto_accept: bool,
+    /// `DIR/autosign_grains`: new keys accepted by a grain their hello carries.
+    autosign: Option<Autosign>,
     sessions: HashMap<MinionId, Session>,
     /// Every live connection (routing id) → the minion it said it is.
     routes: HashMap<Vec<u8>, Route>,
@@ -271,6 +274,7 @@ impl Hub {
             out,
             heartbeat,
             auto_accept,
+            autosign: None,
             sessions: HashMap::new(),
             routes: HashMap::new(),
             pki_checked: (Instant::now(), Vec::new()),
@@ -291,6 +295,12 @@ impl Hub {
 
     /// Counts into `metrics` (the master's, which `GET /metrics` serves) instead of a set
     /// of its own.
+    /// Accepts the new keys whose hello grains a file of `autosign` lists.
+    pub fn with_autosign(mut self, autosign: Autosign) -> Self {
+        self.autosign = Some(autosign);
+        self
+    }
+
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.drops = Drops::new(DROPS_INTERVAL, metrics.clone());
         self.metrics = metrics;
@@ -626,7 +636,12 @@ impl Hub {
                 self.send(&routing, &ToMinion::Refused { reason });
             }
             Some((KeyState::Pending, _)) | None => {
-                let state = if self.auto_accept { KeyState::Accepted } else { KeyState::Pending };
+                let signed = match &mut self.autosign {
+                    Some(a) if !self.auto_accept => a.check(&hello.grains),
+                    _ => None,
+                };
+                let state =
+                    if self.auto_accept || signed.is_some() { KeyState::Accepted } else { KeyState::Pending };
                 // a key never seen waits in pending/ only if the cap and the rate allow
                 if known.is_none() && state == KeyState::Pending {
                     let keys = &self.keys;
@@ -658,7 +673,20 @@ impl Hub {
                         json!({"id": id, "fingerprint": key.fingerprint(), "state": state}),
                     );
                 }
-                if self.auto_accept {
+                if let Some(s) = signed {
+                    tracing::info!(
+                        %id, fingerprint = %key.fingerprint(), grain = %s.grain, value = %s.value,
+                        file = %s.file.display(), "key accepted by a grain (autosign)"
+                    );
+                    self.event(
+                        &id,
+                        "drover/key/autosign",
+                        json!({"id": id, "fingerprint": key.fingerprint(), "grain": s.grain, "value": s.value,
+                               "file": s.file.display().to_string(),
+                               "reason": format!("grain {} is {:?}, listed in {}", s.grain, s.value, s.file.display())}),
+                    );
+                }
+                if state == KeyState::Accepted {
                     self.welcome(routing, key, hello);
                 } else {
                     self.send(&routing, &ToMinion::Pending);
@@ -1037,9 +1065,15 @@ impl Hub {
     }
 
     /// Which accepted minions `target` selects. `R@role` matches the roles a minion is
-    /// assigned as well as those its grains report.
+    /// assigned as well as those its grains report. `N@` names the nodegroups of the
+    /// applied commit; `I@` sees the pillar of a minion's assigned roles at that commit
+    /// (computed only for targets that have an `I@` term).
     fn resolve(&self, target: &str, tgt_type: TargetType) -> Result<Vec<MinionId>, String> {
-        let target = Target::parse(target, tgt_type).map_err(|e| e.to_string())?;
+        let applied = self.roles.applied();
+        let no_groups = Nodegroups::default();
+        let groups = applied.map_or(&no_groups, |a| &a.nodegroups);
+        let target = Target::parse_with(target, tgt_type, groups).map_err(|e| e.to_string())?;
+        let pillars = applied.filter(|_| target.uses_pillar());
         let empty = json!({});
         Ok(self
             .keys
@@ -1047,12 +1081,15 @@ impl Hub {
             .into_iter()
             .filter(|id| {
                 let grains = self.known.get(id).map(|(g, _)| g).unwrap_or(&empty);
-                match self.roles.roles_of(id).filter(|r| !r.is_empty()) {
+                let assigned = self.roles.roles_of(id).filter(|r| !r.is_empty());
+                let pillar = pillars.map(|a| a.pillar_of(assigned.unwrap_or_default()));
+                let pillar = pillar.as_ref();
+                match assigned {
                     Some(assigned) => {
                         let grains = with_roles(grains, assigned);
-                        target.matches(&Candidate { id: id.as_str(), grains: &grains })
+                        target.matches(&Candidate { id: id.as_str(), grains: &grains, pillar })
                     }
-                    None => target.matches(&Candidate { id: id.as_str(), grains }),
+                    None => target.matches(&Candidate { id: id.as_str(), grains, pillar }),
                 }
             })
             .collect())

@@ -22,6 +22,7 @@
 
 pub mod apply;
 pub mod assign;
+pub mod autosign;
 pub mod config;
 pub mod content;
 pub mod fleet;
@@ -114,7 +115,8 @@ pub async fn run(cfg: Config, token: CancellationToken) -> Result<(), MasterErro
     let metrics = Arc::new(metrics::Metrics::new());
     let (cmd_tx, cmd_rx) = mpsc::channel(1024);
     let hub = hub::Hub::new(keys, store.clone(), outgoing, cfg.heartbeat, cfg.auto_accept, known, roles)
-        .with_metrics(metrics.clone());
+        .with_metrics(metrics.clone())
+        .with_autosign(autosign::Autosign::for_master(&cfg.dir));
     let hub_task = tokio::spawn(hub.run(in_rx, stored_rx, cmd_rx, token.clone()));
 
     let listener =

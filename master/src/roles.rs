@@ -212,6 +212,11 @@ impl RoleState {
         }
     }
 
+    /// The applied commit, if there is one.
+    pub fn applied(&self) -> Option<&Arc<Applied>> {
+        self.applied.as_ref()
+    }
+
     /// The roles assigned to `id`, if any.
     pub fn roles_of(&self, id: &MinionId) -> Option<&[String]> {
         self.minions.get(id).and_then(|s| s.assigned.as_ref()).map(|a| a.roles.as_slice())

@@ -25,6 +25,7 @@ pub mod fleet;
 mod function;
 mod graph;
 pub mod locate;
+mod nodegroups;
 mod path;
 mod plan;
 mod repo;
@@ -44,7 +45,10 @@ pub use function::{
     GroupPresent, Health, HealthCheck, Mode, PkgInstalled, PkgRemoved, Restart, Service, TemplateEngine,
     UserPresent,
 };
-pub use path::{Files, ROLES_DIR, STATES_DIR, StateId, TOP_FILE, is_name, role_path, source_path};
+pub use nodegroups::{NodegroupEntry, NodegroupsFile};
+pub use path::{
+    Files, NODEGROUPS_FILE, ROLES_DIR, STATES_DIR, StateId, TOP_FILE, is_name, role_path, source_path,
+};
 pub use plan::{Edge, Plan, RequisiteKind, Resource, ResourceRef, check_sources, plan, plan_with_files};
 pub use repo::Repo;
 pub use role::Role;

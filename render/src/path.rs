@@ -16,6 +16,8 @@ pub type Files = BTreeMap<String, String>;
 pub const STATES_DIR: &str = "states/";
 pub const ROLES_DIR: &str = "roles/";
 pub const TOP_FILE: &str = "roles/top.yaml";
+/// Named compound targets (`N@name`); read and checked by the master, not a role.
+pub const NODEGROUPS_FILE: &str = "roles/nodegroups.yaml";
 /// Salt's prefix of a file of the state tree: `salt://a/b` is `states/a/b`.
 const SALT_SCHEME: &str = "salt://";
 

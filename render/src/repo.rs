@@ -9,7 +9,8 @@ use crate::diag::{Diagnostic, finish};
 use crate::fleet::{FLEET_FILE, FleetFile};
 use crate::graph;
 use crate::locate::Text;
-use crate::path::{Files, ROLES_DIR, TOP_FILE, role_path};
+use crate::nodegroups::NodegroupsFile;
+use crate::path::{Files, NODEGROUPS_FILE, ROLES_DIR, TOP_FILE, role_path};
 use crate::plan::{Plan, check_sources, plan};
 use crate::role::{self, Role, entry_loc};
 use crate::template::{Context, Minion};
@@ -23,6 +24,10 @@ pub struct Repo {
     pub top: TopFile,
     /// `fleet.yaml`, if the commit has one (no file, no fleet).
     pub fleet: Option<FleetFile>,
+    /// `roles/nodegroups.yaml`, empty when there is none; its targets are the master's to
+    /// check.
+    #[serde(default)]
+    pub nodegroups: NodegroupsFile,
 }
 
 impl Repo {
@@ -35,7 +40,9 @@ impl Repo {
         let mut repo = Repo::default();
         let role_files: Vec<(&String, &String)> = files
             .iter()
-            .filter(|(path, _)| path.starts_with(ROLES_DIR) && path.as_str() != TOP_FILE)
+            .filter(|(path, _)| {
+                path.starts_with(ROLES_DIR) && path.as_str() != TOP_FILE && path.as_str() != NODEGROUPS_FILE
+            })
             .collect();
         let mut texts = BTreeMap::new();
         for (path, text) in role_files {
@@ -62,7 +69,7 @@ impl Repo {
         }
 
         // A role whose file is broken still exists: no second diagnostic for naming it.
-        let exists = |name: &str| files.contains_key(&role_path(name));
+        let exists = |name: &str| role_path(name) != NODEGROUPS_FILE && files.contains_key(&role_path(name));
         for (name, role) in &repo.roles {
             let file = role_path(name);
             let text = Text::plain(&file, texts[name]);
@@ -101,6 +108,12 @@ impl Repo {
         if let Some(text) = files.get(TOP_FILE) {
             match TopFile::parse(text, exists) {
                 Ok(top) => repo.top = top,
+                Err(found) => diags.extend(found),
+            }
+        }
+        if let Some(text) = files.get(NODEGROUPS_FILE) {
+            match NodegroupsFile::parse(text) {
+                Ok(groups) => repo.nodegroups = groups,
                 Err(found) => diags.extend(found),
             }
         }

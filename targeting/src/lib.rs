@@ -5,14 +5,22 @@
 //! Salt's `re.match`), `-L` comma list of minion ids, `-G grain:glob` (nested keys with
 //! `:`, lists match if any element does, case-insensitive), and `-C` compound: terms
 //! `G@grain:glob`, `P@grain:regex`, `S@cidr` (an address in the `ipv4` grain), `E@regex`,
-//! `L@a,b`, `R@role`, or a bare glob, joined with `and`, `or`,
-//! `not` and parentheses (`not` binds tightest, then `and`, then `or`).
+//! `L@a,b`, `R@role`, `I@pillar:glob` (the minion's pillar, which the caller supplies),
+//! `N@group` (a named compound target, [`Nodegroups`]), or a bare glob, joined with `and`,
+//! `or`, `not` and parentheses (`not` binds tightest, then `and`, then `or`).
+//!
+//! A nodegroup is expanded when the target is parsed: the result holds the group's parsed
+//! target, so matching never looks a name up. Expansion is bounded as the text is: groups
+//! nest at most [`MAX_NODEGROUP_DEPTH`] deep, a group that reaches itself is a cycle, and
+//! the terms of every group expanded count against [`MAX_TERMS`] together.
 //!
 //! A compound target comes from a user (the CLI, or a key of `roles/top.yaml`), so its size
 //! is bounded ([`MAX_COMPOUND_LEN`], [`MAX_DEPTH`], [`MAX_TERMS`]) and it is parsed with an
 //! explicit stack, never by recursion on the input. Chains of `and` / `or` become one n-ary
 //! node, so a parsed target is at most about `2 * MAX_DEPTH` nodes deep: matching and
 //! dropping it recurse no deeper than that.
+
+use std::collections::BTreeMap;
 
 use api::TargetType;
 use globset::{GlobBuilder, GlobMatcher};
@@ -26,6 +34,37 @@ pub const MAX_COMPOUND_LEN: usize = 4096;
 pub const MAX_DEPTH: usize = 32;
 /// The most terms (`G@...`, `L@...`, globs...) in a compound target.
 pub const MAX_TERMS: usize = 512;
+/// How deep nodegroups may name other nodegroups (`N@a` in `a`'s target is depth 2).
+pub const MAX_NODEGROUP_DEPTH: usize = 8;
+
+/// Named compound targets, for `N@name` (the master reads them from
+/// `roles/nodegroups.yaml`). A group's target may name other groups.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Nodegroups {
+    groups: BTreeMap<String, String>,
+}
+
+/// No nodegroups: what [`Target::parse`] expands `N@` with.
+static NO_GROUPS: Nodegroups = Nodegroups { groups: BTreeMap::new() };
+
+impl Nodegroups {
+    pub fn new(groups: BTreeMap<String, String>) -> Nodegroups {
+        Nodegroups { groups }
+    }
+
+    /// The compound target of group `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.groups.get(name).map(String::as_str)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.groups.keys().map(String::as_str)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TargetError {
@@ -84,6 +123,12 @@ pub enum Target {
         prefix: u8,
     },
     Role(String),
+    /// `key:glob` on the minion's pillar (`I@`), matched as a grain is.
+    Pillar {
+        key: String,
+        glob: String,
+        whole: GlobMatcher,
+    },
     Not(Box<Target>),
     /// Every one matches (two or more).
     And(Vec<Target>),
@@ -92,10 +137,12 @@ pub enum Target {
 }
 
 /// What a target is matched against: an id and its grains (an object; may be empty for a
-/// minion that never connected).
+/// minion that never connected), and its pillar when the caller knows it (`I@` matches
+/// nothing without one; see [`Target::uses_pillar`] to compute it only when needed).
 pub struct Candidate<'a> {
     pub id: &'a str,
     pub grains: &'a Value,
+    pub pillar: Option<&'a Value>,
 }
 
 fn glob(pattern: &str, case_insensitive: bool) -> Result<GlobMatcher, TargetError> {
@@ -119,6 +166,17 @@ fn grain(expr: &str) -> Result<Target, TargetError> {
             Ok(Target::Grain { key: key.to_string(), glob: glob.to_string(), whole: self::glob(glob, true)? })
         }
         _ => Err(TargetError::Grain(expr.to_string())),
+    }
+}
+
+fn pillar(expr: &str) -> Result<Target, String> {
+    match expr.split_once(':') {
+        Some((key, glob)) if !key.is_empty() => Ok(Target::Pillar {
+            key: key.to_string(),
+            glob: glob.to_string(),
+            whole: self::glob(glob, true).map_err(|e| e.to_string())?,
+        }),
+        _ => Err(format!("bad pillar target {expr:?}: expected key:glob, like app:env:prod")),
     }
 }
 
@@ -155,7 +213,13 @@ fn list(expr: &str) -> Result<Target, TargetError> {
 }
 
 impl Target {
+    /// `expr` read as `kind`; `N@` names no group (see [`Target::parse_with`]).
     pub fn parse(expr: &str, kind: TargetType) -> Result<Self, TargetError> {
+        Target::parse_with(expr, kind, &NO_GROUPS)
+    }
+
+    /// `expr` read as `kind`, with `N@name` expanded from `groups`.
+    pub fn parse_with(expr: &str, kind: TargetType, groups: &Nodegroups) -> Result<Self, TargetError> {
         let expr = expr.trim();
         if expr.is_empty() {
             return Err(TargetError::Empty);
@@ -165,13 +229,25 @@ impl Target {
             TargetType::Pcre => Ok(Target::Pcre(pcre(expr)?)),
             TargetType::List => list(expr),
             TargetType::Grain => grain(expr),
-            TargetType::Compound => compound::parse(expr),
+            TargetType::Compound => compound::parse(expr, &mut compound::Expansion::new(groups)),
             TargetType::GrainPcre => grain_pcre(expr).map_err(TargetError::Term),
             TargetType::Ipcidr => subnet(expr).map_err(TargetError::Term),
         }
     }
 
-    /// Recurses once per level of the tree, which [`MAX_DEPTH`] keeps shallow.
+    /// Whether matching looks at the pillar (an `I@` term), so a caller computes pillars
+    /// only for the targets that need them.
+    pub fn uses_pillar(&self) -> bool {
+        match self {
+            Target::Pillar { .. } => true,
+            Target::Not(t) => t.uses_pillar(),
+            Target::And(ts) | Target::Or(ts) => ts.iter().any(Target::uses_pillar),
+            _ => false,
+        }
+    }
+
+    /// Recurses once per level of the tree, which [`MAX_DEPTH`] (and
+    /// [`MAX_NODEGROUP_DEPTH`]) keep shallow.
     pub fn matches(&self, c: &Candidate) -> bool {
         match self {
             Target::Glob(g) => g.is_match(c.id),
@@ -189,6 +265,9 @@ impl Target {
                 Some(Value::Array(roles)) => roles.iter().any(|r| r.as_str() == Some(role)),
                 _ => false,
             },
+            Target::Pillar { key, glob, whole } => {
+                match_grain(c.pillar.and_then(|p| p.get(key.as_str())), glob, Some(whole))
+            }
             Target::Not(t) => !t.matches(c),
             Target::And(all) => all.iter().all(|t| t.matches(c)),
             Target::Or(any) => any.iter().any(|t| t.matches(c)),
@@ -293,7 +372,57 @@ mod compound {
         (deepest, terms)
     }
 
-    pub fn parse(expr: &str) -> Result<Target, TargetError> {
+    /// The nodegroups a parse expands `N@` with, and what expanding has used so far.
+    pub struct Expansion<'g> {
+        groups: &'g Nodegroups,
+        /// The groups being expanded, outermost first.
+        chain: Vec<&'g str>,
+        /// Terms parsed so far, over every group expanded.
+        terms: usize,
+    }
+
+    impl<'g> Expansion<'g> {
+        pub fn new(groups: &'g Nodegroups) -> Self {
+            Expansion { groups, chain: Vec::new(), terms: 0 }
+        }
+
+        /// The target of group `name`, parsed (and its own groups expanded).
+        fn group(&mut self, name: &str) -> Result<Target, String> {
+            let Some((name, expr)) = self.groups.groups.get_key_value(name) else {
+                let known: Vec<&str> = self.groups.names().collect();
+                return Err(if known.is_empty() {
+                    format!(
+                        "no nodegroup '{name}': none is defined (nodegroups live in roles/nodegroups.yaml)"
+                    )
+                } else {
+                    format!(
+                        "no nodegroup '{name}' (roles/nodegroups.yaml defines {})",
+                        known.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>().join(", ")
+                    )
+                });
+            };
+            if self.chain.contains(&name.as_str()) {
+                let cycle: Vec<&str> = self.chain.iter().copied().chain([name.as_str()]).collect();
+                return Err(format!("nodegroups name each other in a cycle: {}", cycle.join(" -> ")));
+            }
+            if self.chain.len() >= MAX_NODEGROUP_DEPTH {
+                return Err(format!(
+                    "nodegroups nest more than {MAX_NODEGROUP_DEPTH} deep ({} -> {name}); name fewer groups \
+                     inside groups",
+                    self.chain.join(" -> ")
+                ));
+            }
+            self.chain.push(name);
+            let parsed = parse(expr.trim(), self);
+            self.chain.pop();
+            parsed.map_err(|e| format!("in nodegroup '{name}': {e}"))
+        }
+    }
+
+    pub fn parse(expr: &str, ex: &mut Expansion) -> Result<Target, TargetError> {
+        if expr.is_empty() {
+            return Err(TargetError::Empty);
+        }
         if expr.len() > MAX_COMPOUND_LEN {
             return Err(TargetError::TooLong(expr.len()));
         }
@@ -302,10 +431,11 @@ mod compound {
         if depth > MAX_DEPTH {
             return Err(TargetError::TooDeep(depth));
         }
-        if terms > MAX_TERMS {
-            return Err(TargetError::TooManyTerms(terms));
+        ex.terms += terms;
+        if ex.terms > MAX_TERMS {
+            return Err(TargetError::TooManyTerms(ex.terms));
         }
-        Parser::default().run(&tokens)
+        Parser::default().run(&tokens, ex)
     }
 
     #[derive(Clone, Copy, PartialEq, Eq)]
@@ -330,7 +460,7 @@ mod compound {
     }
 
     impl Parser {
-        fn run(mut self, tokens: &[&str]) -> Result<Target, TargetError> {
+        fn run(mut self, tokens: &[&str], ex: &mut Expansion) -> Result<Target, TargetError> {
             let mut expect_operand = true;
             for (i, &tok) in tokens.iter().enumerate() {
                 let pos = i + 1;
@@ -340,7 +470,7 @@ mod compound {
                         "not" => self.ops.push(Op::Not),
                         CLOSE | "and" | "or" => return Err(error(pos, tok, "expected a target here")),
                         _ => {
-                            let t = term(tok).map_err(|e| error(pos, tok, &e))?;
+                            let t = term(tok, ex).map_err(|e| error(pos, tok, &e))?;
                             self.operand(t);
                             expect_operand = false;
                         }
@@ -418,7 +548,7 @@ mod compound {
         }
     }
 
-    fn term(tok: &str) -> Result<Target, String> {
+    fn term(tok: &str, ex: &mut Expansion) -> Result<Target, String> {
         let Some((prefix, rest)) = tok.split_once('@') else {
             return glob(tok, false).map(Target::Glob).map_err(|e| e.to_string());
         };
@@ -433,7 +563,9 @@ mod compound {
             "P" => grain_pcre(rest),
             "S" => subnet(rest),
             "R" => Ok(Target::Role(rest.to_string())),
-            _ => Err(format!("unknown target type '{prefix}@' (expected G@, P@, S@, E@, L@ or R@)")),
+            "I" => pillar(rest),
+            "N" => ex.group(rest),
+            _ => Err(format!("unknown target type '{prefix}@' (expected G@, P@, S@, E@, L@, R@, I@ or N@)")),
         }
     }
 
@@ -447,14 +579,20 @@ mod compound {
             // far past the limits, straight to the parser: the input's depth stays off the
             // call stack, and long chains come out flat (list terms: globs are slow to build)
             let parens = format!("{}web-1{}", "(".repeat(100_000), ")".repeat(100_000));
-            let t = on_small_stack(move || Parser::default().run(&tokenize(&parens)));
+            let t = on_small_stack(move || {
+                Parser::default().run(&tokenize(&parens), &mut Expansion::new(&NO_GROUPS))
+            });
             assert!(matches!(t, Ok(Target::Glob(_))), "{t:?}");
             let ors = "L@web-1 or ".repeat(100_000) + "web-2";
-            let t = on_small_stack(move || Parser::default().run(&tokenize(&ors)));
+            let t = on_small_stack(move || {
+                Parser::default().run(&tokenize(&ors), &mut Expansion::new(&NO_GROUPS))
+            });
             assert!(matches!(&t, Ok(Target::Or(any)) if any.len() == 100_001), "not one flat 'or'");
             // the first group starts the chain; the others stay groups of two
             let ands = "(L@a and L@b) and ".repeat(50_000) + "web-3";
-            let t = on_small_stack(move || Parser::default().run(&tokenize(&ands)));
+            let t = on_small_stack(move || {
+                Parser::default().run(&tokenize(&ands), &mut Expansion::new(&NO_GROUPS))
+            });
             assert!(matches!(&t, Ok(Target::And(all)) if all.len() == 50_002), "not one flat 'and'");
         }
 
@@ -500,7 +638,7 @@ mod tests {
         let t = Target::parse(expr, kind)?;
         Ok(fleet()
             .iter()
-            .filter(|(id, g)| t.matches(&Candidate { id, grains: g }))
+            .filter(|(id, g)| t.matches(&Candidate { id, grains: g, pillar: None }))
             .map(|(id, _)| *id)
             .collect())
     }
@@ -583,6 +721,118 @@ mod tests {
             let err = select(expr, *kind).unwrap_err().to_string();
             assert!(err.contains(want), "{expr}: {err:?} should contain {want:?}");
         }
+    }
+
+    #[test]
+    fn pillar_terms_match_the_pillar_given_and_nothing_without_one() {
+        let pillar = json!({"app": {"env": "Prod"}, "tier": "web", "zones": ["a", "b"]});
+        let cases = [
+            ("I@tier:web", true),
+            ("I@tier:w*", true),
+            ("I@app:env:prod", true),
+            ("I@app:env:dev", false),
+            ("I@zones:b", true),
+            ("I@missing:*", false),
+            ("I@tier:web and not I@zones:c", true),
+        ];
+        let grains = json!({"tier": "db"});
+        for (expr, want) in cases {
+            let t = Target::parse(expr, TargetType::Compound).unwrap();
+            assert!(t.uses_pillar(), "{expr}");
+            let with = Candidate { id: "w1", grains: &grains, pillar: Some(&pillar) };
+            assert_eq!(t.matches(&with), want, "{expr}");
+            // the grain of the same name is not the pillar, and no pillar matches nothing
+            let without = Candidate { id: "w1", grains: &json!({"tier": "web"}), pillar: None };
+            assert!(!t.matches(&without) || expr.contains("not"), "{expr} matched without a pillar");
+        }
+        assert!(!Target::parse("G@tier:web or R@x", TargetType::Compound).unwrap().uses_pillar());
+        let err = Target::parse("I@nocolon", TargetType::Compound).unwrap_err().to_string();
+        assert!(err.contains("expected key:glob"), "{err}");
+    }
+
+    fn groups(pairs: &[(&str, &str)]) -> Nodegroups {
+        Nodegroups::new(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    }
+
+    #[test]
+    fn nodegroups_expand_into_their_targets_also_inside_each_other() {
+        let g = groups(&[
+            ("webs", "web-*"),
+            ("debian", "G@os:debian"),
+            ("debian_webs", "N@webs and N@debian"),
+            ("all_but_webs", "not N@webs"),
+        ]);
+        let cases: &[(&str, &[&str])] = &[
+            ("N@webs", &["web-1", "web-2"]),
+            ("N@debian_webs and G@num_cpus:4", &["web-2"]),
+            ("N@all_but_webs and not key", &["db-1", "worker-1"]),
+            ("(N@webs or N@debian) and not N@webs", &["db-1"]),
+        ];
+        for (expr, want) in cases {
+            let t = Target::parse_with(expr, TargetType::Compound, &g).unwrap();
+            let got: Vec<&str> = fleet()
+                .iter()
+                .filter(|(id, gr)| t.matches(&Candidate { id, grains: gr, pillar: None }))
+                .map(|(id, _)| *id)
+                .collect();
+            assert_eq!(&got, want, "{expr}");
+        }
+    }
+
+    #[test]
+    fn unknown_cyclic_and_too_nested_nodegroups_are_refused_by_name() {
+        let mut pairs = vec![
+            ("a", "N@b"),
+            ("b", "web-* or N@a"),
+            ("self", "N@self"),
+            ("broken", "N@nope"),
+            ("bad", "web-* and"),
+        ];
+        // a chain one deeper than allowed: g0 -> g1 -> ... -> g8
+        let names: Vec<String> = (0..=MAX_NODEGROUP_DEPTH).map(|i| format!("g{i}")).collect();
+        let targets: Vec<String> = (0..=MAX_NODEGROUP_DEPTH)
+            .map(|i| if i < MAX_NODEGROUP_DEPTH { format!("N@g{}", i + 1) } else { "web-1".into() })
+            .collect();
+        for (n, t) in names.iter().zip(&targets) {
+            pairs.push((n, t));
+        }
+        let g = groups(&pairs);
+        let cases = [
+            ("N@a", "nodegroups name each other in a cycle: a -> b -> a"),
+            ("N@self", "cycle: self -> self"),
+            (
+                "N@broken",
+                "in nodegroup 'broken': bad compound target at token 1 \"N@nope\": no nodegroup 'nope'",
+            ),
+            ("N@bad", "in nodegroup 'bad': bad compound target at token 2 \"and\""),
+            (
+                "web-1 or N@missing",
+                "token 3 \"N@missing\": no nodegroup 'missing' (roles/nodegroups.yaml defines",
+            ),
+            ("N@g0", "nodegroups nest more than 8 deep (g0 -> g1"),
+        ];
+        for (expr, want) in cases {
+            let err = Target::parse_with(expr, TargetType::Compound, &g).unwrap_err().to_string();
+            assert!(err.contains(want), "{expr}: {err:?} should contain {want:?}");
+        }
+        // one level less is fine
+        assert!(Target::parse_with("N@g1", TargetType::Compound, &g).is_ok());
+        let err = Target::parse("N@webs", TargetType::Compound).unwrap_err().to_string();
+        assert!(err.contains("no nodegroup 'webs': none is defined"), "{err}");
+    }
+
+    #[test]
+    fn nodegroup_terms_count_together_so_expansion_cannot_blow_up() {
+        // each group names the next four times: 4^n terms if expanded without a budget
+        let pairs = (0..5).map(|i| {
+            let t = if i < 4 { vec![format!("N@d{}", i + 1); 4].join(" or ") } else { "x".into() };
+            (format!("d{i}"), t)
+        });
+        let g = Nodegroups::new(pairs.collect());
+        let err = Target::parse_with("N@d0", TargetType::Compound, &g).unwrap_err().to_string();
+        assert!(err.contains("terms (at most 512)"), "{err}");
+        // one level less: 1 + 4 + 16 + 64 + 64 terms
+        assert!(Target::parse_with("N@d1", TargetType::Compound, &g).is_ok());
     }
 
     /// Runs `f` on a thread with a small stack: what passes here does not lean on the stack.

@@ -31,7 +31,11 @@ fn fleet() -> Vec<(&'static str, Value)> {
 
 /// Every id `t` selects; panics only if matching does.
 fn select_ids(t: &Target) -> Vec<&'static str> {
-    fleet().iter().filter(|(id, grains)| t.matches(&Candidate { id, grains })).map(|(id, _)| *id).collect()
+    fleet()
+        .iter()
+        .filter(|(id, grains)| t.matches(&Candidate { id, grains, pillar: None }))
+        .map(|(id, _)| *id)
+        .collect()
 }
 
 /// How many nodes deep a parsed target is (recursive: parsed targets are shallow).
@@ -142,7 +146,7 @@ proptest! {
         let parsed = Target::parse(&text, TargetType::Compound);
         for (id, grains) in fleet() {
             let want = Reference { words: &words, at: 0, id }.target();
-            let got = parsed.as_ref().ok().map(|t| t.matches(&Candidate { id, grains: &grains }));
+            let got = parsed.as_ref().ok().map(|t| t.matches(&Candidate { id, grains: &grains, pillar: None }));
             prop_assert_eq!(got, want, "{} for {}: {:?}", text, id, parsed.as_ref().err());
         }
     }

@@ -107,3 +107,57 @@ fn keys_moved_by_hand_take_effect() {
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     master.wait_for_minions(1);
 }
+
+#[test]
+fn a_grain_listed_in_autosign_grains_accepts_a_key_and_an_unsafe_file_does_not() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let master = Master::start(&[]);
+    let dir = master.state_dir().join("autosign_grains");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::write(dir.join("tier"), "# frontends join by themselves\nfront\n").unwrap();
+    std::fs::write(dir.join("rack"), "r1\n").unwrap();
+    std::fs::set_permissions(dir.join("rack"), std::fs::Permissions::from_mode(0o666)).unwrap();
+
+    let _front = Minion::start(&master, "m1", &["--grain", "tier=front"]);
+    let _back = Minion::start(&master, "m2", &["--grain", "tier=back"]);
+    let _racked = Minion::start(&master, "m3", &["--grain", "rack=r1"]);
+    master.wait_for_minions(1);
+    assert_eq!(key_state(&master, "m1").as_deref(), Some("accepted"));
+    assert_eq!(master.ping(&["*"]), ["m1"]);
+    wait_until(Duration::from_secs(20), "m2 and m3 to wait in pending", || {
+        key_state(&master, "m2").as_deref() == Some("pending")
+            && key_state(&master, "m3").as_deref() == Some("pending")
+    });
+    // the world-writable file is named, and accepted nobody
+    wait_until(Duration::from_secs(20), "the master to warn of the unsafe file", || {
+        master.log().contains("is writable by everyone (mode 666)")
+    });
+    assert_eq!(key_state(&master, "m3").as_deref(), Some("pending"));
+    assert!(master.log().contains("key accepted by a grain (autosign)"), "{}", master.log());
+
+    // the event says why
+    let out = master.drover(&[
+        "--out",
+        "json",
+        "events",
+        "--since",
+        "0",
+        "--no-follow",
+        "--tag",
+        "drover/key/autosign",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let events: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!((&events[0]["data"]["id"], &events[0]["data"]["grain"]), (&json!("m1"), &json!("tier")));
+    assert_eq!(events[0]["data"]["value"], json!("front"));
+
+    // a pending minion is accepted at its next hello once its value is listed
+    std::fs::write(dir.join("tier"), "front\nback\n").unwrap();
+    master.wait_for_minions(2);
+    assert_eq!(master.ping(&["*"]), ["m1", "m2"]);
+    assert_eq!(key_state(&master, "m3").as_deref(), Some("pending"));
+}

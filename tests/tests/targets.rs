@@ -68,3 +68,75 @@ fn a_too_deep_target_in_top_yaml_refuses_the_commit_and_the_master_stays_up() {
         answers(&master);
     }
 }
+
+#[test]
+fn nodegroups_and_pillar_targets_select_by_the_applied_commit() {
+    let repo = ConfigRepo::new();
+    repo.commit(
+        "roles with a pillar, and nodegroups",
+        &[
+            ("roles/web.yaml", "description: web\nstates: [t.a]\npillar: {app: {env: prod}, tier: front}\n"),
+            ("roles/db.yaml", "description: db\nstates: [t.a]\npillar: {app: {env: staging}}\n"),
+            ("states/t/a.yaml", "marker:\n  file.absent:\n    - name: /tmp/drover-nothing-here\n"),
+            (
+                "roles/nodegroups.yaml",
+                "webs: 'web-*'\nfront: 'N@webs or G@tier:front'\nall: [N@front, 'db-*']\n",
+            ),
+            // a nodegroup in the top file too
+            ("roles/top.yaml", "'N@webs': [web]\n'db-*': [db]\n"),
+        ],
+    );
+    let master = Master::start(&["--auto-accept", "--repo", repo.path().to_str().unwrap()]);
+    let _m = [
+        Minion::start(&master, "web-1", &[]),
+        Minion::start(&master, "web-2", &[]),
+        Minion::start(&master, "db-1", &[]),
+        Minion::start(&master, "m1", &["--grain", "tier=front"]),
+    ];
+    master.wait_for_minions(4);
+    let out = master.drover(&["roles", "apply"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+
+    assert_eq!(master.ping(&["-N", "webs"]), ["web-1", "web-2"]);
+    assert_eq!(master.ping(&["-N", "front"]), ["m1", "web-1", "web-2"]);
+    assert_eq!(master.ping(&["-C", "N@all and not web-2"]), ["db-1", "m1", "web-1"]);
+    // the pillar of the assigned roles, not grains: m1's `tier` grain is no pillar
+    assert_eq!(master.ping(&["-I", "app:env:prod"]), ["web-1", "web-2"]);
+    assert_eq!(master.ping(&["-I", "tier:front"]), ["web-1", "web-2"]);
+    assert_eq!(master.ping(&["-C", "I@app:env:staging or L@m1"]), ["db-1", "m1"]);
+    refused(
+        &master,
+        &["-N", "nope", "test.ping"],
+        "no nodegroup 'nope' (roles/nodegroups.yaml defines 'all', 'front', 'webs')",
+    );
+    refused(&master, &["-C", "web-1 or N@nope", "test.ping"], "token 3 \"N@nope\": no nodegroup 'nope'");
+    refused(&master, &["-I", "app:env:dev", "test.ping"], "no minions matched");
+
+    // a bad nodegroups file refuses the commit, at the group, and the applied groups stay
+    for (text, wanted) in [
+        ("webs: 'web-* or N@front'\nfront: N@webs\n", "roles/nodegroups.yaml:1:1: nodegroup `webs`: "),
+        (
+            "webs: 'web-* or N@front'\nfront: N@webs\n",
+            "nodegroups name each other in a cycle: webs -> front -> webs",
+        ),
+        (
+            "webs: 'web-*'\nfront: 'N@web'\n",
+            "roles/nodegroups.yaml:2:1: nodegroup `front`: bad compound target at token 1 \"N@web\": no nodegroup 'web'",
+        ),
+        ("webs: [\n", "roles/nodegroups.yaml:"),
+    ] {
+        repo.commit("a bad nodegroups file", &[("roles/nodegroups.yaml", text)]);
+        refused(&master, &["roles", "apply"], wanted);
+        assert_eq!(master.ping(&["-N", "webs"]), ["web-1", "web-2"]);
+    }
+    // I@ cannot pick roles (the pillar comes from them)
+    repo.commit(
+        "pillar in top",
+        &[("roles/nodegroups.yaml", "webs: 'web-*'\n"), ("roles/top.yaml", "'I@app:env:prod': [web]\n")],
+    );
+    refused(
+        &master,
+        &["roles", "apply"],
+        "roles/top.yaml:1:2: bad target `I@app:env:prod`: I@ cannot select roles",
+    );
+}

@@ -69,16 +69,24 @@ pub struct TargetFlags {
     #[arg(short = 'R', long, value_name = "ROLE")]
     pub role: Option<String>,
 
+    /// Minions whose pillar (of their assigned roles) matches a glob, like app:env:prod
+    #[arg(short = 'I', long, value_name = "KEY:GLOB")]
+    pub pillar: Option<String>,
+
+    /// The minions of a nodegroup of roles/nodegroups.yaml
+    #[arg(short = 'N', long, value_name = "NAME")]
+    pub nodegroup: Option<String>,
+
     /// A compound target: 'G@os:debian and R@worker and web-* or L@a,b'
     #[arg(short = 'C', long, value_name = "EXPR")]
     pub compound: Option<String>,
 }
 
 impl TargetFlags {
-    /// The target a flag gave, and how the master should read it. A role goes as the
-    /// compound term `R@role`.
+    /// The target a flag gave, and how the master should read it. A role, a pillar and a
+    /// nodegroup go as the compound terms `R@role`, `I@key:glob` and `N@name`.
     pub fn chosen(&self) -> Option<(String, TargetType)> {
-        let TargetFlags { pcre, list, grain, grain_pcre, ipcidr, role, compound } = self;
+        let TargetFlags { pcre, list, grain, grain_pcre, ipcidr, role, pillar, nodegroup, compound } = self;
         let with = |t: &Option<String>, ty| t.clone().map(|t| (t, ty));
         with(pcre, TargetType::Pcre)
             .or_else(|| with(list, TargetType::List))
@@ -86,6 +94,8 @@ impl TargetFlags {
             .or_else(|| with(grain_pcre, TargetType::GrainPcre))
             .or_else(|| with(ipcidr, TargetType::Ipcidr))
             .or_else(|| role.as_ref().map(|r| (format!("R@{r}"), TargetType::Compound)))
+            .or_else(|| pillar.as_ref().map(|p| (format!("I@{p}"), TargetType::Compound)))
+            .or_else(|| nodegroup.as_ref().map(|n| (format!("N@{n}"), TargetType::Compound)))
             .or_else(|| with(compound, TargetType::Compound))
     }
 }
@@ -101,6 +111,8 @@ impl RunArgs {
             (t.grain_pcre.is_some(), "-P/--grain-pcre"),
             (t.ipcidr.is_some(), "-S/--ipcidr"),
             (t.role.is_some(), "-R/--role"),
+            (t.pillar.is_some(), "-I/--pillar"),
+            (t.nodegroup.is_some(), "-N/--nodegroup"),
             (t.compound.is_some(), "-C/--compound"),
             (self.timeout.is_some(), "-t/--timeout"),
             (self.no_wait, "--async"),
@@ -286,6 +298,16 @@ mod tests {
                 json!({}),
             ),
             (&["-R", "worker", "daemon.status"], "R@worker", Compound, "daemon.status", json!([]), json!({})),
+            (&["-N", "webs", "test.ping"], "N@webs", Compound, "test.ping", json!([]), json!({})),
+            (&["--nodegroup=webs", "test.ping"], "N@webs", Compound, "test.ping", json!([]), json!({})),
+            (
+                &["-I", "app:env:prod", "test.ping"],
+                "I@app:env:prod",
+                Compound,
+                "test.ping",
+                json!([]),
+                json!({}),
+            ),
             (
                 &["-P", "os:(debian|ubuntu)", "test.ping"],
                 "os:(debian|ubuntu)",
