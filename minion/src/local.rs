@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use api::TargetType;
 use serde_json::{Value, json};
-use targeting::{Candidate, Target};
+use targeting::{Candidate, Nodegroups, Target};
 use wire::MinionId;
 use wire::msg::Grains;
 
@@ -144,12 +144,15 @@ fn request(words: &[String]) -> Result<Request, String> {
     Ok(Request { only, test })
 }
 
-/// The roles `roles/top.yaml` and `fleet.yaml` give `id`, as the master works them out.
+/// The roles `roles/top.yaml` (its `N@` groups from `roles/nodegroups.yaml`) and
+/// `fleet.yaml` give `id`, as the master works them out.
 fn roles_of(repo: &render::Repo, id: &MinionId, grains: &Value) -> Result<Vec<String>, Vec<String>> {
     let mut bad = Vec::new();
+    let groups =
+        Nodegroups::new(repo.nodegroups.entries.iter().map(|e| (e.name.clone(), e.target.clone())).collect());
     let mut targets = std::collections::HashMap::new();
     for entry in &repo.top.entries {
-        match Target::parse(&entry.target, TargetType::Compound) {
+        match Target::parse_with(&entry.target, TargetType::Compound, &groups) {
             Ok(t) => {
                 targets.insert(entry.target.clone(), t);
             }
@@ -159,7 +162,8 @@ fn roles_of(repo: &render::Repo, id: &MinionId, grains: &Value) -> Result<Vec<St
     if !bad.is_empty() {
         return Err(bad);
     }
-    let candidate = Candidate { id: id.as_str(), grains };
+    // top.yaml hands out the roles whose pillar an `I@` term would read: none is used here
+    let candidate = Candidate { id: id.as_str(), grains, pillar: None };
     let mut roles: BTreeSet<String> =
         repo.top.roles_for(|target| targets.get(target).is_some_and(|t| t.matches(&candidate)));
     if let Some((role, _)) = repo.fleet.as_ref().and_then(|f| f.slot_of(id.as_str())) {
