@@ -128,10 +128,7 @@ pub(super) fn insert_return(tx: &rusqlite::Transaction, r: &JobReturn) -> rusqli
         ],
     )?;
     if inserted == 1 && r.killed {
-        tx.execute(
-            "UPDATE jobs SET killed_ms = COALESCE(killed_ms, ?2) WHERE jid = ?1",
-            params![r.jid.as_str(), wire::msg::now_ms() as i64],
-        )?;
+        kill(tx, &r.jid, wire::msg::now_ms())?;
     }
     Ok(inserted == 1)
 }
