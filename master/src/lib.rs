@@ -39,8 +39,6 @@ pub mod store;
 pub mod transport;
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
@@ -131,7 +129,9 @@ pub async fn run(cfg: Config, token: CancellationToken) -> Result<(), MasterErro
         "fingerprint": master_key.public.fingerprint(),
     });
     let api_path = cfg.dir.join(api::API_FILE);
-    write_private(&api_path, info.to_string().as_bytes())?;
+    // only its owner may read it: the API token is a credential
+    wire::private::write_atomic(&api_path, info.to_string().as_bytes())
+        .map_err(io(format!("write {}", api_path.display())))?;
     tracing::info!(url = %format!("http://{addr}"), "API serving");
 
     let closer = store.clone();
@@ -174,20 +174,6 @@ pub async fn run(cfg: Config, token: CancellationToken) -> Result<(), MasterErro
     served.map_err(io("serve the API"))?;
     tracing::info!("master stopped");
     Ok(())
-}
-
-/// Writes a file only its owner can read (the API token is a credential).
-fn write_private(path: &std::path::Path, data: &[u8]) -> Result<(), MasterError> {
-    let tmp = path.with_extension("json.tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io(format!("write {}", tmp.display())))?;
-    f.write_all(data).map_err(io(format!("write {}", tmp.display())))?;
-    std::fs::rename(&tmp, path).map_err(io(format!("write {}", path.display())))
 }
 
 /// Deletes jobs, returns and events older than `keep`, at start and then every hour.
