@@ -411,21 +411,7 @@ impl<D: Daemons + Send + Sync + 'static> Owner<D> {
             Ok(p) => p,
             Err(e) => return Outcome::fail(e),
         };
-        // `ids` may name state files (`a.b`, as Salt's state.apply names SLS files) or states
-        let only = (!req.only.is_empty()).then(|| {
-            let mut ids = Vec::new();
-            for want in &req.only {
-                let by_file: Vec<String> = p
-                    .plan
-                    .resources
-                    .iter()
-                    .filter(|r| r.state.to_string() == *want)
-                    .map(|r| r.id.clone())
-                    .collect();
-                if by_file.is_empty() { ids.push(want.clone()) } else { ids.extend(by_file) }
-            }
-            ids
-        });
+        let only = state::only_ids(&p.plan, &req.only);
         let opts = ApplyOptions {
             test: req.test,
             only,

@@ -232,21 +232,7 @@ fn read_one(root: &Path, path: &Path, files: &mut render::Files, total: &mut u64
 }
 
 async fn run(p: Prepared, req: Request, json_out: bool) -> Ended {
-    // `ids` may name state files (`a.b`) or states, as for state.apply on a minion
-    let only = (!req.only.is_empty()).then(|| {
-        let mut ids = Vec::new();
-        for want in &req.only {
-            let by_file: Vec<String> = p
-                .plan
-                .resources
-                .iter()
-                .filter(|r| r.state.to_string() == *want)
-                .map(|r| r.id.clone())
-                .collect();
-            if by_file.is_empty() { ids.push(want.clone()) } else { ids.extend(by_file) }
-        }
-        ids
-    });
+    let only = state::only_ids(&p.plan, &req.only);
     let opts = ApplyOptions { test: req.test, only, hold_daemons: false, hold_reason: String::new() };
     let applied = state::apply(&p.plan, &p.files, &p.ctx, &opts, &Unsupervised).await;
     if !applied.unknown.is_empty() {

@@ -57,6 +57,24 @@ pub struct ApplyOptions {
     pub hold_reason: String,
 }
 
+/// [`ApplyOptions::only`] for `state.apply NAME...`: each name is a state file (`a.b`, as
+/// Salt's state.apply names SLS files), standing for its states, or a state id; none: all.
+pub fn only_ids(plan: &Plan, names: &[String]) -> Option<Vec<String>> {
+    (!names.is_empty()).then(|| {
+        let mut ids = Vec::new();
+        for want in names {
+            let by_file: Vec<String> = plan
+                .resources
+                .iter()
+                .filter(|r| r.state.to_string() == *want)
+                .map(|r| r.id.clone())
+                .collect();
+            if by_file.is_empty() { ids.push(want.clone()) } else { ids.extend(by_file) }
+        }
+        ids
+    })
+}
+
 /// What an apply did.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Applied {
