@@ -14,34 +14,38 @@
 //! it is the minion again once the higher one is gone). A session keeps the minion's last
 //! `Health` and whether it reported convergence since it began.
 //!
+//! This file routes the inputs; the hub's three concerns are `impl Hub` blocks of their own:
+//! [`sessions`] (which connection speaks for which minion), [`keys`] (what a hello gets by
+//! the key files, key actions) and [`jobs`] (targets, sending, return provenance, kills).
+//!
 //! The roles side (assignments, reports, peers, the file server) is [`RoleState`], a part
 //! of the hub: told of every connection and disconnection, it answers with the messages to
 //! send. Plans it asks for run on blocking threads and come back on their own channel.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use api::{
-    Batch, KeyAction, KeyActionRequest, KeyActionResponse, KeyList, KeyState, KillResponse, MinionReturn,
-    MinionStatus, RoleStatus, RolesApplyResponse, RunResponse, TargetType,
+    Batch, KeyActionRequest, KeyActionResponse, KeyList, KeyState, KillResponse, MinionStatus, RoleStatus,
+    RolesApplyResponse, RunResponse, TargetType,
 };
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use wire::msg::{MAX_HELLO, decode, encode, now_ms};
-use wire::{Assignment, Converged, Hello, Jid, Job, JobReturn, MinionId, PublicKey, ToMaster, ToMinion};
+use wire::msg::{MAX_HELLO, decode, encode};
+use wire::{Assignment, Converged, Jid, Job, MinionId, PublicKey, ToMaster, ToMinion};
 
 use crate::assign::{Applied, Planned};
 use crate::autosign::Autosign;
-use crate::jobs;
-use crate::limits::{DROPS_INTERVAL, Drops, KeyRefusal, MAX_PENDING, MinionLimits, NewKeys, Reason};
+use crate::limits::{DROPS_INTERVAL, Drops, MAX_PENDING, MinionLimits, NewKeys, Reason};
 use crate::metrics::Metrics;
 use crate::pki::KeyStore;
 use crate::roles::{Out, PlanDone, RoleState, RolesInput};
 use crate::store::{Store, Stored};
 use crate::transport::{Incoming, Outgoing};
-use targeting::{Candidate, Nodegroups, Target};
+use jobs::ActiveJob;
+use sessions::{Route, Session};
 
 /// What the API asks of the hub.
 pub enum Command {
@@ -148,68 +152,12 @@ pub struct ConvergedView {
 /// The most bytes the JSON data of one minion event may take.
 const MAX_EVENT_DATA: usize = 64 << 10;
 
-/// The largest return (its frame) the master keeps; a larger one is stored as a failure
-/// saying so. A minion cuts each output at `wire::msg::MAX_OUTPUT`, far below it.
-const MAX_RETURN: usize = 4 << 20;
-
 /// The most bytes of file-server answers sent at once to one minion (at least one message
 /// goes); the rest waits for a later tick.
 const FETCH_SERVE_BYTES: usize = 4 << 20;
 
 /// How often limits at rest are forgotten.
 const LIMITS_GC: Duration = Duration::from_secs(10);
-
-struct Session {
-    routing: Vec<u8>,
-    key: PublicKey,
-    last_seen: Instant,
-    /// Of the container this connection speaks for (`Hello::generation`).
-    generation: u64,
-    /// The minion's own verdict, as it last reported it on this session.
-    health: Option<wire::Health>,
-    /// Whether a convergence report was recorded on this session.
-    reported: bool,
-}
-
-/// Which minion a connection said it is (its last Hello), and when it was last heard.
-struct Route {
-    id: MinionId,
-    seen: Instant,
-    /// Its last hello was welcomed (its key is the accepted one): only such a route's
-    /// stall counts against its minion.
-    welcomed: bool,
-}
-
-/// How long a welcomed connection is remembered after its last message: longer than the
-/// transport takes to find that it does not read (`transport::STALL_AFTER`).
-const WELCOMED_ROUTE_MEMORY: Duration = Duration::from_secs(60);
-
-struct ActiveJob {
-    body: Vec<u8>,
-    /// The body for a minion that gets its own (a trial's assignment), instead of `body`.
-    bodies: HashMap<MinionId, Vec<u8>>,
-    targeted: Vec<MinionId>,
-    timeout: Duration,
-    window: usize,
-    queue: VecDeque<MinionId>,
-    /// Minions sent the job and not yet returned, with when it was sent.
-    in_flight: HashMap<MinionId, Instant>,
-    returns: BTreeMap<String, MinionReturn>,
-    timed_out: Vec<String>,
-    not_connected: Vec<String>,
-    /// Queued minions dropped when the job was killed: they never get it.
-    not_run: Vec<String>,
-    reply: Option<oneshot::Sender<RunResponse>>,
-}
-
-impl ActiveJob {
-    /// Whether the job was sent to `id` (it may have returned or timed out since).
-    fn was_sent(&self, id: &MinionId) -> bool {
-        self.in_flight.contains_key(id)
-            || self.returns.contains_key(id.as_str())
-            || self.timed_out.binary_search_by(|t| t.as_str().cmp(id.as_str())).is_ok()
-    }
-}
 
 pub struct Hub {
     keys: KeyStore,
@@ -246,16 +194,6 @@ pub struct Hub {
     /// Finished plans of `roles`; taken by `run`.
     plans: Option<mpsc::UnboundedReceiver<PlanDone>>,
     metrics: Arc<Metrics>,
-}
-
-fn minion_return(r: &JobReturn) -> MinionReturn {
-    MinionReturn {
-        success: r.success,
-        retcode: r.retcode,
-        ret: r.ret.clone(),
-        started_ms: r.started_ms,
-        finished_ms: r.finished_ms,
-    }
 }
 
 impl Hub {
@@ -382,33 +320,6 @@ impl Hub {
         }
     }
 
-    /// A connection did not read what it was sent; the transport dropped its queue. Its
-    /// session ends, and its minion is refused until the master's side of that connection
-    /// is drained.
-    fn on_stalled(&mut self, routing: Vec<u8>, queued: usize) {
-        // only a connection welcomed with the minion's accepted key speaks for it: another
-        // process presenting its routing id must not get it refused
-        let Some(id) = self.routes.get(&routing).filter(|r| r.welcomed).map(|r| r.id.clone()) else {
-            tracing::debug!(routing = %wire::routing_label(&routing), "a connection without a session does not read");
-            return;
-        };
-        self.drops.note(id.as_str(), Reason::NotReading);
-        self.stalled.insert(id.clone(), routing.clone());
-        if let Some(l) = self.limits.get_mut(&id) {
-            l.forget_fetch();
-        }
-        if self.sessions.get(&id).is_some_and(|s| s.routing == routing) {
-            self.sessions.remove(&id);
-            tracing::warn!(%id, queued, "a minion does not read what the master sends it: its session ends");
-            self.roles.disconnected(&id);
-            self.event(
-                &id,
-                "drover/minion/disconnected",
-                json!({"id": id, "reason": format!("it did not read what the master sent ({queued} bytes waited)")}),
-            );
-        }
-    }
-
     fn on_message(&mut self, routing: Vec<u8>, key: Option<PublicKey>, body: Vec<u8>) {
         let Some(key) = key else {
             tracing::debug!("message from a connection without a CURVE key");
@@ -513,38 +424,6 @@ impl Hub {
         }
     }
 
-    /// A return from `id`'s session, `bytes` long on the wire. Kept only for a job the
-    /// master sent to `id`: one the hub runs, or, when the hub knows nothing of the jid (a
-    /// job from before the master's last start, or finished), one the store has recorded
-    /// with `id` targeted. A return refused for good is acknowledged all the same, so the
-    /// minion stops resending it; one over the rate limit is not (it comes again later).
-    fn on_return(&mut self, id: &MinionId, routing: &[u8], mut ret: JobReturn, bytes: usize, now: Instant) {
-        if ret.id != *id {
-            self.drops.note(id.as_str(), Reason::ReturnOtherId);
-            return;
-        }
-        if !self.limits(id, now).take_return(now, bytes) {
-            self.drops.note(id.as_str(), Reason::ReturnRate);
-            return;
-        }
-        if bytes > MAX_RETURN {
-            self.drops.note(id.as_str(), Reason::ReturnTooLarge);
-            ret = too_large(ret, bytes);
-        }
-        let queued = match self.jobs.get(&ret.jid).map(|job| job.was_sent(id)) {
-            Some(true) => self.store.insert_return(ret),
-            Some(false) => {
-                self.drops.note(id.as_str(), Reason::ReturnNotSent);
-                self.send(routing, &ToMinion::Ack { jid: ret.jid });
-                return;
-            }
-            None => self.store.insert_return_if_targeted(ret),
-        };
-        if let Err(e) = queued {
-            tracing::error!(error = %e, "cannot queue a return");
-        }
-    }
-
     /// An event from `id`: filed under its own namespace, `drover/minion/<id>/<tag>`, so
     /// that it can never pass for one of the master's events.
     fn on_event(&mut self, id: &MinionId, event: wire::Event, now: Instant) {
@@ -590,283 +469,11 @@ impl Hub {
         limits.defer(later);
     }
 
-    fn on_hello(&mut self, routing: Vec<u8>, key: PublicKey, hello: Hello) {
-        let id = hello.id.clone();
-        if self.stalled.contains_key(&id) {
-            let reason =
-                "the master still holds what it sent this minion on a connection that did not read it; \
-                          it takes this minion back once that connection read it or closed"
-                    .to_string();
-            self.send(&routing, &ToMinion::Refused { reason });
-            return;
-        }
-        if let Some(path) = self.keys.broken(&id) {
-            tracing::error!(%id, path = %path.display(), "refused a minion whose key file is unreadable");
-            let reason = format!("the master cannot read {}: fix or delete that file", path.display());
-            self.send(&routing, &ToMinion::Refused { reason });
-            return;
-        }
-        let known = self.keys.lookup(&id);
-        match known {
-            Some((KeyState::Accepted, k)) if k == key => self.welcome(routing, key, hello),
-            Some((state, k)) if k != key && state != KeyState::Rejected => {
-                tracing::warn!(
-                    %id, presented = %key.fingerprint(), expected = %k.fingerprint(),
-                    "refused a connection: another key is registered for this id"
-                );
-                self.event(
-                    &id,
-                    "drover/key/mismatch",
-                    json!({"id": id, "presented": key.fingerprint(), "registered": k.fingerprint(), "state": state}),
-                );
-                self.send(
-                    &routing,
-                    &ToMinion::Refused {
-                        reason: format!(
-                            "another key is registered for '{id}'; if this minion's key really changed, \
-                             run 'drover key delete {id}' on the master"
-                        ),
-                    },
-                );
-            }
-            Some((KeyState::Rejected, _)) => {
-                let reason = format!(
-                    "the key of '{id}' is rejected; 'drover key delete {id}' on the master lets it register again"
-                );
-                self.send(&routing, &ToMinion::Refused { reason });
-            }
-            Some((KeyState::Pending, _)) | None => {
-                let signed = match &mut self.autosign {
-                    Some(a) if !self.auto_accept => a.check(&hello.grains),
-                    _ => None,
-                };
-                let state =
-                    if self.auto_accept || signed.is_some() { KeyState::Accepted } else { KeyState::Pending };
-                // a key never seen waits in pending/ only if the cap and the rate allow
-                if known.is_none() && state == KeyState::Pending {
-                    let keys = &self.keys;
-                    if let Err(refusal) =
-                        self.new_keys.admit(Instant::now(), || keys.ids(KeyState::Pending).len())
-                    {
-                        let reason = match refusal {
-                            KeyRefusal::Full { .. } => Reason::PendingFull,
-                            KeyRefusal::Rate => Reason::NewKeyRate,
-                        };
-                        self.drops.note(id.as_str(), reason);
-                        self.send(&routing, &ToMinion::Refused { reason: refusal.to_string() });
-                        return;
-                    }
-                }
-                // a pending minion says hello every interval: write only what changes
-                let unchanged = known.is_some() && state == KeyState::Pending;
-                if !unchanged && let Err(e) = self.keys.put(state, &id, &key) {
-                    tracing::error!(%id, error = %e, "cannot record a minion key");
-                    let reason = format!("the master cannot record this minion's key: {e}");
-                    self.send(&routing, &ToMinion::Refused { reason });
-                    return;
-                }
-                if known.is_none() {
-                    tracing::info!(%id, fingerprint = %key.fingerprint(), ?state, "new minion key");
-                    self.event(
-                        &id,
-                        "drover/key/new",
-                        json!({"id": id, "fingerprint": key.fingerprint(), "state": state}),
-                    );
-                }
-                if let Some(s) = signed {
-                    tracing::info!(
-                        %id, fingerprint = %key.fingerprint(), grain = %s.grain, value = %s.value,
-                        file = %s.file.display(), "key accepted by a grain (autosign)"
-                    );
-                    self.event(
-                        &id,
-                        "drover/key/autosign",
-                        json!({"id": id, "fingerprint": key.fingerprint(), "grain": s.grain, "value": s.value,
-                               "file": s.file.display().to_string(),
-                               "reason": format!("grain {} is {:?}, listed in {}", s.grain, s.value, s.file.display())}),
-                    );
-                }
-                if state == KeyState::Accepted {
-                    self.welcome(routing, key, hello);
-                } else {
-                    self.send(&routing, &ToMinion::Pending);
-                    self.pending_routes.insert(id, routing);
-                }
-            }
-            Some((KeyState::Accepted, _)) => unreachable!("matched above"),
-        }
-    }
-
-    fn welcome(&mut self, routing: Vec<u8>, key: PublicKey, hello: Hello) {
-        let id = hello.id;
-        let generation = hello.generation;
-        // a live session of a higher generation (a newer container of the slot) keeps it
-        if let Some(live) = self.sessions.get(&id)
-            && live.routing != routing
-            && live.generation > generation
-        {
-            tracing::debug!(%id, generation, live = live.generation, "a hello of an older generation: superseded");
-            self.send(&routing, &ToMinion::Superseded { by: live.generation });
-            return;
-        }
-        if let Some(route) = self.routes.get_mut(&routing) {
-            route.welcomed = true;
-        }
-        self.pending_routes.remove(&id);
-        let session = Session {
-            routing: routing.clone(),
-            key,
-            last_seen: Instant::now(),
-            generation,
-            health: None,
-            reported: false,
-        };
-        let previous = self.sessions.insert(id.clone(), session);
-        self.send(&routing, &ToMinion::Welcome { heartbeat_ms: self.heartbeat.as_millis() as u64 });
-        // a second hello on a connection already welcomed (several of its messages met a
-        // Rehello at once) brings nothing new: no grains to save, no assignment to push again
-        if let Some(p) = previous.as_ref().filter(|p| p.routing == routing) {
-            let session = self.sessions.get_mut(&id).expect("inserted above");
-            (session.health, session.reported) = (p.health.clone(), p.reported);
-            return;
-        }
-        if let Some(p) = &previous {
-            // the connection it had is told, so that it stops saying anything but hello
-            self.send(&p.routing, &ToMinion::Superseded { by: generation });
-            if p.generation != generation {
-                // what it reported was the other container's
-                self.roles.superseded(&id);
-                tracing::info!(%id, generation, previous = p.generation, "another generation of a minion takes its session");
-                self.event(
-                    &id,
-                    "drover/minion/superseded",
-                    json!({"id": id, "generation": generation, "previous": p.generation}),
-                );
-            }
-        }
-        if previous.is_none() {
-            tracing::info!(%id, "minion connected");
-            self.event(&id, "drover/minion/connected", json!({"id": id}));
-        }
-        let now = now_ms();
-        let grains = Value::Object(hello.grains.into_iter().collect());
-        if let Err(e) = self.store.save_minion(id.clone(), grains.clone(), now) {
-            tracing::error!(error = %e, "cannot save grains");
-        }
-        self.known.insert(id.clone(), (grains.clone(), now));
-        let out = self.roles.connected(&id, grains);
-        self.deliver(out);
-    }
-
-    fn on_stored(&mut self, rets: Vec<Stored>) {
-        let mut touched = Vec::new();
-        for Stored { ret: r, kept, fresh } in rets {
-            if let Some(s) = self.sessions.get(&r.id) {
-                self.send(&s.routing.clone(), &ToMinion::Ack { jid: r.jid.clone() });
-            }
-            if !kept {
-                self.drops.note(r.id.as_str(), Reason::ReturnNotSent);
-                continue;
-            }
-            if fresh {
-                self.event(&r.id, &jobs::ret_tag(&r.jid, &r.id), jobs::ret_data(&r));
-            }
-            let sent = self.jobs.get_mut(&r.jid).and_then(|job| job.in_flight.remove(&r.id));
-            self.metrics.returned(r.success, sent.map(|at| at.elapsed()));
-            if let (Some(job), Some(_)) = (self.jobs.get_mut(&r.jid), sent) {
-                job.returns.insert(r.id.to_string(), minion_return(&r));
-                touched.push(r.jid.clone());
-            }
-        }
-        touched.dedup();
-        for jid in touched {
-            self.pump(&jid);
-        }
-    }
-
-    /// Sends the job to as many queued minions as its window allows; completes it when
-    /// nothing is queued or in flight.
-    fn pump(&mut self, jid: &Jid) {
-        let Some(job) = self.jobs.get_mut(jid) else { return };
-        let mut unsent = Vec::new();
-        while job.in_flight.len() < job.window {
-            let Some(id) = job.queue.pop_front() else { break };
-            match self.sessions.get(&id) {
-                Some(s) => {
-                    self.out.send(&s.routing, job.bodies.get(&id).unwrap_or(&job.body));
-                    job.in_flight.insert(id, Instant::now());
-                }
-                None => {
-                    job.not_connected.push(id.to_string());
-                    unsent.push(id);
-                }
-            }
-        }
-        // so that the store does not count them busy with it
-        if !unsent.is_empty()
-            && let Err(e) = self.store.unsent(jid.clone(), unsent)
-        {
-            tracing::error!(%jid, error = %e, "cannot note the minions a job never reached");
-        }
-        if job.queue.is_empty() && job.in_flight.is_empty() {
-            let job = self.jobs.remove(jid).expect("present");
-            if !job.bodies.is_empty() {
-                self.roles.end_trials(jid);
-            }
-            if let Some(reply) = job.reply {
-                let _ = reply.send(RunResponse {
-                    jid: jid.to_string(),
-                    targeted: job.targeted.iter().map(ToString::to_string).collect(),
-                    returns: job.returns,
-                    timed_out: job.timed_out,
-                    not_connected: job.not_connected,
-                    not_run: job.not_run,
-                });
-            }
-        }
-    }
-
     fn on_tick(&mut self) {
         let now = Instant::now();
-        let mut touched = Vec::new();
-        for (jid, job) in &mut self.jobs {
-            let before = job.in_flight.len();
-            job.in_flight.retain(|id, sent| {
-                let keep = *sent + job.timeout > now;
-                if !keep {
-                    job.timed_out.push(id.to_string());
-                }
-                keep
-            });
-            self.metrics.job_timeouts.inc_by((before - job.in_flight.len()) as u64);
-            if job.in_flight.len() != before {
-                job.timed_out.sort();
-                touched.push(jid.clone());
-            }
-        }
-        for jid in touched {
-            self.pump(&jid);
-        }
-        let limit = self.heartbeat * 3;
-        let gone: Vec<MinionId> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| now.duration_since(s.last_seen) > limit)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in gone {
-            self.sessions.remove(&id);
-            self.roles.disconnected(&id);
-            tracing::info!(%id, "minion disconnected (no heartbeat)");
-            self.event(&id, "drover/minion/disconnected", json!({"id": id}));
-        }
+        self.time_out_jobs(now);
+        self.end_silent_sessions(now);
         self.recheck_keys(now);
-        // connections silent as long are gone too (pending minions say hello every interval)
-        self.routes.retain(|_, r| {
-            now.duration_since(r.seen) <= if r.welcomed { limit.max(WELCOMED_ROUTE_MEMORY) } else { limit }
-        });
-        let routes = &self.routes;
-        self.pending_routes.retain(|_, routing| routes.contains_key(routing));
         self.roles.tick(now);
         let due: Vec<(MinionId, Vec<String>)> = self
             .limits
@@ -895,41 +502,6 @@ impl Hub {
         }
     }
 
-    /// Key files are the truth: when a folder of `pki/` changed (a key moved or removed by
-    /// hand), every session is checked against the files again, at most once a second.
-    fn recheck_keys(&mut self, now: Instant) {
-        if now.duration_since(self.pki_checked.0) < Duration::from_secs(1) {
-            return;
-        }
-        let stamp = self.keys.stamp();
-        let changed = stamp != self.pki_checked.1;
-        self.pki_checked = (now, stamp);
-        if !changed {
-            return;
-        }
-        let revoked: Vec<MinionId> = self
-            .sessions
-            .iter()
-            .filter(|(id, s)| {
-                self.keys.lookup(id).is_none_or(|(state, key)| state != KeyState::Accepted || key != s.key)
-            })
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in revoked {
-            if let Some(s) = self.sessions.remove(&id) {
-                tracing::warn!(%id, "the accepted key file changed by hand: the session ends");
-                self.roles.disconnected(&id);
-                self.event(
-                    &id,
-                    "drover/minion/disconnected",
-                    json!({"id": id, "reason": "key no longer accepted"}),
-                );
-                // it says hello again, and is treated as its key files now say
-                self.send(&s.routing, &ToMinion::Rehello);
-            }
-        }
-    }
-
     fn on_command(&mut self, cmd: Command) {
         match cmd {
             Command::Resolve { target, tgt_type, reply } => {
@@ -939,20 +511,7 @@ impl Hub {
                 self.start(job, targeted, timeout, batch, HashMap::new(), reply)
             }
             Command::Trial { job, applied, assignments, timeout, reply } => {
-                let mut bodies = HashMap::new();
-                for (id, a) in &assignments {
-                    let mut own = job.clone();
-                    own.kwargs.insert("assignment".into(), serde_json::to_value(a).unwrap_or_default());
-                    match encode(&ToMinion::Job(own)) {
-                        Ok(body) => {
-                            bodies.insert(id.clone(), body);
-                            self.roles.begin_trial(&job.jid, id, applied.clone(), a);
-                        }
-                        Err(e) => tracing::error!(%id, error = %e, "cannot encode a trial job"),
-                    }
-                }
-                let targeted = assignments.into_keys().collect();
-                self.start(job, targeted, timeout, None, bodies, reply)
+                self.trial(job, applied, assignments, timeout, reply)
             }
             Command::Keys { reply } => {
                 let _ = reply.send(KeyList {
@@ -1004,260 +563,6 @@ impl Hub {
             }
         }
     }
-
-    /// Drops what the job's batch has not sent yet (those minions never get it), and sends
-    /// the kill to every minion of `busy` that is connected (each returns the job as
-    /// killed, or says it does not run it). The job, if it runs here, ends as usual once
-    /// the busy minions returned or timed out.
-    fn kill(&mut self, jid: Jid, fun: String, busy: Vec<MinionId>) -> KillResponse {
-        let mut not_run: Vec<MinionId> = Vec::new();
-        if let Some(job) = self.jobs.get_mut(&jid) {
-            not_run = job.queue.drain(..).collect();
-            job.not_run.extend(not_run.iter().map(ToString::to_string));
-        }
-        if !not_run.is_empty()
-            && let Err(e) = self.store.unsent(jid.clone(), not_run.clone())
-        {
-            tracing::error!(%jid, error = %e, "cannot note the minions a job never reached");
-        }
-        let (mut sent, mut not_connected) = (Vec::new(), Vec::new());
-        let kill = ToMinion::Kill { jid: jid.clone(), fun };
-        for id in busy.into_iter().filter(|id| !not_run.contains(id)) {
-            match self.sessions.get(&id) {
-                Some(s) => {
-                    self.send(&s.routing, &kill);
-                    sent.push(id.to_string());
-                }
-                None => not_connected.push(id.to_string()),
-            }
-        }
-        tracing::info!(%jid, ?sent, ?not_connected, not_run = not_run.len(), "killing a job");
-        self.pump(&jid);
-        KillResponse {
-            jid: jid.to_string(),
-            sent,
-            not_connected,
-            not_run: not_run.iter().map(ToString::to_string).collect(),
-        }
-    }
-
-    /// How `id` stands: its session (if any) and its last report, both looked up by id.
-    fn view(&self, id: MinionId) -> MinionView {
-        let session = self.sessions.get(&id);
-        let converged = session.filter(|s| s.reported).and_then(|_| self.roles.report_of(&id)).map(
-            |(report, assigned)| ConvergedView {
-                commit: report.commit.clone(),
-                result: report.result,
-                comment: report.comment.clone(),
-                failed: !report.failed.is_empty(),
-                current: assigned == Some(report.commit.as_str()),
-            },
-        );
-        let health = session.and_then(|s| s.health.as_ref());
-        MinionView {
-            connected: session.is_some(),
-            generation: session.map(|s| s.generation),
-            converged,
-            healthy: health.map(|h| h.healthy),
-            problem: health.and_then(|h| h.problem.clone()),
-            id,
-        }
-    }
-
-    /// Which accepted minions `target` selects. `R@role` matches the roles a minion is
-    /// assigned as well as those its grains report. `N@` names the nodegroups of the
-    /// applied commit; `I@` sees the pillar of a minion's assigned roles at that commit
-    /// (computed only for targets that have an `I@` term).
-    fn resolve(&self, target: &str, tgt_type: TargetType) -> Result<Vec<MinionId>, String> {
-        let applied = self.roles.applied();
-        let no_groups = Nodegroups::default();
-        let groups = applied.map_or(&no_groups, |a| &a.nodegroups);
-        let target = Target::parse_with(target, tgt_type, groups).map_err(|e| e.to_string())?;
-        let pillars = applied.filter(|_| target.uses_pillar());
-        let empty = json!({});
-        Ok(self
-            .keys
-            .ids(KeyState::Accepted)
-            .into_iter()
-            .filter(|id| {
-                let grains = self.known.get(id).map(|(g, _)| g).unwrap_or(&empty);
-                let assigned = self.roles.roles_of(id).filter(|r| !r.is_empty());
-                let pillar = pillars.map(|a| a.pillar_of(assigned.unwrap_or_default()));
-                let pillar = pillar.as_ref();
-                match assigned {
-                    Some(assigned) => {
-                        let grains = with_roles(grains, assigned);
-                        target.matches(&Candidate { id: id.as_str(), grains: &grains, pillar })
-                    }
-                    None => target.matches(&Candidate { id: id.as_str(), grains, pillar }),
-                }
-            })
-            .collect())
-    }
-
-    fn start(
-        &mut self,
-        job: Job,
-        targeted: Vec<MinionId>,
-        timeout: Duration,
-        batch: Option<Batch>,
-        bodies: HashMap<MinionId, Vec<u8>>,
-        reply: oneshot::Sender<RunResponse>,
-    ) {
-        let jid = job.jid.clone();
-        let body = match encode(&ToMinion::Job(job)) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::error!(%jid, error = %e, "cannot encode job");
-                return;
-            }
-        };
-        let window = batch.map_or(targeted.len(), |b| b.window(targeted.len())).max(1);
-        self.metrics.jobs_published.inc();
-        self.jobs.insert(
-            jid.clone(),
-            ActiveJob {
-                body,
-                bodies,
-                queue: targeted.iter().cloned().collect(),
-                targeted,
-                timeout,
-                window,
-                in_flight: HashMap::new(),
-                returns: BTreeMap::new(),
-                timed_out: Vec::new(),
-                not_connected: Vec::new(),
-                not_run: Vec::new(),
-                reply: Some(reply),
-            },
-        );
-        self.pump(&jid);
-    }
-
-    fn key_action(&mut self, req: KeyActionRequest) -> Result<KeyActionResponse, String> {
-        let ids: Vec<MinionId> = match (&req.id, req.all) {
-            (Some(_), true) => return Err("give an id or --all, not both".into()),
-            (None, false) => return Err("give a minion id or --all".into()),
-            (Some(id), false) => {
-                let id = MinionId::new(id.as_str()).map_err(|e| e.to_string())?;
-                if self.keys.lookup(&id).is_none() {
-                    return Err(format!("no key for minion '{id}' (see 'drover key list')"));
-                }
-                vec![id]
-            }
-            (None, true) => match req.action {
-                KeyAction::Accept | KeyAction::Reject => self.keys.ids(KeyState::Pending),
-                KeyAction::Delete => [KeyState::Accepted, KeyState::Pending, KeyState::Rejected]
-                    .into_iter()
-                    .flat_map(|s| self.keys.ids(s))
-                    .collect(),
-            },
-        };
-        let mut changed = Vec::new();
-        for id in ids {
-            let done = match req.action {
-                KeyAction::Accept => self.keys.transition(&id, KeyState::Accepted),
-                KeyAction::Reject => self.keys.transition(&id, KeyState::Rejected),
-                KeyAction::Delete => self.keys.delete(&id),
-            }
-            .map_err(|e| e.to_string())?;
-            if !done {
-                continue;
-            }
-            let tag = match req.action {
-                KeyAction::Accept => "accept",
-                KeyAction::Reject => "reject",
-                KeyAction::Delete => "delete",
-            };
-            tracing::info!(%id, action = tag, "key changed");
-            self.event(&id, &format!("drover/key/{tag}"), json!({"id": id}));
-            match req.action {
-                // A waiting minion says hello again and is welcomed at once.
-                KeyAction::Accept => {
-                    if let Some(routing) = self.pending_routes.remove(&id) {
-                        self.send(&routing, &ToMinion::Rehello);
-                    }
-                }
-                KeyAction::Reject => {
-                    self.roles.disconnected(&id);
-                    if let Some(s) = self.sessions.remove(&id) {
-                        self.send(
-                            &s.routing,
-                            &ToMinion::Refused { reason: format!("the key of '{id}' was rejected") },
-                        );
-                    }
-                }
-                // A deleted minion comes back as pending when it says hello again.
-                KeyAction::Delete => {
-                    self.roles.forget(&id);
-                    if let Some(s) = self.sessions.remove(&id) {
-                        self.send(&s.routing, &ToMinion::Rehello);
-                    }
-                    self.pending_routes.remove(&id);
-                }
-            }
-            changed.push(id.to_string());
-        }
-        Ok(KeyActionResponse { changed })
-    }
-
-    fn minions(&self) -> Vec<MinionStatus> {
-        let mut out: Vec<MinionStatus> = self
-            .keys
-            .ids(KeyState::Accepted)
-            .into_iter()
-            .map(|id| {
-                let (grains, seen) = self.known.get(&id).cloned().unwrap_or((json!({}), 0));
-                let session = self.sessions.get(&id);
-                // a connected minion was last heard at its last message, not at its hello
-                let seen = session
-                    .map_or(seen, |s| now_ms().saturating_sub(s.last_seen.elapsed().as_millis() as u64));
-                let health = session.and_then(|s| s.health.as_ref());
-                MinionStatus {
-                    healthy: health.map(|h| h.healthy),
-                    problem: health.and_then(|h| h.problem.clone()),
-                    connected: session.is_some(),
-                    last_seen_ms: seen,
-                    grains: match grains {
-                        Value::Object(m) => m.into_iter().collect(),
-                        _ => BTreeMap::new(),
-                    },
-                    id: id.to_string(),
-                }
-            })
-            .collect();
-        out.sort_by(|a, b| a.id.cmp(&b.id));
-        out
-    }
-}
-
-/// What is stored instead of a return over [`MAX_RETURN`]: a failure that says so.
-fn too_large(ret: JobReturn, bytes: usize) -> JobReturn {
-    JobReturn {
-        success: false,
-        retcode: 1,
-        ret: Value::String(format!(
-            "the return of this job was {} KiB, over the {} KiB the master keeps for one return: \
-             have the function return less (write large output to a file)",
-            bytes >> 10,
-            MAX_RETURN >> 10
-        )),
-        ..ret
-    }
-}
-
-/// `grains` with `roles` holding the reported roles and `assigned` ones.
-fn with_roles(grains: &Value, assigned: &[String]) -> Value {
-    let mut grains = grains.clone();
-    if let Value::Object(map) = &mut grains {
-        let mut roles: Vec<Value> = match map.get("roles") {
-            Some(Value::Array(reported)) => reported.clone(),
-            _ => Vec::new(),
-        };
-        roles.extend(assigned.iter().map(|r| Value::from(r.as_str())));
-        map.insert("roles".into(), Value::Array(roles));
-    }
-    grains
 }
 
 /// The tag a minion's event is filed under: `drover/minion/<id>/<tag>`. The master's own
@@ -1303,5 +608,8 @@ fn check_event(event: &wire::Event) -> Result<(), &'static str> {
     Ok(())
 }
 
+mod jobs;
+mod keys;
+mod sessions;
 #[cfg(test)]
 mod tests;

@@ -8,19 +8,21 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
-use wire::{Converged, Health, Hello, Jid, Job, KeyPair, MinionId, PublicKey, ToMaster, ToMinion};
+use wire::{Converged, Health, Hello, Jid, Job, JobReturn, KeyPair, MinionId, PublicKey, ToMaster, ToMinion};
 
 use super::*;
 use crate::assign::tests::{CLOUD, commit};
 use crate::assign::{self, Applied};
 use crate::pki::KeyStore;
 use crate::roles::RoleState;
-use crate::store::{RolesRecord, Store};
+use crate::store::{RolesRecord, Store, Stored};
 use crate::transport::{Incoming, Outgoing};
 
 struct Fixture {
     hub: Hub,
     sent: zmq::Socket,
+    /// What the store committed, as the hub would be told.
+    stored: mpsc::UnboundedReceiver<Vec<Stored>>,
     _ctx: zmq::Context,
     _dir: tempfile::TempDir,
 }
@@ -35,14 +37,14 @@ struct Conn {
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let keys = KeyStore::open(&dir.path().join("pki")).unwrap();
-    let (stored, _) = mpsc::unbounded_channel();
-    let store = Store::open(&dir.path().join("drover.db"), stored).unwrap();
+    let (stored_tx, stored) = mpsc::unbounded_channel();
+    let store = Store::open(&dir.path().join("drover.db"), stored_tx).unwrap();
     let ctx = zmq::Context::new();
     let (out, sent) = Outgoing::captured(&ctx);
     sent.set_rcvtimeo(20_000).unwrap();
     let roles = RoleState::new(store.clone(), RolesRecord::default(), None);
     let hub = Hub::new(keys, store, out, Duration::from_secs(5), false, HashMap::new(), roles);
-    Fixture { hub, sent, _ctx: ctx, _dir: dir }
+    Fixture { hub, sent, stored, _ctx: ctx, _dir: dir }
 }
 
 impl Fixture {
@@ -76,6 +78,24 @@ impl Fixture {
             generation,
         };
         self.from(conn, &ToMaster::Hello(hello));
+    }
+
+    /// A connection presenting a key of its own (one no key file holds) for `id`.
+    fn stranger(&self, id: &str) -> Conn {
+        let id = MinionId::new(id).unwrap();
+        Conn { routing: wire::routing_id(&id).unwrap(), key: KeyPair::generate().unwrap().public, id }
+    }
+
+    /// Passes on to the hub what the store committed next (it answers every queued return).
+    fn commit(&mut self) -> Vec<Stored> {
+        let batch = self.stored.blocking_recv().expect("the store answers");
+        self.hub.on_stored(batch.clone());
+        batch
+    }
+
+    /// Whether the hub sent nothing more (every send is queued before the call returns).
+    fn silent(&self) -> bool {
+        matches!(self.sent.recv_multipart(zmq::DONTWAIT), Err(zmq::Error::EAGAIN))
     }
 
     /// The next `n` messages the hub sent, as (connection, message).
@@ -338,4 +358,154 @@ fn a_kill_reaches_the_busy_minions_and_drops_what_a_batch_has_not_sent() {
     assert_eq!(done.returns["web-1"].retcode, 137);
     assert_eq!(done.not_run, ["web-2"]);
     assert!(done.timed_out.is_empty() && done.not_connected.is_empty());
+}
+
+/// A return of `jid` by `id`.
+fn ret(jid: &Jid, id: &MinionId) -> JobReturn {
+    JobReturn {
+        jid: jid.clone(),
+        id: id.clone(),
+        fun: "test.ping".into(),
+        success: true,
+        retcode: 0,
+        ret: json!(true),
+        started_ms: 1,
+        finished_ms: 2,
+        killed: false,
+    }
+}
+
+#[test]
+fn only_a_hello_with_the_accepted_key_gets_a_session() {
+    let mut f = fixture();
+    let web = f.accepted("web-1");
+
+    // another key for an accepted id: refused, told what to do, nothing else
+    let impostor = f.stranger("web-1");
+    f.hello(&impostor, 0);
+    let ToMinion::Refused { reason } = f.sent_to(&impostor) else { panic!("expected a refusal") };
+    assert!(reason.contains("drover key delete web-1"), "{reason}");
+    assert!(!f.hub.sessions.contains_key(&web.id));
+    assert_eq!(
+        f.hub.keys.lookup(&web.id),
+        Some((KeyState::Accepted, web.key.clone())),
+        "the key file is kept"
+    );
+
+    // a new key waits in pending/; it is not resolved, sent jobs nor heard besides its hello
+    let new = f.stranger("db-1");
+    f.hello(&new, 0);
+    assert_eq!(f.sent_to(&new), ToMinion::Pending);
+    assert_eq!(f.hub.keys.lookup(&new.id), Some((KeyState::Pending, new.key.clone())));
+    assert_eq!(
+        f.hub.resolve("*", TargetType::Glob).unwrap(),
+        std::slice::from_ref(&web.id),
+        "pending keys are not targets"
+    );
+    f.from(&new, &ToMaster::Heartbeat { seq: 1 });
+    assert_eq!(f.sent_to(&new), ToMinion::Rehello);
+    let (start, mut answer) = job(&new.id);
+    f.hub.on_command(start);
+    assert_eq!(answer.try_recv().unwrap().not_connected, ["db-1"]);
+    assert!(f.silent());
+
+    // a rejected key: refused, and it stays rejected
+    f.hub.keys.put(KeyState::Rejected, &new.id, &new.key).unwrap();
+    f.hello(&new, 0);
+    let ToMinion::Refused { reason } = f.sent_to(&new) else { panic!("expected a refusal") };
+    assert!(reason.contains("rejected"), "{reason}");
+    assert!(!f.hub.sessions.contains_key(&new.id));
+
+    // the accepted key: welcomed; its key file moved to rejected/ by hand ends the session
+    f.hello(&web, 0);
+    assert!(matches!(f.sent_to(&web), ToMinion::Welcome { .. }));
+    f.hub.keys.put(KeyState::Rejected, &web.id, &web.key).unwrap();
+    f.hub.pki_checked.0 = Instant::now().checked_sub(Duration::from_secs(2)).unwrap();
+    f.hub.pki_checked.1.clear();
+    f.hub.on_tick();
+    assert_eq!(f.sent_to(&web), ToMinion::Rehello);
+    assert!(!f.hub.sessions.contains_key(&web.id));
+    f.hello(&web, 0);
+    assert!(matches!(f.sent_to(&web), ToMinion::Refused { .. }));
+    assert!(f.hub.resolve("*", TargetType::Glob).unwrap().is_empty(), "rejected keys are not targets");
+}
+
+#[test]
+fn a_route_speaks_for_the_minion_its_routing_id_names_and_only_with_its_key() {
+    let mut f = fixture();
+    let web = f.accepted("web-1");
+    let db = f.accepted("db-1");
+    f.hello(&web, 0);
+    assert!(matches!(f.sent_to(&web), ToMinion::Welcome { .. }));
+
+    // a hello for web-1 on db-1's kind of routing id (another minion's name): refused
+    let lying = Conn { id: web.id.clone(), routing: db.routing.clone(), key: web.key.clone() };
+    f.hello(&lying, 0);
+    let ToMinion::Refused { reason } = f.sent_to(&lying) else { panic!("expected a refusal") };
+    assert!(reason.contains("does not name minion 'web-1'"), "{reason}");
+
+    // a connection with another key takes web-1's route (it knew the random part): the
+    // session ends at once, and nothing more for web-1 goes down that route
+    let thief = Conn { id: web.id.clone(), routing: web.routing.clone(), key: db.key.clone() };
+    f.from(&thief, &ToMaster::Heartbeat { seq: 1 });
+    assert_eq!(f.sent_to(&thief), ToMinion::Rehello);
+    assert!(!f.hub.sessions.contains_key(&web.id));
+    let (start, mut answer) = job(&web.id);
+    f.hub.on_command(start);
+    assert_eq!(answer.try_recv().unwrap().not_connected, ["web-1"]);
+    // its hello is refused too: another key is registered for web-1
+    f.hello(&thief, 0);
+    assert!(matches!(f.sent_to(&thief), ToMinion::Refused { .. }));
+    assert!(f.silent());
+
+    // the minion itself redials (a new random part) and is welcomed again
+    let back = f.conn(&web);
+    f.hello(&back, 0);
+    assert!(matches!(f.sent_to(&back), ToMinion::Welcome { .. }));
+}
+
+#[test]
+fn a_return_is_kept_only_from_a_minion_the_job_was_sent_to() {
+    let mut f = fixture();
+    let (w1, w2) = (f.accepted("web-1"), f.accepted("web-2"));
+    for conn in [&w1, &w2] {
+        f.hello(conn, 0);
+        assert!(matches!(f.sent_to(conn), ToMinion::Welcome { .. }));
+    }
+    let (start, mut answer) = job(&w1.id);
+    let Command::Start { ref job, .. } = start else { unreachable!() };
+    let jid = job.jid.clone();
+    f.hub.on_command(start);
+    assert!(matches!(f.sent_to(&w1), ToMinion::Job(_)));
+
+    // web-2 returns web-1's job under web-1's name: dropped unread, not acknowledged
+    f.from(&w2, &ToMaster::Return(ret(&jid, &w1.id)));
+    assert!(f.silent());
+    assert_eq!(f.hub.drops.total("web-2", Reason::ReturnOtherId), 1);
+    // web-2 returns a job the hub runs and never sent it: acknowledged (so that it stops
+    // resending) and dropped; the job still waits for web-1
+    f.from(&w2, &ToMaster::Return(ret(&jid, &w2.id)));
+    assert_eq!(f.sent_to(&w2), ToMinion::Ack { jid: jid.clone() });
+    assert_eq!(f.hub.drops.total("web-2", Reason::ReturnNotSent), 1);
+    assert!(answer.try_recv().is_err(), "the job does not end on a return it did not ask for");
+    // a made-up jid (no job the hub runs, none the store recorded): the store refuses it
+    let made_up = Jid::generate();
+    f.from(&w2, &ToMaster::Return(ret(&made_up, &w2.id)));
+    let committed = f.commit();
+    assert_eq!((committed.len(), committed[0].kept), (1, false));
+    assert_eq!(f.sent_to(&w2), ToMinion::Ack { jid: made_up });
+    assert_eq!(f.hub.drops.total("web-2", Reason::ReturnNotSent), 2);
+    // a connection not in session (a stranger's key) is told to say hello, nothing stored
+    let stranger = f.stranger("web-2");
+    f.from(&stranger, &ToMaster::Return(ret(&jid, &w2.id)));
+    assert_eq!(f.sent_to(&stranger), ToMinion::Rehello);
+
+    // web-1's own return: committed, acknowledged, and the job ends with it alone
+    f.from(&w1, &ToMaster::Return(ret(&jid, &w1.id)));
+    let committed = f.commit();
+    assert!(committed[0].kept && committed[0].fresh);
+    assert_eq!(f.sent_to(&w1), ToMinion::Ack { jid: jid.clone() });
+    let done = answer.try_recv().expect("the job ended");
+    assert_eq!(done.returns.keys().collect::<Vec<_>>(), ["web-1"]);
+    assert!(f.silent());
 }

@@ -1,0 +1,223 @@
+//! Keys: what a hello is answered by the key files of `pki/` (welcome, pending, refused),
+//! new keys (capped, rate-limited, autosigned by a grain), key actions from the API, and
+//! sessions ended when their key file changes by hand.
+
+use std::time::{Duration, Instant};
+
+use api::{KeyAction, KeyActionRequest, KeyActionResponse, KeyState};
+use serde_json::json;
+use wire::{Hello, MinionId, PublicKey, ToMinion};
+
+use super::Hub;
+use crate::limits::{KeyRefusal, Reason};
+
+impl Hub {
+    pub(super) fn on_hello(&mut self, routing: Vec<u8>, key: PublicKey, hello: Hello) {
+        let id = hello.id.clone();
+        if self.stalled.contains_key(&id) {
+            let reason =
+                "the master still holds what it sent this minion on a connection that did not read it; \
+                          it takes this minion back once that connection read it or closed"
+                    .to_string();
+            self.send(&routing, &ToMinion::Refused { reason });
+            return;
+        }
+        if let Some(path) = self.keys.broken(&id) {
+            tracing::error!(%id, path = %path.display(), "refused a minion whose key file is unreadable");
+            let reason = format!("the master cannot read {}: fix or delete that file", path.display());
+            self.send(&routing, &ToMinion::Refused { reason });
+            return;
+        }
+        let known = self.keys.lookup(&id);
+        match known {
+            Some((KeyState::Accepted, k)) if k == key => self.welcome(routing, key, hello),
+            Some((state, k)) if k != key && state != KeyState::Rejected => {
+                tracing::warn!(
+                    %id, presented = %key.fingerprint(), expected = %k.fingerprint(),
+                    "refused a connection: another key is registered for this id"
+                );
+                self.event(
+                    &id,
+                    "drover/key/mismatch",
+                    json!({"id": id, "presented": key.fingerprint(), "registered": k.fingerprint(), "state": state}),
+                );
+                self.send(
+                    &routing,
+                    &ToMinion::Refused {
+                        reason: format!(
+                            "another key is registered for '{id}'; if this minion's key really changed, \
+                             run 'drover key delete {id}' on the master"
+                        ),
+                    },
+                );
+            }
+            Some((KeyState::Rejected, _)) => {
+                let reason = format!(
+                    "the key of '{id}' is rejected; 'drover key delete {id}' on the master lets it register again"
+                );
+                self.send(&routing, &ToMinion::Refused { reason });
+            }
+            Some((KeyState::Pending, _)) | None => {
+                let signed = match &mut self.autosign {
+                    Some(a) if !self.auto_accept => a.check(&hello.grains),
+                    _ => None,
+                };
+                let state =
+                    if self.auto_accept || signed.is_some() { KeyState::Accepted } else { KeyState::Pending };
+                // a key never seen waits in pending/ only if the cap and the rate allow
+                if known.is_none() && state == KeyState::Pending {
+                    let keys = &self.keys;
+                    if let Err(refusal) =
+                        self.new_keys.admit(Instant::now(), || keys.ids(KeyState::Pending).len())
+                    {
+                        let reason = match refusal {
+                            KeyRefusal::Full { .. } => Reason::PendingFull,
+                            KeyRefusal::Rate => Reason::NewKeyRate,
+                        };
+                        self.drops.note(id.as_str(), reason);
+                        self.send(&routing, &ToMinion::Refused { reason: refusal.to_string() });
+                        return;
+                    }
+                }
+                // a pending minion says hello every interval: write only what changes
+                let unchanged = known.is_some() && state == KeyState::Pending;
+                if !unchanged && let Err(e) = self.keys.put(state, &id, &key) {
+                    tracing::error!(%id, error = %e, "cannot record a minion key");
+                    let reason = format!("the master cannot record this minion's key: {e}");
+                    self.send(&routing, &ToMinion::Refused { reason });
+                    return;
+                }
+                if known.is_none() {
+                    tracing::info!(%id, fingerprint = %key.fingerprint(), ?state, "new minion key");
+                    self.event(
+                        &id,
+                        "drover/key/new",
+                        json!({"id": id, "fingerprint": key.fingerprint(), "state": state}),
+                    );
+                }
+                if let Some(s) = signed {
+                    tracing::info!(
+                        %id, fingerprint = %key.fingerprint(), grain = %s.grain, value = %s.value,
+                        file = %s.file.display(), "key accepted by a grain (autosign)"
+                    );
+                    self.event(
+                        &id,
+                        "drover/key/autosign",
+                        json!({"id": id, "fingerprint": key.fingerprint(), "grain": s.grain, "value": s.value,
+                               "file": s.file.display().to_string(),
+                               "reason": format!("grain {} is {:?}, listed in {}", s.grain, s.value, s.file.display())}),
+                    );
+                }
+                if state == KeyState::Accepted {
+                    self.welcome(routing, key, hello);
+                } else {
+                    self.send(&routing, &ToMinion::Pending);
+                    self.pending_routes.insert(id, routing);
+                }
+            }
+            Some((KeyState::Accepted, _)) => unreachable!("matched above"),
+        }
+    }
+
+    /// Key files are the truth: when a folder of `pki/` changed (a key moved or removed by
+    /// hand), every session is checked against the files again, at most once a second.
+    pub(super) fn recheck_keys(&mut self, now: Instant) {
+        if now.duration_since(self.pki_checked.0) < Duration::from_secs(1) {
+            return;
+        }
+        let stamp = self.keys.stamp();
+        let changed = stamp != self.pki_checked.1;
+        self.pki_checked = (now, stamp);
+        if !changed {
+            return;
+        }
+        let revoked: Vec<MinionId> = self
+            .sessions
+            .iter()
+            .filter(|(id, s)| {
+                self.keys.lookup(id).is_none_or(|(state, key)| state != KeyState::Accepted || key != s.key)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in revoked {
+            if let Some(s) = self.sessions.remove(&id) {
+                tracing::warn!(%id, "the accepted key file changed by hand: the session ends");
+                self.roles.disconnected(&id);
+                self.event(
+                    &id,
+                    "drover/minion/disconnected",
+                    json!({"id": id, "reason": "key no longer accepted"}),
+                );
+                // it says hello again, and is treated as its key files now say
+                self.send(&s.routing, &ToMinion::Rehello);
+            }
+        }
+    }
+
+    pub(super) fn key_action(&mut self, req: KeyActionRequest) -> Result<KeyActionResponse, String> {
+        let ids: Vec<MinionId> = match (&req.id, req.all) {
+            (Some(_), true) => return Err("give an id or --all, not both".into()),
+            (None, false) => return Err("give a minion id or --all".into()),
+            (Some(id), false) => {
+                let id = MinionId::new(id.as_str()).map_err(|e| e.to_string())?;
+                if self.keys.lookup(&id).is_none() {
+                    return Err(format!("no key for minion '{id}' (see 'drover key list')"));
+                }
+                vec![id]
+            }
+            (None, true) => match req.action {
+                KeyAction::Accept | KeyAction::Reject => self.keys.ids(KeyState::Pending),
+                KeyAction::Delete => [KeyState::Accepted, KeyState::Pending, KeyState::Rejected]
+                    .into_iter()
+                    .flat_map(|s| self.keys.ids(s))
+                    .collect(),
+            },
+        };
+        let mut changed = Vec::new();
+        for id in ids {
+            let done = match req.action {
+                KeyAction::Accept => self.keys.transition(&id, KeyState::Accepted),
+                KeyAction::Reject => self.keys.transition(&id, KeyState::Rejected),
+                KeyAction::Delete => self.keys.delete(&id),
+            }
+            .map_err(|e| e.to_string())?;
+            if !done {
+                continue;
+            }
+            let tag = match req.action {
+                KeyAction::Accept => "accept",
+                KeyAction::Reject => "reject",
+                KeyAction::Delete => "delete",
+            };
+            tracing::info!(%id, action = tag, "key changed");
+            self.event(&id, &format!("drover/key/{tag}"), json!({"id": id}));
+            match req.action {
+                // A waiting minion says hello again and is welcomed at once.
+                KeyAction::Accept => {
+                    if let Some(routing) = self.pending_routes.remove(&id) {
+                        self.send(&routing, &ToMinion::Rehello);
+                    }
+                }
+                KeyAction::Reject => {
+                    self.roles.disconnected(&id);
+                    if let Some(s) = self.sessions.remove(&id) {
+                        self.send(
+                            &s.routing,
+                            &ToMinion::Refused { reason: format!("the key of '{id}' was rejected") },
+                        );
+                    }
+                }
+                // A deleted minion comes back as pending when it says hello again.
+                KeyAction::Delete => {
+                    self.roles.forget(&id);
+                    if let Some(s) = self.sessions.remove(&id) {
+                        self.send(&s.routing, &ToMinion::Rehello);
+                    }
+                    self.pending_routes.remove(&id);
+                }
+            }
+            changed.push(id.to_string());
+        }
+        Ok(KeyActionResponse { changed })
+    }
+}
