@@ -3,6 +3,7 @@
 //! - [`types`]: requests and responses (JSON), shared by the master's server and clients.
 //! - [`fleet`]: the fleet's requests, streamed progress and answers (`drover up`, `ps`...).
 //! - [`client`] (feature `client`): a blocking client; the `drover` CLI's only way in.
+//! - [`short`]: how commit ids and content hashes are shown.
 //! - [`words`]: a function's words split into arguments and keyword arguments.
 //! - [`ApiInfo`]: `DIR/api.json`, where the master says how to reach it.
 //!
@@ -18,12 +19,14 @@
 //! ([`ImageSummary`]s).
 
 pub mod fleet;
+pub mod short;
 pub mod types;
 pub mod words;
 
 #[cfg(feature = "client")]
 pub mod client;
 
+pub use short::{short, short_commit};
 pub use types::*;
 
 /// The file name the master writes under its directory once it serves its API.

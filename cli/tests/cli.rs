@@ -671,7 +671,7 @@ fn roles_apply_prints_each_minion_and_a_summary() {
         "ID     ROLES         CHANGED  CONNECTED\n\
          db-1   datastore     no       no\n\
          web-1  webui,worker  yes      yes\n\
-         applied 3f2a1c9 to 2 minions: 1 changed, 1 unchanged, 1 not connected (sent when it connects)\n"
+         applied 3f2a1c9d8e7f to 2 minions: 1 changed, 1 unchanged, 1 not connected (sent when it connects)\n"
     );
     assert_eq!(stderr(&out), "");
 
@@ -683,7 +683,7 @@ fn roles_apply_prints_each_minion_and_a_summary() {
         "ID     ROLES         CHANGED  CONNECTED  RESULT\n\
          db-1   datastore     no       no         not connected\n\
          web-1  webui,worker  yes      yes        failed (1 state)\n\
-         applied 3f2a1c9 to 2 minions: 1 changed, 1 unchanged, 1 not connected (sent when it connects); \
+         applied 3f2a1c9d8e7f to 2 minions: 1 changed, 1 unchanged, 1 not connected (sent when it connects); \
          0 ok, 1 failed\n\
          web-1: failed: w: exited 1\n"
     );
@@ -758,7 +758,7 @@ fn roles_diff_asks_for_a_commit_and_prints_the_changes() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(
         stdout(&out),
-        "from nothing applied to 3f2a1c9\nweb-1:\n    + role worker\n    + states/coins/worker.yaml\n1 minion would change\n"
+        "from nothing applied to 3f2a1c9d8e7f\nweb-1:\n    + role worker\n    + states/coins/worker.yaml\n1 minion would change\n"
     );
 
     // a revision with characters a URL reserves is percent-encoded
@@ -795,9 +795,9 @@ fn roles_status_exits_1_when_a_minion_failed() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(
         stdout(&out),
-        "ID  CONNECTED  ROLES   COMMIT   RESULT  DETAIL\n\
-         a   yes        worker  3f2a1c9  never\n\
-         b   yes        worker  3f2a1c9  ok\n"
+        "ID  CONNECTED  ROLES   COMMIT        RESULT  DETAIL\n\
+         a   yes        worker  3f2a1c9d8e7f  never\n\
+         b   yes        worker  3f2a1c9d8e7f  ok\n"
     );
 
     let mut failed = row("c", json!(false));
@@ -811,7 +811,7 @@ fn roles_status_exits_1_when_a_minion_failed() {
     }
     let out = master.drover(&["roles", "status"]);
     assert!(
-        stdout(&out).contains("\nc   yes        worker  3f2a1c9  failed  failing: worker\n"),
+        stdout(&out).contains("\nc   yes        worker  3f2a1c9d8e7f  failed  failing: worker\n"),
         "{}",
         stdout(&out)
     );

@@ -117,7 +117,7 @@ impl Roles {
             blocking(move || repo::read_commit(&repo, &asked)).await?.map_err(|e| repo_failure(rev, e))?;
         let input = self.ask(|reply| Command::RolesInput { reply }).await?;
         blocking(move || {
-            let what = format!("commit {}", assign::short(&commit.id));
+            let what = format!("commit {}", api::short(&commit.id));
             let applied = Applied::load(commit)
                 .map_err(|d| refused(&what, d.into_iter().map(|d| (d, None)).collect()))?;
             let planned = assign::plan_all(&applied, &input.minions)
@@ -250,7 +250,7 @@ impl Roles {
         let commit =
             blocking(move || repo::read_commit(&repo, &asked)).await?.map_err(|e| repo_failure(rev, e))?;
         blocking(move || {
-            let what = format!("commit {}", assign::short(&commit.id));
+            let what = format!("commit {}", api::short(&commit.id));
             let applied = Applied::load(commit)
                 .map_err(|d| refused(&what, d.into_iter().map(|d| (d, None)).collect()))?;
             Ok(applied.repo.fleet.clone())

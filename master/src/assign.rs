@@ -191,9 +191,9 @@ impl Applied {
         })
     }
 
-    /// The first 12 digits of the commit id.
+    /// The commit id as people read it ([`api::short`]).
     pub fn short(&self) -> &str {
-        short(&self.commit)
+        api::short(&self.commit)
     }
 
     /// The content named `sha`, if this commit has it.
@@ -221,10 +221,6 @@ impl Applied {
     pub fn role_names(&self) -> impl Iterator<Item = &String> {
         self.repo.roles.keys()
     }
-}
-
-pub fn short(commit: &str) -> &str {
-    &commit[..commit.len().min(12)]
 }
 
 /// What one minion gets from a commit.

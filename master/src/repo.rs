@@ -210,7 +210,7 @@ fn contents(repo: &Path, commit: &str, entries: Vec<Entry>) -> Result<Files, Rep
                 Err(_) => {
                     result = Err(RepoError::BadFile {
                         path: entry.path.clone(),
-                        reason: format!("is not UTF-8 text at {}; expected a text file", &commit[..12]),
+                        reason: format!("is not UTF-8 text at {}; expected a text file", api::short(commit)),
                     });
                     break;
                 }

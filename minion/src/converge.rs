@@ -12,6 +12,7 @@ use std::fs;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use api::short;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
@@ -482,8 +483,4 @@ fn prepare(cache: &std::path::Path, id: &str, grains: &Grains, a: &Assignment) -
 
 fn diagnostics(d: Vec<render::Diagnostic>) -> String {
     d.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
-}
-
-fn short(commit: &str) -> &str {
-    &commit[..commit.len().min(7)]
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context as _, bail};
-use api::{ImageBuildLine, ImageBuilt, ImageSummary};
+use api::{ImageBuildLine, ImageBuilt, ImageSummary, short, short_commit};
 use clap::{Args, Subcommand};
 use globset::{GlobBuilder, GlobMatcher};
 
@@ -141,20 +141,6 @@ fn built_text(b: &ImageBuilt) -> String {
         format!("{} is up to date ({what})\n", i.tag)
     } else {
         format!("built {} ({what}) in {:.1} s\n", i.tag, b.seconds)
-    }
-}
-
-/// The first 12 characters of a hash, without `sha256:`.
-fn short(s: &str) -> &str {
-    let s = s.strip_prefix("sha256:").unwrap_or(s);
-    s.get(..12).unwrap_or(s)
-}
-
-/// A commit as people read it: 12 characters, `-dirty` kept.
-fn short_commit(c: &str) -> String {
-    match c.strip_suffix("-dirty") {
-        Some(c) => format!("{}-dirty", short(c)),
-        None => short(c).to_string(),
     }
 }
 

@@ -34,9 +34,7 @@ pub fn run(_args: PsArgs, ctx: &mut Ctx) -> anyhow::Result<Exit> {
             "no fleet is up (`drover up` brings fleet.yaml up)\n".into()
         }
         Out::Text | Out::Highstate => {
-            let short = |c: &Option<String>| {
-                c.as_deref().map(|c| c[..c.len().min(12)].to_string()).unwrap_or_else(|| "-".into())
-            };
+            let short = |c: &Option<String>| c.as_deref().map_or("-", api::short).to_string();
             let rows: Vec<Vec<String>> = slots
                 .iter()
                 .map(|s| {

@@ -2,6 +2,7 @@
 //! minions; what a commit would change; where each minion stands.
 
 use api::client::ClientError;
+use api::short;
 use api::{
     MinionAssignment, MinionDiff, RoleStatus, RolesApplyRequest, RolesApplyResponse, RolesDiff,
     RolesTestResponse,
@@ -335,7 +336,7 @@ pub fn status_text(status: &[RoleStatus]) -> String {
                 s.id.clone(),
                 yes_no(s.connected),
                 roles_cell(&s.roles),
-                s.converged_commit.as_deref().map_or("-".to_string(), short),
+                s.converged_commit.as_deref().map_or("-", short).to_string(),
                 result.to_string(),
                 detail(s),
             ]
@@ -364,15 +365,6 @@ fn detail(s: &RoleStatus) -> String {
         parts.push(comment.to_string());
     }
     parts.join("; ")
-}
-
-/// A full commit id cut to git's short form; anything else as it is.
-pub fn short(commit: &str) -> String {
-    if commit.len() >= 12 && commit.chars().all(|c| c.is_ascii_hexdigit()) {
-        commit[..7].to_string()
-    } else {
-        commit.to_string()
-    }
 }
 
 /// Roles comma-separated (one word, for `awk`), `-` for none.
@@ -430,7 +422,7 @@ ID      ROLES         CHANGED  CONNECTED
 db-1    datastore     no       yes
 host-9  -             yes      yes
 web-1   webui,worker  yes      no
-applied 3f2a1c9 to 3 minions: 2 changed, 1 unchanged, 1 not connected (sent when it connects)
+applied 3f2a1c9d8e7f to 3 minions: 2 changed, 1 unchanged, 1 not connected (sent when it connects)
 ",
             ),
             (
@@ -439,7 +431,7 @@ applied 3f2a1c9 to 3 minions: 2 changed, 1 unchanged, 1 not connected (sent when
                     minions: vec![assignment("a", &["x"], false, true)],
                     waited: false,
                 },
-                "ID  ROLES  CHANGED  CONNECTED\na   x      no       yes\napplied 3f2a1c9 to 1 minion: 0 changed, 1 unchanged\n",
+                "ID  ROLES  CHANGED  CONNECTED\na   x      no       yes\napplied 3f2a1c9d8e7f to 1 minion: 0 changed, 1 unchanged\n",
             ),
             (
                 RolesApplyResponse { commit: "main".to_string(), minions: vec![], waited: false },
@@ -480,7 +472,7 @@ db-1    datastore  yes      yes        failed (1 state)
 host-9  -          no       no         not connected
 rng-1   rng        no       yes        no report
 web-1   webui      yes      yes        ok (2 changed)
-applied 3f2a1c9 to 4 minions: 2 changed, 2 unchanged, 1 not connected (sent when it connects); \
+applied 3f2a1c9d8e7f to 4 minions: 2 changed, 2 unchanged, 1 not connected (sent when it connects); \
 1 ok, 1 failed, 1 did not report in time (see 'drover roles status')
 db-1: failed: pg-conf: template error
 ";
@@ -531,7 +523,7 @@ db-1: failed: pg-conf: template error
             ],
         };
         let want = "\
-from 1b2c3d4 (applied) to 3f2a1c9
+from 1b2c3d4e5f60 (applied) to 3f2a1c9d8e7f
 db-1:
     ~ states/db/pg.yaml
 web-1:
@@ -549,7 +541,7 @@ web-1:
         assert!(colored.contains("\x1b[31m    - role webui\x1b[0m\n"), "{colored}");
 
         let none = RolesDiff { commit: C1.to_string(), current_commit: None, minions: vec![] };
-        assert_eq!(diff_text(&none, false), "from nothing applied to 3f2a1c9\nno minion would change\n");
+        assert_eq!(diff_text(&none, false), "from nothing applied to 3f2a1c9d8e7f\nno minion would change\n");
     }
 
     #[test]
@@ -583,20 +575,12 @@ web-1:
             },
         ];
         let want = "\
-ID        CONNECTED  ROLES         COMMIT   RESULT  DETAIL
-db-1      yes        datastore     3f2a1c9  ok
-web-1     yes        webui,worker  1b2c3d4  failed  failing: worker-config, worker; converging to 3f2a1c9; worker-config: template error
-worker-2  no         worker        -        never   waiting for: datastore
+ID        CONNECTED  ROLES         COMMIT        RESULT  DETAIL
+db-1      yes        datastore     3f2a1c9d8e7f  ok
+web-1     yes        webui,worker  1b2c3d4e5f60  failed  failing: worker-config, worker; converging to 3f2a1c9d8e7f; worker-config: template error
+worker-2  no         worker        -             never   waiting for: datastore
 ";
         assert_eq!(status_text(&status), want);
         assert_eq!(status_text(&[]), "ID  CONNECTED  ROLES  COMMIT  RESULT  DETAIL\n");
-    }
-
-    #[test]
-    fn commits_are_shortened_only_when_full() {
-        assert_eq!(short(C1), "3f2a1c9");
-        assert_eq!(short("3f2a1c9"), "3f2a1c9");
-        assert_eq!(short("v1.4"), "v1.4");
-        assert_eq!(short("deadbeefcafe"), "deadbee");
     }
 }

@@ -16,6 +16,8 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
+use api::short_commit;
+
 use super::base::{Definition, LastLines};
 use super::{
     BASE, BaseImage, Builder, ImageError, ImageRecord, Progress, ProgressTx, Result, lock, say, short,
@@ -495,14 +497,6 @@ fn judge(existing: &ImageInfo, plan: &Plan, content: Option<&str>) -> Result<Ima
             "{tag} exists and drover did not build it as that (it has no {LABEL_CONTENT} label for it); a tag is \
              never rebuilt: build a new version"
         ))),
-    }
-}
-
-/// `0123456789abcdef…-dirty` → `0123456789ab-dirty`.
-fn short_commit(commit: &str) -> String {
-    match commit.strip_suffix("-dirty") {
-        Some(c) => format!("{}-dirty", short(c)),
-        None => short(commit).to_string(),
     }
 }
 

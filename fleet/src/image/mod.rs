@@ -200,11 +200,8 @@ pub fn parse_tag(tag: &str) -> Result<(String, String)> {
     Ok((name.to_string(), version.to_string()))
 }
 
-/// The first 12 characters of a hash or commit, as people read them.
-pub fn short(s: &str) -> &str {
-    let s = s.strip_prefix("sha256:").unwrap_or(s);
-    s.get(..12).unwrap_or(s)
-}
+/// A hash or commit as people read it (and the base image's tag): 12 hex digits.
+pub use api::short;
 
 /// `123456789` → `118 MB`.
 pub(crate) fn megabytes(bytes: u64) -> String {

@@ -96,7 +96,7 @@ pub async fn up(State(state): State<ApiState>, Json(req): Json<UpRequest>) -> Re
     let Some(file) = applied.repo.fleet.clone() else {
         return Err(bad(format!(
             "commit {} has no fleet.yaml: write one beside roles/ (see docs/fleet.md)",
-            crate::assign::short(&applied.commit)
+            api::short(&applied.commit)
         )));
     };
     let commit = applied.commit.clone();
