@@ -406,45 +406,61 @@ fn a_master_with_another_key_is_never_trusted() {
 }
 
 /// The master's name is looked up again on every attempt: a name that does not resolve at
-/// first is dialled as soon as it does. Needs root: it appends a line to /etc/hosts, and
-/// afterwards comments it out with a one-byte write, so that other tests reading the file
-/// meanwhile never see it half written.
+/// first is dialled as soon as it does. The name is added to an `/etc/hosts` of the test's
+/// own: a file bind-mounted over it in a mount namespace that only the test's thread (and
+/// the threads it starts: the minion's, the fake master's) is in, so the machine's file is
+/// never touched. Needs root (CAP_SYS_ADMIN), as CI runs; skips with a message otherwise.
 #[test]
 fn the_master_name_is_resolved_again_on_every_attempt() {
-    use std::io::{Seek, SeekFrom, Write};
+    use std::io::Write;
+
+    use nix::mount::{MsFlags, mount};
+    use nix::sched::{CloneFlags, unshare};
     if !nix::unistd::Uid::effective().is_root() {
-        eprintln!("skipped: editing /etc/hosts needs root");
+        eprintln!("skipped: a private /etc/hosts (a mount namespace) needs root");
         return;
     }
-    let name = format!("drover-resolve-{}.test", std::process::id());
     let dir = tempfile::tempdir().unwrap();
-    let master_keys = KeyPair::generate().unwrap();
-    // not 127.0.0.1: only the name, once it resolves, leads there
-    let master = FakeMaster::start_on(&master_keys, "127.0.0.2", None);
-    let mut cfg = config(dir.path(), master.port);
-    cfg.master = MasterAddr { host: name.clone(), port: master.port };
-    cfg.master_key = Some(master_keys.public.clone());
-    let minion = Minion::start(cfg);
+    let hosts_path = dir.path().join("hosts");
+    std::fs::copy("/etc/hosts", &hosts_path).unwrap();
+    let test = {
+        let (dir, hosts_path) = (dir.path().to_path_buf(), hosts_path.clone());
+        thread::spawn(move || {
+            // this thread alone leaves the process's mount namespace; nothing mounted in
+            // the new one propagates back
+            unshare(CloneFlags::CLONE_FS | CloneFlags::CLONE_NEWNS)
+                .expect("a mount namespace of the test's own");
+            mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+                .expect("make the test's mounts private");
+            mount(Some(&hosts_path), "/etc/hosts", None::<&str>, MsFlags::MS_BIND, None::<&str>)
+                .expect("bind the test's hosts file over /etc/hosts");
 
-    // a few failed lookups, then the name appears
-    thread::sleep(Duration::from_millis(500));
-    let mut hosts = std::fs::OpenOptions::new().append(true).open("/etc/hosts").unwrap();
-    let at = hosts.seek(SeekFrom::End(0)).unwrap();
-    hosts.write_all(format!("127.0.0.2 {name}\n").as_bytes()).unwrap();
-    struct Uncomment(std::fs::File, u64);
-    impl Drop for Uncomment {
-        fn drop(&mut self) {
-            use std::os::unix::fs::FileExt;
-            let _ = self.0.write_at(b"#", self.1);
-        }
-    }
-    let _cleanup = Uncomment(std::fs::OpenOptions::new().write(true).open("/etc/hosts").unwrap(), at);
+            let name = format!("drover-resolve-{}.test", std::process::id());
+            let master_keys = KeyPair::generate().unwrap();
+            // not 127.0.0.1: only the name, once it resolves, leads there
+            let master = FakeMaster::start_on(&master_keys, "127.0.0.2", None);
+            let mut cfg = config(&dir, master.port);
+            cfg.master = MasterAddr { host: name.clone(), port: master.port };
+            cfg.master_key = Some(master_keys.public.clone());
+            let minion = Minion::start(cfg);
 
-    let (routing, _, hello) = master.wait_hello();
-    assert_eq!(hello.id.as_str(), "m1");
-    master.send(&routing, &ToMinion::Welcome { heartbeat_ms: 200 });
-    let (jid, ping) = job("test.ping", vec![]);
-    master.send(&routing, &ping);
-    assert!(master.wait_return(&jid).success);
-    minion.stop().unwrap();
+            // a few failed lookups, then the name appears (written in place: the bind
+            // mount holds this inode)
+            thread::sleep(Duration::from_millis(500));
+            let mut hosts = std::fs::OpenOptions::new().append(true).open(&hosts_path).unwrap();
+            hosts.write_all(format!("127.0.0.2 {name}\n").as_bytes()).unwrap();
+
+            let (routing, _, hello) = master.wait_hello();
+            assert_eq!(hello.id.as_str(), "m1");
+            master.send(&routing, &ToMinion::Welcome { heartbeat_ms: 200 });
+            let (jid, ping) = job("test.ping", vec![]);
+            master.send(&routing, &ping);
+            assert!(master.wait_return(&jid).success);
+            minion.stop().unwrap();
+            name
+        })
+    };
+    let name = test.join().expect("the test's thread");
+    let machine = std::fs::read_to_string("/etc/hosts").unwrap();
+    assert!(!machine.contains(&name), "the machine's /etc/hosts was changed");
 }
