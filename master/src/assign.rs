@@ -230,7 +230,7 @@ pub struct Planned {
     /// Repo path → sha256: its role files, their state files, the sources its plan names.
     pub files: BTreeMap<String, String>,
     /// The roles whose peers it sees: the roles its roles `require`, and those its files
-    /// read from `peers` (see [`peer_reads`]).
+    /// read from `peers` (see [`render::peer_reads`]).
     pub view: BTreeSet<String>,
     /// The peers it was rendered with (the roles of `view`).
     pub peers: PeerMap,
@@ -262,43 +262,6 @@ fn render_peers(peers: &PeerMap) -> BTreeMap<String, Vec<render::Peer>> {
         .collect()
 }
 
-/// Adds to `names` the roles `text` reads from `peers` as `peers.<name>` or
-/// `peers["<name>"]`; false if it uses `peers` any other way (`{% for r, m in peers %}`,
-/// `peers[var]`, or just the word), which then means every role.
-pub fn peer_reads(text: &str, names: &mut BTreeSet<String>) -> bool {
-    let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
-    let bytes = text.as_bytes();
-    let mut from = 0;
-    while let Some(at) = text[from..].find("peers") {
-        let (start, end) = (from + at, from + at + "peers".len());
-        from = end;
-        if (start > 0 && ident(bytes[start - 1])) || bytes.get(end).is_some_and(|&b| ident(b)) {
-            continue; // part of another word
-        }
-        let rest = &text[end..];
-        if let Some(after) = rest.strip_prefix('.') {
-            let name: String = after.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
-            if name.is_empty() {
-                return false;
-            }
-            names.insert(name);
-            continue;
-        }
-        let quoted = rest.strip_prefix('[').map(str::trim_start).and_then(|inside| {
-            let quote = inside.chars().next().filter(|q| *q == '"' || *q == '\'')?;
-            let body = &inside[1..];
-            body.find(quote).map(|close| body[..close].to_string())
-        });
-        match quoted {
-            Some(name) => {
-                names.insert(name);
-            }
-            None => return false,
-        }
-    }
-    true
-}
-
 /// Plans one minion with the roles its role sources give it.
 pub fn plan_minion(
     applied: &Applied,
@@ -314,7 +277,7 @@ pub fn plan_minion(
 ///
 /// Its files decide its view (the roles whose members it is given, and whose changes re-plan
 /// and re-push it): the roles they read from `peers`, or every role if one uses `peers` in
-/// a way that names none (see [`peer_reads`]); a minion whose files never mention `peers`
+/// a way that names none (see [`render::peer_reads`]); a minion whose files never mention `peers`
 /// cannot render differently when they change. The roles its roles `require` are in every
 /// view, so the minion can tell when they have a member to wait for. A name that is no role
 /// is left out, so `peers.typo` fails to render here, with its file and line.
@@ -339,7 +302,7 @@ pub fn plan_roles(
     let widen = |view: &mut BTreeSet<String>, paths: &mut dyn Iterator<Item = &String>| {
         let mut named = BTreeSet::new();
         // once one file reads every role, the names read by the others do not matter
-        let every = paths.filter_map(|p| files.get(p)).any(|text| !peer_reads(text, &mut named));
+        let every = paths.filter_map(|p| files.get(p)).any(|text| !render::peer_reads(text, &mut named));
         let before = view.len();
         if every {
             view.extend(applied.role_names().cloned());
@@ -732,24 +695,6 @@ pub(crate) mod tests {
             "{diag}"
         );
         assert_eq!(minion.as_str(), "web-1");
-    }
-
-    #[test]
-    fn peer_reads_by_name_or_every_role() {
-        let reads = |text: &str| {
-            let mut names = BTreeSet::new();
-            peer_reads(text, &mut names).then(|| names.into_iter().collect::<Vec<_>>())
-        };
-        assert_eq!(reads("no mention"), Some(vec![]));
-        assert_eq!(
-            reads("{% for p in peers.db %}{{ peers['web-ui'][0].address }}{{ peers[ \"x\" ] }}"),
-            Some(vec!["db".into(), "web-ui".into(), "x".into()])
-        );
-        assert_eq!(reads("mypeers.a peership"), Some(vec![]), "other words");
-        assert_eq!(reads("{% for role, members in peers %}"), None);
-        assert_eq!(reads("{{ peers[pillar.role] }}"), None);
-        assert_eq!(reads("description: finds its peers"), None);
-        assert_eq!(reads("{{ peers.db }} {{ peers | json }}"), None);
     }
 
     #[test]

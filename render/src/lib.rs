@@ -53,5 +53,5 @@ pub use plan::{Edge, Plan, RequisiteKind, Resource, ResourceRef, check_sources, 
 pub use repo::Repo;
 pub use role::Role;
 pub use state::includes_written;
-pub use template::{Context, MAX_OUTPUT, Minion, Peer, render_source};
+pub use template::{Context, MAX_OUTPUT, Minion, Peer, peer_reads, render_source};
 pub use top::{TopEntry, TopFile};

@@ -8,6 +8,9 @@
 //! iterations and time (`budget`).
 
 mod helpers;
+mod peers;
+
+pub use peers::peer_reads;
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
