@@ -110,6 +110,12 @@ enum Cmd {
         count: usize,
         #[arg(long, default_value = "swarm")]
         prefix: String,
+        /// The number of the first minion (ids are `<prefix><number, 5 digits>`)
+        #[arg(long, default_value_t = 1)]
+        first: usize,
+        /// Print `connected N` on stdout whenever the count changes (for a parent drover-bench)
+        #[arg(long)]
+        report: bool,
     },
 }
 
@@ -192,7 +198,7 @@ fn main() -> anyhow::Result<()> {
             let rows = demo::run(&demo::Options { bin_dir, repo_root, cold, runs })?;
             fleet::print(&rows);
         }
-        Cmd::Swarm { master, master_key, count, prefix } => {
+        Cmd::Swarm { master, master_key, count, prefix, first, report } => {
             let key = match wire::PublicKey::parse(&master_key) {
                 Ok(k) => k,
                 Err(_) => wire::PublicKey::read(std::path::Path::new(&master_key))?,
@@ -202,9 +208,13 @@ fn main() -> anyhow::Result<()> {
                 master_key: key,
                 count,
                 prefix,
+                first,
                 heartbeat: Duration::from_secs(5),
             };
             let s = swarm::Swarm::start(&cfg)?;
+            if report {
+                s.report();
+            }
             let took = s.wait_connected(count, Duration::from_secs(600))?;
             eprintln!("{count} minions connected in {:.0} ms; Ctrl-C to stop", took.as_secs_f64() * 1000.0);
             loop {

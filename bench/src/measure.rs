@@ -256,6 +256,7 @@ fn run_in(opts: &Options, work: &Path, figures: &mut Figures) -> anyhow::Result<
             master_key: master_key.clone(),
             count: n,
             prefix: prefix.clone(),
+            first: 1,
             heartbeat: Duration::from_secs(5),
         })?;
         let took = swarm.wait_connected(n, Duration::from_secs(300))?;

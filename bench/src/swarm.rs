@@ -3,8 +3,12 @@
 //! else fails as "not available in the swarm".
 //!
 //! Sockets are spread over several ZeroMQ contexts (libzmq allows 1,023 sockets per
-//! context by default) and polled by one thread per 500 minions.
+//! context by default) and polled by one thread per 500 minions. A swarm of more than
+//! [`PER_PROCESS`] minions runs in child processes (`drover-bench swarm --report`), since
+//! each minion holds two file descriptors and a process often may not hold more than 20,000.
 
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
@@ -17,11 +21,17 @@ use wire::{Hello, JobReturn, KeyPair, MinionId, PublicKey, ToMaster, ToMinion};
 /// Minions per thread and per context (libzmq allows 1,023 sockets per context).
 const PER_THREAD: usize = 500;
 
+/// Minions per process: each holds its TCP connection and its socket's mailbox (two file
+/// descriptors), against a limit of open files that is often 20,000.
+pub const PER_PROCESS: usize = 4000;
+
 pub struct SwarmConfig {
     pub master: String,
     pub master_key: PublicKey,
     pub count: usize,
     pub prefix: String,
+    /// The number of the first minion (`<prefix>00001` for 1).
+    pub first: usize,
     pub heartbeat: Duration,
 }
 
@@ -30,11 +40,16 @@ pub struct Swarm {
     stop: Arc<AtomicBool>,
     pub connected: Arc<AtomicUsize>,
     threads: Vec<thread::JoinHandle<()>>,
+    children: Vec<Child>,
 }
 
 impl Drop for Swarm {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -52,10 +67,13 @@ struct Sim {
 
 impl Swarm {
     pub fn start(cfg: &SwarmConfig) -> anyhow::Result<Swarm> {
+        if cfg.count > PER_PROCESS {
+            return Self::start_processes(cfg);
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let connected = Arc::new(AtomicUsize::new(0));
         let mut threads = Vec::new();
-        let ids: Vec<usize> = (1..=cfg.count).collect();
+        let ids: Vec<usize> = (cfg.first..cfg.first + cfg.count).collect();
         for chunk in ids.chunks(PER_THREAD) {
             let ctx = zmq::Context::new();
             let mut sims = Vec::new();
@@ -75,7 +93,64 @@ impl Swarm {
             let (stop, connected, beat) = (stop.clone(), connected.clone(), cfg.heartbeat);
             threads.push(thread::spawn(move || run(ctx, sims, beat, stop, connected)));
         }
-        Ok(Swarm { stop, connected, threads })
+        Ok(Swarm { stop, connected, threads, children: Vec::new() })
+    }
+
+    /// The swarm as child processes of [`PER_PROCESS`] minions at most, each reporting its
+    /// count of welcomed minions on a line of its own (`drover-bench swarm --report`).
+    fn start_processes(cfg: &SwarmConfig) -> anyhow::Result<Swarm> {
+        let exe = std::env::current_exe()?;
+        let mut swarm = Swarm {
+            stop: Arc::new(AtomicBool::new(false)),
+            connected: Arc::new(AtomicUsize::new(0)),
+            threads: Vec::new(),
+            children: Vec::new(),
+        };
+        let mut first = cfg.first;
+        while first < cfg.first + cfg.count {
+            let count = PER_PROCESS.min(cfg.first + cfg.count - first);
+            let mut child = Command::new(&exe)
+                .args([
+                    "swarm",
+                    "--report",
+                    "--master",
+                    &cfg.master,
+                    "--master-key",
+                    &cfg.master_key.to_string(),
+                ])
+                .args(["--count", &count.to_string(), "--prefix", &cfg.prefix, "--first", &first.to_string()])
+                .stdout(Stdio::piped())
+                .spawn()?;
+            let out = child.stdout.take().expect("piped");
+            swarm.children.push(child);
+            let connected = swarm.connected.clone();
+            swarm.threads.push(thread::spawn(move || {
+                let mut last = 0;
+                for line in BufReader::new(out).lines().map_while(Result::ok) {
+                    if let Some(n) = line.strip_prefix("connected ").and_then(|n| n.parse::<usize>().ok()) {
+                        connected.fetch_add(n.saturating_sub(last), Ordering::Relaxed);
+                        last = last.max(n);
+                    }
+                }
+            }));
+            first += count;
+        }
+        Ok(swarm)
+    }
+
+    /// Prints `connected N` whenever the count of welcomed minions changes, and every second
+    /// besides, until the process is killed (for [`Swarm::start_processes`]). A parent gone
+    /// ends it within a second: printing to a closed pipe ends the process.
+    pub fn report(&self) -> ! {
+        let (mut last, mut printed) = (usize::MAX, Instant::now());
+        loop {
+            let n = self.connected.load(Ordering::Relaxed);
+            if n != last || printed.elapsed() >= Duration::from_secs(1) {
+                println!("connected {n}");
+                (last, printed) = (n, Instant::now());
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Waits until every simulated minion was welcomed; returns how long that took.

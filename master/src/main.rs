@@ -70,6 +70,7 @@ fn main() -> ExitCode {
         eprintln!("drover-master: --heartbeat must be between 0 and 3600 seconds");
         return ExitCode::from(2);
     }
+    raise_open_files_limit();
     let cfg = master::Config {
         dir: args.dir,
         listen: args.listen,
@@ -117,5 +118,27 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+    }
+}
+
+/// Each connected minion holds one file descriptor of the master, so a soft limit of 1,024
+/// (the usual default) would end connections past a thousand minions with "too many open
+/// files". The soft limit is raised to the hard one, as servers do; the log says when the
+/// hard limit itself is low.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else { return };
+    if soft < hard
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        tracing::warn!(soft, hard, error = %e, "cannot raise the open-files limit");
+    }
+    let limit = getrlimit(Resource::RLIMIT_NOFILE).map_or(soft, |(s, _)| s);
+    if limit < 65_536 {
+        tracing::info!(
+            limit,
+            "open files: at most about {} minions can connect (raise the hard limit, `ulimit -Hn`, for more)",
+            limit.saturating_sub(100)
+        );
     }
 }
