@@ -258,7 +258,8 @@ pub(crate) fn service_info(
     }
 }
 
-/// A Swarm node as placement sees it, with the running tasks of `tasks` on it counted.
+/// A Swarm node as placement sees it, with the tasks of `tasks` whose container runs on it
+/// counted (running, or starting: its health check has not passed yet).
 pub(crate) fn node_info(node: &bollard::models::Node, tasks: &[Task]) -> crate::placement::NodeInfo {
     let spec = node.spec.clone().unwrap_or_default();
     let description = node.description.clone().unwrap_or_default();
@@ -270,7 +271,12 @@ pub(crate) fn node_info(node: &bollard::models::Node, tasks: &[Task]) -> crate::
         containers: tasks
             .iter()
             .filter(|t| t.node_id.as_deref() == Some(id.as_str()))
-            .filter(|t| matches!(t.status.as_ref().and_then(|s| s.state), Some(TaskState::RUNNING)))
+            .filter(|t| {
+                matches!(
+                    t.status.as_ref().and_then(|s| s.state),
+                    Some(TaskState::RUNNING | TaskState::STARTING)
+                )
+            })
             .count() as u32,
         id,
         hostname: text(description.hostname),
@@ -329,10 +335,8 @@ impl Docker {
     pub(crate) async fn swarm_nodes(&self) -> Result<Vec<crate::placement::NodeInfo>> {
         let nodes =
             self.client.list_nodes(None::<ListNodesOptions>).await.map_err(self.error("list nodes"))?;
-        let options = ListTasksOptions {
-            filters: Some(HashMap::from([("desired-state".to_string(), vec!["running".to_string()])])),
-        };
-        let tasks = self.client.list_tasks(Some(options)).await.map_err(self.error("list tasks"))?;
+        let tasks =
+            self.client.list_tasks(None::<ListTasksOptions>).await.map_err(self.error("list tasks"))?;
         Ok(nodes.iter().map(|n| node_info(n, &tasks)).collect())
     }
 
@@ -656,6 +660,8 @@ mod tests {
             task("x1", TaskState::PENDING),
             task("x2", TaskState::RUNNING),
             task("x1", TaskState::RUNNING),
+            task("x1", TaskState::STARTING),
+            task("x1", TaskState::SHUTDOWN),
         ];
         let info = node_info(&node, &tasks);
         assert_eq!((info.id.as_str(), info.hostname.as_str()), ("x1", "n1"));
@@ -665,6 +671,6 @@ mod tests {
         assert_eq!(info.labels["zone"], "a");
         assert_eq!(info.engine_labels["disk"], "ssd");
         assert_eq!((info.cpus, info.memory), (2.0, 4 << 30));
-        assert_eq!(info.containers, 2, "its running tasks only");
+        assert_eq!(info.containers, 3, "its running and starting tasks only");
     }
 }
