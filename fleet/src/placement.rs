@@ -181,8 +181,10 @@ pub fn plan(
             continue;
         }
         if let Some(max) = spec.placement.max_per_node {
-            let wanted = placed.iter().filter(|p| p.role == *role).count()
-                + creates.iter().filter(|(_, r)| r == role).count();
+            // the role's slots on nodes it may no longer use (drained, relabelled) take no room
+            let on_allowed = |p: &&Placed| p.role == *role && allowed.iter().any(|n| n.id == p.node);
+            let wanted =
+                placed.iter().filter(on_allowed).count() + creates.iter().filter(|(_, r)| r == role).count();
             let room = max as usize * allowed.len();
             if wanted > room {
                 let names: Vec<&str> = allowed.iter().map(|n| n.hostname.as_str()).collect();
@@ -433,6 +435,11 @@ mod tests {
             *per_node.entry(c[0].value.clone()).or_insert(0) += 1;
         }
         assert!(per_node.values().all(|&n| n <= 2), "{per_node:?}");
+        // a slot on a node that takes no task any more takes no room
+        let mut gone = nodes.to_vec();
+        gone.push(NodeInfo { availability: "drain".into(), ..node("n4", None, 4.0, 8 * G) });
+        let with_gone = [placed("f-web-1", "n1"), placed("f-web-2", "n1"), placed("f-web-9", "n4")];
+        assert!(plan(&gone, &with_gone, &roles, &creates("web", 3, 6)).is_ok());
         // 7 slots, 2 per node on 3 nodes: refused, saying why
         let e = plan(&nodes, &have, &roles, &creates("web", 3, 7)).unwrap_err();
         assert_eq!(e.len(), 1, "{e:?}");
