@@ -407,6 +407,10 @@ struct Placed {
     /// Where `order: start-first` is written.
     start_first: Option<At>,
     aliases: Vec<(String, At)>,
+    /// Where `max_per_node` is written, with its value.
+    max_per_node: Option<(u32, At)>,
+    /// Each constraint with where it is written.
+    constraints: Vec<(Constraint, At)>,
 }
 
 struct Reader<'a> {
@@ -666,6 +670,8 @@ impl Reader<'_> {
         self.across(&fleet, &placed);
         if engine == EngineKind::Swarm {
             self.on_swarm(&placed);
+        } else {
+            self.on_local(&placed);
         }
         let network = network.unwrap_or_else(|| fleet.clone());
         FleetFile { fleet, engine, network, roles: specs }
@@ -681,6 +687,8 @@ impl Reader<'_> {
             volumes: Vec::new(),
             start_first: None,
             aliases: Vec::new(),
+            max_per_node: None,
+            constraints: Vec::new(),
         };
         let (mut own_image, mut own_version) = (None, None);
         for (key, value) in self.map(body, Some(key), Some(ROLE_KEYS), "`{replicas: 2}`") {
@@ -713,7 +721,9 @@ impl Reader<'_> {
                     placed.aliases = self.aliases(&key, value);
                     spec.aliases = placed.aliases.iter().map(|(alias, _)| alias.clone()).collect();
                 }
-                "placement" => spec.placement = self.placement(&key, value),
+                "placement" => {
+                    spec.placement = self.placement(&key, value, &mut placed);
+                }
                 _ => {}
             }
         }
@@ -927,7 +937,8 @@ impl Reader<'_> {
     }
 
     /// `placement: {constraints: [...], spread: [...], max_per_node: N}`.
-    fn placement(&mut self, key: &Key, value: &Value) -> Placement {
+    /// Where each constraint and `max_per_node` are written goes into `placed`.
+    fn placement(&mut self, key: &Key, value: &Value, placed: &mut Placed) -> Placement {
         let mut placement = Placement::default();
         let example =
             "`{constraints: [\"node.labels.zone==a\"], spread: [node.labels.zone], max_per_node: 1}`";
@@ -949,7 +960,10 @@ impl Reader<'_> {
                                 &key.path,
                                 format!("`{c}` is listed twice; expected each once"),
                             ),
-                            Ok(c) => placement.constraints.push(c),
+                            Ok(c) => {
+                                placed.constraints.push((c.clone(), at));
+                                placement.constraints.push(c);
+                            }
                             Err(message) => self.report(at, &key.path, message),
                         }
                     }
@@ -983,7 +997,10 @@ impl Reader<'_> {
                             &key.path,
                             "expected at least 1 (0 would place no slot anywhere; use `replicas: 0`)",
                         ),
-                        Some(n) => placement.max_per_node = Some(n as u32),
+                        Some(n) => {
+                            placement.max_per_node = Some(n as u32);
+                            placed.max_per_node = Some((n as u32, self.text.value_at(key.at)));
+                        }
                         None => {}
                     }
                 }
@@ -1089,6 +1106,33 @@ impl Reader<'_> {
                     PortSpec { host_ip: None, ..port }
                 );
                 self.report(at, &path, message);
+            }
+        }
+    }
+
+    /// What one engine cannot honour: it is the only node, and has no node labels (they are
+    /// Swarm's). Constraints on its hostname, role or engine labels are checked at `up`.
+    fn on_local(&mut self, placed: &[Placed]) {
+        for role in placed {
+            let path = format!("roles.{}.placement", role.name);
+            if let Some((max, at)) = role.max_per_node
+                && role.replicas > max
+            {
+                let message = format!(
+                    "at most {max} per node, but the role has {} replicas and `engine: local` is one node; \
+                     expected max_per_node of at least the replicas, fewer replicas, or `engine: swarm`",
+                    role.replicas
+                );
+                self.report(at, &format!("{path}.max_per_node"), message);
+            }
+            for (c, at) in &role.constraints {
+                if c.equal && c.attribute.starts_with("node.labels.") {
+                    let message = format!(
+                        "`{c}` cannot hold on `engine: local`: the one engine has no node labels (they are \
+                         Swarm's); expected no such constraint there, or `engine: swarm`"
+                    );
+                    self.report(*at, &format!("{path}.constraints"), message);
+                }
             }
         }
     }
@@ -1350,5 +1394,26 @@ mod tests {
             assert!(found.iter().any(|f| f.starts_with(e) || f.contains(e)), "{e}\nnot in {found:#?}");
         }
         assert_eq!(found.len(), expect.len(), "{found:#?}");
+    }
+
+    #[test]
+    fn placement_one_engine_cannot_honour_is_refused() {
+        let text = "fleet: coins\nimage: coins\nversion: \"1\"\nroles:\n  web:\n    replicas: 3\n    \
+                    placement:\n      constraints: [\"node.labels.zone==a\", \"node.labels.zone!=b\", \
+                    \"node.hostname==n1\"]\n      max_per_node: 2\n";
+        let found = problems(text);
+        assert_eq!(
+            found,
+            [
+                "fleet.yaml:9:21: roles.web.placement.max_per_node: at most 2 per node, but the role has 3 \
+                 replicas and `engine: local` is one node; expected max_per_node of at least the replicas, \
+                 fewer replicas, or `engine: swarm`",
+                "fleet.yaml:8:21: roles.web.placement.constraints: `node.labels.zone==a` cannot hold on \
+                 `engine: local`: the one engine has no node labels (they are Swarm's); expected no such \
+                 constraint there, or `engine: swarm`",
+            ]
+        );
+        // the same on Swarm reads
+        parse(&text.replace("roles:", "engine: swarm\nroles:"));
     }
 }
