@@ -110,6 +110,8 @@ impl<E: Engine, H: Host> Controller<E, H> {
         observed: &[ContainerInfo],
         creates: &[&SlotSpec],
     ) -> Result<()> {
+        // what an earlier operation derived and did not use (it failed) is out of date
+        self.inner.shared().placements.clear();
         let roles = roles_of(desired);
         let placing = |s: &&SlotSpec| {
             let p = &s.spec.placement;
