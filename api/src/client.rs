@@ -223,6 +223,11 @@ impl Client {
         self.get("/fleet/ps")
     }
 
+    /// The nodes the fleet runs on, and its headroom, as `drover nodes` shows them.
+    pub fn fleet_nodes(&self) -> Result<crate::fleet::NodesReport, ClientError> {
+        self.get("/fleet/nodes")
+    }
+
     /// The fleet's rollouts, newest first.
     pub fn fleet_rollouts(&self) -> Result<Vec<crate::fleet::RolloutSummary>, ClientError> {
         self.get("/fleet/rollouts")

@@ -1,7 +1,8 @@
 //! The fleet's routes: `POST /fleet/up`, `/fleet/scale`, `/fleet/upgrade`, `/fleet/undo`,
 //! `/fleet/down`, `/fleet/chaos` answer with newline-delimited JSON [`FleetLine`]s: the
 //! operation's [`FleetEvent`]s as they happen, then its [`FleetOutcome`] (or an error).
-//! `GET /fleet/ps` lists [`SlotStatus`]es, `GET /fleet/rollouts` the [`RolloutSummary`]s.
+//! `GET /fleet/ps` lists [`SlotStatus`]es, `GET /fleet/rollouts` the [`RolloutSummary`]s,
+//! `GET /fleet/nodes` answers a [`NodesReport`].
 
 use std::collections::BTreeMap;
 
@@ -215,4 +216,63 @@ pub struct SlotStatus {
     /// Why it is not ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+}
+
+/// `drover nodes --out json` (a contract: scripts read these names): the nodes the fleet
+/// runs on (the one engine, or the swarm's), and whether it could lose its largest.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodesReport {
+    /// `local` (one engine) or `swarm`.
+    pub engine: String,
+    /// The fleet up, if any.
+    #[serde(default)]
+    pub fleet: Option<String>,
+    pub nodes: Vec<NodeStatus>,
+    pub headroom: HeadroomStatus,
+}
+
+/// One node: what it is, what of the fleet it runs, what is reserved there and what is free.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub id: String,
+    /// Its hostname.
+    pub name: String,
+    /// `manager` or `worker`.
+    pub role: String,
+    /// `active`, `pause` or `drain`.
+    pub availability: String,
+    /// Swarm calls it ready.
+    pub ready: bool,
+    /// Its node labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// The fleet's slots placed there.
+    pub slots: Vec<String>,
+    /// How many of the fleet's containers run there.
+    pub containers: u32,
+    /// Containers running there, whoever's.
+    pub containers_total: u32,
+    pub cpus: f64,
+    /// Bytes.
+    pub memory: u64,
+    /// The sum of the reservations of the fleet's slots placed there.
+    pub reserved_cpus: f64,
+    pub reserved_memory: u64,
+    /// What is left: total less reserved (never below 0).
+    pub free_cpus: f64,
+    pub free_memory: u64,
+}
+
+/// Could the fleet lose its largest node (by reservations placed) and still fit?
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HeadroomStatus {
+    pub ok: bool,
+    /// `yes: ...` or `no: ...`, in a line.
+    pub verdict: String,
+    /// The node it would lose.
+    #[serde(default)]
+    pub largest: Option<String>,
+    /// The slots of that node that would fit nowhere else.
+    #[serde(default)]
+    pub unplaced: Vec<String>,
 }

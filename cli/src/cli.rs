@@ -20,7 +20,7 @@ Options go before the target; as with Salt, the long ones (--out, --state-output
 after the target is the function or its arguments, passed on as typed (`cmd.run ls -la`
 keeps its `-la`); after a `--` word, every word is. `key=value` words are keyword
 arguments, their values read as YAML. Words that are commands (key, jobs, roles, image,
-import, up, ps, scale, upgrade, rollout, down, chaos, demo, events, dashboard, completions,
+import, up, ps, nodes, scale, upgrade, rollout, down, chaos, demo, events, dashboard, completions,
 help) are reserved: target a minion named like one with -L.
 
 cmd.run runs a command line given as one word with /bin/sh -c, as Salt does (pipes,

@@ -1114,3 +1114,50 @@ fn image_list_prints_a_table_or_json() {
     let out = master.drover(&["--out", "json", "image", "list"]);
     assert_eq!(serde_json::from_str::<Value>(&stdout(&out)).unwrap(), json!([image]));
 }
+
+#[test]
+fn nodes_prints_each_node_and_the_headroom_and_exits_by_it() {
+    let node = |name: &str, slots: &[&str], reserved: f64| {
+        json!({
+            "id": format!("id-{name}"), "name": name, "role": "worker", "availability": "active", "ready": true,
+            "labels": {}, "slots": slots, "containers": slots.len(), "containers_total": slots.len() + 1,
+            "cpus": 2.0, "memory": 4u64 << 30, "reserved_cpus": reserved, "reserved_memory": 512u64 << 20,
+            "free_cpus": 2.0 - reserved, "free_memory": (4u64 << 30) - (512 << 20),
+        })
+    };
+    let report = |ok: bool, verdict: &str| {
+        json!({
+            "engine": "swarm", "fleet": "coins",
+            "nodes": [node("n1", &["coins-web-1", "coins-db-1"], 1.5), node("n2", &["coins-web-2"], 0.5)],
+            "headroom": {"ok": ok, "verdict": verdict, "largest": "n1", "unplaced": []},
+        })
+    };
+    let yes = report(true, "yes: the slots of n1 would fit on the other nodes");
+    let master = FakeMaster::start(move |_| (200, yes.clone()));
+    let out = master.drover(&["nodes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(master.requests()[0].path, "/api/v1/fleet/nodes");
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("NODE") && lines[0].contains("CPU RESERVED") && lines[0].contains("MEM FREE"),
+        "{text}"
+    );
+    let n1: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(n1, ["n1", "worker", "active", "2/3", "1.5/2", "0.5", "512M/4G", "3.5G"], "{text}");
+    assert!(
+        text.ends_with(
+            "fleet coins on the Swarm engine; can lose its largest node: yes: the slots of n1 would fit on the other nodes\n"
+        ),
+        "{text}"
+    );
+    let json_out = master.drover(&["--out", "json", "nodes"]);
+    let printed: Value = serde_json::from_str(&stdout(&json_out)).unwrap();
+    assert_eq!(printed["nodes"][1]["slots"], json!(["coins-web-2"]));
+
+    let no = report(false, "no: without n1, coins-web-1 would fit nowhere");
+    let master = FakeMaster::start(move |_| (200, no.clone()));
+    let out = master.drover(&["nodes"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stdout(&out).contains("no: without n1, coins-web-1 would fit nowhere"));
+}

@@ -136,6 +136,16 @@ impl Engine for Docker {
                 .and_then(|s| s.local_node_state)
                 .map(|s| s.to_string())
                 .unwrap_or_else(|| "inactive".into()),
+            name: info.name.unwrap_or_default(),
+            os: info.os_type.unwrap_or_default(),
+            arch: info.architecture.unwrap_or_default(),
+            containers: info.containers_running.unwrap_or(0).max(0) as u32,
+            labels: info
+                .labels
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+                .collect(),
         })
     }
 
@@ -419,6 +429,8 @@ impl Engine for Docker {
             port_bindings: (!bindings.is_empty()).then_some(bindings),
             nano_cpus: spec.cpus.map(|c| (c * 1e9) as i64),
             memory: spec.memory.map(|m| m as i64),
+            cpu_shares: spec.reserve_cpus.map(|c| ((c * 1024.0) as i64).max(2)),
+            memory_reservation: spec.reserve_memory.map(|m| m as i64),
             network_mode: Some(spec.network.clone()),
             ..Default::default()
         };
@@ -570,6 +582,10 @@ impl Engine for Docker {
 
     async fn update_service(&self, spec: &ServiceSpec) -> Result<()> {
         self.swarm_update(spec).await
+    }
+
+    async fn nodes(&self) -> Result<Vec<crate::placement::NodeInfo>> {
+        self.swarm_nodes().await
     }
 
     async fn remove_service(&self, name: &str) -> Result<()> {

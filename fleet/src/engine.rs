@@ -40,6 +40,9 @@ pub const LABEL_GENERATION: &str = "drover.generation";
 pub const LABEL_IMAGE: &str = "drover.image";
 /// An image's content: sha256 of everything it was built from (definition, base, minion).
 pub const LABEL_CONTENT: &str = "drover.content";
+/// On a slot's Swarm service: the constraints drover derived for it (`max_per_node`,
+/// `spread`), `,`-separated, kept through its updates.
+pub const LABEL_PLACEMENT: &str = "drover.placement";
 /// The git commit an image's definition came from (`-dirty` when the tree had changes).
 pub const LABEL_COMMIT: &str = "drover.commit";
 
@@ -82,6 +85,20 @@ pub struct EngineInfo {
     pub memory: u64,
     /// `active` when the engine is a Swarm node.
     pub swarm: String,
+    /// The machine's hostname, as the engine reports it.
+    #[serde(default)]
+    pub name: String,
+    /// Containers running on the engine, whoever's.
+    #[serde(default)]
+    pub containers: u32,
+    /// The engine's labels (`daemon.json`'s `labels`).
+    #[serde(default)]
+    pub labels: Labels,
+    /// `linux`; `x86_64`, `aarch64`.
+    #[serde(default)]
+    pub os: String,
+    #[serde(default)]
+    pub arch: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -243,6 +260,13 @@ pub struct ContainerSpec {
     pub cpus: Option<f64>,
     /// Bytes.
     pub memory: Option<u64>,
+    /// CPUs reserved for it: on Swarm a reservation the scheduler honours, on one engine a
+    /// CPU share (1024 a CPU) that weighs it when CPUs are contended.
+    pub reserve_cpus: Option<f64>,
+    /// Bytes reserved for it: on Swarm a reservation, on one engine a soft limit.
+    pub reserve_memory: Option<u64>,
+    /// Swarm placement constraints (`node.labels.zone==a`); unused on one engine.
+    pub constraints: Vec<String>,
     /// Put into the container before it starts; owned by root.
     pub files: Vec<FileIn>,
     /// How long the container's main process (the minion) has after SIGTERM.
@@ -437,6 +461,10 @@ pub trait Engine: Send + Sync + 'static {
     /// Swarm replaces its task as the update configuration says.
     fn update_service(&self, spec: &ServiceSpec) -> impl Future<Output = Result<()>> + Send {
         async move { Err(no_swarm(format!("update service {}", spec.container.name))) }
+    }
+    /// The swarm's nodes, with their running tasks counted.
+    fn nodes(&self) -> impl Future<Output = Result<Vec<crate::placement::NodeInfo>>> + Send {
+        async { Err(no_swarm("list nodes")) }
     }
     /// Removes the service; Swarm stops and removes its task.
     fn remove_service(&self, name: &str) -> impl Future<Output = Result<()>> + Send {

@@ -33,6 +33,8 @@ struct State {
     /// A service's spec before its last update, for [`FakeEngine::swarm_rolls_back`].
     previous: BTreeMap<String, ServiceSpec>,
     secrets: BTreeMap<String, Labels>,
+    /// The swarm's nodes ([`FakeEngine::set_nodes`]); none set: one, `node-1`.
+    nodes: Vec<crate::placement::NodeInfo>,
 }
 
 /// An engine in memory. Clones share it.
@@ -142,6 +144,30 @@ impl FakeEngine {
     }
 
     /// A service's spec, by name.
+    /// The swarm's nodes from now on. A service pinned with `node.id==<id>` runs on that
+    /// node; any other on the first node.
+    pub fn set_nodes(&self, nodes: Vec<crate::placement::NodeInfo>) {
+        self.lock().nodes = nodes;
+    }
+
+    fn node_list(s: &State) -> Vec<crate::placement::NodeInfo> {
+        if !s.nodes.is_empty() {
+            return s.nodes.clone();
+        }
+        vec![crate::placement::NodeInfo {
+            id: "node-1".into(),
+            hostname: "node-1".into(),
+            role: "manager".into(),
+            availability: "active".into(),
+            ready: true,
+            os: "linux".into(),
+            arch: "x86_64".into(),
+            cpus: 2.0,
+            memory: 4 << 30,
+            ..Default::default()
+        }]
+    }
+
     pub fn service_spec(&self, name: &str) -> Option<ServiceSpec> {
         self.lock().services.get(name).map(|(spec, _)| spec.clone())
     }
@@ -266,6 +292,11 @@ impl Engine for FakeEngine {
             cpus: 2,
             memory: 4 << 30,
             swarm: if self.lock().swarm { "active" } else { "inactive" }.into(),
+            name: "fake".into(),
+            containers: 0,
+            labels: Labels::new(),
+            os: "linux".into(),
+            arch: "x86_64".into(),
         })
     }
 
@@ -569,6 +600,9 @@ impl Engine for FakeEngine {
         }
         s.next_id += 1;
         let id = format!("s{:04}", s.next_id);
+        let nodes = Self::node_list(&s);
+        let pinned = c.constraints.iter().find_map(|c| c.strip_prefix("node.id=="));
+        let node = nodes.iter().find(|n| Some(n.id.as_str()) == pinned).or(nodes.first());
         let info = ContainerInfo {
             id: id.clone(),
             name: c.name.clone(),
@@ -578,7 +612,7 @@ impl Engine for FakeEngine {
             health: Health::Healthy,
             addresses: BTreeMap::new(),
             exit_code: None,
-            node: Some("node-1".into()),
+            node: node.map(|n| n.hostname.clone()),
             update: Some(String::new()),
         };
         s.services.insert(c.name.clone(), (spec.clone(), info));
@@ -598,6 +632,20 @@ impl Engine for FakeEngine {
         info.update = Some("completed".into());
         s.previous.insert(c.name.clone(), before);
         Ok(())
+    }
+
+    async fn nodes(&self) -> Result<Vec<crate::placement::NodeInfo>> {
+        let s = self.lock();
+        if !s.swarm {
+            return Err(EngineError::failed("list nodes", "not a swarm manager"));
+        }
+        let mut nodes = Self::node_list(&s);
+        for n in &mut nodes {
+            n.containers =
+                s.services.values().filter(|(_, c)| c.node.as_deref() == Some(n.hostname.as_str())).count()
+                    as u32;
+        }
+        Ok(nodes)
     }
 
     async fn remove_service(&self, name: &str) -> Result<()> {

@@ -5,6 +5,7 @@
 //! - [`docker`]: [`Engine`] over the Docker Engine API (bollard), Swarm included; the only code that knows bollard.
 //! - [`fake`]: [`Engine`] in memory, for unit tests of everything above it.
 //! - [`image`]: images without a registry: the base from Debian packages, app images on it.
+//! - [`placement`]: which node a slot may go to (constraints, spread, `max_per_node`, reservations) and the fleet's headroom, without I/O.
 //! - [`plan`]: reconcile: the engine's containers against the slots wanted, without I/O.
 //! - [`heal`]: when to replace a dead container and when to give a slot up, without I/O.
 //! - [`host`]: [`host::Host`], what the controller needs of the master (minions, keys, events, storage).
@@ -18,6 +19,7 @@ pub mod fake;
 pub mod heal;
 pub mod host;
 pub mod image;
+pub mod placement;
 pub mod plan;
 pub mod record;
 pub mod rollout;

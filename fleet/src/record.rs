@@ -189,6 +189,7 @@ pub(crate) mod tests {
             update: UpdatePolicy::default(),
             heal: true,
             aliases: vec![],
+            placement: Default::default(),
         }
     }
 

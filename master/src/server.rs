@@ -10,7 +10,7 @@
 //! - `roles`: `POST /roles/apply`, `POST /roles/test`, `GET /roles/diff`, `GET /roles/status`;
 //! - `events`: `GET /events` (newline-delimited JSON, optionally followed live);
 //! - `fleet`: `POST /fleet/{up,scale,upgrade,undo,down,chaos}` (streamed progress),
-//!   `GET /fleet/ps`, `GET /fleet/rollouts`;
+//!   `GET /fleet/ps`, `GET /fleet/nodes`, `GET /fleet/rollouts`;
 //! - `images`: `POST /images/build` (a build context in, progress lines out), `GET /images`;
 //! - `GET /metrics` (outside `/api/v1`, where Prometheus looks): `crate::metrics`, as text.
 
@@ -102,6 +102,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/fleet/down", post(fleet::down))
         .route("/api/v1/fleet/chaos", post(fleet::chaos))
         .route("/api/v1/fleet/ps", get(fleet::ps))
+        .route("/api/v1/fleet/nodes", get(fleet::nodes))
         .route("/api/v1/fleet/rollouts", get(fleet::rollouts))
         .route("/api/v1/images", get(images::list))
         .route("/api/v1/images/build", images::build_route())

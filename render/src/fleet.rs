@@ -11,10 +11,15 @@
 //!   lb:        {ports: ["127.0.0.1:8000:80"], resources: {cpus: 0.5, memory: 128M}}
 //! ```
 //!
+//! A role's `placement` (constraints on node attributes, `spread` over node labels,
+//! `max_per_node`) and `resources.reservations` are read and checked here; which node a
+//! slot goes to is the fleet crate's (`fleet::placement`).
+//!
 //! A role runs `replicas` slots, `<fleet>-<role>-<n>` from 1: a slot's name is its
 //! container's name and its minion's id, and that minion gets the role. Running the
 //! containers is the fleet controller's; this module only reads and checks the file.
 
+pub mod placement;
 pub mod scalar;
 
 use std::collections::BTreeMap;
@@ -30,6 +35,8 @@ use crate::diag::{Diagnostic, finish, guard, lowercase_first};
 use crate::locate::{At, Text};
 use crate::path::{is_name, role_path};
 use crate::state::describe;
+
+pub use placement::{Constraint, Placement};
 
 /// The fleet file, at the root of the config repository beside `roles/` and `states/`.
 pub const FLEET_FILE: &str = "fleet.yaml";
@@ -84,6 +91,10 @@ pub struct RoleSpec {
     pub heal: bool,
     /// Extra DNS names of the role's containers on the fleet network.
     pub aliases: Vec<String>,
+    /// Which nodes its slots may run on, and how they spread (Swarm; checked against the one
+    /// engine on `engine: local`).
+    #[serde(default, skip_serializing_if = "Placement::is_empty")]
+    pub placement: Placement,
 }
 
 impl Default for RoleSpec {
@@ -99,6 +110,7 @@ impl Default for RoleSpec {
             update: UpdatePolicy::default(),
             heal: true,
             aliases: Vec::new(),
+            placement: Placement::default(),
         }
     }
 }
@@ -129,6 +141,24 @@ pub struct Resources {
     pub cpus: Option<f64>,
     /// Bytes (written `256M`, `1G`, `512k`, `1.5G` or a number of bytes).
     pub memory: Option<u64>,
+    /// What each container is guaranteed: Swarm places a slot only on a node with this much
+    /// not reserved yet; on one engine, a CPU share and a soft memory limit.
+    #[serde(default, skip_serializing_if = "Reservations::is_empty")]
+    pub reservations: Reservations,
+}
+
+/// CPUs and memory reserved for each container; `None`: nothing reserved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Reservations {
+    pub cpus: Option<f64>,
+    /// Bytes.
+    pub memory: Option<u64>,
+}
+
+impl Reservations {
+    pub fn is_empty(&self) -> bool {
+        self.cpus.is_none() && self.memory.is_none()
+    }
 }
 
 /// How a new version replaces a role's containers, batch by batch.
@@ -332,9 +362,22 @@ mod duration_text {
 }
 
 const TOP_KEYS: &[&str] = &["fleet", "engine", "network", "image", "version", "roles"];
-const ROLE_KEYS: &[&str] =
-    &["image", "version", "replicas", "volumes", "ports", "env", "resources", "update", "heal", "aliases"];
-const RESOURCE_KEYS: &[&str] = &["cpus", "memory"];
+const ROLE_KEYS: &[&str] = &[
+    "image",
+    "version",
+    "replicas",
+    "volumes",
+    "ports",
+    "env",
+    "resources",
+    "update",
+    "heal",
+    "aliases",
+    "placement",
+];
+const RESOURCE_KEYS: &[&str] = &["cpus", "memory", "reservations"];
+const RESERVATION_KEYS: &[&str] = &["cpus", "memory"];
+const PLACEMENT_KEYS: &[&str] = &["constraints", "spread", "max_per_node"];
 const UPDATE_KEYS: &[&str] =
     &["batch", "order", "min_healthy", "health_timeout", "max_failure_ratio", "on_failure"];
 
@@ -364,6 +407,10 @@ struct Placed {
     /// Where `order: start-first` is written.
     start_first: Option<At>,
     aliases: Vec<(String, At)>,
+    /// Where `max_per_node` is written, with its value.
+    max_per_node: Option<(u32, At)>,
+    /// Each constraint with where it is written.
+    constraints: Vec<(Constraint, At)>,
 }
 
 struct Reader<'a> {
@@ -623,6 +670,8 @@ impl Reader<'_> {
         self.across(&fleet, &placed);
         if engine == EngineKind::Swarm {
             self.on_swarm(&placed);
+        } else {
+            self.on_local(&placed);
         }
         let network = network.unwrap_or_else(|| fleet.clone());
         FleetFile { fleet, engine, network, roles: specs }
@@ -638,6 +687,8 @@ impl Reader<'_> {
             volumes: Vec::new(),
             start_first: None,
             aliases: Vec::new(),
+            max_per_node: None,
+            constraints: Vec::new(),
         };
         let (mut own_image, mut own_version) = (None, None);
         for (key, value) in self.map(body, Some(key), Some(ROLE_KEYS), "`{replicas: 2}`") {
@@ -669,6 +720,9 @@ impl Reader<'_> {
                 "aliases" => {
                     placed.aliases = self.aliases(&key, value);
                     spec.aliases = placed.aliases.iter().map(|(alias, _)| alias.clone()).collect();
+                }
+                "placement" => {
+                    spec.placement = self.placement(&key, value, &mut placed);
                 }
                 _ => {}
             }
@@ -811,33 +865,149 @@ impl Reader<'_> {
 
     fn resources(&mut self, key: &Key, value: &Value) -> Resources {
         let mut resources = Resources::default();
-        for (key, value) in self.map(value, Some(key), Some(RESOURCE_KEYS), "`{cpus: 0.5, memory: 256M}`") {
-            if key.name == "cpus" {
-                let cpus = match value {
-                    Value::Number(n) => n.as_f64(),
-                    Value::String(s) => s.parse::<f64>().ok(),
-                    _ => None,
-                };
-                let cpus = cpus.filter(|c| c.is_finite() && *c > 0.0);
-                resources.cpus = self.check(
-                    &key,
-                    cpus.ok_or_else(|| {
-                        format!("expected a number of CPUs above 0, such as 0.5, got {}", shown(value))
-                    }),
-                );
-            } else if key.name == "memory" {
-                let text = match value {
-                    Value::Number(n) if n.is_u64() => n.to_string(),
-                    Value::String(s) => s.clone(),
-                    other => {
-                        self.wrong_type(&key, other, "a size such as 256M");
-                        continue;
+        let example = "`{cpus: 0.5, memory: 256M, reservations: {cpus: 0.25, memory: 128M}}`";
+        let mut reservations_at = None;
+        for (key, value) in self.map(value, Some(key), Some(RESOURCE_KEYS), example) {
+            match key.name.as_str() {
+                "cpus" => resources.cpus = self.cpus(&key, value),
+                "memory" => resources.memory = self.memory(&key, value),
+                "reservations" => {
+                    let example = "`{cpus: 0.25, memory: 128M}`";
+                    for (key, value) in self.map(value, Some(&key), Some(RESERVATION_KEYS), example) {
+                        if key.name == "cpus" {
+                            resources.reservations.cpus = self.cpus(&key, value);
+                        } else {
+                            resources.reservations.memory = self.memory(&key, value);
+                        }
                     }
-                };
-                resources.memory = self.check(&key, scalar::memory(&text));
+                    reservations_at = Some(key);
+                }
+                _ => {}
+            }
+        }
+        if let Some(key) = reservations_at {
+            let r = resources.reservations;
+            if let (Some(reserved), Some(limit)) = (r.cpus, resources.cpus)
+                && reserved > limit
+            {
+                let message = format!(
+                    "reserves {reserved} CPUs, above the limit of {limit}; expected a reservation at most the limit"
+                );
+                self.report(self.text.value_at(key.at), &key.path, message);
+            }
+            if let (Some(reserved), Some(limit)) = (r.memory, resources.memory)
+                && reserved > limit
+            {
+                let message = format!(
+                    "reserves {} of memory, above the limit of {}; expected a reservation at most the limit",
+                    scalar::size_text(reserved),
+                    scalar::size_text(limit)
+                );
+                self.report(self.text.value_at(key.at), &key.path, message);
             }
         }
         resources
+    }
+
+    fn cpus(&mut self, key: &Key, value: &Value) -> Option<f64> {
+        let cpus = match value {
+            Value::Number(n) => n.as_f64(),
+            Value::String(s) => s.parse::<f64>().ok(),
+            _ => None,
+        };
+        let cpus = cpus.filter(|c| c.is_finite() && *c > 0.0);
+        self.check(
+            key,
+            cpus.ok_or_else(|| {
+                format!("expected a number of CPUs above 0, such as 0.5, got {}", shown(value))
+            }),
+        )
+    }
+
+    fn memory(&mut self, key: &Key, value: &Value) -> Option<u64> {
+        let text = match value {
+            Value::Number(n) if n.is_u64() => n.to_string(),
+            Value::String(s) => s.clone(),
+            other => {
+                self.wrong_type(key, other, "a size such as 256M");
+                return None;
+            }
+        };
+        self.check(key, scalar::memory(&text))
+    }
+
+    /// `placement: {constraints: [...], spread: [...], max_per_node: N}`.
+    /// Where each constraint and `max_per_node` are written goes into `placed`.
+    fn placement(&mut self, key: &Key, value: &Value, placed: &mut Placed) -> Placement {
+        let mut placement = Placement::default();
+        let example =
+            "`{constraints: [\"node.labels.zone==a\"], spread: [node.labels.zone], max_per_node: 1}`";
+        for (key, value) in self.map(value, Some(key), Some(PLACEMENT_KEYS), example) {
+            match key.name.as_str() {
+                "constraints" => {
+                    for (at, item) in self.list(&key, value, "[\"node.labels.zone==a\"]") {
+                        let Value::String(text) = item else {
+                            let message = format!(
+                                "expected a constraint such as \"node.labels.zone==a\", got {}",
+                                describe(item)
+                            );
+                            self.report(at, &key.path, message);
+                            continue;
+                        };
+                        match text.parse::<Constraint>() {
+                            Ok(c) if placement.constraints.contains(&c) => self.report(
+                                at,
+                                &key.path,
+                                format!("`{c}` is listed twice; expected each once"),
+                            ),
+                            Ok(c) => {
+                                placed.constraints.push((c.clone(), at));
+                                placement.constraints.push(c);
+                            }
+                            Err(message) => self.report(at, &key.path, message),
+                        }
+                    }
+                }
+                "spread" => {
+                    for (at, item) in self.list(&key, value, "[node.labels.zone]") {
+                        let Value::String(text) = item else {
+                            let message = format!(
+                                "expected a node label such as node.labels.zone, got {}",
+                                describe(item)
+                            );
+                            self.report(at, &key.path, message);
+                            continue;
+                        };
+                        match placement::spread_label(text) {
+                            Ok(_) if placement.spread.contains(text) => self.report(
+                                at,
+                                &key.path,
+                                format!("`{text}` is listed twice; expected each once"),
+                            ),
+                            Ok(_) => placement.spread.push(text.clone()),
+                            Err(message) => self.report(at, &key.path, message),
+                        }
+                    }
+                }
+                "max_per_node" => {
+                    let n = self.whole(&key, value, u64::from(MAX_REPLICAS));
+                    match n {
+                        Some(0) => self.report(
+                            self.text.value_at(key.at),
+                            &key.path,
+                            "expected at least 1 (0 would place no slot anywhere; use `replicas: 0`)",
+                        ),
+                        Some(n) => {
+                            placement.max_per_node = Some(n as u32);
+                            placed.max_per_node = Some((n as u32, self.text.value_at(key.at)));
+                        }
+                        None => {}
+                    }
+                }
+                _ => {}
+            }
+        }
+        placement
     }
 
     /// The policy, and where `order: start-first` is written if it is.
@@ -936,6 +1106,33 @@ impl Reader<'_> {
                     PortSpec { host_ip: None, ..port }
                 );
                 self.report(at, &path, message);
+            }
+        }
+    }
+
+    /// What one engine cannot honour: it is the only node, and has no node labels (they are
+    /// Swarm's). Constraints on its hostname, role or engine labels are checked at `up`.
+    fn on_local(&mut self, placed: &[Placed]) {
+        for role in placed {
+            let path = format!("roles.{}.placement", role.name);
+            if let Some((max, at)) = role.max_per_node
+                && role.replicas > max
+            {
+                let message = format!(
+                    "at most {max} per node, but the role has {} replicas and `engine: local` is one node; \
+                     expected max_per_node of at least the replicas, fewer replicas, or `engine: swarm`",
+                    role.replicas
+                );
+                self.report(at, &format!("{path}.max_per_node"), message);
+            }
+            for (c, at) in &role.constraints {
+                if c.equal && c.attribute.starts_with("node.labels.") {
+                    let message = format!(
+                        "`{c}` cannot hold on `engine: local`: the one engine has no node labels (they are \
+                         Swarm's); expected no such constraint there, or `engine: swarm`"
+                    );
+                    self.report(*at, &format!("{path}.constraints"), message);
+                }
             }
         }
     }
@@ -1142,5 +1339,81 @@ mod tests {
         let yaml = serde_yaml::to_string(&fleet).unwrap();
         assert_eq!(serde_yaml::from_str::<FleetFile>(&yaml).unwrap(), fleet);
         assert_eq!(fleet.roles["lb"].env["A"], "1.10", "a number as written");
+    }
+
+    fn problems(text: &str) -> Vec<String> {
+        FleetFile::parse(text, |_| true).expect_err("refused").iter().map(|d| d.to_string()).collect()
+    }
+
+    #[test]
+    fn placement_and_reservations_are_read() {
+        let fleet = parse(
+            "fleet: coins\nimage: coins\nversion: \"1\"\nengine: swarm\nroles:\n  web:\n    replicas: 4\n    \
+             placement:\n      constraints: [\"node.labels.zone!=c\", \"node.role==worker\"]\n      \
+             spread: [node.labels.zone]\n      max_per_node: 2\n    resources: {cpus: 1, memory: 1G, \
+             reservations: {cpus: 0.5, memory: 256M}}\n  db: {}\n",
+        );
+        let web = &fleet.roles["web"];
+        let shown: Vec<String> = web.placement.constraints.iter().map(Constraint::to_string).collect();
+        assert_eq!(shown, ["node.labels.zone!=c", "node.role==worker"]);
+        assert_eq!(web.placement.spread, ["node.labels.zone"]);
+        assert_eq!(web.placement.max_per_node, Some(2));
+        assert_eq!(web.resources.reservations, Reservations { cpus: Some(0.5), memory: Some(256 << 20) });
+        assert!(fleet.roles["db"].placement.is_empty());
+        // stored and read back; a record written before placement existed still reads
+        let json = serde_json::to_string(&fleet).unwrap();
+        assert!(json.contains(r#""constraints":["node.labels.zone!=c","node.role==worker"]"#), "{json}");
+        assert_eq!(serde_json::from_str::<FleetFile>(&json).unwrap(), fleet);
+        let old = json.replace(r#","placement":{"constraints":["node.labels.zone!=c","node.role==worker"],"spread":["node.labels.zone"],"max_per_node":2}"#, "");
+        assert_ne!(old, json);
+        assert!(serde_json::from_str::<FleetFile>(&old).unwrap().roles["web"].placement.is_empty());
+    }
+
+    #[test]
+    fn bad_placement_is_refused_where_it_is_written() {
+        let text = "fleet: coins\nimage: coins\nversion: \"1\"\nroles:\n  web:\n    placement:\n      \
+                    constraints: [\"node.zone==a\", \"node.labels.zone=a\", 3, \"node.role==worker\", \
+                    \"node.role==worker\"]\n      spread: [node.hostname]\n      max_per_node: 0\n      \
+                    pin: n1\n    resources: {cpus: 0.5, memory: 64M, reservations: {cpus: 1, memory: 128M, \
+                    disk: 1G}}\n";
+        let found = problems(text);
+        let expect = [
+            "fleet.yaml:7:21: roles.web.placement.constraints: `node.zone` is not a node attribute",
+            "fleet.yaml:7:37: roles.web.placement.constraints: `node.labels.zone=a` has no `==` or `!=`",
+            "fleet.yaml:7:59: roles.web.placement.constraints: expected a constraint such as",
+            "fleet.yaml:7:83: roles.web.placement.constraints: `node.role==worker` is listed twice",
+            "fleet.yaml:8:16: roles.web.placement.spread: `node.hostname` cannot be spread over",
+            "fleet.yaml:9:21: roles.web.placement.max_per_node: expected at least 1",
+            "fleet.yaml:10:7: roles.web.placement: unknown key `pin`; expected one of `constraints`, `spread`, \
+             `max_per_node`",
+            "roles.web.resources.reservations: unknown key `disk`; expected one of `cpus`, `memory`",
+            "roles.web.resources.reservations: reserves 1 CPUs, above the limit of 0.5",
+            "roles.web.resources.reservations: reserves 128M of memory, above the limit of 64M",
+        ];
+        for e in expect {
+            assert!(found.iter().any(|f| f.starts_with(e) || f.contains(e)), "{e}\nnot in {found:#?}");
+        }
+        assert_eq!(found.len(), expect.len(), "{found:#?}");
+    }
+
+    #[test]
+    fn placement_one_engine_cannot_honour_is_refused() {
+        let text = "fleet: coins\nimage: coins\nversion: \"1\"\nroles:\n  web:\n    replicas: 3\n    \
+                    placement:\n      constraints: [\"node.labels.zone==a\", \"node.labels.zone!=b\", \
+                    \"node.hostname==n1\"]\n      max_per_node: 2\n";
+        let found = problems(text);
+        assert_eq!(
+            found,
+            [
+                "fleet.yaml:9:21: roles.web.placement.max_per_node: at most 2 per node, but the role has 3 \
+                 replicas and `engine: local` is one node; expected max_per_node of at least the replicas, \
+                 fewer replicas, or `engine: swarm`",
+                "fleet.yaml:8:21: roles.web.placement.constraints: `node.labels.zone==a` cannot hold on \
+                 `engine: local`: the one engine has no node labels (they are Swarm's); expected no such \
+                 constraint there, or `engine: swarm`",
+            ]
+        );
+        // the same on Swarm reads
+        parse(&text.replace("roles:", "engine: swarm\nroles:"));
     }
 }

@@ -37,8 +37,8 @@ mod top;
 pub use budget::{MAX_ITERATIONS, MAX_TIME};
 pub use diag::Diagnostic;
 pub use fleet::{
-    BatchSize, EngineKind, FLEET_FILE, FleetFile, MAX_REPLICAS, OnFailure, Order, PortSpec, Protocol,
-    Resources, RoleSpec, UpdatePolicy,
+    BatchSize, Constraint, EngineKind, FLEET_FILE, FleetFile, MAX_REPLICAS, OnFailure, Order, Placement,
+    PortSpec, Protocol, Reservations, Resources, RoleSpec, UpdatePolicy,
 };
 pub use function::{
     CmdRun, DaemonDead, DaemonRunning, FileAbsent, FileDirectory, FileManaged, FileSymlink, Function,

@@ -68,6 +68,9 @@ async fn images_networks_volumes_and_containers_round_trip() {
         publish: vec![],
         cpus: Some(0.5),
         memory: Some(64 << 20),
+        reserve_cpus: Some(0.25),
+        reserve_memory: Some(32 << 20),
+        constraints: Vec::new(),
         files: vec![FileIn { path: "/etc/drover/key".into(), mode: 0o600, data: b"secret".to_vec() }],
         stop_timeout: Duration::from_secs(3),
     };
@@ -76,6 +79,14 @@ async fn images_networks_volumes_and_containers_round_trip() {
     assert_eq!(c.id, id);
     assert_eq!(c.state, ContainerState::Created);
     assert_eq!(c.image, tag);
+    // reservations on one engine: a CPU share (1024 a CPU) and a soft memory limit
+    let host = tests::docker::docker(&[
+        "inspect",
+        "--format",
+        "{{.HostConfig.CpuShares}} {{.HostConfig.MemoryReservation}} {{.HostConfig.NanoCpus}}",
+        &id,
+    ]);
+    assert_eq!(host.trim(), format!("256 {} 500000000", 32 << 20));
     let listed = docker.containers(&[&filter]).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].name, spec.name);

@@ -1,5 +1,5 @@
 //! The container fleet end to end, on the real Docker engine: `drover image build`, `up`,
-//! `ps`, `upgrade` (healthy and broken), `scale`, chaos and healing, a master killed in
+//! `ps`, `nodes`, `upgrade` (healthy and broken), `scale`, chaos and healing, a master killed in
 //! the middle of a rollout, `down`. Each test's fleet, images, network and volumes carry
 //! its own name ([`Scope`]) and are removed when it ends, passed or failed.
 //!
@@ -36,6 +36,22 @@ fn up_ps_upgrade_and_down() {
         assert_eq!(s["version"], "1", "{s}");
     }
     assert_eq!(scope.containers().len(), 5);
+    // drover nodes: the one engine as the one node, with the fleet's 5 containers; no headroom
+    let (code, report, err) = master.drover_json(&["nodes"]);
+    assert_eq!(code, 1, "one node cannot be lost: {err}");
+    assert_eq!(report["engine"], "local", "{report}");
+    let nodes = report["nodes"].as_array().expect("a list of nodes");
+    assert_eq!(nodes.len(), 1, "{report}");
+    let n = &nodes[0];
+    let info = docker(&["info", "--format", "{{.Name}} {{.NCPU}} {{.MemTotal}}"]);
+    let info: Vec<&str> = info.split_whitespace().collect();
+    assert_eq!(n["name"], info[0], "{n}");
+    assert_eq!(n["cpus"].as_f64(), info[1].parse().ok(), "{n}");
+    assert_eq!(n["memory"].as_u64(), info[2].parse().ok(), "{n}");
+    assert_eq!(n["containers"], 5, "{n}");
+    assert!(n["containers_total"].as_u64().unwrap() >= 5, "{n}");
+    assert_eq!((n["reserved_cpus"].as_f64(), n["free_cpus"].as_f64()), (Some(0.0), n["cpus"].as_f64()));
+    assert_eq!(report["headroom"]["verdict"], format!("no: one node ({})", info[0]).as_str());
     // each container runs exactly its role's daemons
     assert_eq!(daemons(&master, &format!("{f}-kv-1")), ["kv"]);
     assert_eq!(daemons(&master, &format!("{f}-web-2")), ["web"]);

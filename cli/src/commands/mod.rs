@@ -11,6 +11,7 @@ pub mod image;
 pub mod import;
 pub mod jobs;
 pub mod key;
+pub mod nodes;
 pub mod ps;
 pub mod roles;
 pub mod rollout;
@@ -44,6 +45,8 @@ pub enum Command {
     Up(up::UpArgs),
     /// List the fleet's slots: container, version, minion, health, drift
     Ps(ps::PsArgs),
+    /// List the nodes: the fleet's containers, reserved and free CPU and memory, headroom
+    Nodes(nodes::NodesArgs),
     /// Set a role's number of slots: drover scale worker=4
     Scale(scale::ScaleArgs),
     /// Roll roles to another image version, batch by batch, with rollback
@@ -129,6 +132,7 @@ pub fn dispatch(cli: Cli, ctx: &mut Ctx) -> anyhow::Result<Exit> {
                 Command::Roles(args) => roles::run(args, ctx)?,
                 Command::Up(args) => up::run(args, ctx)?,
                 Command::Ps(args) => ps::run(args, ctx)?,
+                Command::Nodes(args) => nodes::run(args, ctx)?,
                 Command::Scale(args) => scale::run(args, ctx)?,
                 Command::Upgrade(args) => upgrade::run(args, ctx)?,
                 Command::Rollout(args) => rollout::run(args, ctx)?,

@@ -4,6 +4,7 @@
 //!   naming the first), `ps`, `chaos`;
 //! - `slots`: one slot's container made, swapped, reverted, waited for;
 //! - `healer`: dead containers replaced in their slots, from the engine's events;
+//! - `placing`: the nodes, the placement check before slots are created, `nodes`;
 //! - `progress`: what operations tell as they go.
 //!
 //! Decisions come from the pure modules ([`crate::plan`], [`crate::rollout`],
@@ -12,6 +13,7 @@
 //! held only between awaits.
 
 mod healer;
+mod placing;
 mod progress;
 mod slots;
 mod swarm;
@@ -125,6 +127,8 @@ struct Shared {
     healer: Healer,
     /// Swarm: slots whose task died, since when (the healer reports the task replacing it).
     task_deaths: BTreeMap<String, tokio::time::Instant>,
+    /// Swarm: the constraints derived for slots an operation is about to create.
+    placements: BTreeMap<String, Vec<String>>,
 }
 
 pub(crate) struct Inner<E, H> {
@@ -195,6 +199,7 @@ impl<E: Engine, H: Host> Controller<E, H> {
             operation: None,
             healer: Healer::default(),
             task_deaths: BTreeMap::new(),
+            placements: BTreeMap::new(),
         };
         let inner = Inner {
             engine,
@@ -376,6 +381,7 @@ impl<E: Engine, H: Host> Controller<E, H> {
             })
             .collect();
         self.check_clashes(&desired, &creates).await?;
+        self.check_placement(&desired, &observed, &creates).await?;
         let network = self.network(&desired).await?;
         self.save(record).await?;
         op.mark(desired.slots.keys().cloned());
@@ -681,6 +687,7 @@ impl<E: Engine, H: Host> Controller<E, H> {
             })
             .collect();
         self.check_clashes(&desired, &creates).await?;
+        self.check_placement(&desired, &observed, &creates).await?;
         let network = self.network(&desired).await?;
         self.save(record).await?;
         op.mark(plan.actions.iter().map(action_slot));

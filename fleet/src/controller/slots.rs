@@ -407,6 +407,9 @@ pub(crate) fn container_spec(
             .collect(),
         cpus: spec.spec.resources.cpus,
         memory: spec.spec.resources.memory,
+        reserve_cpus: spec.spec.resources.reservations.cpus,
+        reserve_memory: spec.spec.resources.reservations.memory,
+        constraints: spec.spec.placement.constraints.iter().map(|c| c.to_string()).collect(),
         files: enrollment.files.clone(),
         stop_timeout: Duration::from_secs(10),
     })

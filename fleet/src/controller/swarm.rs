@@ -150,13 +150,16 @@ impl<E: Engine, H: Host> Controller<E, H> {
         Ok(network)
     }
 
-    /// Creates the slot's service from its container spec; returns the service's id.
+    /// Creates the slot's service from its container spec, with the constraints
+    /// [`Self::check_placement`] derived for it; returns the service's id.
     pub(crate) async fn create_slot_service(
         &self,
         fleet: &str,
         slot: &SlotSpec,
         container: ContainerSpec,
     ) -> Result<String> {
+        let mut container = container;
+        super::placing::with_placement(&mut container, &self.derived_for(&slot.slot));
         let spec = self.service_spec(fleet, slot, container, slot.spec.update.order).await?;
         Ok(self.inner.engine.create_service(&spec).await?)
     }
@@ -187,8 +190,10 @@ impl<E: Engine, H: Host> Controller<E, H> {
         }
         let enrollment: Enrollment = self.inner.host.enroll(&slot.slot).await.map_err(|e| e.to_string())?;
         let generation = self.next_generation();
-        let container =
+        let mut container =
             super::slots::container_spec(&fleet, slot, version, generation, &enrollment, network)?;
+        // the constraints drover derived when it made the service stay with it
+        super::placing::with_placement(&mut container, &super::placing::recorded_placement(&current));
         let mut spec = self.service_spec(&fleet, slot, container, order).await.map_err(text)?;
         spec.update = service_update(policy, order);
         self.emit(

@@ -774,3 +774,120 @@ async fn on_swarm_a_rollback_by_swarm_itself_ends_the_wait_and_the_slot_is_only_
     assert_eq!(updates, ["update f-web-1 app:4"]);
     assert_eq!(engine.service_spec("f-web-1").unwrap().container.labels[LABEL_VERSION], "1");
 }
+
+/// A swarm node of these tests: `id-<name>`, active, ready, 2 CPUs, 4G.
+fn swarm_node(name: &str, zone: &str) -> crate::placement::NodeInfo {
+    crate::placement::NodeInfo {
+        id: format!("id-{name}"),
+        hostname: name.into(),
+        role: "worker".into(),
+        availability: "active".into(),
+        ready: true,
+        labels: Labels::from([("zone".to_string(), zone.to_string())]),
+        cpus: 2.0,
+        memory: 4 << 30,
+        ..Default::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_swarm_placement_pins_slots_and_refuses_what_the_nodes_cannot_hold() {
+    let (fleet, engine, _host) = setup(&["1", "2"]);
+    engine.set_swarm();
+    engine.set_nodes(vec![swarm_node("n1", "a"), swarm_node("n2", "a"), swarm_node("n3", "b")]);
+    let with = |max: u32, reserve: Option<f64>| {
+        let mut file = swarm_file("1", UpdatePolicy::default());
+        let web = file.roles.get_mut("web").unwrap();
+        web.placement.constraints = vec!["node.labels.zone==a".parse().unwrap()];
+        web.placement.max_per_node = Some(max);
+        web.resources.reservations.cpus = reserve;
+        file
+    };
+    // 3 web slots, at most 1 per node on the 2 nodes of zone a: refused, nothing made
+    let err = fleet.up(with(1, None), "c1".into(), MINUTE, &Progress::none()).await.unwrap_err();
+    assert!(matches!(err, FleetError::Refused(_)), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains(
+            "role web wants 3 slots, but at most 1 per node on the 2 node(s) that may run it (n1, n2)"
+        ),
+        "{text}"
+    );
+    assert!(engine.secret_names().is_empty() && engine.service_spec("f-db-1").is_none());
+    assert!(fleet.record().fleet().is_none(), "nothing recorded");
+
+    // 2 per node: each web service pinned to a node of zone a, never more than 2 on one
+    let out = fleet.up(with(2, Some(0.5)), "c1".into(), MINUTE, &Progress::none()).await.unwrap();
+    assert!(out.ok(), "{out:?}");
+    let mut per_node: BTreeMap<String, u32> = BTreeMap::new();
+    for n in 1..=3 {
+        let spec = engine.service_spec(&format!("f-web-{n}")).unwrap().container;
+        assert_eq!(spec.constraints[0], "node.labels.zone==a", "the role's own first");
+        let pin = spec.constraints[1].strip_prefix("node.id==").expect("pinned").to_string();
+        assert!(pin == "id-n1" || pin == "id-n2", "{pin}");
+        assert_eq!(spec.labels[LABEL_PLACEMENT], spec.constraints[1]);
+        assert_eq!(spec.reserve_cpus, Some(0.5));
+        *per_node.entry(pin).or_default() += 1;
+    }
+    assert!(per_node.values().all(|&n| n <= 2), "{per_node:?}");
+    assert!(engine.service_spec("f-db-1").unwrap().container.constraints.is_empty(), "db has no placement");
+    let ps = fleet.ps(None).await.unwrap();
+    assert!(ps.iter().filter(|s| s.role == "web").all(|s| s.node.as_deref() != Some("n3")), "{ps:?}");
+
+    // an upgrade keeps each service's pin
+    let before = engine.service_spec("f-web-2").unwrap().container.constraints;
+    let out =
+        fleet.upgrade(&["web".into()], "2", PolicyOverride::default(), &Progress::none()).await.unwrap();
+    assert!(out.ok(), "{out:?}");
+    let after = engine.service_spec("f-web-2").unwrap().container;
+    assert_eq!(after.labels[LABEL_VERSION], "2");
+    assert_eq!(after.constraints, before);
+
+    // 5 web slots would need 3 nodes of zone a: refused before anything changes
+    engine.clear_calls();
+    let err = fleet.scale("web", 5, MINUTE, &Progress::none()).await.unwrap_err();
+    assert!(err.to_string().contains("role web wants 5 slots, but at most 2 per node"), "{err}");
+    assert!(changes(&engine).iter().all(|c| !c.starts_with("service")), "{:?}", changes(&engine));
+    // 4 fit: the new one goes where there is room
+    let out = fleet.scale("web", 4, MINUTE, &Progress::none()).await.unwrap();
+    assert!(out.ok(), "{out:?}");
+    let report = fleet.nodes().await.unwrap();
+    assert_eq!(report.engine, "swarm");
+    let by_name: BTreeMap<&str, &api::fleet::NodeStatus> =
+        report.nodes.iter().map(|n| (n.name.as_str(), n)).collect();
+    assert_eq!(by_name["n1"].slots.iter().filter(|s| s.starts_with("f-web-")).count(), 2);
+    assert_eq!(by_name["n2"].slots.iter().filter(|s| s.starts_with("f-web-")).count(), 2);
+    assert_eq!(by_name["n1"].reserved_cpus, 1.0);
+    assert_eq!(by_name["n1"].free_cpus, 1.0);
+    // losing n1 or n2 leaves two web slots with no node of zone a with room
+    assert!(!report.headroom.ok, "{:?}", report.headroom);
+    assert!(report.headroom.verdict.starts_with("no: without n"), "{:?}", report.headroom);
+    assert_eq!(report.headroom.unplaced.len(), 2, "{:?}", report.headroom);
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_one_engine_placement_is_checked_against_the_engine() {
+    let (fleet, engine, _host) = setup(&["1"]);
+    let mut file = fleet_file("1", UpdatePolicy::default());
+    file.roles.get_mut("web").unwrap().placement.constraints = vec!["node.labels.zone==a".parse().unwrap()];
+    let err = fleet.up(file.clone(), "c1".into(), MINUTE, &Progress::none()).await.unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("on `engine: local` the one engine, fake, is the only node"), "{text}");
+    assert!(text.contains("no active node satisfies its constraints (node.labels.zone==a)"), "{text}");
+    assert!(engine.table().is_empty());
+    // a constraint the engine satisfies, and reservations: a CPU share and a soft limit
+    let web = file.roles.get_mut("web").unwrap();
+    web.placement.constraints = vec!["node.hostname==fake".parse().unwrap()];
+    web.resources.reservations = render::fleet::Reservations { cpus: Some(0.5), memory: Some(64 << 20) };
+    let out = fleet.up(file, "c1".into(), MINUTE, &Progress::none()).await.unwrap();
+    assert!(out.ok(), "{out:?}");
+    let spec = engine.spec("f-web-1").unwrap();
+    assert_eq!((spec.reserve_cpus, spec.reserve_memory), (Some(0.5), Some(64 << 20)));
+    let report = fleet.nodes().await.unwrap();
+    assert_eq!(report.engine, "local");
+    assert_eq!(report.nodes.len(), 1);
+    assert_eq!(report.nodes[0].containers, 4);
+    assert_eq!(report.nodes[0].reserved_cpus, 1.5);
+    assert_eq!(report.nodes[0].free_cpus, 0.5);
+    assert_eq!((report.headroom.ok, report.headroom.verdict.as_str()), (false, "no: one node (fake)"));
+}

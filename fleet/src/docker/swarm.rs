@@ -9,11 +9,11 @@ use bollard::errors::Error as BollardError;
 use bollard::models::{
     EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum, EndpointSpec,
     Limit, Mount as DockerMount, MountType, MountVolumeOptions, NetworkAttachmentConfig,
-    NetworkCreateRequest, SecretSpec, Service, ServiceSpec as SwarmSpec, ServiceSpecMode,
+    NetworkCreateRequest, ResourceObject, SecretSpec, Service, ServiceSpec as SwarmSpec, ServiceSpecMode,
     ServiceSpecModeReplicated, ServiceSpecRollbackConfig, ServiceSpecRollbackConfigFailureActionEnum,
     ServiceSpecRollbackConfigOrderEnum, ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum,
     ServiceSpecUpdateConfigOrderEnum, Task, TaskSpec, TaskSpecContainerSpec, TaskSpecContainerSpecFile,
-    TaskSpecContainerSpecSecrets, TaskSpecResources, TaskSpecRestartPolicy,
+    TaskSpecContainerSpecSecrets, TaskSpecPlacement, TaskSpecResources, TaskSpecRestartPolicy,
     TaskSpecRestartPolicyConditionEnum, TaskState,
 };
 use bollard::query_parameters::{
@@ -118,14 +118,23 @@ pub(crate) fn swarm_spec(spec: &ServiceSpec, secret_ids: &HashMap<String, String
         ),
         ..Default::default()
     };
-    let resources = (c.cpus.is_some() || c.memory.is_some()).then(|| TaskSpecResources {
-        limits: Some(Limit {
-            nano_cpus: c.cpus.map(|n| (n * 1e9) as i64),
-            memory_bytes: c.memory.map(|m| m as i64),
-            ..Default::default()
-        }),
+    let limits = (c.cpus.is_some() || c.memory.is_some()).then(|| Limit {
+        nano_cpus: c.cpus.map(|n| (n * 1e9) as i64),
+        memory_bytes: c.memory.map(|m| m as i64),
         ..Default::default()
     });
+    let reservations = (c.reserve_cpus.is_some() || c.reserve_memory.is_some()).then(|| ResourceObject {
+        nano_cpus: c.reserve_cpus.map(|n| (n * 1e9) as i64),
+        memory_bytes: c.reserve_memory.map(|m| m as i64),
+        ..Default::default()
+    });
+    let resources = (limits.is_some() || reservations.is_some()).then(|| TaskSpecResources {
+        limits,
+        reservations,
+        ..Default::default()
+    });
+    let placement = (!c.constraints.is_empty())
+        .then(|| TaskSpecPlacement { constraints: Some(c.constraints.clone()), ..Default::default() });
     let ports: Vec<EndpointPortConfig> = c
         .publish
         .iter()
@@ -147,6 +156,7 @@ pub(crate) fn swarm_spec(spec: &ServiceSpec, secret_ids: &HashMap<String, String
         task_template: Some(TaskSpec {
             container_spec: Some(container),
             resources,
+            placement,
             restart_policy: Some(TaskSpecRestartPolicy {
                 condition: Some(if spec.restart {
                     TaskSpecRestartPolicyConditionEnum::ANY
@@ -248,6 +258,40 @@ pub(crate) fn service_info(
     }
 }
 
+/// A Swarm node as placement sees it, with the tasks of `tasks` whose container runs on it
+/// counted (running, or starting: its health check has not passed yet).
+pub(crate) fn node_info(node: &bollard::models::Node, tasks: &[Task]) -> crate::placement::NodeInfo {
+    let spec = node.spec.clone().unwrap_or_default();
+    let description = node.description.clone().unwrap_or_default();
+    let platform = description.platform.clone().unwrap_or_default();
+    let resources = description.resources.clone().unwrap_or_default();
+    let id = node.id.clone().unwrap_or_default();
+    let text = |s: Option<String>| s.unwrap_or_default();
+    crate::placement::NodeInfo {
+        containers: tasks
+            .iter()
+            .filter(|t| t.node_id.as_deref() == Some(id.as_str()))
+            .filter(|t| {
+                matches!(
+                    t.status.as_ref().and_then(|s| s.state),
+                    Some(TaskState::RUNNING | TaskState::STARTING)
+                )
+            })
+            .count() as u32,
+        id,
+        hostname: text(description.hostname),
+        role: spec.role.map(|r| r.to_string()).unwrap_or_default(),
+        availability: spec.availability.map(|a| a.to_string()).unwrap_or_default(),
+        ready: node.status.as_ref().and_then(|s| s.state) == Some(bollard::models::NodeState::READY),
+        os: text(platform.os),
+        arch: text(platform.architecture),
+        labels: spec.labels.unwrap_or_default().into_iter().collect(),
+        engine_labels: description.engine.and_then(|e| e.labels).unwrap_or_default().into_iter().collect(),
+        cpus: resources.nano_cpus.unwrap_or(0) as f64 / 1e9,
+        memory: resources.memory_bytes.unwrap_or(0).max(0) as u64,
+    }
+}
+
 impl Docker {
     pub(crate) async fn swarm_overlay(&self, name: &str, labels: &Labels) -> Result<NetworkInfo> {
         let request = NetworkCreateRequest {
@@ -285,6 +329,15 @@ impl Docker {
             Ok(()) | Err(BollardError::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
             Err(e) => Err(self.error(format!("remove secret {name}"))(e)),
         }
+    }
+
+    /// The swarm's nodes, each with the tasks that run on it counted.
+    pub(crate) async fn swarm_nodes(&self) -> Result<Vec<crate::placement::NodeInfo>> {
+        let nodes =
+            self.client.list_nodes(None::<ListNodesOptions>).await.map_err(self.error("list nodes"))?;
+        let tasks =
+            self.client.list_tasks(None::<ListTasksOptions>).await.map_err(self.error("list tasks"))?;
+        Ok(nodes.iter().map(|n| node_info(n, &tasks)).collect())
     }
 
     async fn node_names(&self) -> Result<BTreeMap<String, String>> {
@@ -445,6 +498,9 @@ mod tests {
                 }],
                 cpus: Some(0.5),
                 memory: None,
+                reserve_cpus: Some(0.25),
+                reserve_memory: Some(64 << 20),
+                constraints: vec!["node.labels.zone==a".into(), "node.id==n1".into()],
                 files: Vec::new(),
                 stop_timeout: Duration::from_secs(10),
             },
@@ -509,7 +565,14 @@ mod tests {
             not_healed.task_template.unwrap().restart_policy.unwrap().condition,
             Some(TaskSpecRestartPolicyConditionEnum::NONE)
         );
-        assert_eq!(task.resources.unwrap().limits.unwrap().nano_cpus, Some(500_000_000));
+        let resources = task.resources.unwrap();
+        assert_eq!(resources.limits.unwrap().nano_cpus, Some(500_000_000));
+        let reserved = resources.reservations.unwrap();
+        assert_eq!((reserved.nano_cpus, reserved.memory_bytes), (Some(250_000_000), Some(64 << 20)));
+        assert_eq!(
+            task.placement.unwrap().constraints.unwrap(),
+            ["node.labels.zone==a".to_string(), "node.id==n1".to_string()]
+        );
         let port = &s.endpoint_spec.unwrap().ports.unwrap()[0];
         assert_eq!((port.target_port, port.published_port), (Some(80), Some(8080)));
     }
@@ -554,5 +617,60 @@ mod tests {
         // only the dead one: exited with its code
         let info = service_info(&service, &[&old], &nodes);
         assert_eq!((info.state, info.exit_code), (ContainerState::Exited, Some(137)));
+    }
+
+    #[test]
+    fn a_node_shows_its_attributes_resources_and_running_tasks() {
+        use bollard::models::{
+            EngineDescription, Node, NodeDescription, NodeSpec, NodeSpecAvailabilityEnum, NodeSpecRoleEnum,
+            NodeState, NodeStatus, Platform, ResourceObject, TaskStatus,
+        };
+        let node = Node {
+            id: Some("x1".into()),
+            spec: Some(NodeSpec {
+                labels: Some(HashMap::from([("zone".to_string(), "a".to_string())])),
+                role: Some(NodeSpecRoleEnum::MANAGER),
+                availability: Some(NodeSpecAvailabilityEnum::DRAIN),
+                ..Default::default()
+            }),
+            description: Some(NodeDescription {
+                hostname: Some("n1".into()),
+                platform: Some(Platform { architecture: Some("x86_64".into()), os: Some("linux".into()) }),
+                resources: Some(ResourceObject {
+                    nano_cpus: Some(2_000_000_000),
+                    memory_bytes: Some(4 << 30),
+                    ..Default::default()
+                }),
+                engine: Some(EngineDescription {
+                    labels: Some(HashMap::from([("disk".to_string(), "ssd".to_string())])),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            status: Some(NodeStatus { state: Some(NodeState::READY), ..Default::default() }),
+            ..Default::default()
+        };
+        let task = |node: &str, state: TaskState| Task {
+            node_id: Some(node.into()),
+            status: Some(TaskStatus { state: Some(state), ..Default::default() }),
+            ..Default::default()
+        };
+        let tasks = [
+            task("x1", TaskState::RUNNING),
+            task("x1", TaskState::PENDING),
+            task("x2", TaskState::RUNNING),
+            task("x1", TaskState::RUNNING),
+            task("x1", TaskState::STARTING),
+            task("x1", TaskState::SHUTDOWN),
+        ];
+        let info = node_info(&node, &tasks);
+        assert_eq!((info.id.as_str(), info.hostname.as_str()), ("x1", "n1"));
+        assert_eq!((info.role.as_str(), info.availability.as_str()), ("manager", "drain"));
+        assert!(info.ready && !info.schedulable(), "drained: no new task");
+        assert_eq!((info.os.as_str(), info.arch.as_str()), ("linux", "x86_64"));
+        assert_eq!(info.labels["zone"], "a");
+        assert_eq!(info.engine_labels["disk"], "ssd");
+        assert_eq!((info.cpus, info.memory), (2.0, 4 << 30));
+        assert_eq!(info.containers, 3, "its running and starting tasks only");
     }
 }

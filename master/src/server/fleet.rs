@@ -1,15 +1,15 @@
 //! The fleet's routes. Operations (`up`, `scale`, `upgrade`, `undo`, `down`, `chaos`) answer
 //! with newline-delimited JSON `api::fleet::FleetLine`s: events as they happen, then the
 //! outcome or the error. The operation runs in a task of its own, so it finishes (and is
-//! recorded) even when the client goes away. `GET /fleet/ps` and `GET /fleet/rollouts` are
-//! plain JSON.
+//! recorded) even when the client goes away. `GET /fleet/ps`, `GET /fleet/nodes` and
+//! `GET /fleet/rollouts` are plain JSON.
 
 use std::future::Future;
 use std::time::Duration;
 
 use api::fleet::{
-    ChaosRequest, DownRequest, FleetFailure, FleetLine, FleetOutcome, RolloutSummary, ScaleRequest,
-    SlotStatus, UpRequest, UpgradeRequest,
+    ChaosRequest, DownRequest, FleetFailure, FleetLine, FleetOutcome, NodesReport, RolloutSummary,
+    ScaleRequest, SlotStatus, UpRequest, UpgradeRequest,
 };
 use axum::Json;
 use axum::body::Body;
@@ -195,6 +195,17 @@ pub async fn ps(State(state): State<ApiState>) -> Result<Json<Vec<SlotStatus>>, 
         Err(_) => None,
     };
     controller.ps(head.as_ref()).await.map(Json).map_err(|e| internal(e.to_string()))
+}
+
+/// The nodes, the fleet's reservations on each, its headroom. An engine that cannot be
+/// reached (or a swarm that lists no nodes: this engine is no manager) is a 503.
+pub async fn nodes(State(state): State<ApiState>) -> Result<Json<NodesReport>, Failure> {
+    let controller = state.fleet.controller().await?;
+    match controller.nodes().await {
+        Ok(report) => Ok(Json(report)),
+        Err(FleetError::Engine(e)) => Err(Failure::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
+        Err(e) => Err(internal(e.to_string())),
+    }
 }
 
 pub async fn rollouts(State(state): State<ApiState>) -> Result<Json<Vec<RolloutSummary>>, Failure> {

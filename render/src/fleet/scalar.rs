@@ -172,6 +172,16 @@ pub fn port(text: &str) -> Result<PortSpec, String> {
     Ok(PortSpec { host_ip, host_port, container_port: number(container, "container port")?, protocol })
 }
 
+/// A size as `memory` reads it: `256M`, `1G`, `512k`, or bytes when no unit divides it.
+pub fn size_text(bytes: u64) -> String {
+    for (unit, shift) in [("G", 30), ("M", 20), ("k", 10)] {
+        if bytes > 0 && bytes.is_multiple_of(1 << shift) {
+            return format!("{}{unit}", bytes >> shift);
+        }
+    }
+    bytes.to_string()
+}
+
 /// Docker's minimum memory limit.
 pub const MIN_MEMORY: u64 = 6 << 20;
 
