@@ -102,7 +102,7 @@ fn a_fleet_on_a_one_node_swarm() {
         names.sort();
         names
     };
-    assert_eq!(attached(&kv), [data.clone()]);
+    assert_eq!(attached(&kv), std::slice::from_ref(&data));
     let mut both = vec![f.clone(), data.clone()];
     both.sort();
     assert_eq!(attached(&web1), both);
