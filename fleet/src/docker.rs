@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HostConfig, Mount as DockerMount, MountType, NetworkCreateRequest,
-    NetworkingConfig, PortBinding, VolumeCreateRequest,
+    ContainerCreateBody, EndpointSettings, HostConfig, Mount as DockerMount, MountType,
+    NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig, PortBinding, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     BuildImageOptions, CreateContainerOptions, CreateImageOptions, EventsOptions, KillContainerOptions,
@@ -452,6 +452,21 @@ impl Engine for Docker {
         let options = CreateContainerOptions { name: Some(spec.name.clone()), ..Default::default() };
         let created =
             self.client.create_container(Some(options), body).await.map_err(self.error(what.clone()))?;
+        // an engine before API 1.44 takes one network at create: the others are joined before
+        // the container starts, with the same aliases
+        for network in &spec.networks {
+            let request = NetworkConnectRequest {
+                container: created.id.clone(),
+                endpoint_config: Some(EndpointSettings {
+                    aliases: Some(spec.aliases.clone()),
+                    ..Default::default()
+                }),
+            };
+            if let Err(e) = self.client.connect_network(network, request).await {
+                let _ = self.remove(&created.id).await;
+                return Err(self.error(format!("connect {} to network {network}", spec.name))(e));
+            }
+        }
         if !spec.files.is_empty() {
             let upload = async {
                 let archive = files_tar(&spec.files).map_err(|e| EngineError::failed(what.clone(), e))?;

@@ -251,9 +251,12 @@ pub struct ContainerSpec {
     pub hostname: String,
     pub env: BTreeMap<String, String>,
     pub labels: Labels,
+    /// The network it is created on: where it reaches the master.
     pub network: String,
-    /// DNS names on `network` besides its name.
+    /// DNS names on `network`, and on each of `networks`, besides its name.
     pub aliases: Vec<String>,
+    /// The other networks it joins (before it starts), with the same aliases.
+    pub networks: Vec<String>,
     pub mounts: Vec<Mount>,
     pub publish: Vec<Publish>,
     /// CPUs (0.5 is half a core).

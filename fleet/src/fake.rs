@@ -443,10 +443,12 @@ impl Engine for FakeEngine {
             labels: spec.labels.clone(),
             state: ContainerState::Created,
             health: Health::None,
-            addresses: BTreeMap::from([(
-                spec.network.clone(),
-                format!("172.30.{}.{}", n / 250, n % 250 + 2).parse().expect("an address"),
-            )]),
+            addresses: std::iter::once(&spec.network)
+                .chain(&spec.networks)
+                .map(|net| {
+                    (net.clone(), format!("172.30.{}.{}", n / 250, n % 250 + 2).parse().expect("an address"))
+                })
+                .collect(),
             exit_code: None,
             node: None,
             update: None,

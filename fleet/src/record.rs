@@ -70,12 +70,25 @@ impl SlotSpec {
 pub struct Desired {
     pub fleet: String,
     pub network: String,
+    /// The fleet's extra networks by the names roles use (`networks:`); each is the Docker
+    /// network [`Desired::network_name`] gives.
+    pub networks: Vec<String>,
     /// `engine: swarm`: each slot a Swarm service, the network an overlay.
     pub swarm: bool,
     pub slots: BTreeMap<String, SlotSpec>,
 }
 
 impl Desired {
+    /// The Docker network of the network roles call `name`: `default` is the fleet's
+    /// `network`, any other `<fleet>-<name>` (as [`render::fleet::FleetFile::network_name`]).
+    pub fn network_name(&self, name: &str) -> String {
+        if name == render::fleet::DEFAULT_NETWORK {
+            self.network.clone()
+        } else {
+            format!("{}-{name}", self.fleet)
+        }
+    }
+
     pub fn slots_of<'a>(&'a self, role: &'a str) -> impl Iterator<Item = &'a SlotSpec> + 'a {
         self.slots.values().filter(move |s| s.role == role)
     }
@@ -130,6 +143,7 @@ impl FleetRecord {
         Desired {
             fleet: file.fleet.clone(),
             network: file.network.clone(),
+            networks: file.networks.clone(),
             swarm: file.engine == render::fleet::EngineKind::Swarm,
             slots,
         }
@@ -189,6 +203,7 @@ pub(crate) mod tests {
             update: UpdatePolicy::default(),
             heal: true,
             aliases: vec![],
+            networks: vec![render::fleet::DEFAULT_NETWORK.into()],
             placement: Default::default(),
         }
     }
@@ -198,6 +213,7 @@ pub(crate) mod tests {
             fleet: "f".into(),
             engine: EngineKind::Local,
             network: "f".into(),
+            networks: vec![],
             roles: roles.iter().map(|(n, r)| (n.to_string(), r.clone())).collect(),
         }
     }

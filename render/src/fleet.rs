@@ -54,8 +54,13 @@ pub struct FleetFile {
     /// `[a-z0-9][a-z0-9-]{0,30}`: prefixes every container, network and volume name.
     pub fleet: String,
     pub engine: EngineKind,
-    /// The Docker network the containers join; the fleet's name unless given.
+    /// The Docker network the containers join; the fleet's name unless given. Roles name it
+    /// [`DEFAULT_NETWORK`].
     pub network: String,
+    /// The fleet's extra networks (`networks:`), by the name roles use; each is the Docker
+    /// network `<fleet>-<name>` ([`FleetFile::network_name`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<String>,
     /// Role name → how its containers run; every role has a `roles/<name>.yaml`.
     pub roles: BTreeMap<String, RoleSpec>,
 }
@@ -89,8 +94,13 @@ pub struct RoleSpec {
     pub update: UpdatePolicy,
     /// Replace a container that dies (same slot, volumes and version).
     pub heal: bool,
-    /// Extra DNS names of the role's containers on the fleet network.
+    /// Extra DNS names of the role's containers on each of its networks.
     pub aliases: Vec<String>,
+    /// The networks its containers join, by the names of `fleet.yaml`: [`DEFAULT_NETWORK`]
+    /// (the fleet's network) and the fleet's `networks:`; `[default]` unless given. The
+    /// first is where a container reaches the master.
+    #[serde(default = "default_networks")]
+    pub networks: Vec<String>,
     /// Which nodes its slots may run on, and how they spread (Swarm; checked against the one
     /// engine on `engine: local`).
     #[serde(default, skip_serializing_if = "Placement::is_empty")]
@@ -110,9 +120,18 @@ impl Default for RoleSpec {
             update: UpdatePolicy::default(),
             heal: true,
             aliases: Vec::new(),
+            networks: default_networks(),
             placement: Placement::default(),
         }
     }
+}
+
+/// How roles name the fleet's own network (`network:`, the fleet's name unless given).
+pub const DEFAULT_NETWORK: &str = "default";
+
+/// A role's networks when it names none: the fleet's network only.
+fn default_networks() -> Vec<String> {
+    vec![DEFAULT_NETWORK.to_string()]
 }
 
 /// A published port, Compose's short syntax: `80`, `8080:80`, `127.0.0.1:8080:80/udp`.
@@ -254,6 +273,12 @@ impl FleetFile {
         finish(fleet, reader.diags)
     }
 
+    /// The Docker network of the network roles call `name`: [`DEFAULT_NETWORK`] is the
+    /// fleet's `network`, any other `<fleet>-<name>`.
+    pub fn network_name(&self, name: &str) -> String {
+        if name == DEFAULT_NETWORK { self.network.clone() } else { format!("{}-{name}", self.fleet) }
+    }
+
     /// `<fleet>-<role>-<n>`, `n` from 1: the container's name and its minion's id.
     pub fn slot_name(&self, role: &str, n: u32) -> String {
         format!("{}-{role}-{n}", self.fleet)
@@ -361,7 +386,7 @@ mod duration_text {
     }
 }
 
-const TOP_KEYS: &[&str] = &["fleet", "engine", "network", "image", "version", "roles"];
+const TOP_KEYS: &[&str] = &["fleet", "engine", "network", "networks", "image", "version", "roles"];
 const ROLE_KEYS: &[&str] = &[
     "image",
     "version",
@@ -373,6 +398,7 @@ const ROLE_KEYS: &[&str] = &[
     "update",
     "heal",
     "aliases",
+    "networks",
     "placement",
 ];
 const RESOURCE_KEYS: &[&str] = &["cpus", "memory", "reservations"];
@@ -407,6 +433,8 @@ struct Placed {
     /// Where `order: start-first` is written.
     start_first: Option<At>,
     aliases: Vec<(String, At)>,
+    /// Each network the role lists, with where it is written.
+    networks: Vec<(String, At)>,
     /// Where `max_per_node` is written, with its value.
     max_per_node: Option<(u32, At)>,
     /// Each constraint with where it is written.
@@ -607,12 +635,14 @@ impl Reader<'_> {
                 fleet: String::new(),
                 engine: EngineKind::Local,
                 network: String::new(),
+                networks: Vec::new(),
                 roles: BTreeMap::new(),
             };
         }
         let (mut fleet, mut network, mut engine) = (None, None, EngineKind::Local);
         let (mut image, mut version) = (Shared::Absent, Shared::Absent);
         let mut roles = None;
+        let mut networks = Vec::new();
         for (key, value) in self.map(value, None, Some(TOP_KEYS), "`fleet: coins`") {
             match key.name.as_str() {
                 "fleet" => {
@@ -629,6 +659,7 @@ impl Reader<'_> {
                 "network" => {
                     network = self.name(&key, value, scalar::network_name);
                 }
+                "networks" => networks = self.fleet_networks(&key, value),
                 "image" => {
                     let found = self.name(&key, value, scalar::image_name);
                     image = Self::shared(found);
@@ -668,13 +699,25 @@ impl Reader<'_> {
             }
         }
         self.across(&fleet, &placed);
+        self.role_networks(&networks, &placed);
         if engine == EngineKind::Swarm {
             self.on_swarm(&placed);
         } else {
             self.on_local(&placed);
         }
         let network = network.unwrap_or_else(|| fleet.clone());
-        FleetFile { fleet, engine, network, roles: specs }
+        for (name, at) in &networks {
+            let docker = format!("{fleet}-{name}");
+            if docker == network {
+                let message = format!(
+                    "the network `{name}` would be the Docker network {docker}, which is already the \
+                     fleet's own (`network:`); expected another name"
+                );
+                self.report(*at, "networks", message);
+            }
+        }
+        let networks = networks.into_iter().map(|(name, _)| name).collect();
+        FleetFile { fleet, engine, network, networks, roles: specs }
     }
 
     fn role(&mut self, key: &Key, body: &Value, image: &Shared, version: &Shared) -> (RoleSpec, Placed) {
@@ -687,6 +730,7 @@ impl Reader<'_> {
             volumes: Vec::new(),
             start_first: None,
             aliases: Vec::new(),
+            networks: Vec::new(),
             max_per_node: None,
             constraints: Vec::new(),
         };
@@ -720,6 +764,19 @@ impl Reader<'_> {
                 "aliases" => {
                     placed.aliases = self.aliases(&key, value);
                     spec.aliases = placed.aliases.iter().map(|(alias, _)| alias.clone()).collect();
+                }
+                "networks" => {
+                    if matches!(value, Value::Null) || matches!(value, Value::Sequence(s) if s.is_empty()) {
+                        let message = format!(
+                            "expected at least one network, such as [{DEFAULT_NETWORK}, data] (a container \
+                             on none could not reach the master); leave `networks:` out for [{DEFAULT_NETWORK}]"
+                        );
+                        self.report(self.text.value_at(key.at), &key.path, message);
+                    }
+                    placed.networks = self.network_list(&key, value, true);
+                    if !placed.networks.is_empty() {
+                        spec.networks = placed.networks.iter().map(|(n, _)| n.clone()).collect();
+                    }
                 }
                 "placement" => {
                     spec.placement = self.placement(&key, value, &mut placed);
@@ -811,6 +868,73 @@ impl Reader<'_> {
             }
         }
         aliases
+    }
+
+    /// The top-level `networks: [data, front]`: each name with where it is written.
+    fn fleet_networks(&mut self, key: &Key, value: &Value) -> Vec<(String, At)> {
+        let names = self.network_list(key, value, false);
+        for (name, at) in &names {
+            if name == DEFAULT_NETWORK {
+                let message = format!(
+                    "`{DEFAULT_NETWORK}` is the fleet's own network, there without being listed; expected \
+                     the names of extra networks, such as `data`"
+                );
+                self.report(*at, &key.path, message);
+            }
+        }
+        names.into_iter().filter(|(name, _)| name != DEFAULT_NETWORK).collect()
+    }
+
+    /// A list of network names (`[a-z0-9][a-z0-9_-]*`, at most 32), each once, with where
+    /// each is written; `role`: a role's list (in the messages' example).
+    fn network_list(&mut self, key: &Key, value: &Value, role: bool) -> Vec<(String, At)> {
+        let example = if role { "[default, data]" } else { "[data]" };
+        let mut names: Vec<(String, At)> = Vec::new();
+        for (at, item) in self.list(key, value, example) {
+            let Value::String(name) = item else {
+                let message = format!("expected a network name such as `data`, got {}", describe(item));
+                self.report(at, &key.path, message);
+                continue;
+            };
+            let ok = name.len() <= 32
+                && name.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-'));
+            if !ok {
+                let message = format!(
+                    "`{name}` cannot be a network name: expected at most 32 lowercase letters, digits, `_` \
+                     and `-`, starting with a letter or digit, such as `data`"
+                );
+                self.report(at, &key.path, message);
+            } else if names.iter().any(|(n, _)| n == name) {
+                self.report(at, &key.path, format!("`{name}` is listed twice; expected each network once"));
+            } else {
+                names.push((name.clone(), at));
+            }
+        }
+        names
+    }
+
+    /// Every network a role lists is `default` or one of the fleet's `networks:`.
+    fn role_networks(&mut self, fleet_networks: &[(String, At)], placed: &[Placed]) {
+        for role in placed {
+            for (name, at) in &role.networks {
+                if name != DEFAULT_NETWORK && !fleet_networks.iter().any(|(n, _)| n == name) {
+                    let defined = fleet_networks.iter().map(|(n, _)| format!("`{n}`")).collect::<Vec<_>>();
+                    let defined = if defined.is_empty() {
+                        "the fleet defines none".to_string()
+                    } else {
+                        format!("the fleet's are {}", defined.join(", "))
+                    };
+                    let message = format!(
+                        "no network `{name}`; expected `{DEFAULT_NETWORK}` or a network of the top-level \
+                         `networks:` ({defined}); add it there, such as `networks: [{name}]`"
+                    );
+                    self.report(*at, &format!("roles.{}.networks", role.name), message);
+                }
+            }
+        }
     }
 
     fn env(&mut self, key: &Key, value: &Value, env: &mut BTreeMap<String, String>) {
@@ -1367,6 +1491,69 @@ mod tests {
         let old = json.replace(r#","placement":{"constraints":["node.labels.zone!=c","node.role==worker"],"spread":["node.labels.zone"],"max_per_node":2}"#, "");
         assert_ne!(old, json);
         assert!(serde_json::from_str::<FleetFile>(&old).unwrap().roles["web"].placement.is_empty());
+    }
+
+    #[test]
+    fn networks_are_read() {
+        let fleet = parse(
+            "fleet: coins\nimage: coins\nversion: \"1\"\nnetworks: [data, front_2]\nroles:\n  \
+             redis: {networks: [data]}\n  worker: {networks: [default, data]}\n  lb: {}\n",
+        );
+        assert_eq!(fleet.networks, ["data", "front_2"]);
+        assert_eq!(fleet.roles["redis"].networks, ["data"]);
+        assert_eq!(fleet.roles["worker"].networks, ["default", "data"]);
+        assert_eq!(fleet.roles["lb"].networks, [DEFAULT_NETWORK], "no key: the fleet's network only");
+        assert_eq!(fleet.network_name("default"), "coins");
+        assert_eq!(fleet.network_name("data"), "coins-data");
+        // stored and read back; a record written before networks existed still reads
+        let json = serde_json::to_string(&fleet).unwrap();
+        assert_eq!(serde_json::from_str::<FleetFile>(&json).unwrap(), fleet);
+        let plain = parse("fleet: coins\nimage: coins\nversion: \"1\"\nroles: {lb: {}}\n");
+        let json = serde_json::to_string(&plain).unwrap();
+        let old = json.replace(r#","networks":["default"]"#, "");
+        assert_ne!(old, json);
+        assert!(!old.contains("networks"), "{old}");
+        assert_eq!(serde_json::from_str::<FleetFile>(&old).unwrap(), plain);
+    }
+
+    #[test]
+    fn bad_networks_are_refused_where_they_are_written() {
+        let text = "fleet: coins\nimage: coins\nversion: \"1\"\nnetworks: [data, Data, default, data, 3]\n\
+                    roles:\n  a: {networks: [cache]}\n  b: {networks: []}\n  c: {networks: [data, data, -x]}\n  \
+                    d: {networks: data}\n";
+        let found = problems(text);
+        let expect = [
+            "fleet.yaml:4:18: networks: `Data` cannot be a network name: expected at most 32 lowercase",
+            "fleet.yaml:4:24: networks: `default` is the fleet's own network",
+            "fleet.yaml:4:33: networks: `data` is listed twice; expected each network once",
+            "fleet.yaml:4:39: networks: expected a network name such as `data`, got a number",
+            "fleet.yaml:6:18: roles.a.networks: no network `cache`; expected `default` or a network of the \
+             top-level `networks:` (the fleet's are `data`); add it there, such as `networks: [cache]`",
+            "fleet.yaml:7:17: roles.b.networks: expected at least one network",
+            "fleet.yaml:8:24: roles.c.networks: `data` is listed twice",
+            "fleet.yaml:8:30: roles.c.networks: `-x` cannot be a network name",
+            "fleet.yaml:9:17: roles.d.networks: expected a list such as [default, data], got a string",
+        ];
+        for e in expect {
+            assert!(found.iter().any(|f| f.starts_with(e)), "{e}\nnot in {found:#?}");
+        }
+        assert_eq!(found.len(), expect.len(), "{found:#?}");
+        // a network of the fleet that would take the name of the fleet's own network
+        let found = problems(
+            "fleet: coins\nnetwork: coins-data\nimage: coins\nversion: \"1\"\nnetworks: [data]\nroles: {a: {}}\n",
+        );
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert!(
+            found[0].starts_with(
+                "fleet.yaml:5:12: networks: the network `data` would be the Docker network coins-data"
+            ),
+            "{found:#?}"
+        );
+        // no `networks:` at the top: a role may only name `default`
+        let found =
+            problems("fleet: coins\nimage: coins\nversion: \"1\"\nroles: {a: {networks: [default, data]}}\n");
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert!(found[0].contains("no network `data`; expected `default` or a network of the top-level `networks:` (the fleet defines none)"), "{found:#?}");
     }
 
     #[test]

@@ -48,12 +48,14 @@ const WEB_STATE: &str =
     "web:\n  daemon.running:\n    - cmd: [\"/app/web\"]\n    - health: {tcp: \"127.0.0.1:8080\"}\n";
 
 /// The fleet of the Swarm tests (tests/tests/swarm.rs): `engine: swarm`, `kv` (1 slot, a
-/// volume at /data) and `web` (2 slots, upgraded one at a time, start-first).
+/// volume at /data, on the extra overlay `data` only) and `web` (2 slots, upgraded one at a
+/// time, start-first, on the fleet's network and `data`).
 pub fn swarm_fleet_yaml(fleet: &str, version: &str) -> String {
     format!(
-        "fleet: {fleet}\nengine: swarm\nimage: {fleet}-app\nversion: \"{version}\"\nroles:\n  \
-         kv: {{replicas: 1, volumes: [/data], update: {{min_healthy: 1s, health_timeout: 60s}}}}\n  \
-         web: {{replicas: 2, update: {{batch: 1, order: start-first, min_healthy: 1s, health_timeout: 60s}}}}\n"
+        "fleet: {fleet}\nengine: swarm\nimage: {fleet}-app\nversion: \"{version}\"\nnetworks: [data]\nroles:\n  \
+         kv: {{replicas: 1, volumes: [/data], networks: [data], update: {{min_healthy: 1s, health_timeout: 60s}}}}\n  \
+         web: {{replicas: 2, networks: [default, data], update: {{batch: 1, order: start-first, min_healthy: 1s, \
+         health_timeout: 60s}}}}\n"
     )
 }
 

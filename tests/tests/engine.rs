@@ -64,6 +64,7 @@ async fn images_networks_volumes_and_containers_round_trip() {
         labels: labels.clone(),
         network: fleet.clone(),
         aliases: vec!["c".into()],
+        networks: Vec::new(),
         mounts: vec![Mount { volume: vol.name.clone(), target: "/data".into() }],
         publish: vec![],
         cpus: Some(0.5),

@@ -264,3 +264,87 @@ fn no_docker_engine_is_one_line_and_exit_2() {
     let out = master.drover(&["key", "list"]);
     assert!(out.status.success(), "{}", show(&out));
 }
+
+/// The test fleet segmented: `kv` on the extra network `data` only, `web` on the fleet's
+/// network and `data`, `idle` on the fleet's network only.
+fn segmented_yaml(fleet: &str, version: &str) -> String {
+    format!(
+        "fleet: {fleet}\nimage: {fleet}-app\nversion: \"{version}\"\nnetworks: [data]\nroles:\n  \
+         kv: {{replicas: 1, volumes: [/data], networks: [data], update: {{min_healthy: 1s}}}}\n  \
+         web: {{replicas: 2, networks: [default, data], update: {{min_healthy: 1s}}}}\n  \
+         idle: {{replicas: 1}}\n"
+    )
+}
+
+/// What `sh -c "<script>"` prints on `slot`, trimmed.
+fn run_on(master: &Master, slot: &str, script: &str) -> String {
+    let (code, v, err) = master.drover_json(&["-L", slot, "cmd.run", &format!("sh -c '{script}'")]);
+    assert_eq!(code, 0, "{script} on {slot}: {err} {v}");
+    v[slot].as_str().unwrap_or_else(|| panic!("{slot}: {v}")).trim().to_string()
+}
+
+#[test]
+fn per_role_networks_segment_the_fleet() {
+    if !required() {
+        return;
+    }
+    let TestFleet { scope, master, repo: _repo, .. } = TestFleet::with_file("nets", &["1"], segmented_yaml);
+    let f = scope.fleet.clone();
+    ok(&master.drover(&["up", "--timeout", "120"]));
+    // every minion, kv's too (on `data` only), reached the master and converged
+    let slots = ps(&master);
+    assert_eq!(slots.len(), 4, "{slots:?}");
+    for s in &slots {
+        assert_eq!(s["connected"], true, "{s}");
+        assert!(s["converged"].is_string(), "{s}");
+    }
+    // the extra network is <fleet>-data, with the fleet's label
+    let data = format!("{f}-data");
+    let nets =
+        docker(&["network", "ls", "--filter", &format!("label={}", scope.label()), "--format", "{{.Name}}"]);
+    let mut nets: Vec<&str> = nets.lines().collect();
+    nets.sort();
+    assert_eq!(nets, [f.as_str(), data.as_str()]);
+    let kv = format!("{f}-kv-1");
+    let attached =
+        docker(&["inspect", "--format", "{{range $n, $e := .NetworkSettings.Networks}}{{$n}} {{end}}", &kv]);
+    assert_eq!(attached.trim(), data, "kv is on {data} only");
+
+    // web (default + data) resolves kv by its role's name and reaches it
+    let web = format!("{f}-web-1");
+    assert_eq!(
+        run_on(&master, &web, "getent hosts kv >/dev/null && echo resolved || echo unresolved"),
+        "resolved"
+    );
+    assert_eq!(
+        run_on(&master, &web, "busybox ping -c 1 -W 5 kv >/dev/null && echo reached || echo unreached"),
+        "reached"
+    );
+    // kv (data only) reaches web's HTTP daemon by name over data
+    // (a TCP connection from bash: busybox's wget crashes on this image)
+    let connect = "timeout 5 bash -c \"echo > /dev/tcp/web/8080\" && echo reached || echo unreached";
+    let mut answer = String::new();
+    for _ in 0..15 {
+        answer = run_on(&master, &kv, connect);
+        if answer == "reached" {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    assert_eq!(answer, "reached", "kv connecting to web:8080");
+    // idle (default only) resolves web but not kv
+    let idle = format!("{f}-idle-1");
+    assert_eq!(
+        run_on(&master, &idle, "getent hosts web >/dev/null && echo resolved || echo unresolved"),
+        "resolved"
+    );
+    assert_eq!(
+        run_on(&master, &idle, "getent hosts kv >/dev/null && echo resolved || echo unresolved"),
+        "unresolved"
+    );
+
+    // down takes both networks
+    ok(&master.drover(&["down", "--volumes"]));
+    assert!(scope.containers().is_empty(), "{:?}", scope.containers());
+    assert!(scope.networks().is_empty(), "{:?}", scope.networks());
+}

@@ -2,7 +2,8 @@
 //! `up` of 2 roles and 3 slots as Swarm services, `ps` with each slot's node, a healthy
 //! upgrade (a service update per slot, the slot's volume kept), a broken upgrade rolled
 //! back with exit 1 naming why, a killed task replaced by Swarm in its slot with its volume's
-//! data, and `down` leaving no service, secret, container or network.
+//! data, an extra overlay network (`data`, kv on it alone) and `down` leaving no service,
+//! secret, container or network.
 //!
 //! An engine in a swarm the test did not make is never touched: the test says it skipped.
 //! Every wait is bounded.
@@ -85,8 +86,30 @@ fn a_fleet_on_a_one_node_swarm() {
         docker(&["network", "inspect", "--format", "{{.Driver}} {{.Attachable}}", &f]).trim(),
         "overlay true"
     );
+    // and so is the extra network `data`; kv's service is on it alone (its minion reached the
+    // master all the same), web's on both, and web resolves kv there
+    let data = format!("{f}-data");
+    assert_eq!(
+        docker(&["network", "inspect", "--format", "{{.Driver}} {{.Attachable}}", &data]).trim(),
+        "overlay true"
+    );
+    let attached = |service: &str| {
+        let ids = inspect(service, "{{range .Spec.TaskTemplate.Networks}}{{.Target}} {{end}}");
+        let mut names: Vec<String> = ids
+            .split_whitespace()
+            .map(|id| docker(&["network", "inspect", "--format", "{{.Name}}", id]).trim().to_string())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(attached(&kv), std::slice::from_ref(&data));
+    let mut both = vec![f.clone(), data.clone()];
+    both.sort();
+    assert_eq!(attached(&web1), both);
     let container = task_container(&scope, &kv).expect("the kv task runs here");
     assert_eq!(exec(&container, "hostname").trim(), kv);
+    let web_task = task_container(&scope, &web1).expect("the web-1 task runs here");
+    assert!(!exec(&web_task, "getent hosts kv").trim().is_empty(), "web resolves kv on {data}");
     assert_eq!(daemons(&master, &kv), ["kv"]);
     assert_eq!(daemons(&master, &web1), ["web"]);
 

@@ -131,6 +131,22 @@ struct Shared {
     placements: BTreeMap<String, Vec<String>>,
 }
 
+/// The fleet's networks, as made sure of before containers are created.
+pub(crate) struct FleetNetworks {
+    pub fleet: String,
+    /// The fleet's own network (`default` in fleet.yaml).
+    pub default: NetworkInfo,
+    /// The extra networks, by the names roles use.
+    pub extra: BTreeMap<String, NetworkInfo>,
+}
+
+impl FleetNetworks {
+    /// The network roles call `name`, if the fleet has it.
+    pub fn get(&self, name: &str) -> Option<&NetworkInfo> {
+        if name == render::fleet::DEFAULT_NETWORK { Some(&self.default) } else { self.extra.get(name) }
+    }
+}
+
 pub(crate) struct Inner<E, H> {
     pub(crate) engine: E,
     pub(crate) host: H,
@@ -280,21 +296,50 @@ impl<E: Engine, H: Host> Controller<E, H> {
         if missing.is_empty() { Ok(()) } else { Err(FleetError::Refused(missing.join("; "))) }
     }
 
-    /// The fleet's network, created if missing; one drover did not create is refused.
-    async fn network(&self, desired: &Desired) -> Result<NetworkInfo> {
-        if desired.swarm {
-            return self.swarm_network(desired).await;
+    /// The fleet's network and its extra ones (`networks:`), each created if missing (a
+    /// bridge, or on Swarm an attachable overlay); one drover did not create is refused.
+    async fn network(&self, desired: &Desired) -> Result<FleetNetworks> {
+        let default = if desired.swarm {
+            self.swarm_network(desired).await?
+        } else {
+            self.fleet_network(desired, &desired.network, "set `network:` in fleet.yaml").await?
+        };
+        let mut extra = BTreeMap::new();
+        for name in &desired.networks {
+            let docker = desired.network_name(name);
+            let what = format!("rename the network `{name}` in fleet.yaml's `networks:`");
+            let mut info = self.fleet_network(desired, &docker, &what).await?;
+            if desired.swarm {
+                // containers on an overlay reach the master through docker_gwbridge
+                info.gateway = default.gateway;
+            }
+            extra.insert(name.clone(), info);
         }
-        match self.inner.engine.network(&desired.network).await? {
+        Ok(FleetNetworks { fleet: desired.fleet.clone(), default, extra })
+    }
+
+    /// The network `name` of the fleet, created if missing; `rename` says how to use
+    /// another name when one drover did not create is in the way.
+    pub(crate) async fn fleet_network(
+        &self,
+        desired: &Desired,
+        name: &str,
+        rename: &str,
+    ) -> Result<NetworkInfo> {
+        match self.inner.engine.network(name).await? {
             Some(n) if n.labels.get(LABEL_FLEET) == Some(&desired.fleet) => Ok(n),
             Some(_) => Err(FleetError::Refused(format!(
-                "a network named {} exists that is not this fleet's (no {LABEL_FLEET}={} label): drover never touches \
-                 it; remove or rename it, or set `network:` in fleet.yaml",
-                desired.network, desired.fleet
+                "a network named {name} exists that is not this fleet's (no {LABEL_FLEET}={} label): drover never \
+                 touches it; remove or rename it, or {rename}",
+                desired.fleet
             ))),
             None => {
                 let labels = Labels::from([(LABEL_FLEET.to_string(), desired.fleet.clone())]);
-                Ok(self.inner.engine.create_network(&desired.network, &labels).await?)
+                if desired.swarm {
+                    Ok(self.inner.engine.create_overlay_network(name, &labels).await?)
+                } else {
+                    Ok(self.inner.engine.create_network(name, &labels).await?)
+                }
             }
         }
     }
@@ -400,7 +445,7 @@ impl<E: Engine, H: Host> Controller<E, H> {
     async fn apply_plan(
         &self,
         desired: &Desired,
-        network: &NetworkInfo,
+        network: &FleetNetworks,
         plan: &plan::Plan,
         progress: &Progress,
     ) -> Result<()> {
@@ -491,7 +536,7 @@ impl<E: Engine, H: Host> Controller<E, H> {
         &self,
         mut rollout: Rollout,
         desired: &Desired,
-        network: &NetworkInfo,
+        network: &FleetNetworks,
         progress: &Progress,
     ) -> Result<Rollout> {
         self.emit(
@@ -563,7 +608,7 @@ impl<E: Engine, H: Host> Controller<E, H> {
         rollout: &Rollout,
         slots: &[String],
         order: render::fleet::Order,
-        network: &NetworkInfo,
+        network: &FleetNetworks,
         desired: &Desired,
         back: bool,
         progress: &Progress,

@@ -16,7 +16,7 @@ use std::time::Duration;
 use render::fleet::{Order, UpdatePolicy};
 use tokio::time::Instant;
 
-use super::{Controller, FleetEvent, Progress, Result};
+use super::{Controller, FleetEvent, FleetNetworks, Progress, Result};
 use crate::engine::*;
 use crate::host::{Enrollment, Host};
 use crate::record::{SlotSpec, volume_name};
@@ -33,10 +33,10 @@ impl<E: Engine, H: Host> Controller<E, H> {
         &self,
         spec: &SlotSpec,
         version: &str,
-        network: &NetworkInfo,
+        network: &FleetNetworks,
         progress: &Progress,
     ) -> Result<(String, u64)> {
-        let fleet = network.labels.get(LABEL_FLEET).cloned().unwrap_or_default();
+        let fleet = network.fleet.clone();
         for target in &spec.spec.volumes {
             let labels = Labels::from([
                 (LABEL_FLEET.to_string(), fleet.clone()),
@@ -145,13 +145,13 @@ impl<E: Engine, H: Host> Controller<E, H> {
         version: &str,
         order: Order,
         policy: &UpdatePolicy,
-        network: &NetworkInfo,
+        network: &FleetNetworks,
         progress: &Progress,
     ) -> std::result::Result<(), String> {
         if self.swarm() {
             return self.swap_service(spec, version, order, policy, network, progress).await;
         }
-        let fleet = network.labels.get(LABEL_FLEET).cloned().unwrap_or_default();
+        let fleet = network.fleet.clone();
         let text = |e: super::FleetError| e.to_string();
         let containers = self.slot_containers(&fleet, &spec.slot).await.map_err(text)?;
         if let Some(c) = containers.first()
@@ -325,8 +325,9 @@ impl<E: Engine, H: Host> Controller<E, H> {
     }
 }
 
-/// The container of `spec` at `version`: the slot's name, labels, network (with the slot's
-/// and the role's names and the role's aliases as DNS names), volumes, ports, resources, environment, and the files
+/// The container of `spec` at `version`: the slot's name, labels, networks (the role's, the
+/// first the one it reaches the master on; on each the slot's and the role's names and the
+/// role's aliases as DNS names), volumes, ports, resources, environment, and the files
 /// and variables that enroll its minion.
 pub(crate) fn container_spec(
     fleet: &str,
@@ -334,8 +335,22 @@ pub(crate) fn container_spec(
     version: &str,
     generation: u64,
     enrollment: &Enrollment,
-    network: &NetworkInfo,
+    network: &FleetNetworks,
 ) -> std::result::Result<ContainerSpec, String> {
+    let mut joined = Vec::new();
+    for name in &spec.spec.networks {
+        let Some(info) = network.get(name) else {
+            return Err(format!(
+                "role {} names the network `{name}`, which the fleet does not have: add it to `networks:` in \
+                 fleet.yaml, or take it out of the role's `networks:`",
+                spec.role
+            ));
+        };
+        joined.push(info);
+    }
+    let Some((network, others)) = joined.split_first() else {
+        return Err(format!("role {} has no network: list one in its `networks:` in fleet.yaml", spec.role));
+    };
     let host = match (&enrollment.master_host, network.gateway) {
         (Some(host), _) => host.clone(),
         (None, Some(gateway)) => gateway.to_string(),
@@ -385,6 +400,7 @@ pub(crate) fn container_spec(
         ]),
         network: network.name.clone(),
         aliases,
+        networks: others.iter().map(|n| n.name.clone()).collect(),
         mounts: spec
             .spec
             .volumes

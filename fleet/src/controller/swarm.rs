@@ -21,7 +21,7 @@ use std::time::Duration;
 use render::fleet::{OnFailure, Order, UpdatePolicy};
 use sha2::Digest;
 
-use super::{Controller, FleetError, FleetEvent, Progress, Result};
+use super::{Controller, FleetError, FleetEvent, FleetNetworks, Progress, Result};
 use crate::engine::*;
 use crate::host::{Enrollment, Host};
 use crate::record::{Desired, SlotSpec};
@@ -125,20 +125,8 @@ impl<E: Engine, H: Host> Controller<E, H> {
                 desired.fleet, info.endpoint, info.swarm
             )));
         }
-        let mut network = match self.inner.engine.network(&desired.network).await? {
-            Some(n) if n.labels.get(LABEL_FLEET) == Some(&desired.fleet) => n,
-            Some(_) => {
-                return Err(FleetError::Refused(format!(
-                    "a network named {} exists that is not this fleet's (no {LABEL_FLEET}={} label): drover never \
-                     touches it; remove or rename it, or set `network:` in fleet.yaml",
-                    desired.network, desired.fleet
-                )));
-            }
-            None => {
-                let labels = Labels::from([(LABEL_FLEET.to_string(), desired.fleet.clone())]);
-                self.inner.engine.create_overlay_network(&desired.network, &labels).await?
-            }
-        };
+        let mut network =
+            self.fleet_network(desired, &desired.network, "set `network:` in fleet.yaml").await?;
         let deadline = tokio::time::Instant::now() + GWBRIDGE_WAIT;
         network.gateway = loop {
             match self.inner.engine.network(GWBRIDGE).await? {
@@ -173,10 +161,10 @@ impl<E: Engine, H: Host> Controller<E, H> {
         version: &str,
         order: Order,
         policy: &UpdatePolicy,
-        network: &NetworkInfo,
+        network: &FleetNetworks,
         progress: &Progress,
     ) -> std::result::Result<(), String> {
-        let fleet = network.labels.get(LABEL_FLEET).cloned().unwrap_or_default();
+        let fleet = network.fleet.clone();
         let text = |e: FleetError| e.to_string();
         let current = self.inner.engine.service(&slot.slot).await.map_err(|e| e.to_string())?;
         let Some(current) = current else {

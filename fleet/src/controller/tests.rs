@@ -197,11 +197,15 @@ async fn up_refuses_what_it_cannot_do_and_changes_nothing() {
         "1",
         1,
         &host.enroll("x").await.unwrap(),
-        &NetworkInfo {
-            id: "n".into(),
-            name: "f".into(),
-            labels: Labels::new(),
-            gateway: "10.0.0.1".parse().ok(),
+        &FleetNetworks {
+            fleet: "f".into(),
+            default: NetworkInfo {
+                id: "n".into(),
+                name: "f".into(),
+                labels: Labels::new(),
+                gateway: "10.0.0.1".parse().ok(),
+            },
+            extra: BTreeMap::new(),
         },
     )
     .unwrap();
@@ -432,7 +436,11 @@ async fn a_rollout_cut_short_by_a_master_restart_is_resumed() {
         &PolicyOverride::default(),
     );
     let Step::Swap { slots, .. } = rollout.next_step() else { panic!() };
-    let network = engine.network("f").await.unwrap().unwrap();
+    let network = FleetNetworks {
+        fleet: "f".into(),
+        default: engine.network("f").await.unwrap().unwrap(),
+        extra: BTreeMap::new(),
+    };
     let outcomes = fleet
         .swap_all(&rollout, &slots, Order::StopFirst, &network, &desired, false, &Progress::none())
         .await;
@@ -636,6 +644,81 @@ async fn chaos_kills_as_many_containers_as_its_time_allows() {
     assert!(fleet.chaos(Some("nope"), MINUTE, MINUTE, &Progress::none()).await.is_err());
 }
 
+/// web ×3 on `default` and `data`, db on `data` only, and `cache` on `default` only.
+fn segmented_file(version: &str) -> FleetFile {
+    let mut w = role(version, 3);
+    w.networks = vec!["default".into(), "data".into()];
+    w.aliases = vec!["www".into()];
+    let mut db = role(version, 1);
+    db.networks = vec!["data".into()];
+    let cache = role(version, 1);
+    FleetFile { networks: vec!["data".into()], ..file(&[("web", w), ("db", db), ("cache", cache)]) }
+}
+
+#[tokio::test(start_paused = true)]
+async fn extra_networks_are_made_joined_with_the_aliases_and_removed_on_down() {
+    let (fleet, engine, _) = setup(&["1"]);
+    let outcome = fleet.up(segmented_file("1"), "c1".into(), MINUTE, &Progress::none()).await.unwrap();
+    assert!(outcome.ok(), "{outcome:?}");
+    // the fleet's network and `data` as f-data, both with the fleet's label
+    let mut nets: Vec<String> =
+        engine.networks(&["drover.fleet=f"]).await.unwrap().into_iter().map(|n| n.name).collect();
+    nets.sort();
+    assert_eq!(nets, ["f", "f-data"]);
+    assert!(changes(&engine).contains(&"network f-data".to_string()), "{:?}", changes(&engine));
+    // web: created on the fleet's network, then joins f-data, with the same names on both
+    let web = engine.spec("f-web-2").unwrap();
+    assert_eq!((web.network.as_str(), web.networks.as_slice()), ("f", &["f-data".to_string()][..]));
+    assert_eq!(web.aliases, ["f-web-2", "web", "www"]);
+    let info = engine.container("f-web-2").await.unwrap().unwrap();
+    assert_eq!(info.addresses.keys().collect::<Vec<_>>(), ["f", "f-data"]);
+    // db: on f-data only, where it reaches the master at that network's gateway
+    let db = engine.spec("f-db-1").unwrap();
+    assert_eq!((db.network.as_str(), db.networks.len()), ("f-data", 0));
+    assert_eq!(db.aliases, ["f-db-1", "db"]);
+    assert_eq!(db.env["DROVER_MASTER"], "172.30.0.1:4506");
+    // cache: the fleet's network only, as a role that names none
+    let cache = engine.spec("f-cache-1").unwrap();
+    assert_eq!((cache.network.as_str(), cache.networks.len()), ("f", 0));
+
+    // up again changes nothing; down removes both networks
+    engine.clear_calls();
+    assert!(fleet.up(segmented_file("1"), "c1".into(), MINUTE, &Progress::none()).await.unwrap().ok());
+    assert!(changes(&engine).is_empty(), "{:?}", changes(&engine));
+    let out = fleet.down(false, &Progress::none()).await.unwrap();
+    assert!(engine.networks(&["drover.fleet=f"]).await.unwrap().is_empty());
+    assert!(out.notes.iter().any(|n| n == "removed network f-data"), "{:?}", out.notes);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_network_in_the_way_is_refused_and_a_role_changes_networks_at_its_next_swap() {
+    let (fleet, engine, _) = setup(&["1", "2"]);
+    // a network named like the fleet's `data` that drover did not make
+    engine.create_network("f-data", &Labels::new()).await.unwrap();
+    engine.clear_calls();
+    let err = fleet.up(segmented_file("1"), "c1".into(), MINUTE, &Progress::none()).await.unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("a network named f-data exists that is not this fleet's"), "{text}");
+    assert!(text.contains("rename the network `data` in fleet.yaml's `networks:`"), "{text}");
+    assert!(engine.table().is_empty(), "nothing made");
+    engine.remove_network("f-data").await.unwrap();
+
+    // up on the fleet's network only, then db moved to `data`: the running container is kept
+    // (as for any change but the version), and its next container joins `data` only
+    up(&fleet, "1", UpdatePolicy::default()).await;
+    let mut moved = fleet_file("1", UpdatePolicy::default());
+    moved.networks = vec!["data".into()];
+    moved.roles.get_mut("db").unwrap().networks = vec!["data".into()];
+    engine.clear_calls();
+    assert!(fleet.up(moved.clone(), "c2".into(), MINUTE, &Progress::none()).await.unwrap().ok());
+    assert_eq!(changes(&engine), ["network f-data"]);
+    assert_eq!(engine.spec("f-db-1").unwrap().network, "f");
+    moved.roles.get_mut("db").unwrap().version = "2".into();
+    assert!(fleet.up(moved, "c3".into(), MINUTE, &Progress::none()).await.unwrap().ok());
+    let db = engine.spec("f-db-1").unwrap();
+    assert_eq!((db.network.as_str(), db.networks.len(), db.image.as_str()), ("f-data", 0, "app:2"));
+}
+
 /// The fleet of these tests with `engine: swarm`, on a fake engine in swarm mode.
 fn swarm_file(version: &str, web: UpdatePolicy) -> FleetFile {
     FleetFile { engine: render::fleet::EngineKind::Swarm, ..fleet_file(version, web) }
@@ -681,6 +764,26 @@ async fn on_swarm_each_slot_is_a_service_with_its_keys_as_secrets() {
     assert!(engine.service_spec("f-db-1").is_none());
     assert!(engine.network("f").await.unwrap().is_none());
     assert!(host.enrolled.lock().unwrap().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_swarm_extra_networks_are_overlays_the_services_attach_to() {
+    let (fleet, engine, _) = setup(&["1"]);
+    engine.set_swarm();
+    let file = FleetFile { engine: render::fleet::EngineKind::Swarm, ..segmented_file("1") };
+    let outcome = fleet.up(file, "c1".into(), MINUTE, &Progress::none()).await.unwrap();
+    assert!(outcome.ok(), "{outcome:?}");
+    assert!(changes(&engine).contains(&"overlay f-data".to_string()), "{:?}", changes(&engine));
+    let web = engine.service_spec("f-web-1").unwrap().container;
+    assert_eq!((web.network.as_str(), web.networks.as_slice()), ("f", &["f-data".to_string()][..]));
+    assert_eq!(web.aliases, ["f-web-1", "web", "www"]);
+    // db on the overlay f-data only still dials the master through docker_gwbridge
+    let db = engine.service_spec("f-db-1").unwrap().container;
+    assert_eq!((db.network.as_str(), db.networks.len()), ("f-data", 0));
+    assert_eq!(db.env["DROVER_MASTER"], "172.18.0.1:4506");
+    fleet.down(false, &Progress::none()).await.unwrap();
+    assert!(engine.network("f-data").await.unwrap().is_none());
+    assert!(engine.network("f").await.unwrap().is_none());
 }
 
 #[tokio::test(start_paused = true)]

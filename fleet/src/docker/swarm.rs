@@ -167,11 +167,16 @@ pub(crate) fn swarm_spec(spec: &ServiceSpec, secret_ids: &HashMap<String, String
                 max_attempts: Some(0),
                 window: Some(0),
             }),
-            networks: Some(vec![NetworkAttachmentConfig {
-                target: Some(c.network.clone()),
-                aliases: Some(c.aliases.clone()),
-                ..Default::default()
-            }]),
+            networks: Some(
+                std::iter::once(&c.network)
+                    .chain(&c.networks)
+                    .map(|network| NetworkAttachmentConfig {
+                        target: Some(network.clone()),
+                        aliases: Some(c.aliases.clone()),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
             ..Default::default()
         }),
         mode: Some(ServiceSpecMode {
@@ -489,6 +494,7 @@ mod tests {
                 ]),
                 network: "f".into(),
                 aliases: vec!["f-web-1".into(), "web".into()],
+                networks: vec!["f-data".into()],
                 mounts: vec![Mount { volume: "f-web-1-data".into(), target: "/data".into() }],
                 publish: vec![Publish {
                     host_ip: None,
@@ -556,9 +562,13 @@ mod tests {
         let mount = &c.mounts.unwrap()[0];
         assert_eq!(mount.source.as_deref(), Some("f-web-1-data"));
         assert_eq!(mount.volume_options.as_ref().unwrap().labels.as_ref().unwrap()["drover.slot"], "f-web-1");
-        let net = &task.networks.unwrap()[0];
-        assert_eq!(net.target.as_deref(), Some("f"));
-        assert_eq!(net.aliases.as_deref(), Some(&["f-web-1".to_string(), "web".to_string()][..]));
+        // the fleet's network first, then each other network of the role, with the same aliases
+        let nets = task.networks.unwrap();
+        let targets: Vec<_> = nets.iter().map(|n| n.target.as_deref()).collect();
+        assert_eq!(targets, [Some("f"), Some("f-data")]);
+        for net in &nets {
+            assert_eq!(net.aliases.as_deref(), Some(&["f-web-1".to_string(), "web".to_string()][..]));
+        }
         assert_eq!(task.restart_policy.unwrap().condition, Some(TaskSpecRestartPolicyConditionEnum::ANY));
         let not_healed = swarm_spec(&ServiceSpec { restart: false, ..spec() }, &ids);
         assert_eq!(
