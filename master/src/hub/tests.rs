@@ -341,17 +341,8 @@ fn a_kill_reaches_the_busy_minions_and_drops_what_a_batch_has_not_sent() {
     assert_eq!(f.sent_to(&w1), ToMinion::Kill { jid: jid.clone(), fun: "test.ping".into() });
 
     // web-1 returns the job as killed: the job ends, web-2 never got it
-    let ret = JobReturn {
-        jid: jid.clone(),
-        id: w1.id.clone(),
-        fun: "test.ping".into(),
-        success: false,
-        retcode: 137,
-        ret: json!("killed"),
-        started_ms: 1,
-        finished_ms: 2,
-        killed: true,
-    };
+    let ret =
+        JobReturn { success: false, retcode: 137, ret: json!("killed"), killed: true, ..ret(&jid, &w1.id) };
     f.hub.on_stored(vec![Stored { ret, kept: true, fresh: true }]);
     assert_eq!(f.sent_to(&w1), ToMinion::Ack { jid: jid.clone() });
     let done = answer.try_recv().expect("the job ended");
