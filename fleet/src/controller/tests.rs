@@ -150,6 +150,11 @@ fn changes(engine: &FakeEngine) -> Vec<String> {
     engine.calls().into_iter().filter(|c| !c.starts_with("info")).collect()
 }
 
+/// Service updates and rollbacks, in order (Swarm).
+fn swaps(engine: &FakeEngine) -> Vec<String> {
+    changes(engine).into_iter().filter(|c| c.starts_with("update") || c.starts_with("rollback")).collect()
+}
+
 fn versions(engine: &FakeEngine) -> BTreeMap<String, String> {
     engine.table().into_iter().map(|(name, (_, image))| (name, image)).collect()
 }
@@ -892,11 +897,7 @@ async fn on_swarm_a_swap_is_a_service_update_and_a_broken_version_goes_back() {
     assert_eq!(rollout.state, RolloutState::RolledBack);
     assert!(rollout.reason.unwrap().contains("f-web-1 failed to become ready at 3: apply failed"));
     // the failed slot goes back through its service's own rollback, not another update
-    let swaps: Vec<String> = changes(&engine)
-        .into_iter()
-        .filter(|c| c.starts_with("update") || c.starts_with("rollback"))
-        .collect();
-    assert_eq!(swaps, ["update f-web-1 app:3", "rollback-service f-web-1"]);
+    assert_eq!(swaps(&engine), ["update f-web-1 app:3", "rollback-service f-web-1"]);
     let web1 = engine.service_spec("f-web-1").unwrap().container;
     assert_eq!((web1.labels[LABEL_VERSION].as_str(), web1.image.as_str()), ("2", "app:2"));
 
@@ -905,11 +906,10 @@ async fn on_swarm_a_swap_is_a_service_update_and_a_broken_version_goes_back() {
     engine.clear_calls();
     let out = fleet.undo(&Progress::none()).await.unwrap();
     assert!(out.ok(), "{out:?}");
-    let swaps: Vec<String> = changes(&engine)
-        .into_iter()
-        .filter(|c| c.starts_with("update") || c.starts_with("rollback"))
-        .collect();
-    assert_eq!(swaps, ["update f-web-1 app:1", "rollback-service f-web-2", "rollback-service f-web-3"]);
+    assert_eq!(
+        swaps(&engine),
+        ["update f-web-1 app:1", "rollback-service f-web-2", "rollback-service f-web-3"]
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -929,11 +929,10 @@ async fn on_swarm_undo_is_each_services_own_rollback() {
     engine.clear_calls();
     let out = fleet.undo(&Progress::none()).await.unwrap();
     assert!(out.ok(), "{out:?}");
-    let swaps: Vec<String> = changes(&engine)
-        .into_iter()
-        .filter(|c| c.starts_with("update") || c.starts_with("rollback"))
-        .collect();
-    assert_eq!(swaps, ["rollback-service f-web-1", "rollback-service f-web-2", "rollback-service f-web-3"]);
+    assert_eq!(
+        swaps(&engine),
+        ["rollback-service f-web-1", "rollback-service f-web-2", "rollback-service f-web-3"]
+    );
     for n in 1..=3 {
         let c = engine.service_spec(&format!("f-web-{n}")).unwrap().container;
         assert_eq!(c.labels[LABEL_VERSION], "1");
