@@ -64,6 +64,9 @@ pub trait Host: Send + Sync + 'static {
     /// has the slot's session even against a newer container (Swarm's rollback puts an
     /// older one back). Without it, the newer container has it.
     fn want(&self, slot: &str, generation: u64) -> impl Future<Output = ()> + Send;
+    /// Has the slot's minion end itself (`minion.kill`, as `kill -9` would): its container
+    /// dies with it, on whichever node it runs. Fails when the minion does not answer.
+    fn kill_minion(&self, slot: &str) -> impl Future<Output = Result<(), HostError>> + Send;
     /// Forgets the slot's identity: its key is no longer accepted.
     fn revoke(&self, slot: &str) -> impl Future<Output = Result<(), HostError>> + Send;
     /// Puts an event of `fleet` on the master's bus (`drover/fleet/<fleet>/...`,

@@ -97,7 +97,36 @@ fn host_error(e: impl ToString) -> HostError {
     HostError(e.to_string())
 }
 
+/// How long `minion.kill` has to answer before the chaos monkey gives up on a slot.
+const KILL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Host for FleetHost {
+    /// A job like any other (`drover jobs` lists it): `minion.kill` to the slot's minion.
+    async fn kill_minion(&self, slot: &str) -> Result<(), HostError> {
+        let id = Self::id(slot)?;
+        let job = crate::jobs::NewJob {
+            fun: "minion.kill".into(),
+            args: Vec::new(),
+            kwargs: BTreeMap::new(),
+            target: slot.to_string(),
+            tgt_type: api::TargetType::List,
+            targeted: vec![id],
+            timeout: KILL_TIMEOUT,
+            batch: None,
+        };
+        let (jid, answer) = crate::jobs::start(&self.store, &self.hub, job).await.map_err(host_error)?;
+        let response = answer.await.map_err(|_| HostError("the master is shutting down".into()))?;
+        match response.returns.get(slot) {
+            Some(r) if r.success => Ok(()),
+            Some(r) => Err(HostError(format!("minion.kill on {slot} failed (job {jid}): {}", r.ret))),
+            None if response.not_connected.iter().any(|s| s == slot) => {
+                Err(HostError(format!("{slot}'s minion is not connected")))
+            }
+            None => {
+                Err(HostError(format!("{slot}'s minion did not answer minion.kill within {KILL_TIMEOUT:?}")))
+            }
+        }
+    }
     async fn want(&self, slot: &str, generation: u64) {
         if let Ok(id) = Self::id(slot) {
             let _ = self.hub.send(Command::Want { id, generation }).await;

@@ -79,6 +79,69 @@ pub enum KillError {
     Stopped,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the master is shutting down")]
+    Stopped,
+}
+
+/// A job to start ([`start`]): what to call, on whom (already resolved), and how long to
+/// wait for the returns.
+pub struct NewJob {
+    pub fun: String,
+    pub args: Vec<Value>,
+    pub kwargs: std::collections::BTreeMap<String, Value>,
+    /// The target as the user wrote it, kept with the job.
+    pub target: String,
+    pub tgt_type: api::TargetType,
+    pub targeted: Vec<MinionId>,
+    pub timeout: Duration,
+    pub batch: Option<api::Batch>,
+}
+
+/// Starts a job: recorded in the store (its `new` event queued before the hub sends it,
+/// so it comes before every return's), then handed to the hub. Returns its jid and what
+/// answers when every targeted minion returned or timed out.
+pub async fn start(
+    store: &Store,
+    hub: &mpsc::Sender<Command>,
+    job: NewJob,
+) -> Result<(Jid, oneshot::Receiver<api::RunResponse>), StartError> {
+    let jid = Jid::generate();
+    let record = JobRecord {
+        jid: jid.clone(),
+        fun: job.fun.clone(),
+        args: job.args.clone(),
+        kwargs: job.kwargs.clone(),
+        target: job.target,
+        tgt_type: job.tgt_type,
+        minions: job.targeted.clone(),
+        created_ms: wire::msg::now_ms(),
+    };
+    let new = new_data(&record, job.timeout);
+    store.insert_job(record).await?;
+    store.event(None, &tag(&jid, "new"), new)?;
+    let wire_job = wire::Job {
+        jid: jid.clone(),
+        fun: job.fun,
+        args: job.args,
+        kwargs: job.kwargs,
+        timeout_ms: Some(job.timeout.as_millis() as u64),
+    };
+    let (reply, answer) = oneshot::channel();
+    let start = Command::Start {
+        job: wire_job,
+        targeted: job.targeted,
+        timeout: job.timeout,
+        batch: job.batch,
+        reply,
+    };
+    hub.send(start).await.map_err(|_| StartError::Stopped)?;
+    Ok((jid, answer))
+}
+
 /// Kills job `jid`: records it killed, then has the hub send the kill to each minion the
 /// store counts busy with it (sent the job, no return) and drop what a batch had not sent
 /// yet. Each busy minion that gets the kill returns the job as killed, which ends it in

@@ -32,11 +32,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use wire::{Jid, Job};
+use wire::Jid;
 
 use crate::hub::Command;
 use crate::jobs::{self, KillError};
-use crate::store::{JobRecord, Store};
+use crate::store::Store;
 
 #[derive(Clone)]
 pub struct ApiState {
@@ -167,36 +167,19 @@ async fn run(
     if targeted.is_empty() {
         return Ok(Json(RunResponse::default()));
     }
-    let jid = Jid::generate();
     let timeout = Duration::from_secs_f64(req.timeout_secs);
-    let record = JobRecord {
-        jid: jid.clone(),
-        fun: req.fun.clone(),
-        args: req.args.clone(),
-        kwargs: req.kwargs.clone(),
-        target: req.target.clone(),
-        tgt_type: req.tgt_type,
-        minions: targeted.clone(),
-        created_ms: wire::msg::now_ms(),
-    };
-    let new = jobs::new_data(&record, timeout);
-    state.store.insert_job(record).await.map_err(internal)?;
-    // queued before the hub sends the job, so it comes before every return's event
-    state.store.event(None, &jobs::tag(&jid, "new"), new).map_err(internal)?;
-    let job = Job {
-        jid: jid.clone(),
+    let names = targeted.iter().map(ToString::to_string).collect();
+    let job = jobs::NewJob {
         fun: req.fun,
         args: req.args,
         kwargs: req.kwargs,
-        timeout_ms: Some(timeout.as_millis() as u64),
+        target: req.target,
+        tgt_type: req.tgt_type,
+        targeted,
+        timeout,
+        batch: req.batch,
     };
-    let names = targeted.iter().map(ToString::to_string).collect();
-    let (tx, rx) = oneshot::channel();
-    state
-        .hub
-        .send(Command::Start { job, targeted, timeout, batch: req.batch, reply: tx })
-        .await
-        .map_err(|_| internal("the master is shutting down"))?;
+    let (jid, rx) = jobs::start(&state.store, &state.hub, job).await.map_err(internal)?;
     if !req.wait {
         return Ok(Json(RunResponse { jid: jid.to_string(), targeted: names, ..Default::default() }));
     }

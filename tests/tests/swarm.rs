@@ -2,9 +2,9 @@
 //! `up` of 2 roles and 3 slots as Swarm services, `ps` with each slot's node, a healthy
 //! upgrade (a service update per slot, the slot's volume kept), a broken upgrade rolled
 //! back with exit 1 naming why, `rollout undo` through each service's own rollback (Swarm's
-//! `rollback=previous`), a killed task replaced by Swarm in its slot with its volume's
-//! data, an extra overlay network (`data`, kv on it alone) and `down` leaving no service,
-//! secret, container or network.
+//! `rollback=previous`), a task the chaos monkey killed (through its minion, `minion.kill`)
+//! replaced by Swarm in its slot with its volume's data, an extra overlay network (`data`,
+//! kv on it alone) and `down` leaving no service, secret, container or network.
 //!
 //! A second fleet runs its own registry (the project's `roles/registry.yaml`, Debian's
 //! docker-registry) as a role: its services run their images by the digest the registry
@@ -197,8 +197,12 @@ fn a_fleet_on_a_one_node_swarm() {
 
     // a killed task: Swarm starts another in the same slot (same service, same volume), the
     // minion comes back under the slot's name and finds its data
+    // (killed by the chaos monkey: on Swarm it has the slot's minion end itself, which
+    // reaches a task on any node, and ends its container, the minion being its PID 1)
     let before = task_container(&scope, &kv).expect("the kv task runs");
-    docker(&["kill", &before]);
+    let out = master.drover(&["chaos", "kill", "--role", "kv", "--every", "1s", "--for", "1s"]);
+    ok(&out);
+    assert!(show(&out).contains(&format!("{kv}: killed (chaos: minion.kill on")), "{}", show(&out));
     wait_until(Duration::from_secs(120), "Swarm to replace the killed kv task", || {
         task_container(&scope, &kv).is_some_and(|c| c != before)
     });

@@ -1038,6 +1038,7 @@ impl<E: Engine, H: Host> Controller<E, H> {
         {
             return Err(FleetError::Refused(format!("the fleet has no slot of role {role}")));
         }
+        let swarm = record.swarm();
         let every = every.max(Duration::from_millis(100));
         let rounds = (length.as_millis() / every.as_millis()).clamp(1, 1000) as usize;
         let mut killed = Vec::new();
@@ -1046,9 +1047,9 @@ impl<E: Engine, H: Host> Controller<E, H> {
                 tokio::time::sleep(every).await;
             }
             let busy = self.inner.shared().busy.clone();
-            // on Swarm too: the containers of its tasks on this node
+            // on Swarm: every slot's service, on whichever node its task runs
             let candidates: Vec<ContainerInfo> = self
-                .observed(&fleet, false)
+                .observed(&fleet, swarm)
                 .await?
                 .into_iter()
                 .filter(|c| c.state == ContainerState::Running)
@@ -1059,11 +1060,25 @@ impl<E: Engine, H: Host> Controller<E, H> {
                 continue;
             }
             let victim = &candidates[fastrand::usize(..candidates.len())];
-            self.inner.engine.kill(&victim.id, "KILL").await?;
             let slot = victim.label(LABEL_SLOT).unwrap_or(&victim.name).to_string();
+            let detail = if swarm {
+                // the manager's engine cannot reach a container on another node; the
+                // minion, PID 1 of its container, ends itself and the container with it
+                if let Err(e) = self.inner.host.kill_minion(&slot).await {
+                    tracing::warn!(%slot, error = %e, "chaos: the slot's minion could not be killed");
+                    continue;
+                }
+                match &victim.node {
+                    Some(node) => format!("chaos: minion.kill on {node}"),
+                    None => "chaos: minion.kill".to_string(),
+                }
+            } else {
+                self.inner.engine.kill(&victim.id, "KILL").await?;
+                "chaos".to_string()
+            };
             self.emit(
                 progress,
-                FleetEvent::Slot { slot: slot.clone(), step: "killed".into(), detail: Some("chaos".into()) },
+                FleetEvent::Slot { slot: slot.clone(), step: "killed".into(), detail: Some(detail) },
             );
             killed.push(slot);
         }

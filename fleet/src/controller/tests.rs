@@ -27,6 +27,8 @@ struct FakeHost {
     enrolled: Arc<Mutex<BTreeSet<String>>>,
     /// The generation the controller last said it wants, per slot.
     wanted: Arc<Mutex<BTreeMap<String, u64>>>,
+    /// Slots whose minion was told `minion.kill`, in order.
+    killed: Arc<Mutex<Vec<String>>>,
 }
 
 impl FakeHost {
@@ -83,6 +85,13 @@ impl Host for FakeHost {
             master_port: 4506,
             master_host: None,
         })
+    }
+
+    /// The slot's container dies, as its minion's `minion.kill` makes it.
+    async fn kill_minion(&self, slot: &str) -> Result<(), HostError> {
+        self.killed.lock().unwrap().push(slot.to_string());
+        self.engine.die_task(slot, 137);
+        Ok(())
     }
 
     async fn want(&self, slot: &str, generation: u64) {
@@ -653,6 +662,33 @@ async fn chaos_kills_as_many_containers_as_its_time_allows() {
     assert!(killed.iter().all(|s| s.starts_with("f-web-")));
     assert_eq!(engine.container("f-db-1").await.unwrap().unwrap().state, ContainerState::Running);
     assert!(fleet.chaos(Some("nope"), MINUTE, MINUTE, &Progress::none()).await.is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_swarm_chaos_kills_through_the_minion_on_any_node() {
+    let (fleet, engine, host) = setup(&["1"]);
+    engine.set_swarm();
+    fleet.up(swarm_file("1", UpdatePolicy::default()), "c1".into(), MINUTE, &Progress::none()).await.unwrap();
+    engine.clear_calls();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let killed = fleet
+        .chaos(Some("web"), Duration::from_secs(10), Duration::from_secs(30), &Progress::new(tx))
+        .await
+        .unwrap();
+    assert_eq!(killed.len(), 3, "{killed:?}");
+    // each slot's minion was told to end itself; the engine killed nothing itself
+    assert_eq!(*host.killed.lock().unwrap(), killed);
+    assert!(!changes(&engine).iter().any(|c| c.starts_with("kill")), "{:?}", changes(&engine));
+    assert_eq!(engine.service("f-db-1").await.unwrap().unwrap().state, ContainerState::Running);
+    let mut said = Vec::new();
+    while let Ok(event) = rx.try_recv() {
+        if let FleetEvent::Slot { step, detail: Some(detail), .. } = event
+            && step == "killed"
+        {
+            said.push(detail);
+        }
+    }
+    assert_eq!(said, ["chaos: minion.kill on node-1"; 3]);
 }
 
 /// web ×3 on `default` and `data`, db on `data` only, and `cache` on `default` only.

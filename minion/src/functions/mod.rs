@@ -10,6 +10,7 @@ mod daemon;
 mod file;
 mod grains;
 pub(crate) mod host;
+mod minion;
 pub(crate) mod network;
 pub(crate) mod pkg;
 mod saltutil;
@@ -157,6 +158,11 @@ const FUNCTIONS: &[(&str, Handler, &str)] = &[
         "grains.get KEY[:SUB...] [DEFAULT]: one grain; : goes into maps and lists; an absent grain gives DEFAULT, else \"\".",
     ),
     ("grains.items", Handler::Now(grains::items), "Every grain this minion reported, as a map."),
+    (
+        "minion.kill",
+        Handler::Now(minion::kill),
+        "minion.kill: the minion ends itself at once (exit status 137, as after kill -9), half a second after its return is on its way; its daemons are left as they are. In a fleet container (the minion is PID 1) the container dies with it and is replaced: the chaos monkey's kill on any Swarm node.",
+    ),
     (
         "network.ip_addrs",
         Handler::Now(network::ip_addrs),
