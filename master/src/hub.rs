@@ -203,6 +203,12 @@ pub struct Hub {
     roles: RoleState,
     /// Finished plans of `roles`; taken by `run`.
     plans: Option<mpsc::UnboundedReceiver<PlanDone>>,
+    /// Writes new keys to `pki/` on a thread of its own ([`keys::KeyWriter`]).
+    key_writer: keys::KeyWriter,
+    /// Keys it wrote, each with the hello that waits for it; taken by `run`.
+    written: Option<mpsc::UnboundedReceiver<keys::KeyWritten>>,
+    /// Ids whose new key is being written, with that key.
+    writing: HashMap<MinionId, PublicKey>,
     metrics: Arc<Metrics>,
 }
 
@@ -216,7 +222,11 @@ impl Hub {
         known: HashMap<MinionId, (Value, u64)>,
         roles: (RoleState, mpsc::UnboundedReceiver<PlanDone>),
     ) -> Self {
+        let (written_tx, written) = mpsc::unbounded_channel();
         Self {
+            key_writer: keys::KeyWriter::start(keys.files(), written_tx),
+            written: Some(written),
+            writing: HashMap::new(),
             keys,
             store,
             out,
@@ -266,6 +276,7 @@ impl Hub {
         let mut tick = tokio::time::interval(Duration::from_millis(50));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut plans = self.plans.take().expect("run once");
+        let mut written = self.written.take().expect("run once");
         loop {
             tokio::select! {
                 // minions' messages first: after a stall, heartbeats that waited in the
@@ -284,6 +295,7 @@ impl Hub {
                     let out = self.roles.planned(done);
                     self.deliver(out);
                 }
+                Some(done) = written.recv() => self.on_key_written(done),
                 _ = tick.tick() => self.on_tick(),
                 else => break,
             }

@@ -104,21 +104,17 @@ impl KeyStore {
 
     /// Records a key in `state`, removing it from the other states.
     pub fn put(&self, state: KeyState, id: &MinionId, key: &PublicKey) -> Result<(), PkiError> {
-        let path = self.path(state, id);
-        write_atomic(&path, format!("{key}\n").as_bytes())
-            .map_err(|source| PkiError::Io { path: path.clone(), source })?;
-        for other in STATES.into_iter().filter(|s| *s != state) {
-            self.remove_file(other, id)?;
-        }
-        Ok(())
+        self.files().put(state, id, key)
+    }
+
+    /// The key files alone, to write from another thread (the hub writes a new key off its
+    /// task: the write is synced to disk).
+    pub fn files(&self) -> KeyFiles {
+        KeyFiles { root: self.root.clone() }
     }
 
     fn remove_file(&self, state: KeyState, id: &MinionId) -> Result<(), PkiError> {
-        let path = self.path(state, id);
-        match fs::remove_file(&path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(PkiError::Io { path, source: e }),
-            _ => Ok(()),
-        }
+        self.files().remove_file(state, id)
     }
 
     /// Moves `id`'s key to `to`. Accepting takes a pending or rejected key; rejecting takes
@@ -173,6 +169,35 @@ impl KeyStore {
             }
         }
         out
+    }
+}
+
+/// The key files of `pki/`, without the master's keypair: what a thread that writes a key
+/// needs ([`KeyStore::files`]).
+#[derive(Clone, Debug)]
+pub struct KeyFiles {
+    root: PathBuf,
+}
+
+impl KeyFiles {
+    /// Records a key in `state` (written to a temporary file, synced, renamed), removing it
+    /// from the other states.
+    pub fn put(&self, state: KeyState, id: &MinionId, key: &PublicKey) -> Result<(), PkiError> {
+        let path = self.root.join(state_dir(state)).join(id.as_str());
+        write_atomic(&path, format!("{key}\n").as_bytes())
+            .map_err(|source| PkiError::Io { path: path.clone(), source })?;
+        for other in STATES.into_iter().filter(|s| *s != state) {
+            self.remove_file(other, id)?;
+        }
+        Ok(())
+    }
+
+    fn remove_file(&self, state: KeyState, id: &MinionId) -> Result<(), PkiError> {
+        let path = self.root.join(state_dir(state)).join(id.as_str());
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(PkiError::Io { path, source: e }),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -8,8 +8,61 @@ use api::{KeyAction, KeyActionRequest, KeyActionResponse, KeyState};
 use serde_json::json;
 use wire::{Hello, MinionId, PublicKey, ToMinion};
 
+use tokio::sync::mpsc;
+
 use super::Hub;
+use crate::autosign::Signed;
 use crate::limits::{KeyRefusal, Reason};
+use crate::pki::KeyFiles;
+
+/// A new key to record, with the hello that brought it.
+pub(crate) struct KeyWrite {
+    routing: Vec<u8>,
+    key: PublicKey,
+    hello: Hello,
+    state: KeyState,
+    /// The autosign file and grain that accepted it, if one did.
+    signed: Option<Signed>,
+    /// No file held a key of its id before.
+    new: bool,
+}
+
+/// A key the writer recorded, or why it could not.
+pub(crate) struct KeyWritten {
+    write: KeyWrite,
+    result: Result<(), String>,
+}
+
+/// The thread that writes new keys to `pki/`, one at a time (each write is synced to disk),
+/// so that a storm of new minions never has the hub wait on the disk. Each key comes back
+/// to the hub as a [`KeyWritten`]. It ends with the hub.
+pub(crate) struct KeyWriter {
+    tx: std::sync::mpsc::Sender<KeyWrite>,
+}
+
+impl KeyWriter {
+    pub(crate) fn start(files: KeyFiles, done: mpsc::UnboundedSender<KeyWritten>) -> KeyWriter {
+        let (tx, rx) = std::sync::mpsc::channel::<KeyWrite>();
+        std::thread::Builder::new()
+            .name("key-writer".into())
+            .spawn(move || {
+                for write in rx {
+                    let result =
+                        files.put(write.state, &write.hello.id, &write.key).map_err(|e| e.to_string());
+                    if done.send(KeyWritten { write, result }).is_err() {
+                        break;
+                    }
+                }
+            })
+            .expect("a thread for the key writer");
+        KeyWriter { tx }
+    }
+
+    fn write(&self, write: KeyWrite) {
+        // the thread ends only with the hub, which owns this sender
+        let _ = self.tx.send(write);
+    }
+}
 
 impl Hub {
     pub(super) fn on_hello(&mut self, routing: Vec<u8>, key: PublicKey, hello: Hello) {
@@ -58,6 +111,16 @@ impl Hub {
                 self.send(&routing, &ToMinion::Refused { reason });
             }
             Some((KeyState::Pending, _)) | None => {
+                match self.writing.get(&id) {
+                    // its key is being written: the hello it sends again finds the file
+                    Some(k) if *k == key => return,
+                    Some(_) => {
+                        let reason = format!("another key is being registered for '{id}'");
+                        self.send(&routing, &ToMinion::Refused { reason });
+                        return;
+                    }
+                    None => {}
+                }
                 let signed = match &mut self.autosign {
                     Some(a) if !self.auto_accept => a.check(&hello.grains),
                     _ => None,
@@ -80,43 +143,54 @@ impl Hub {
                     }
                 }
                 // a pending minion says hello every interval: write only what changes
-                let unchanged = known.is_some() && state == KeyState::Pending;
-                if !unchanged && let Err(e) = self.keys.put(state, &id, &key) {
-                    tracing::error!(%id, error = %e, "cannot record a minion key");
-                    let reason = format!("the master cannot record this minion's key: {e}");
-                    self.send(&routing, &ToMinion::Refused { reason });
-                    return;
-                }
-                if known.is_none() {
-                    tracing::info!(%id, fingerprint = %key.fingerprint(), ?state, "new minion key");
-                    self.event(
-                        &id,
-                        "drover/key/new",
-                        json!({"id": id, "fingerprint": key.fingerprint(), "state": state}),
-                    );
-                }
-                if let Some(s) = signed {
-                    tracing::info!(
-                        %id, fingerprint = %key.fingerprint(), grain = %s.grain, value = %s.value,
-                        file = %s.file.display(), "key accepted by a grain (autosign)"
-                    );
-                    self.event(
-                        &id,
-                        "drover/key/autosign",
-                        json!({"id": id, "fingerprint": key.fingerprint(), "grain": s.grain, "value": s.value,
-                               "file": s.file.display().to_string(),
-                               "reason": format!("grain {} is {:?}, listed in {}", s.grain, s.value, s.file.display())}),
-                    );
-                }
-                if state == KeyState::Accepted {
-                    self.welcome(routing, key, hello);
-                } else {
+                if known.is_some() && state == KeyState::Pending {
                     self.send(&routing, &ToMinion::Pending);
                     self.pending_routes.insert(id, routing);
+                    return;
                 }
+                // written off the hub's task (synced to disk); the hello goes on once it is
+                self.writing.insert(id, key.clone());
+                self.key_writer.write(KeyWrite { routing, key, hello, state, signed, new: known.is_none() });
             }
             Some((KeyState::Accepted, _)) => unreachable!("matched above"),
         }
+    }
+
+    /// A key the writer thread recorded (or could not): the events of a new key, then the
+    /// hello that brought it goes on as if it came now, from the files (the truth, which
+    /// may have changed meanwhile by hand or by `drover key`).
+    pub(super) fn on_key_written(&mut self, done: KeyWritten) {
+        let KeyWritten { write: KeyWrite { routing, key, hello, state, signed, new }, result } = done;
+        let id = hello.id.clone();
+        self.writing.remove(&id);
+        if let Err(e) = result {
+            tracing::error!(%id, error = %e, "cannot record a minion key");
+            let reason = format!("the master cannot record this minion's key: {e}");
+            self.send(&routing, &ToMinion::Refused { reason });
+            return;
+        }
+        if new {
+            tracing::info!(%id, fingerprint = %key.fingerprint(), ?state, "new minion key");
+            self.event(
+                &id,
+                "drover/key/new",
+                json!({"id": id, "fingerprint": key.fingerprint(), "state": state}),
+            );
+        }
+        if let Some(s) = signed {
+            tracing::info!(
+                %id, fingerprint = %key.fingerprint(), grain = %s.grain, value = %s.value,
+                file = %s.file.display(), "key accepted by a grain (autosign)"
+            );
+            self.event(
+                &id,
+                "drover/key/autosign",
+                json!({"id": id, "fingerprint": key.fingerprint(), "grain": s.grain, "value": s.value,
+                       "file": s.file.display().to_string(),
+                       "reason": format!("grain {} is {:?}, listed in {}", s.grain, s.value, s.file.display())}),
+            );
+        }
+        self.on_hello(routing, key, hello);
     }
 
     /// Key files are the truth: when a folder of `pki/` changed (a key moved or removed by

@@ -86,6 +86,20 @@ impl Fixture {
         Conn { routing: wire::routing_id(&id).unwrap(), key: KeyPair::generate().unwrap().public, id }
     }
 
+    /// Lets the hub go on with the key its writer thread recorded next (a new key's hello
+    /// waits for it), as `Hub::run` does.
+    fn settle(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let written = self.hub.written.as_mut().expect("not taken: no run");
+        loop {
+            match written.try_recv() {
+                Ok(done) => return self.hub.on_key_written(done),
+                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
+                Err(e) => panic!("the key writer wrote nothing: {e}"),
+            }
+        }
+    }
+
     /// Passes on to the hub what the store committed next (it answers every queued return).
     fn commit(&mut self) -> Vec<Stored> {
         let batch = self.stored.blocking_recv().expect("the store answers");
@@ -418,6 +432,16 @@ fn only_a_hello_with_the_accepted_key_gets_a_session() {
     // a new key waits in pending/; it is not resolved, sent jobs nor heard besides its hello
     let new = f.stranger("db-1");
     f.hello(&new, 0);
+    // written off the hub's task: nothing is said until the file is there; its hello again
+    // meanwhile waits for that write, another key for its id is refused
+    assert!(f.silent());
+    f.hello(&new, 0);
+    assert!(f.silent());
+    let other = f.stranger("db-1");
+    f.hello(&other, 0);
+    let ToMinion::Refused { reason } = f.sent_to(&other) else { panic!("expected a refusal") };
+    assert!(reason.contains("another key is being registered for 'db-1'"), "{reason}");
+    f.settle();
     assert_eq!(f.sent_to(&new), ToMinion::Pending);
     assert_eq!(f.hub.keys.lookup(&new.id), Some((KeyState::Pending, new.key.clone())));
     assert_eq!(
