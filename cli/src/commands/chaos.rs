@@ -12,6 +12,10 @@ Kills (SIGKILL) one running container of the fleet (of --role, if given) every -
 for --for, at most 1000 times; the fleet replaces each in its slot with the same version,
 volumes and identity. Watch it with `drover ps` or `drover events`.
 
+On Swarm (`engine: swarm`) the slot may run on any node, where the master's engine cannot
+reach its container: the kill is the slot's minion ending itself (`minion.kill`, a job of
+its own in `drover jobs`), which takes its container with it; Swarm replaces the task.
+
 Examples:
   drover chaos kill                          # one kill every 10 s for 60 s
   drover chaos kill --role worker --every 5s --for 30s";
