@@ -258,7 +258,13 @@ pub struct NodeStatus {
     /// The sum of the reservations of the fleet's slots placed there.
     pub reserved_cpus: f64,
     pub reserved_memory: u64,
-    /// What is left: total less reserved (never below 0).
+    /// What other fleets' and services' tasks reserve there (Swarm), CPUs and bytes: not
+    /// free for this fleet either.
+    #[serde(default)]
+    pub others_cpus: f64,
+    #[serde(default)]
+    pub others_memory: u64,
+    /// What is left: total less the fleet's and the others' reservations (never below 0).
     pub free_cpus: f64,
     pub free_memory: u64,
 }

@@ -52,6 +52,13 @@ pub struct NodeInfo {
     pub memory: u64,
     /// Containers (Swarm tasks) running there, whoever's.
     pub containers: u32,
+    /// The reservations of the tasks running there, CPUs and bytes, by their fleet (their
+    /// `drover.fleet` label; `""` for the tasks of no drover fleet). Swarm only.
+    #[serde(default)]
+    pub reserved_by: BTreeMap<String, (f64, u64)>,
+    /// What of it is not this fleet's ([`NodeInfo::seen_by`]): taken, for this fleet.
+    #[serde(default)]
+    pub others: (f64, u64),
 }
 
 impl NodeInfo {
@@ -65,6 +72,17 @@ impl NodeInfo {
             labels: &self.labels,
             engine_labels: &self.engine_labels,
         }
+    }
+
+    /// The node as `fleet` sees it (none: no fleet is up): what the other fleets' and
+    /// services' tasks reserve there is taken.
+    pub fn seen_by(mut self, fleet: Option<&str>) -> NodeInfo {
+        self.others = self
+            .reserved_by
+            .iter()
+            .filter(|(f, _)| fleet != Some(f.as_str()))
+            .fold((0.0, 0), |(cpus, memory), (_, (c, m))| (cpus + c, memory + m));
+        self
     }
 
     /// Takes new tasks: active and ready.
@@ -119,12 +137,15 @@ impl Usage {
         self.count.get(&(node.to_string(), role.to_string())).copied().unwrap_or(0)
     }
 
+    /// What the node has that neither this fleet nor the others reserve.
     fn free_cpus(&self, node: &NodeInfo) -> f64 {
-        node.cpus - self.cpus.get(&node.id).copied().unwrap_or(0.0)
+        node.cpus - node.others.0 - self.cpus.get(&node.id).copied().unwrap_or(0.0)
     }
 
     fn free_memory(&self, node: &NodeInfo) -> i128 {
-        i128::from(node.memory) - i128::from(self.memory.get(&node.id).copied().unwrap_or(0))
+        i128::from(node.memory)
+            - i128::from(node.others.1)
+            - i128::from(self.memory.get(&node.id).copied().unwrap_or(0))
     }
 
     /// Whether the role's reservations fit in what is left of the node.
@@ -389,6 +410,7 @@ mod tests {
             cpus,
             memory,
             containers: 0,
+            ..Default::default()
         }
     }
 
@@ -526,6 +548,29 @@ mod tests {
         assert!(e[0].contains("n1 has 0.50 CPUs and 1G free; n2 has 0.00 CPUs and 4G free"), "{e:?}");
         let out = plan(&nodes, &have, &roles, &creates("web", 1, 1)).unwrap();
         assert_eq!(shown(&out["f-web-1"]), ["node.id==id-n2"]);
+    }
+
+    #[test]
+    fn what_other_fleets_and_services_reserve_is_taken() {
+        // n2 has 2 CPUs, of which another fleet reserves 1 and a service not of drover 0.5
+        let mut busy = node("n2", None, 2.0, 4 * G);
+        busy.reserved_by = BTreeMap::from([
+            ("f".to_string(), (1.0, G)),
+            ("other".to_string(), (1.0, G)),
+            (String::new(), (0.5, G)),
+        ]);
+        let nodes = [node("n1", None, 0.5, 4 * G), busy.seen_by(Some("f"))];
+        assert_eq!(nodes[1].others, (1.5, 2 * G), "this fleet's own are not the others'");
+        let roles = BTreeMap::from([("web".to_string(), role(1, Placement::default(), Some(1.0), None))]);
+        let e = plan(&nodes, &[], &roles, &creates("web", 1, 1)).unwrap_err();
+        assert!(e[0].contains("n2 has 0.50 CPUs and 2G free"), "{e:?}");
+        // seen with no fleet up, everything there is the others'
+        assert_eq!(busy_seen(None).others, (2.5, 3 * G));
+        fn busy_seen(fleet: Option<&str>) -> NodeInfo {
+            let mut n = node("n2", None, 2.0, 4 * G);
+            n.reserved_by = BTreeMap::from([("f".to_string(), (1.0, G)), ("x".to_string(), (1.5, 2 * G))]);
+            n.seen_by(fleet)
+        }
     }
 
     #[test]

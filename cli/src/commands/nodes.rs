@@ -11,7 +11,8 @@ One row per node: the one Docker engine with `engine: local`, every node of the 
 `engine: swarm`. For each: its name, role (manager or worker), availability, the fleet's
 containers running there and all containers running there (FLEET/ALL), its CPUs and
 memory, the sum of the reservations (`resources.reservations` in fleet.yaml) of the
-fleet's slots placed there, and what is left free.
+fleet's slots placed there (on Swarm, `+` what other services' tasks reserve there), and
+what is left free.
 
 Then the headroom: could the fleet lose its largest node (the one with the most reserved)
 and still fit that node's slots on the other nodes, each where its role's constraints hold,
@@ -20,7 +21,7 @@ answer is always no: there is one node.
 
 `--out json` prints an object with engine, fleet, nodes (id, name, role, availability,
 ready, labels, slots, containers, containers_total, cpus, memory, reserved_cpus,
-reserved_memory, free_cpus, free_memory; memory in bytes) and headroom (ok, verdict,
+reserved_memory, others_cpus, others_memory, free_cpus, free_memory; memory in bytes) and headroom (ok, verdict,
 largest, unplaced): a stable contract for scripts.
 
 Exit status: 0 the fleet could lose its largest node; 1 it could not (the verdict says
@@ -76,9 +77,25 @@ pub fn run(_args: NodesArgs, ctx: &mut Ctx) -> anyhow::Result<Exit> {
                         n.role.clone(),
                         availability,
                         format!("{}/{}", n.containers, n.containers_total),
-                        format!("{}/{}", cpus(n.reserved_cpus), cpus(n.cpus)),
+                        // the fleet's, and the others' after a `+` when they reserve any
+                        match n.others_cpus > 0.0 {
+                            true => {
+                                format!("{}+{}/{}", cpus(n.reserved_cpus), cpus(n.others_cpus), cpus(n.cpus))
+                            }
+                            false => format!("{}/{}", cpus(n.reserved_cpus), cpus(n.cpus)),
+                        },
                         cpus(n.free_cpus),
-                        format!("{}/{}", size(n.reserved_memory), size(n.memory)),
+                        match n.others_memory > 0 {
+                            true => {
+                                format!(
+                                    "{}+{}/{}",
+                                    size(n.reserved_memory),
+                                    size(n.others_memory),
+                                    size(n.memory)
+                                )
+                            }
+                            false => format!("{}/{}", size(n.reserved_memory), size(n.memory)),
+                        },
                         size(n.free_memory),
                     ]
                 })

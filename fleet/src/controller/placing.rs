@@ -29,6 +29,7 @@ pub(crate) fn local_node(info: &EngineInfo) -> NodeInfo {
         cpus: f64::from(info.cpus),
         memory: info.memory,
         containers: info.containers,
+        ..Default::default()
     }
 }
 
@@ -99,9 +100,12 @@ pub(crate) fn recorded_placement_of(labels: &Labels) -> Vec<String> {
 
 impl<E: Engine, H: Host> Controller<E, H> {
     /// The nodes: the swarm's, or the one engine as one node.
-    pub(crate) async fn node_list(&self, swarm: bool) -> Result<Vec<NodeInfo>> {
+    /// On Swarm, each as `fleet` sees it: what other fleets' and services' tasks reserve
+    /// there is taken ([`NodeInfo::seen_by`]).
+    pub(crate) async fn node_list(&self, swarm: bool, fleet: Option<&str>) -> Result<Vec<NodeInfo>> {
         if swarm {
-            return Ok(self.inner.engine.nodes().await?);
+            let nodes = self.inner.engine.nodes().await?;
+            return Ok(nodes.into_iter().map(|n| n.seen_by(fleet)).collect());
         }
         Ok(vec![local_node(&self.inner.engine.info().await?)])
     }
@@ -126,7 +130,7 @@ impl<E: Engine, H: Host> Controller<E, H> {
         if !desired.slots.values().any(|s| placing(&s)) {
             return Ok(());
         }
-        let nodes = self.node_list(desired.swarm).await?;
+        let nodes = self.node_list(desired.swarm, Some(&desired.fleet)).await?;
         let (placed, mut new): (Vec<Placed>, Vec<&SlotSpec>) = if desired.swarm {
             let placed = placed_slots(&nodes, observed, true, |s| desired.slots.contains_key(s));
             (placed, creates.to_vec())
@@ -170,7 +174,7 @@ impl<E: Engine, H: Host> Controller<E, H> {
             Some(_) => desired.swarm,
             None => self.inner.engine.info().await?.swarm == "active",
         };
-        let nodes = self.node_list(swarm).await?;
+        let nodes = self.node_list(swarm, fleet.as_deref()).await?;
         let observed = match &fleet {
             Some(f) => self.observed(f, swarm).await?,
             None => Vec::new(),
@@ -205,8 +209,10 @@ impl<E: Engine, H: Host> Controller<E, H> {
                     memory: n.memory,
                     reserved_cpus,
                     reserved_memory,
-                    free_cpus: (n.cpus - reserved_cpus).max(0.0),
-                    free_memory: n.memory.saturating_sub(reserved_memory),
+                    others_cpus: n.others.0,
+                    others_memory: n.others.1,
+                    free_cpus: (n.cpus - reserved_cpus - n.others.0).max(0.0),
+                    free_memory: n.memory.saturating_sub(reserved_memory).saturating_sub(n.others.1),
                 }
             })
             .collect();

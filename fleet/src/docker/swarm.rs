@@ -289,17 +289,32 @@ pub(crate) fn node_info(node: &bollard::models::Node, tasks: &[Task]) -> crate::
     let resources = description.resources.clone().unwrap_or_default();
     let id = node.id.clone().unwrap_or_default();
     let text = |s: Option<String>| s.unwrap_or_default();
+    let running: Vec<&Task> = tasks
+        .iter()
+        .filter(|t| t.node_id.as_deref() == Some(id.as_str()))
+        .filter(|t| {
+            matches!(t.status.as_ref().and_then(|s| s.state), Some(TaskState::RUNNING | TaskState::STARTING))
+        })
+        .collect();
+    let mut reserved_by: BTreeMap<String, (f64, u64)> = BTreeMap::new();
+    for t in &running {
+        let spec = t.spec.as_ref();
+        let reserved = spec.and_then(|s| s.resources.as_ref()).and_then(|r| r.reservations.as_ref());
+        let (cpus, memory) =
+            reserved.map_or((0, 0), |r| (r.nano_cpus.unwrap_or(0), r.memory_bytes.unwrap_or(0)));
+        if cpus <= 0 && memory <= 0 {
+            continue;
+        }
+        let labels = spec.and_then(|s| s.container_spec.as_ref()).and_then(|c| c.labels.as_ref());
+        let fleet = labels.and_then(|l| l.get(LABEL_FLEET)).cloned().unwrap_or_default();
+        let entry = reserved_by.entry(fleet).or_default();
+        entry.0 += cpus.max(0) as f64 / 1e9;
+        entry.1 += memory.max(0) as u64;
+    }
     crate::placement::NodeInfo {
-        containers: tasks
-            .iter()
-            .filter(|t| t.node_id.as_deref() == Some(id.as_str()))
-            .filter(|t| {
-                matches!(
-                    t.status.as_ref().and_then(|s| s.state),
-                    Some(TaskState::RUNNING | TaskState::STARTING)
-                )
-            })
-            .count() as u32,
+        containers: running.len() as u32,
+        reserved_by,
+        others: (0.0, 0),
         id,
         hostname: text(description.hostname),
         role: spec.role.map(|r| r.to_string()).unwrap_or_default(),
@@ -715,13 +730,32 @@ mod tests {
             status: Some(TaskStatus { state: Some(state), ..Default::default() }),
             ..Default::default()
         };
+        // a task reserving 0.5 CPU and 1G, of fleet `fleet` or of none
+        let reserving = |state: TaskState, fleet: Option<&str>| Task {
+            spec: Some(TaskSpec {
+                resources: Some(TaskSpecResources {
+                    reservations: Some(ResourceObject {
+                        nano_cpus: Some(500_000_000),
+                        memory_bytes: Some(1 << 30),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                container_spec: Some(TaskSpecContainerSpec {
+                    labels: fleet.map(|f| HashMap::from([(LABEL_FLEET.to_string(), f.to_string())])),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..task("x1", state)
+        };
         let tasks = [
             task("x1", TaskState::RUNNING),
             task("x1", TaskState::PENDING),
             task("x2", TaskState::RUNNING),
-            task("x1", TaskState::RUNNING),
-            task("x1", TaskState::STARTING),
-            task("x1", TaskState::SHUTDOWN),
+            reserving(TaskState::RUNNING, Some("coins")),
+            reserving(TaskState::STARTING, None),
+            reserving(TaskState::SHUTDOWN, None),
         ];
         let info = node_info(&node, &tasks);
         assert_eq!((info.id.as_str(), info.hostname.as_str()), ("x1", "n1"));
@@ -732,5 +766,8 @@ mod tests {
         assert_eq!(info.engine_labels["disk"], "ssd");
         assert_eq!((info.cpus, info.memory), (2.0, 4 << 30));
         assert_eq!(info.containers, 3, "its running and starting tasks only");
+        // the reservations of those, by fleet
+        let want = BTreeMap::from([("coins".to_string(), (0.5, 1 << 30)), (String::new(), (0.5, 1 << 30))]);
+        assert_eq!(info.reserved_by, want);
     }
 }
