@@ -6,8 +6,10 @@
 //! The swarm is a one-node swarm this run makes (`docker swarm init --advertise-addr
 //! 127.0.0.1`) and leaves at the end (`docker swarm leave --force`), under the same
 //! machine-wide lock as the Swarm tests; an engine in a swarm already is refused, never
-//! touched. The fleet (`benchswarm<pid>`) is the one of `drover-bench fleet`, with
-//! `engine: swarm` for the second half; everything it makes is removed at the end.
+//! touched. The fleet (`benchswarm<pid>`) is the one of `drover-bench fleet`, then the same
+//! with `engine: swarm`, then on Swarm with a registry the fleet runs (`registry:`, the
+//! project's `roles/registry.yaml`: every version pushed once, services by digest);
+//! everything it makes is removed at the end.
 
 use std::process::Command;
 use std::time::Duration;
@@ -150,7 +152,30 @@ fn measure(opts: &Options, fleet: &str) -> anyhow::Result<Vec<Row>> {
     git(&master.repo, &["commit", "-qam", "engine: swarm"])?;
     eprintln!("Swarm: up, a swap, a rollout...");
     let swarm = up_and_rollout(&master, fleet)?;
-    for (engine, figures) in [("the local engine", &local), ("Swarm", &swarm)] {
+    // the same on Swarm with a registry the fleet runs (the project's roles/registry.yaml):
+    // each version pushed once, every service running its image by digest
+    let port = std::net::TcpListener::bind("0.0.0.0:0")?.local_addr()?.port();
+    let registry_yaml = fleet_yaml(fleet).replacen(
+        '\n',
+        &format!("\nengine: swarm\nregistry: {{address: \"127.0.0.1:{port}\", role: registry}}\n"),
+        1,
+    ) + &format!(
+        "  registry: {{replicas: 1, ports: [\"{port}:5000\"], volumes: [/var/lib/docker-registry], \
+         update: {{min_healthy: 0s, health_timeout: 60s}}}}\n"
+    );
+    for path in ["roles/registry.yaml", "states/registry/registry.yaml", "states/registry/config.yml"] {
+        let to = master.repo.join(path);
+        std::fs::create_dir_all(to.parent().expect("a folder"))?;
+        std::fs::copy(opts.repo_root.join(path), to)?;
+    }
+    std::fs::write(master.repo.join("fleet.yaml"), registry_yaml)?;
+    git(&master.repo, &["add", "-A"])?;
+    git(&master.repo, &["commit", "-qm", "engine: swarm, with a registry"])?;
+    eprintln!("Swarm with a registry: up, a swap, a rollout...");
+    let registry = up_and_rollout(&master, fleet)?;
+    for (engine, figures) in
+        [("the local engine", &local), ("Swarm", &swarm), ("Swarm with a registry", &registry)]
+    {
         eprintln!("one slot swap on {engine}, step by step:");
         for step in &figures.steps {
             eprintln!("  {step}");
@@ -161,33 +186,35 @@ fn measure(opts: &Options, fleet: &str) -> anyhow::Result<Vec<Row>> {
             name: "up of 10 slots (all connected, converged, healthy)".into(),
             drover: secs(swarm.up),
             compose: secs(local.up),
-            target: "–".into(),
+            target: secs(registry.up),
         },
         Row {
             name: "one slot swap, stop-first (the CLI's `upgrade` of a 1-slot role)".into(),
             drover: secs(swarm.swap),
             compose: secs(local.swap),
-            target: "–".into(),
+            target: secs(registry.swap),
         },
         Row {
             name: "one slot swap, start-first (`upgrade --order start-first`)".into(),
             drover: secs(swarm.swap_start_first),
             compose: secs(local.swap_start_first),
-            target: "–".into(),
+            target: secs(registry.swap_start_first),
         },
         Row {
             name: "rollout of 10 slots to another version, batch 2 (start to every slot ready)".into(),
             drover: secs(swarm.rollout),
             compose: secs(local.rollout),
-            target: "–".into(),
+            target: secs(registry.rollout),
         },
     ])
 }
 
+/// The table: `drover` is Swarm's figure, `compose` the local engine's, `target` Swarm's
+/// with a registry.
 pub fn print(rows: &[Row]) {
-    println!("| figure | on Swarm (one node) | on the local engine |");
-    println!("|---|---|---|");
+    println!("| figure | on Swarm (one node) | on Swarm with a registry (by digest) | on the local engine |");
+    println!("|---|---|---|---|");
     for r in rows {
-        println!("| {} | {} | {} |", r.name, r.drover, r.compose);
+        println!("| {} | {} | {} | {} |", r.name, r.drover, r.target, r.compose);
     }
 }

@@ -47,6 +47,10 @@ pub const LABEL_PLACEMENT: &str = "drover.placement";
 /// is Swarm's previous spec until the next update or rollback (Swarm's API shows that spec,
 /// but bollard's `Service` does not carry it).
 pub const LABEL_REPLACES: &str = "drover.replaces";
+/// On a slot's Swarm service: its settings besides the version (`controller::swarm::settings_of`).
+pub const LABEL_SETTINGS: &str = "drover.settings";
+/// On a slot's Swarm service updated by drover: the settings of the spec it replaced.
+pub const LABEL_REPLACES_SETTINGS: &str = "drover.replaces.settings";
 /// The git commit an image's definition came from (`-dirty` when the tree had changes).
 pub const LABEL_COMMIT: &str = "drover.commit";
 

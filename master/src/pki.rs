@@ -72,19 +72,7 @@ impl KeyStore {
     /// Where the key for `id` is, and which key it is. An unreadable or malformed file
     /// counts as absent for its state, with a warning (see [`KeyStore::broken`]).
     pub fn lookup(&self, id: &MinionId) -> Option<(KeyState, PublicKey)> {
-        LOOKUP_ORDER.into_iter().find_map(|s| {
-            let path = self.path(s, id);
-            if !path.exists() {
-                return None;
-            }
-            match PublicKey::read(&path) {
-                Ok(k) => Some((s, k)),
-                Err(e) => {
-                    tracing::warn!(error = %e, "ignoring unreadable key file");
-                    None
-                }
-            }
-        })
+        self.files().lookup(id)
     }
 
     /// When each state folder last changed (a file added, removed or renamed in it), to
@@ -180,6 +168,23 @@ pub struct KeyFiles {
 }
 
 impl KeyFiles {
+    /// Where the key for `id` is, and which key it is ([`KeyStore::lookup`]).
+    pub fn lookup(&self, id: &MinionId) -> Option<(KeyState, PublicKey)> {
+        LOOKUP_ORDER.into_iter().find_map(|s| {
+            let path = self.root.join(state_dir(s)).join(id.as_str());
+            if !path.exists() {
+                return None;
+            }
+            match PublicKey::read(&path) {
+                Ok(k) => Some((s, k)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "ignoring unreadable key file");
+                    None
+                }
+            }
+        })
+    }
+
     /// Records a key in `state` (written to a temporary file, synced, renamed), removing it
     /// from the other states.
     pub fn put(&self, state: KeyState, id: &MinionId, key: &PublicKey) -> Result<(), PkiError> {

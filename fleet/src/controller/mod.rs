@@ -155,9 +155,10 @@ pub(crate) struct Inner<E, H> {
     op: tokio::sync::Mutex<()>,
     /// The last container generation handed out.
     generation: std::sync::atomic::AtomicU64,
-    /// Swarm with a registry: per image reference, the local image id last pushed and the
-    /// reference by digest it got, or why the push failed and when. Held through a push, so
-    /// one image is pushed once, and the slots waiting on a push that failed fail with it.
+    /// Swarm with a registry, in the operation running: per registry and image reference,
+    /// the local image id pushed and the reference by digest it got, or why the push failed
+    /// and when. Held through a push, so one image is pushed once an operation, and the
+    /// slots waiting on a push that failed fail with it. Emptied as an operation begins.
     pub(crate) pushed: tokio::sync::Mutex<BTreeMap<String, Pushed>>,
 }
 
@@ -261,6 +262,11 @@ impl<E: Engine, H: Host> Controller<E, H> {
             }
         };
         self.inner.shared().operation = Some(name);
+        // each operation pushes every image it runs once: a registry emptied or replaced
+        // since (a `down --volumes`, a registry without a volume) gets it again
+        if let Ok(mut pushed) = self.inner.pushed.try_lock() {
+            pushed.clear();
+        }
         Ok(OpGuard { inner: &self.inner, _lock: lock, busy: BTreeSet::new() })
     }
 

@@ -44,6 +44,10 @@ const DRAIN_WAIT: Duration = Duration::from_secs(60);
 const REGISTRY_WAIT: Duration = Duration::from_secs(120);
 const TOLD_REGISTRY_WAIT: Duration = Duration::from_secs(5);
 
+/// The longest one push may take (a first push sends the whole image; one that hangs
+/// must not hold every other slot of the operation).
+const PUSH_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// How long a failed push stands for the slots that wait on the same image, so that they
 /// fail with it rather than each wait again.
 const FAILED_PUSH_KEPT: Duration = Duration::from_secs(30);
@@ -72,6 +76,25 @@ pub(crate) struct SlotSecret {
     pub labels: Labels,
     pub data: Vec<u8>,
     pub reference: SecretRef,
+}
+
+/// What a slot's container is made with besides its version and generation (its role's
+/// settings: networks, aliases, ports, volumes, environment, resources, placement), as 12
+/// hex digits of a sha256: the same for two specs that differ only in version.
+pub(crate) fn settings_of(container: &ContainerSpec) -> String {
+    let mut c = container.clone();
+    c.image.clear();
+    c.files.clear();
+    for label in [LABEL_VERSION, LABEL_GENERATION, LABEL_REPLACES, LABEL_REPLACES_SETTINGS, LABEL_SETTINGS] {
+        c.labels.remove(label);
+    }
+    for var in ["DROVER_GENERATION", "DROVER_IMAGE_VERSION"] {
+        c.env.remove(var);
+    }
+    // Debug's form of the spec: a compiler that prints it differently only makes drover
+    // update where it could have rolled back
+    let hash = hex::encode(sha2::Sha256::digest(format!("{c:?}")));
+    hash[..12].to_string()
 }
 
 /// The slot's enrollment files as Swarm secrets: `<slot>.<ext>-<12 hex of sha256>`, so that
@@ -112,6 +135,7 @@ impl<E: Engine, H: Host> Controller<E, H> {
         order: Order,
         progress: &Progress,
     ) -> Result<ServiceSpec> {
+        container.labels.insert(LABEL_SETTINGS.to_string(), settings_of(&container));
         let registry = self.inner.shared().record.registry().cloned();
         if let Some(registry) = registry {
             if registry.role.as_ref() == Some(&slot.role) {
@@ -179,7 +203,8 @@ impl<E: Engine, H: Host> Controller<E, H> {
         let Some(image) = self.inner.engine.image(reference).await? else {
             return Err(FleetError::Refused(format!("image {reference} does not exist on this engine")));
         };
-        match pushed.get(reference) {
+        let key = format!("{}/{reference}", registry.address);
+        match pushed.get(&key) {
             Some(Pushed::Done { id, digest }) if *id == image.id => return Ok(digest.clone()),
             Some(Pushed::Failed { why, at }) if at.elapsed() < FAILED_PUSH_KEPT => {
                 return Err(FleetError::Refused(why.clone()));
@@ -196,7 +221,12 @@ impl<E: Engine, H: Host> Controller<E, H> {
         let wait = if registry.role.is_some() { REGISTRY_WAIT } else { TOLD_REGISTRY_WAIT };
         let deadline = tokio::time::Instant::now() + wait;
         let digest = loop {
-            match self.inner.engine.push(reference, &repo, tag).await {
+            let attempt = tokio::time::timeout(PUSH_TIMEOUT, self.inner.engine.push(reference, &repo, tag));
+            let result = attempt.await.unwrap_or_else(|_| {
+                let took = render::fleet::scalar::format_duration(PUSH_TIMEOUT);
+                Err(EngineError::failed(format!("push {reference}"), format!("no end after {took}")))
+            });
+            match result {
                 Ok(digest) => break digest,
                 Err(e) if e.is_not_found() || tokio::time::Instant::now() >= deadline => {
                     let runs = match &registry.role {
@@ -210,14 +240,14 @@ impl<E: Engine, H: Host> Controller<E, H> {
                         render::fleet::scalar::format_duration(wait)
                     );
                     let at = tokio::time::Instant::now();
-                    pushed.insert(reference.to_string(), Pushed::Failed { why: why.clone(), at });
+                    pushed.insert(key, Pushed::Failed { why: why.clone(), at });
                     return Err(FleetError::Refused(why));
                 }
                 Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
             }
         };
         say("pushed", digest.clone());
-        pushed.insert(reference.to_string(), Pushed::Done { id: image.id, digest: digest.clone() });
+        pushed.insert(key, Pushed::Done { id: image.id, digest: digest.clone() });
         Ok(digest)
     }
 
@@ -284,29 +314,36 @@ impl<E: Engine, H: Host> Controller<E, H> {
             return self.wait_ready(&slot.slot, id, generation, policy, progress).await;
         };
         if current.label(LABEL_VERSION) == Some(version) {
+            // Swarm rolled it back on its own (or a resumed rollout): that container is the one
+            self.inner.host.want(&slot.slot, current.generation()).await;
             return self
                 .wait_ready(&slot.slot, current.id.clone(), current.generation(), policy, progress)
                 .await;
         }
-        // Swarm's previous spec is the one this service's last update replaced, unless a
-        // rollback came since (which leaves the spec it left as the previous one)
-        let previous_is_version = current.label(LABEL_REPLACES) == Some(version)
-            && !current.update.as_deref().is_some_and(|u| u.starts_with("rollback"));
-        if back
-            && previous_is_version
-            && let Some(generation) = self.rolled_back(slot, version, progress).await
-        {
-            return self.wait_ready(&slot.slot, current.id.clone(), generation, policy, progress).await;
-        }
         let enrollment: Enrollment = self.inner.host.enroll(&slot.slot).await.map_err(|e| e.to_string())?;
         let generation = self.next_generation();
-        self.inner.host.want(&slot.slot, generation).await;
         let mut container =
             super::slots::container_spec(&fleet, slot, version, generation, &enrollment, network)?;
         // the constraints drover derived when it made the service stay with it
         super::placing::with_placement(&mut container, &super::placing::recorded_placement(&current));
-        if let Some(replaced) = current.label(LABEL_VERSION) {
-            container.labels.insert(LABEL_REPLACES.to_string(), replaced.to_string());
+        // Swarm's previous spec is the one this service's last update replaced, unless a
+        // rollback came since (which leaves the spec it left as the previous one); going
+        // back to it is going back only when it is at `version` with the settings the slot
+        // wants now (a role changed in the same `up` as its version is not reverted)
+        let previous_is_wanted = current.label(LABEL_REPLACES) == Some(version)
+            && current.label(LABEL_REPLACES_SETTINGS) == Some(settings_of(&container).as_str())
+            && !current.update.as_deref().is_some_and(|u| u.starts_with("rollback"));
+        if back
+            && previous_is_wanted
+            && let Some(generation) = self.rolled_back(slot, version, progress).await
+        {
+            return self.wait_ready(&slot.slot, current.id.clone(), generation, policy, progress).await;
+        }
+        self.inner.host.want(&slot.slot, generation).await;
+        for (label, value) in [(LABEL_REPLACES, LABEL_VERSION), (LABEL_REPLACES_SETTINGS, LABEL_SETTINGS)] {
+            if let Some(replaced) = current.label(value) {
+                container.labels.insert(label.to_string(), replaced.to_string());
+            }
         }
         let mut spec = self.service_spec(&fleet, slot, container, order, progress).await.map_err(text)?;
         spec.update = service_update(policy, order);

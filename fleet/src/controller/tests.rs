@@ -854,6 +854,14 @@ async fn on_swarm_with_a_registry_services_run_images_by_digest() {
     assert!(v2.starts_with("127.0.0.1:5000/app@sha256:") && v2 != v1, "{v2}");
     let pushes: Vec<String> = changes(&engine).into_iter().filter(|c| c.starts_with("push")).collect();
     assert_eq!(pushes, ["push app:2 127.0.0.1:5000/app:2"]);
+    // a later operation pushes again what it runs (the registry may have been emptied
+    // since): once, however many slots it makes
+    engine.clear_calls();
+    let out = fleet.scale("web", 5, MINUTE, &Progress::none()).await.unwrap();
+    assert!(out.ok(), "{out:?}");
+    let pushes: Vec<String> = changes(&engine).into_iter().filter(|c| c.starts_with("push")).collect();
+    assert_eq!(pushes, ["push app:2 127.0.0.1:5000/app:2"]);
+    assert_eq!(digest("f-web-5"), v2);
     // the registry's own update keeps its pin
     let out =
         fleet.upgrade(&["reg".into()], "2", PolicyOverride::default(), &Progress::none()).await.unwrap();
@@ -989,6 +997,27 @@ async fn on_swarm_undo_is_each_services_own_rollback() {
     let out = fleet.undo(&Progress::none()).await.unwrap();
     assert!(out.ok(), "{out:?}");
     assert!(changes(&engine).contains(&"update f-web-2 app:1".to_string()), "{:?}", changes(&engine));
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_swarm_undo_keeps_the_settings_changed_with_the_version() {
+    let (fleet, engine, _) = setup(&["1", "2"]);
+    engine.set_swarm();
+    let web = policy(1, Order::StartFirst, OnFailure::Rollback);
+    fleet.up(swarm_file("1", web), "c1".into(), MINUTE, &Progress::none()).await.unwrap();
+    // one `up` gives web version 2 and a new variable: Swarm's previous spec lacks it
+    let mut file = swarm_file("2", web);
+    file.roles.get_mut("web").unwrap().env.insert("MODE".into(), "fast".into());
+    file.roles.get_mut("db").unwrap().version = "1".into();
+    let out = fleet.up(file, "c2".into(), MINUTE, &Progress::none()).await.unwrap();
+    assert!(out.ok(), "{out:?}");
+    engine.clear_calls();
+    let out = fleet.undo(&Progress::none()).await.unwrap();
+    assert!(out.ok(), "{out:?}");
+    // undone by updates to 1 that keep MODE, not by Swarm's rollback, which would drop it
+    assert_eq!(swaps(&engine), ["update f-web-1 app:1", "update f-web-2 app:1", "update f-web-3 app:1"]);
+    let web1 = engine.service_spec("f-web-1").unwrap().container;
+    assert_eq!((web1.labels[LABEL_VERSION].as_str(), web1.env["MODE"].as_str()), ("1", "fast"));
 }
 
 #[tokio::test(start_paused = true)]

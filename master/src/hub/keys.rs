@@ -23,14 +23,22 @@ pub(crate) struct KeyWrite {
     state: KeyState,
     /// The autosign file and grain that accepted it, if one did.
     signed: Option<Signed>,
-    /// No file held a key of its id before.
-    new: bool,
+    /// What the files held for its id when the hello came: the writer writes only if they
+    /// still do (a key action or a hand edit meanwhile wins).
+    known: Option<(KeyState, PublicKey)>,
 }
 
-/// A key the writer recorded, or why it could not.
+/// A key the writer recorded, or not.
 pub(crate) struct KeyWritten {
     write: KeyWrite,
-    result: Result<(), String>,
+    result: Written,
+}
+
+enum Written {
+    Done,
+    /// The files changed since the hello: nothing written.
+    Changed,
+    Failed(String),
 }
 
 /// The thread that writes new keys to `pki/`, one at a time (each write is synced to disk),
@@ -47,8 +55,14 @@ impl KeyWriter {
             .name("key-writer".into())
             .spawn(move || {
                 for write in rx {
-                    let result =
-                        files.put(write.state, &write.hello.id, &write.key).map_err(|e| e.to_string());
+                    let result = if files.lookup(&write.hello.id) != write.known {
+                        Written::Changed
+                    } else {
+                        match files.put(write.state, &write.hello.id, &write.key) {
+                            Ok(()) => Written::Done,
+                            Err(e) => Written::Failed(e.to_string()),
+                        }
+                    };
                     if done.send(KeyWritten { write, result }).is_err() {
                         break;
                     }
@@ -129,9 +143,10 @@ impl Hub {
                     if self.auto_accept || signed.is_some() { KeyState::Accepted } else { KeyState::Pending };
                 // a key never seen waits in pending/ only if the cap and the rate allow
                 if known.is_none() && state == KeyState::Pending {
-                    let keys = &self.keys;
+                    // the keys being written count as pending already
+                    let (keys, writing) = (&self.keys, self.writing.len());
                     if let Err(refusal) =
-                        self.new_keys.admit(Instant::now(), || keys.ids(KeyState::Pending).len())
+                        self.new_keys.admit(Instant::now(), || keys.ids(KeyState::Pending).len() + writing)
                     {
                         let reason = match refusal {
                             KeyRefusal::Full { .. } => Reason::PendingFull,
@@ -150,7 +165,7 @@ impl Hub {
                 }
                 // written off the hub's task (synced to disk); the hello goes on once it is
                 self.writing.insert(id, key.clone());
-                self.key_writer.write(KeyWrite { routing, key, hello, state, signed, new: known.is_none() });
+                self.key_writer.write(KeyWrite { routing, key, hello, state, signed, known });
             }
             Some((KeyState::Accepted, _)) => unreachable!("matched above"),
         }
@@ -160,16 +175,21 @@ impl Hub {
     /// hello that brought it goes on as if it came now, from the files (the truth, which
     /// may have changed meanwhile by hand or by `drover key`).
     pub(super) fn on_key_written(&mut self, done: KeyWritten) {
-        let KeyWritten { write: KeyWrite { routing, key, hello, state, signed, new }, result } = done;
+        let KeyWritten { write: KeyWrite { routing, key, hello, state, signed, known }, result } = done;
         let id = hello.id.clone();
         self.writing.remove(&id);
-        if let Err(e) = result {
-            tracing::error!(%id, error = %e, "cannot record a minion key");
-            let reason = format!("the master cannot record this minion's key: {e}");
-            self.send(&routing, &ToMinion::Refused { reason });
-            return;
+        match result {
+            Written::Done => {}
+            // a key action or a hand edit came first: the hello goes by the files as they are
+            Written::Changed => return self.on_hello(routing, key, hello),
+            Written::Failed(e) => {
+                tracing::error!(%id, error = %e, "cannot record a minion key");
+                let reason = format!("the master cannot record this minion's key: {e}");
+                self.send(&routing, &ToMinion::Refused { reason });
+                return;
+            }
         }
-        if new {
+        if known.is_none() {
             tracing::info!(%id, fingerprint = %key.fingerprint(), ?state, "new minion key");
             self.event(
                 &id,
@@ -234,6 +254,11 @@ impl Hub {
             (None, false) => return Err("give a minion id or --all".into()),
             (Some(id), false) => {
                 let id = MinionId::new(id.as_str()).map_err(|e| e.to_string())?;
+                if self.writing.contains_key(&id) {
+                    return Err(format!(
+                        "the key of '{id}' is being recorded (its minion just said hello): try again in a moment"
+                    ));
+                }
                 if self.keys.lookup(&id).is_none() {
                     return Err(format!("no key for minion '{id}' (see 'drover key list')"));
                 }
@@ -248,7 +273,8 @@ impl Hub {
             },
         };
         let mut changed = Vec::new();
-        for id in ids {
+        // a key being recorded is left to its write (its next hello shows it)
+        for id in ids.into_iter().filter(|id| !self.writing.contains_key(id)) {
             let done = match req.action {
                 KeyAction::Accept => self.keys.transition(&id, KeyState::Accepted),
                 KeyAction::Reject => self.keys.transition(&id, KeyState::Rejected),

@@ -441,6 +441,11 @@ fn only_a_hello_with_the_accepted_key_gets_a_session() {
     f.hello(&other, 0);
     let ToMinion::Refused { reason } = f.sent_to(&other) else { panic!("expected a refusal") };
     assert!(reason.contains("another key is being registered for 'db-1'"), "{reason}");
+    // and a key action on it waits for that write too, so the write cannot undo it
+    let reject =
+        api::KeyActionRequest { action: api::KeyAction::Reject, id: Some("db-1".into()), all: false };
+    let refused = f.hub.key_action(reject).unwrap_err();
+    assert!(refused.contains("the key of 'db-1' is being recorded"), "{refused}");
     f.settle();
     assert_eq!(f.sent_to(&new), ToMinion::Pending);
     assert_eq!(f.hub.keys.lookup(&new.id), Some((KeyState::Pending, new.key.clone())));
