@@ -480,16 +480,26 @@ impl Docker {
         let inspect = || async {
             self.client.inspect_service(name, None).await.map_err(self.error(format!("service {name}")))
         };
-        let current = inspect().await?;
-        let options = UpdateServiceOptions {
-            version: current.version.and_then(|v| v.index).unwrap_or(0) as i32,
-            rollback: Some("previous".into()),
-            ..Default::default()
-        };
-        self.client
-            .update_service(name, current.spec.unwrap_or_default(), options, None)
-            .await
-            .map_err(self.error(format!("roll back service {name}")))?;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let current = inspect().await?;
+            let options = UpdateServiceOptions {
+                version: current.version.and_then(|v| v.index).unwrap_or(0) as i32,
+                rollback: Some("previous".into()),
+                ..Default::default()
+            };
+            match self.client.update_service(name, current.spec.unwrap_or_default(), options, None).await {
+                Ok(_) => break,
+                // changed meanwhile (Swarm's own update state, say): again, as swarm_update
+                Err(BollardError::DockerResponseServerError { message, .. })
+                    if tries < 5 && message.contains("out of sequence") =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(self.error(format!("roll back service {name}"))(e)),
+            }
+        }
         Ok(labels_of(inspect().await?.spec.and_then(|s| s.labels)))
     }
 
