@@ -686,7 +686,11 @@ impl<E: Engine, H: Host> Controller<E, H> {
             for name in &names {
                 let view = views.get(name);
                 match (current.get(name.as_str()), view) {
-                    (Some(c), Some(v)) if v.ready() && v.generation == c.generation() => {
+                    (Some(c), Some(v))
+                        if v.ready()
+                            && v.generation == c.generation()
+                            && c.state == ContainerState::Running =>
+                    {
                         ready.push(name.clone())
                     }
                     (c, v) => {
@@ -987,7 +991,12 @@ impl<E: Engine, H: Host> Controller<E, H> {
                     }
                 }
             }
-            let live = current.filter(|c| view.is_some_and(|v| v.generation == c.generation()));
+            // the minion of this very container: a container Swarm moved to another node has
+            // the generation of the one it replaces, whose minion may still be connected
+            // while the new one is only created
+            let live = current.filter(|c| {
+                c.state == ContainerState::Running && view.is_some_and(|v| v.generation == c.generation())
+            });
             let problem = if given_up.contains(&name) {
                 Some(format!(
                     "given up after {} deaths in {} min",

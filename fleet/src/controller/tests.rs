@@ -29,6 +29,9 @@ struct FakeHost {
     wanted: Arc<Mutex<BTreeMap<String, u64>>>,
     /// Slots whose minion was told `minion.kill`, in order.
     killed: Arc<Mutex<Vec<String>>>,
+    /// Slots whose minion still answers, ready, while its container is not running (the
+    /// old task's, while Swarm starts the slot's task on another node).
+    lingering: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl FakeHost {
@@ -49,10 +52,11 @@ impl Host for FakeHost {
     async fn minions(&self, ids: Vec<String>) -> BTreeMap<String, MinionView> {
         let broken = self.broken.lock().unwrap().clone();
         let stuck = self.stuck.lock().unwrap().clone();
+        let lingering = self.lingering.lock().unwrap().clone();
         let mut out = BTreeMap::new();
         for id in ids {
             let Ok(Some(c)) = self.engine.container(&id).await else { continue };
-            if c.state != ContainerState::Running {
+            if c.state != ContainerState::Running && !lingering.contains(&id) {
                 continue;
             }
             let version = c.label(LABEL_VERSION).unwrap_or("").to_string();
@@ -1018,6 +1022,21 @@ async fn on_swarm_undo_keeps_the_settings_changed_with_the_version() {
     assert_eq!(swaps(&engine), ["update f-web-1 app:1", "update f-web-2 app:1", "update f-web-3 app:1"]);
     let web1 = engine.service_spec("f-web-1").unwrap().container;
     assert_eq!((web1.labels[LABEL_VERSION].as_str(), web1.env["MODE"].as_str()), ("1", "fast"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_swarm_a_slot_is_ready_only_when_its_container_runs() {
+    let (fleet, engine, host) = setup(&["1"]);
+    engine.set_swarm();
+    fleet.up(swarm_file("1", UpdatePolicy::default()), "c1".into(), MINUTE, &Progress::none()).await.unwrap();
+    // the slot's task is not running (Swarm moved it: the new one is not started yet), while
+    // the minion of its generation still answers, ready
+    host.lingering.lock().unwrap().insert("f-web-2".into());
+    engine.die_task("f-web-2", 0);
+    let ps = fleet.ps(None).await.unwrap();
+    let web2 = ps.iter().find(|s| s.slot == "f-web-2").unwrap();
+    assert_eq!(web2.problem.as_deref(), Some("container exited (exit code 0)"), "{web2:?}");
+    assert!(!web2.connected, "{web2:?}");
 }
 
 #[tokio::test(start_paused = true)]
