@@ -49,8 +49,10 @@
 # read-only; VLAN filtering is off anyway). iptables-nft (Debian's default) works in the nodes.
 #
 # Limits of this kernel (no CONFIG_IP_VS): Swarm's routing mesh (ingress published ports) and
-# VIP service addresses do not work; service tasks reach each other by task address or
-# `tasks.<service>` (or `--endpoint-mode dnsrr`), and ports are published `mode=host`.
+# VIP service addresses do not work. A service's name and its network aliases resolve to its
+# VIP, which does not answer; with `--endpoint-mode dnsrr` both resolve to the task addresses
+# and work (measured), as do `tasks.<service>` and task names. dnsrr needs ports published
+# `mode=host` (Swarm refuses ingress ports with dnsrr).
 # The registry's 127.0.0.1:5000 on nodes 2..N is therefore made by a NAT rule in each node
 # (route_localnet + DNAT 127.0.0.1:5000 -> node 1:5000) rather than by the routing mesh.
 set -euo pipefail
