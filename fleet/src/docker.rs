@@ -18,8 +18,8 @@ use bollard::models::{
 use bollard::query_parameters::{
     BuildImageOptions, CreateContainerOptions, CreateImageOptions, EventsOptions, KillContainerOptions,
     ListContainersOptions, ListImagesOptions, ListNetworksOptions, ListVolumesOptions, LogsOptions,
-    RemoveContainerOptions, RemoveImageOptions, RemoveVolumeOptions, StopContainerOptions, TagImageOptions,
-    UploadToContainerOptions,
+    PushImageOptions, RemoveContainerOptions, RemoveImageOptions, RemoveVolumeOptions, StopContainerOptions,
+    TagImageOptions, UploadToContainerOptions,
 };
 use futures_util::{StreamExt, TryStreamExt};
 use tokio::sync::mpsc::UnboundedSender;
@@ -131,6 +131,7 @@ impl Engine for Docker {
             api_version: self.client.client_version().to_string(),
             cpus: info.ncpu.unwrap_or(0).max(0) as u32,
             memory: info.mem_total.unwrap_or(0).max(0) as u64,
+            node_id: info.swarm.as_ref().and_then(|s| s.node_id.clone()).unwrap_or_default(),
             swarm: info
                 .swarm
                 .and_then(|s| s.local_node_state)
@@ -605,6 +606,27 @@ impl Engine for Docker {
 
     async fn remove_service(&self, name: &str) -> Result<()> {
         self.swarm_remove(name).await
+    }
+
+    async fn rollback_service(&self, name: &str) -> Result<Labels> {
+        self.swarm_rollback(name).await
+    }
+
+    async fn push(&self, reference: &str, repo: &str, tag: &str) -> Result<String> {
+        let target = format!("{repo}:{tag}");
+        self.tag(reference, repo, tag).await?;
+        let options = PushImageOptions { tag: Some(tag.into()), ..Default::default() };
+        // drover's registries take no credentials: one on 127.0.0.0/8, or one the engine trusts
+        let mut pushed = self.client.push_image(repo, Some(options), None);
+        while let Some(step) = pushed.next().await {
+            step.map_err(self.error(format!("push {target}")))?;
+        }
+        let image =
+            self.client.inspect_image(&target).await.map_err(self.error(format!("image {target}")))?;
+        let digests = image.repo_digests.unwrap_or_default();
+        digests.into_iter().find(|d| d.split_once('@').is_some_and(|(r, _)| r == repo)).ok_or_else(|| {
+            EngineError::failed(format!("push {target}"), "the engine names no digest for it after the push")
+        })
     }
 }
 

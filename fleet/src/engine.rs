@@ -43,6 +43,10 @@ pub const LABEL_CONTENT: &str = "drover.content";
 /// On a slot's Swarm service: the constraints drover derived for it (`max_per_node`,
 /// `spread`), `,`-separated, kept through its updates.
 pub const LABEL_PLACEMENT: &str = "drover.placement";
+/// On a slot's Swarm service updated by drover: the version of the spec it replaced, which
+/// is Swarm's previous spec until the next update or rollback (Swarm's API shows that spec,
+/// but bollard's `Service` does not carry it).
+pub const LABEL_REPLACES: &str = "drover.replaces";
 /// The git commit an image's definition came from (`-dirty` when the tree had changes).
 pub const LABEL_COMMIT: &str = "drover.commit";
 
@@ -85,6 +89,9 @@ pub struct EngineInfo {
     pub memory: u64,
     /// `active` when the engine is a Swarm node.
     pub swarm: String,
+    /// Its node's id in the swarm; empty outside one.
+    #[serde(default)]
+    pub node_id: String,
     /// The machine's hostname, as the engine reports it.
     #[serde(default)]
     pub name: String,
@@ -472,6 +479,22 @@ pub trait Engine: Send + Sync + 'static {
     /// Removes the service; Swarm stops and removes its task.
     fn remove_service(&self, name: &str) -> impl Future<Output = Result<()>> + Send {
         async move { Err(no_swarm(format!("remove service {name}"))) }
+    }
+
+    /// Swarm's own rollback of the service to its previous spec (what `docker service
+    /// rollback` does, with the service's rollback configuration): returns the labels of the
+    /// spec it went back to.
+    fn rollback_service(&self, name: &str) -> impl Future<Output = Result<Labels>> + Send {
+        async move { Err(no_swarm(format!("roll back service {name}"))) }
+    }
+
+    /// Pushes the image `reference` (`coins:1.0`) to a registry as `repo:tag`
+    /// (`127.0.0.1:5000/coins:1.0`), and returns it by digest as the registry keeps it
+    /// (`127.0.0.1:5000/coins@sha256:…`). The engine pushes, so `repo` names the registry
+    /// as the engine reaches it.
+    fn push(&self, reference: &str, repo: &str, tag: &str) -> impl Future<Output = Result<String>> + Send {
+        let _ = tag;
+        async move { Err(no_swarm(format!("push {reference} to {repo}"))) }
     }
 }
 

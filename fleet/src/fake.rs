@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use sha2::Digest as _;
 use tokio::sync::broadcast;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_stream::wrappers::BroadcastStream;
@@ -141,6 +142,11 @@ impl FakeEngine {
         info.update =
             Some("rollback_completed: update rolled back due to failure or early termination".into());
         *spec = before;
+    }
+
+    /// The service keeps no previous spec (as after its creation): Swarm cannot roll it back.
+    pub fn forget_previous(&self, name: &str) {
+        self.lock().previous.remove(name);
     }
 
     /// A service's spec, by name.
@@ -292,6 +298,7 @@ impl Engine for FakeEngine {
             cpus: 2,
             memory: 4 << 30,
             swarm: if self.lock().swarm { "active" } else { "inactive" }.into(),
+            node_id: if self.lock().swarm { "fake-node".into() } else { String::new() },
             name: "fake".into(),
             containers: 0,
             labels: Labels::new(),
@@ -654,6 +661,36 @@ impl Engine for FakeEngine {
         self.call("rm-service", name)?;
         self.lock().services.remove(name);
         Ok(())
+    }
+
+    async fn rollback_service(&self, name: &str) -> Result<Labels> {
+        self.call("rollback-service", name)?;
+        if !self.lock().previous.contains_key(name) {
+            return Err(EngineError::failed(
+                format!("roll back service {name}"),
+                "service has no previous spec",
+            ));
+        }
+        self.swarm_rolls_back(name);
+        let mut s = self.lock();
+        let Some((_, info)) = s.services.get_mut(name) else {
+            return Err(EngineError::NotFound { what: format!("service {name}") });
+        };
+        info.update = Some("rollback_completed: manually requested rollback".into());
+        Ok(info.labels.clone())
+    }
+
+    /// The digest is a hash of the image's id: one image pushed twice has one digest.
+    async fn push(&self, reference: &str, repo: &str, tag: &str) -> Result<String> {
+        self.call("push", &format!("{reference} {repo}:{tag}"))?;
+        let id = self.lock().images.get(reference).map(|i| i.id.clone());
+        let Some(id) = id else { return Err(EngineError::NotFound { what: format!("image {reference}") }) };
+        self.tag(&id, repo, tag).await?;
+        let digest = format!("{repo}@sha256:{}", hex::encode(sha2::Sha256::digest(id.as_bytes())));
+        let mut s = self.lock();
+        let image = s.images[reference].clone();
+        s.images.insert(digest.clone(), image);
+        Ok(digest)
     }
 }
 

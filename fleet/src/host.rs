@@ -60,6 +60,10 @@ pub trait Host: Send + Sync + 'static {
     fn minions(&self, ids: Vec<String>) -> impl Future<Output = BTreeMap<String, MinionView>> + Send;
     /// The slot's identity (minted once, kept across version swaps), its key accepted.
     fn enroll(&self, slot: &str) -> impl Future<Output = Result<Enrollment, HostError>> + Send;
+    /// The container of `slot` with `generation` is the one the fleet wants now: its minion
+    /// has the slot's session even against a newer container (Swarm's rollback puts an
+    /// older one back). Without it, the newer container has it.
+    fn want(&self, slot: &str, generation: u64) -> impl Future<Output = ()> + Send;
     /// Forgets the slot's identity: its key is no longer accepted.
     fn revoke(&self, slot: &str) -> impl Future<Output = Result<(), HostError>> + Send;
     /// Puts an event of `fleet` on the master's bus (`drover/fleet/<fleet>/...`,

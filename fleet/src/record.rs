@@ -75,6 +75,8 @@ pub struct Desired {
     pub networks: Vec<String>,
     /// `engine: swarm`: each slot a Swarm service, the network an overlay.
     pub swarm: bool,
+    /// Swarm: the registry images go through, services naming them by digest.
+    pub registry: Option<render::fleet::Registry>,
     pub slots: BTreeMap<String, SlotSpec>,
 }
 
@@ -145,6 +147,7 @@ impl FleetRecord {
             network: file.network.clone(),
             networks: file.networks.clone(),
             swarm: file.engine == render::fleet::EngineKind::Swarm,
+            registry: file.registry.clone(),
             slots,
         }
     }
@@ -152,6 +155,11 @@ impl FleetRecord {
     /// Whether the fleet brought up runs on Swarm (`engine: swarm`).
     pub fn swarm(&self) -> bool {
         self.applied.as_ref().is_some_and(|a| a.file.engine == render::fleet::EngineKind::Swarm)
+    }
+
+    /// The registry of the fleet brought up (Swarm), if it names one.
+    pub fn registry(&self) -> Option<&render::fleet::Registry> {
+        self.applied.as_ref().and_then(|a| a.file.registry.as_ref())
     }
 
     /// The fleet's name, once brought up.
@@ -215,6 +223,7 @@ pub(crate) mod tests {
             network: "f".into(),
             networks: vec![],
             roles: roles.iter().map(|(n, r)| (n.to_string(), r.clone())).collect(),
+            registry: None,
         }
     }
 

@@ -98,6 +98,12 @@ fn host_error(e: impl ToString) -> HostError {
 }
 
 impl Host for FleetHost {
+    async fn want(&self, slot: &str, generation: u64) {
+        if let Ok(id) = Self::id(slot) {
+            let _ = self.hub.send(Command::Want { id, generation }).await;
+        }
+    }
+
     async fn minions(&self, ids: Vec<String>) -> BTreeMap<String, MinionView> {
         let ids: Vec<MinionId> = ids.iter().filter_map(|i| MinionId::new(i.as_str()).ok()).collect();
         let (reply, answer) = oneshot::channel();

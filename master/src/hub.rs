@@ -109,6 +109,14 @@ pub enum Command {
         ids: Vec<MinionId>,
         reply: oneshot::Sender<Vec<MinionView>>,
     },
+    /// The container of slot `id` the fleet wants now has `generation`: its hello takes the
+    /// session from any other container of the slot, and no other takes it back while it
+    /// has it. Without one, the higher generation has the session; Swarm's rollback puts a
+    /// slot's older container back, which the fleet then wants.
+    Want {
+        id: MinionId,
+        generation: u64,
+    },
     /// End job `jid` (`crate::jobs::kill`): send `ToMinion::Kill` to each of `busy` (the
     /// minions the store counts busy with it) that is connected, and drop what a batch of
     /// it has not sent yet.
@@ -168,6 +176,8 @@ pub struct Hub {
     /// `DIR/autosign_grains`: new keys accepted by a grain their hello carries.
     autosign: Option<Autosign>,
     sessions: HashMap<MinionId, Session>,
+    /// Per fleet slot, the generation of the container the fleet wants ([`Command::Want`]).
+    wanted: HashMap<MinionId, u64>,
     /// Every live connection (routing id) → the minion it said it is.
     routes: HashMap<Vec<u8>, Route>,
     /// When `pki/` was last looked at, and what its folders' times were then.
@@ -214,6 +224,7 @@ impl Hub {
             auto_accept,
             autosign: None,
             sessions: HashMap::new(),
+            wanted: HashMap::new(),
             routes: HashMap::new(),
             pki_checked: (Instant::now(), Vec::new()),
             pending_routes: HashMap::new(),
@@ -557,6 +568,9 @@ impl Hub {
             }
             Command::MinionViews { ids, reply } => {
                 let _ = reply.send(ids.into_iter().map(|id| self.view(id)).collect());
+            }
+            Command::Want { id, generation } => {
+                self.wanted.insert(id, generation);
             }
             Command::Kill { jid, fun, busy, reply } => {
                 let _ = reply.send(self.kill(jid, fun, busy));

@@ -63,6 +63,32 @@ pub struct FleetFile {
     pub networks: Vec<String>,
     /// Role name → how its containers run; every role has a `roles/<name>.yaml`.
     pub roles: BTreeMap<String, RoleSpec>,
+    /// Where Swarm's nodes get the fleet's images (`registry:`; `engine: swarm` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<Registry>,
+}
+
+/// A registry the fleet's images go through on Swarm: drover pushes the image of each slot
+/// it creates or updates there, and the slot's service names it by digest
+/// (`127.0.0.1:5000/coins:1.0@sha256:…`), so every node pulls the same bytes and a tag
+/// rebuilt or moved can never change what a service runs.
+///
+/// ```yaml
+/// registry: 127.0.0.1:5000                          # one that runs already
+/// registry: {address: 127.0.0.1:5000, role: registry}  # a role of this fleet runs it
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registry {
+    /// `host:port`, as every node's engine reaches it (the master's engine pushes there, each
+    /// node's pulls): `127.0.0.1:<port>` on one node (an engine trusts a registry on
+    /// 127.0.0.0/8 without TLS); on several, the registry node's address, which each engine
+    /// must trust (`insecure-registries`, or TLS).
+    pub address: String,
+    /// The role of this fleet that runs the registry: its slots run the image the master's
+    /// engine has (nothing can be pulled before the registry runs), pinned to that engine's
+    /// node, and it must publish the address's port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
 }
 
 /// Where the containers run.
@@ -268,7 +294,7 @@ impl FleetFile {
                 located.at(line, col).diag(format!("{message}; expected `<<: *name` to merge a map")),
             ]);
         }
-        let mut reader = Reader { text: located, diags: Vec::new() };
+        let mut reader = Reader { text: located, diags: Vec::new(), registry_role: None };
         let fleet = reader.file(&value, &known_role);
         finish(fleet, reader.diags)
     }
@@ -386,7 +412,9 @@ mod duration_text {
     }
 }
 
-const TOP_KEYS: &[&str] = &["fleet", "engine", "network", "networks", "image", "version", "roles"];
+const TOP_KEYS: &[&str] =
+    &["fleet", "engine", "network", "networks", "image", "version", "roles", "registry"];
+const REGISTRY_KEYS: &[&str] = &["address", "role"];
 const ROLE_KEYS: &[&str] = &[
     "image",
     "version",
@@ -444,6 +472,8 @@ struct Placed {
 struct Reader<'a> {
     text: Text<'a>,
     diags: Vec<Diagnostic>,
+    /// `registry.role`, with where it is written, until the roles are read.
+    registry_role: Option<(String, At)>,
 }
 
 impl Reader<'_> {
@@ -637,12 +667,14 @@ impl Reader<'_> {
                 network: String::new(),
                 networks: Vec::new(),
                 roles: BTreeMap::new(),
+                registry: None,
             };
         }
         let (mut fleet, mut network, mut engine) = (None, None, EngineKind::Local);
         let (mut image, mut version) = (Shared::Absent, Shared::Absent);
         let mut roles = None;
         let mut networks = Vec::new();
+        let mut registry = None;
         for (key, value) in self.map(value, None, Some(TOP_KEYS), "`fleet: coins`") {
             match key.name.as_str() {
                 "fleet" => {
@@ -666,6 +698,7 @@ impl Reader<'_> {
                 }
                 "version" => version = Self::shared(self.version(&key, value)),
                 "roles" => roles = Some((key, value)),
+                "registry" => registry = self.registry(&key, value),
                 _ => {}
             }
         }
@@ -716,8 +749,93 @@ impl Reader<'_> {
                 self.report(*at, "networks", message);
             }
         }
+        if let Some((registry, at)) = &registry {
+            self.registry_fits(registry, *at, engine, &placed);
+        }
         let networks = networks.into_iter().map(|(name, _)| name).collect();
-        FleetFile { fleet, engine, network, networks, roles: specs }
+        let registry = registry.map(|(r, _)| r);
+        FleetFile { fleet, engine, network, networks, roles: specs, registry }
+    }
+
+    /// `registry: HOST:PORT` or `registry: {address: HOST:PORT, role: NAME}`, with where it
+    /// is written.
+    fn registry(&mut self, key: &Key, value: &Value) -> Option<(Registry, At)> {
+        let at = self.text.value_at(key.at);
+        const EXAMPLE: &str = "`127.0.0.1:5000` or `{address: 127.0.0.1:5000, role: registry}`";
+        if let Value::String(address) = value {
+            let address = self.check(key, scalar::registry_address(address).map(|()| address.clone()))?;
+            return Some((Registry { address, role: None }, at));
+        }
+        if !matches!(value, Value::Mapping(_)) {
+            self.wrong_type(key, value, &format!("a registry's address or a map, such as {EXAMPLE}"));
+            return None;
+        }
+        let (mut address, mut role) = (None, None);
+        for (k, v) in self.map(value, Some(key), Some(REGISTRY_KEYS), EXAMPLE) {
+            match k.name.as_str() {
+                "address" => {
+                    let text = self.string(&k, v, "`127.0.0.1:5000`")?;
+                    address = self.check(&k, scalar::registry_address(text).map(|()| text.to_string()));
+                    address.as_ref()?;
+                }
+                "role" => {
+                    role = Some((self.string(&k, v, "`registry`")?.to_string(), self.text.value_at(k.at)));
+                }
+                _ => {}
+            }
+        }
+        let Some(address) = address else {
+            self.report(
+                at,
+                &key.path,
+                format!("no `address:`; expected the registry's HOST:PORT, such as {EXAMPLE}"),
+            );
+            return None;
+        };
+        let role = match role {
+            Some((name, role_at)) => {
+                self.registry_role = Some((name.clone(), role_at));
+                Some(name)
+            }
+            None => None,
+        };
+        Some((Registry { address, role }, at))
+    }
+
+    /// A registry is for Swarm, and the role that runs it is one of the fleet's, publishing
+    /// the address's port.
+    fn registry_fits(&mut self, registry: &Registry, at: At, engine: EngineKind, placed: &[Placed]) {
+        if engine != EngineKind::Swarm {
+            self.report(
+                at,
+                "registry",
+                "a registry carries images to Swarm's nodes, and this fleet runs on one engine, which \
+                 has them already; expected `engine: swarm`, or no `registry:`",
+            );
+        }
+        let Some((name, role_at)) = self.registry_role.take() else { return };
+        let Some(role) = placed.iter().find(|r| r.name == name) else {
+            let roles = placed.iter().map(|r| format!("`{}`", r.name)).collect::<Vec<_>>().join(", ");
+            self.report(
+                role_at,
+                "registry.role",
+                format!("`{name}` is not a role of the fleet; expected one of {roles}, or no `role:` for a registry that runs already"),
+            );
+            return;
+        };
+        let port = registry.address.rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
+        if !role.ports.iter().any(|(p, _)| p.host_port.is_some() && p.host_port == port) {
+            let port = port.unwrap_or_default();
+            self.report(
+                role_at,
+                "registry.role",
+                format!(
+                    "role {name} publishes no port {port}, so nothing answers at {}; expected \
+                     `ports: [\"{port}:5000\"]` on it (the registry's port in its container)",
+                    registry.address
+                ),
+            );
+        }
     }
 
     fn role(&mut self, key: &Key, body: &Value, image: &Shared, version: &Shared) -> (RoleSpec, Placed) {
@@ -1217,15 +1335,15 @@ impl Reader<'_> {
         }
     }
 
-    /// What Swarm cannot honour: it publishes a port on every node's addresses (its routing
-    /// mesh), so a host address on a port cannot be kept.
+    /// What Swarm cannot honour: it publishes a port on every address of the node a task
+    /// runs on, so a host address on a port cannot be kept.
     fn on_swarm(&mut self, placed: &[Placed]) {
         for role in placed {
             let path = format!("roles.{}.ports", role.name);
             for &(port, at) in role.ports.iter().filter(|(port, _)| port.host_ip.is_some()) {
                 let message = format!(
                     "`{port}` binds host address {}, which Swarm cannot honour: it publishes a port on every \
-                     node's addresses; expected no address on a fleet with `engine: swarm` (\"{}\")",
+                     address of the task's node; expected no address on a fleet with `engine: swarm` (\"{}\")",
                     port.host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
                     PortSpec { host_ip: None, ..port }
                 );
@@ -1514,6 +1632,77 @@ mod tests {
         assert_ne!(old, json);
         assert!(!old.contains("networks"), "{old}");
         assert_eq!(serde_json::from_str::<FleetFile>(&old).unwrap(), plain);
+    }
+
+    #[test]
+    fn a_registry_is_read_as_an_address_or_with_the_role_that_runs_it() {
+        let head = "fleet: coins\nengine: swarm\nimage: coins\nversion: \"1\"\n";
+        let told = parse(&format!("{head}registry: 127.0.0.1:5000\nroles: {{web: {{}}}}\n"));
+        assert_eq!(told.registry, Some(Registry { address: "127.0.0.1:5000".into(), role: None }));
+        let run = parse(&format!(
+            "{head}registry: {{address: \"127.0.0.1:5000\", role: reg}}\nroles:\n  web: {{}}\n  \
+             reg: {{ports: [\"5000:5000\"], volumes: [/var/lib/docker-registry]}}\n"
+        ));
+        let want = Registry { address: "127.0.0.1:5000".into(), role: Some("reg".into()) };
+        assert_eq!(run.registry.as_ref(), Some(&want));
+        let json = serde_json::to_string(&run).unwrap();
+        assert_eq!(serde_json::from_str::<FleetFile>(&json).unwrap(), run);
+        let none = parse(&format!("{head}roles: {{web: {{}}}}\n"));
+        assert!(
+            !serde_json::to_string(&none).unwrap().contains("registry"),
+            "a record without one reads as before"
+        );
+        for good in ["registry.internal:443", "10.0.0.7:5000", "localhost:5000"] {
+            assert_eq!(scalar::registry_address(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "127.0.0.1",
+            "http://127.0.0.1:5000",
+            "127.0.0.1:0",
+            "127.0.0.1:70000",
+            ":5000",
+            "a_b:5000",
+            "h:05000",
+        ] {
+            assert!(scalar::registry_address(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_bad_registry_is_refused_where_it_is_written() {
+        let on_local = problems(
+            "fleet: coins\nimage: coins\nversion: \"1\"\nregistry: 127.0.0.1:5000\nroles: {web: {}}\n",
+        );
+        assert_eq!(on_local.len(), 1, "{on_local:#?}");
+        assert!(
+            on_local[0].starts_with("fleet.yaml:4:11: registry: a registry carries images to Swarm's nodes"),
+            "{on_local:#?}"
+        );
+        let head = "fleet: coins\nengine: swarm\nimage: coins\nversion: \"1\"\n";
+        let cases = [
+            (
+                "registry: http://r:5000\n",
+                "fleet.yaml:5:11: registry: `http://r:5000` cannot be a registry's address: an engine names a registry without a scheme",
+            ),
+            ("registry: 5000\n", "fleet.yaml:5:11: registry: expected a registry's address or a map"),
+            ("registry: {role: web}\n", "fleet.yaml:5:11: registry: no `address:`"),
+            (
+                "registry: {address: \"r:5000\", role: ghost}\n",
+                "fleet.yaml:5:37: registry.role: `ghost` is not a role of the fleet; expected one of `web`",
+            ),
+            (
+                "registry: {address: \"r:5000\", role: web}\n",
+                "fleet.yaml:5:37: registry.role: role web publishes no port 5000, so nothing answers at r:5000",
+            ),
+            (
+                "registry: {address: \"r:5000\", tls: true}\n",
+                "fleet.yaml:5:31: registry: unknown key `tls`; expected one of `address`, `role`",
+            ),
+        ];
+        for (line, want) in cases {
+            let found = problems(&format!("{head}{line}roles: {{web: {{}}}}\n"));
+            assert!(found.iter().any(|f| f.starts_with(want)), "{want}\nnot in {found:#?}");
+        }
     }
 
     #[test]

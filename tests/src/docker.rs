@@ -82,12 +82,15 @@ impl Scope {
     }
 
     /// The `repository:tag` of every image named for this scope: `<fleet>`, `<fleet>-…` or
-    /// `<fleet>_…`.
+    /// `<fleet>_…`, also in a registry (`127.0.0.1:5000/<fleet>-app:1`, a fleet's push).
     pub fn images(&self) -> Vec<String> {
         let all = docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
         let mut mine: Vec<String> = lines(&all)
             .into_iter()
-            .filter(|i| self.named_for(i.rsplit_once(':').map_or(i.as_str(), |(r, _)| r)))
+            .filter(|i| {
+                let repo = i.rsplit_once(':').map_or(i.as_str(), |(r, _)| r);
+                self.named_for(repo.rsplit('/').next().unwrap_or(repo))
+            })
             .collect();
         mine.sort();
         mine

@@ -59,6 +59,36 @@ pub fn swarm_fleet_yaml(fleet: &str, version: &str) -> String {
     )
 }
 
+/// The Swarm test fleet's `web` with a registry the fleet runs (the project's
+/// `roles/registry.yaml`), published on [`registry_port`]: the services run their images
+/// by digest from it.
+pub fn registry_fleet_yaml(fleet: &str, version: &str) -> String {
+    let port = registry_port();
+    format!(
+        "fleet: {fleet}\nengine: swarm\nimage: {fleet}-app\nversion: \"{version}\"\n\
+         registry: {{address: \"127.0.0.1:{port}\", role: registry}}\nroles:\n  \
+         registry: {{replicas: 1, ports: [\"{port}:5000\"], volumes: [/var/lib/docker-registry], \
+         update: {{min_healthy: 1s, health_timeout: 60s}}}}\n  \
+         web: {{replicas: 2, update: {{batch: 1, order: start-first, min_healthy: 1s, health_timeout: 60s}}}}\n"
+    )
+}
+
+/// The port the registry of [`registry_fleet_yaml`] is published on: one free on this
+/// machine when first asked (Swarm publishes it on the registry task's node).
+pub fn registry_port() -> u16 {
+    static PORT: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+    *PORT.get_or_init(|| {
+        let listener = std::net::TcpListener::bind("0.0.0.0:0").expect("a free port");
+        listener.local_addr().expect("its address").port()
+    })
+}
+
+/// A file of this project, for a test's config repo.
+fn project_file(path: &str) -> String {
+    let path = crate::repo_root().join(path);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
 /// A master that containers can reach, a config repo with the test fleet (at version 1),
 /// and the images of the fleet's versions asked for. Not up yet: `drover up` brings it up.
 pub struct TestFleet {
@@ -88,6 +118,10 @@ impl TestFleet {
                 ("roles/idle.yaml", "description: nothing runs here\n"),
                 ("states/app/kv.yaml", KV_STATE),
                 ("states/app/web.yaml", WEB_STATE),
+                // the project's own registry role (tests/tests/swarm.rs runs it)
+                ("roles/registry.yaml", &project_file("roles/registry.yaml")),
+                ("states/registry/registry.yaml", &project_file("states/registry/registry.yaml")),
+                ("states/registry/config.yml", &project_file("states/registry/config.yml")),
                 // the project's own base definition: its image is built once per machine
                 ("images/base/base.yaml", &base_yaml()),
             ],

@@ -1,9 +1,14 @@
 //! The fleet on a one-node Docker Swarm this test makes (and leaves, passed or failed):
 //! `up` of 2 roles and 3 slots as Swarm services, `ps` with each slot's node, a healthy
 //! upgrade (a service update per slot, the slot's volume kept), a broken upgrade rolled
-//! back with exit 1 naming why, a killed task replaced by Swarm in its slot with its volume's
+//! back with exit 1 naming why, `rollout undo` through each service's own rollback (Swarm's
+//! `rollback=previous`), a killed task replaced by Swarm in its slot with its volume's
 //! data, an extra overlay network (`data`, kv on it alone) and `down` leaving no service,
 //! secret, container or network.
+//!
+//! A second fleet runs its own registry (the project's `roles/registry.yaml`, Debian's
+//! docker-registry) as a role: its services run their images by the digest the registry
+//! answered to drover's push, and an upgrade moves them to the new version's digest.
 //!
 //! An engine in a swarm the test did not make is never touched: the test says it skipped.
 //! Every wait is bounded.
@@ -11,7 +16,9 @@
 use std::time::Duration;
 
 use tests::docker::{Scope, docker, exec};
-use tests::fleet::{TestFleet, daemons, ok, ps, swarm_fleet_yaml, versions};
+use tests::fleet::{
+    TestFleet, daemons, ok, ps, registry_fleet_yaml, registry_port, swarm_fleet_yaml, versions,
+};
 use tests::swarm::OneNodeSwarm;
 use tests::{show, wait_until};
 
@@ -110,6 +117,10 @@ fn a_fleet_on_a_one_node_swarm() {
     assert_eq!(exec(&container, "hostname").trim(), kv);
     let web_task = task_container(&scope, &web1).expect("the web-1 task runs here");
     assert!(!exec(&web_task, "getent hosts kv").trim().is_empty(), "web resolves kv on {data}");
+    // and kv reaches web by its role's name: names are the task's own address (a virtual
+    // address in front of it needs IPVS, which a node's kernel may lack, and then answers
+    // nothing)
+    exec(&container, "bash -c ': > /dev/tcp/web/8080'");
     assert_eq!(daemons(&master, &kv), ["kv"]);
     assert_eq!(daemons(&master, &web1), ["web"]);
 
@@ -160,6 +171,30 @@ fn a_fleet_on_a_one_node_swarm() {
         .collect();
     assert_eq!(touched, [web1.as_str()]);
 
+    // rollout undo of the healthy upgrade: each service's own rollback where Swarm's previous
+    // spec is version 1 (kv, web-2); web-1's previous spec is the broken 3 it was rolled
+    // back from, so an update takes it to 1
+    let out = master.drover(&["rollout", "undo"]);
+    ok(&out);
+    eprintln!("the undo, as drover told it:\n{}", show(&out));
+    assert!(versions(&master).iter().all(|(_, v)| v == "1"), "{:?}", versions(&master));
+    let web2 = format!("{f}-web-2");
+    for service in [&kv, &web2] {
+        assert!(
+            inspect(service, "{{.Spec.TaskTemplate.ContainerSpec.Image}}").starts_with(&format!("{f}-app:1"))
+        );
+        // Swarm ends its rollback after the monitor period, once the old task is stopped
+        wait_until(Duration::from_secs(60), "Swarm to end the rollback", || {
+            inspect(service, "{{.UpdateStatus.State}}") == "rollback_completed"
+        });
+    }
+    assert_eq!(inspect(&web1, "{{.UpdateStatus.State}}"), "completed");
+    wait_until(Duration::from_secs(120), "every slot at 1 and ready", || {
+        ps(&master)
+            .iter()
+            .all(|s| s["version"] == "1" && s["connected"] == true && s["converged"].is_string())
+    });
+
     // a killed task: Swarm starts another in the same slot (same service, same volume), the
     // minion comes back under the slot's name and finds its data
     let before = task_container(&scope, &kv).expect("the kv task runs");
@@ -193,4 +228,80 @@ fn a_fleet_on_a_one_node_swarm() {
     assert_eq!(scope.volumes().len(), 1);
     assert!(ps(&master).is_empty());
     // (the volume goes with the scope: a `down --volumes` after a `down` finds no fleet up)
+}
+
+/// `GET path` of the registry on 127.0.0.1:`port`, asking for a v2 manifest: the status and
+/// the `Docker-Content-Digest` header.
+fn registry_get(port: u16, path: &str) -> (u16, Option<String>) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("the registry's port");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\
+         Accept: application/vnd.docker.distribution.manifest.v2+json\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let digest = response
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .find_map(|l| l.strip_prefix("Docker-Content-Digest: ").map(|d| d.trim().to_string()));
+    (status, digest)
+}
+
+#[test]
+fn a_fleet_gets_its_images_from_its_own_registry_by_digest() {
+    let Some(_swarm) = OneNodeSwarm::init() else { return };
+    let TestFleet { scope, master, repo: _repo, .. } =
+        TestFleet::with_file("registry", &["1", "2"], registry_fleet_yaml);
+    let f = scope.fleet.clone();
+    let (port, app) = (registry_port(), format!("{f}-app"));
+    let (registry, web1) = (format!("{f}-registry-1"), format!("{f}-web-1"));
+
+    // up: the registry's slot first, on the image this engine has, pinned to this node; the
+    // web slots' pushes wait for it, and their services name the image by digest
+    let out = master.drover(&["up", "--timeout", "240"]);
+    ok(&out);
+    eprintln!("up, as drover told it:\n{}", show(&out));
+    let image = |service: &str| inspect(service, "{{.Spec.TaskTemplate.ContainerSpec.Image}}");
+    assert!(image(&registry).starts_with(&format!("{app}:1")), "{}", image(&registry));
+    let pin = inspect(&registry, "{{range .Spec.TaskTemplate.Placement.Constraints}}{{.}} {{end}}");
+    let node = docker(&["info", "--format", "{{.Swarm.NodeID}}"]).trim().to_string();
+    assert!(pin.contains(&format!("node.id=={node}")), "{pin}");
+    let prefix = format!("127.0.0.1:{port}/{app}@sha256:");
+    let v1 = image(&web1);
+    assert!(v1.starts_with(&prefix), "{v1}");
+    assert_eq!(image(&format!("{f}-web-2")), v1, "one image, one digest");
+    // the digest is the registry's own for the tag drover pushed
+    let (status, digest) = registry_get(port, &format!("/v2/{app}/manifests/1"));
+    assert_eq!(status, 200);
+    assert_eq!(digest.as_deref(), v1.strip_prefix(&format!("127.0.0.1:{port}/{app}@")));
+    for s in ps(&master) {
+        assert_eq!((s["state"].as_str(), s["connected"].as_bool()), (Some("running"), Some(true)), "{s}");
+        assert!(s["converged"].is_string(), "{s}");
+    }
+    let shown: Vec<String> =
+        ps(&master).iter().map(|s| s["image"].as_str().unwrap_or("").to_string()).collect();
+    assert!(shown.contains(&v1), "ps shows the digest a slot runs: {shown:?}");
+
+    // an upgrade pushes version 2 and moves each web service to its digest
+    let out = master.drover(&["upgrade", "web", "--to", "2"]);
+    ok(&out);
+    let v2 = image(&web1);
+    assert!(v2.starts_with(&prefix) && v2 != v1, "{v2}");
+    let (status, digest) = registry_get(port, &format!("/v2/{app}/manifests/2"));
+    assert_eq!(status, 200);
+    assert_eq!(digest.as_deref(), v2.strip_prefix(&format!("127.0.0.1:{port}/{app}@")));
+    wait_until(Duration::from_secs(120), "every web slot at 2 and ready", || {
+        ps(&master)
+            .iter()
+            .filter(|s| s["role"] == "web")
+            .all(|s| s["version"] == "2" && s["connected"] == true && s["converged"].is_string())
+    });
+
+    ok(&master.drover(&["down", "--volumes"]));
+    assert!(scope.services().is_empty(), "{:?}", scope.services());
+    assert!(scope.volumes().is_empty(), "{:?}", scope.volumes());
 }

@@ -155,6 +155,18 @@ pub(crate) struct Inner<E, H> {
     op: tokio::sync::Mutex<()>,
     /// The last container generation handed out.
     generation: std::sync::atomic::AtomicU64,
+    /// Swarm with a registry: per image reference, the local image id last pushed and the
+    /// reference by digest it got, or why the push failed and when. Held through a push, so
+    /// one image is pushed once, and the slots waiting on a push that failed fail with it.
+    pub(crate) pushed: tokio::sync::Mutex<BTreeMap<String, Pushed>>,
+}
+
+/// The last push of an image to the fleet's registry.
+pub(crate) enum Pushed {
+    /// The local image id pushed, and the reference by digest the registry gave it.
+    Done { id: String, digest: String },
+    /// Why it failed, and when (a push asked for soon after fails alike, without waiting).
+    Failed { why: String, at: tokio::time::Instant },
 }
 
 /// The fleet controller. Clones share it.
@@ -224,6 +236,7 @@ impl<E: Engine, H: Host> Controller<E, H> {
             shared: Mutex::new(shared),
             op: tokio::sync::Mutex::new(()),
             generation: Default::default(),
+            pushed: Default::default(),
         };
         Controller { inner: Arc::new(inner) }
     }
@@ -471,7 +484,18 @@ impl<E: Engine, H: Host> Controller<E, H> {
             .collect();
         // owned actions: a closure over borrowed ones makes the future not `Send` for every
         // lifetime (rust-lang/rust#102211)
-        let results: Vec<Result<()>> = futures_util::stream::iter(plan.actions.clone())
+        let mut actions = plan.actions.clone();
+        if let Some(role) = desired.registry.as_ref().and_then(|r| r.role.as_deref()) {
+            // the registry's own slots start first: the others' pushes wait for it
+            let registry_slot = |a: &Action| match a {
+                Action::Create { slot } | Action::Replace { slot, .. } => {
+                    desired.slots.get(slot).is_some_and(|s| s.role == role)
+                }
+                Action::Remove { .. } => false,
+            };
+            actions.sort_by_key(|a| !registry_slot(a));
+        }
+        let results: Vec<Result<()>> = futures_util::stream::iter(actions)
             .map(|action| async move {
                 match &action {
                     Action::Remove { container, .. } => self.remove_container(container, progress).await,
@@ -622,7 +646,10 @@ impl<E: Engine, H: Host> Controller<E, H> {
             };
             let version = if back { &step.from } else { &step.to };
             let policy = &spec.spec.update;
-            let result = self.swap(spec, version, order, policy, network, progress).await;
+            // putting a slot back (a failed swap reverted, or `rollout undo`): on Swarm, its
+            // service's own rollback to the spec it had
+            let back = back || rollout.undoes.is_some();
+            let result = self.swap(spec, version, order, policy, network, back, progress).await;
             (name.clone(), result)
         }))
         .await

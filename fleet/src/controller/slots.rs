@@ -47,6 +47,7 @@ impl<E: Engine, H: Host> Controller<E, H> {
         }
         let enrollment = self.inner.host.enroll(&spec.slot).await?;
         let generation = self.next_generation();
+        self.inner.host.want(&spec.slot, generation).await;
         let container = container_spec(&fleet, spec, version, generation, &enrollment, network)
             .map_err(super::FleetError::Refused)?;
         self.emit(
@@ -58,7 +59,7 @@ impl<E: Engine, H: Host> Controller<E, H> {
             },
         );
         let id = if self.swarm() {
-            self.create_slot_service(&fleet, spec, container).await?
+            self.create_slot_service(&fleet, spec, container, progress).await?
         } else {
             let id = self.inner.engine.create(&container).await?;
             if let Err(e) = self.inner.engine.start(&id).await {
@@ -138,7 +139,9 @@ impl<E: Engine, H: Host> Controller<E, H> {
     }
 
     /// Puts the slot at `version` in `order` and waits until it is ready (`policy`); the
-    /// reason when it is not.
+    /// reason when it is not. `back`: the slot goes back to the version it had (on Swarm,
+    /// through its service's rollback).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn swap(
         &self,
         spec: &SlotSpec,
@@ -146,10 +149,11 @@ impl<E: Engine, H: Host> Controller<E, H> {
         order: Order,
         policy: &UpdatePolicy,
         network: &FleetNetworks,
+        back: bool,
         progress: &Progress,
     ) -> std::result::Result<(), String> {
         if self.swarm() {
-            return self.swap_service(spec, version, order, policy, network, progress).await;
+            return self.swap_service(spec, version, order, policy, network, back, progress).await;
         }
         let fleet = network.fleet.clone();
         let text = |e: super::FleetError| e.to_string();

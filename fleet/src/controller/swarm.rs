@@ -21,7 +21,7 @@ use std::time::Duration;
 use render::fleet::{OnFailure, Order, UpdatePolicy};
 use sha2::Digest;
 
-use super::{Controller, FleetError, FleetEvent, FleetNetworks, Progress, Result};
+use super::{Controller, FleetError, FleetEvent, FleetNetworks, Progress, Pushed, Result};
 use crate::engine::*;
 use crate::host::{Enrollment, Host};
 use crate::record::{Desired, SlotSpec};
@@ -37,6 +37,16 @@ const GWBRIDGE_WAIT: Duration = Duration::from_secs(30);
 
 /// How long `down` waits for Swarm to remove the services' containers.
 const DRAIN_WAIT: Duration = Duration::from_secs(60);
+
+/// How long a push waits for a registry the fleet runs to answer (its slot is created in
+/// the same operation, so it starts while the first pushes wait), and for one it was told
+/// about (a moment's hiccup, not a registry that is not there).
+const REGISTRY_WAIT: Duration = Duration::from_secs(120);
+const TOLD_REGISTRY_WAIT: Duration = Duration::from_secs(5);
+
+/// How long a failed push stands for the slots that wait on the same image, so that they
+/// fail with it rather than each wait again.
+const FAILED_PUSH_KEPT: Duration = Duration::from_secs(30);
 
 /// A role's update policy as the update configuration of each of its slots' services. A
 /// service holds one task, so parallelism is 1 and the failure ratio 0; the batches and
@@ -92,14 +102,34 @@ impl<E: Engine, H: Host> Controller<E, H> {
         self.inner.shared().record.swarm()
     }
 
-    /// The service of a slot, from its container spec: its secrets created first.
+    /// The service of a slot, from its container spec: its secrets created first, and with a
+    /// registry, its image pushed and named by digest.
     pub(crate) async fn service_spec(
         &self,
         fleet: &str,
         slot: &SlotSpec,
         mut container: ContainerSpec,
         order: Order,
+        progress: &Progress,
     ) -> Result<ServiceSpec> {
+        let registry = self.inner.shared().record.registry().cloned();
+        if let Some(registry) = registry {
+            if registry.role.as_ref() == Some(&slot.role) {
+                // the registry runs the image this engine has, on this engine's node
+                let node = self.inner.engine.info().await?.node_id;
+                if !node.is_empty() {
+                    let pin = format!("node.id=={node}");
+                    let mut derived = super::placing::recorded_placement_of(&container.labels);
+                    if !derived.contains(&pin) {
+                        derived.push(pin.clone());
+                        container.constraints.push(pin);
+                        container.labels.insert(LABEL_PLACEMENT.to_string(), derived.join(","));
+                    }
+                }
+            } else {
+                container.image = self.pinned(&registry, &container.image, &slot.slot, progress).await?;
+            }
+        }
         let mut secrets = Vec::new();
         for s in slot_secrets(fleet, &slot.slot, &container.files) {
             self.inner.engine.create_secret(&s.name, &s.labels, &s.data).await?;
@@ -112,6 +142,83 @@ impl<E: Engine, H: Host> Controller<E, H> {
             update: service_update(&slot.spec.update, order),
             restart: slot.spec.heal,
         })
+    }
+
+    /// Swarm's rollback of the slot's service, whose previous spec is at `version`: that
+    /// spec's generation. `None` when Swarm refused, or went back to another version than
+    /// its labels said (an update then puts the slot at `version`).
+    async fn rolled_back(&self, slot: &SlotSpec, version: &str, progress: &Progress) -> Option<u64> {
+        let labels = self.inner.engine.rollback_service(&slot.slot).await.ok()?;
+        if labels.get(LABEL_VERSION).map(String::as_str) != Some(version) {
+            return None;
+        }
+        let generation = labels.get(LABEL_GENERATION).and_then(|g| g.parse().ok())?;
+        // the older container comes back: the master lets its minion take the slot's session
+        self.inner.host.want(&slot.slot, generation).await;
+        self.emit(
+            progress,
+            FleetEvent::Slot {
+                slot: slot.slot.clone(),
+                step: "rolling-back".into(),
+                detail: Some(format!("service to its previous spec, {version}")),
+            },
+        );
+        Some(generation)
+    }
+
+    /// `reference` (`coins:1.0`) as the services run it: pushed to `registry` (once per
+    /// image this controller has not pushed yet) and named by its digest there.
+    async fn pinned(
+        &self,
+        registry: &render::fleet::Registry,
+        reference: &str,
+        slot: &str,
+        progress: &Progress,
+    ) -> Result<String> {
+        let mut pushed = self.inner.pushed.lock().await;
+        let Some(image) = self.inner.engine.image(reference).await? else {
+            return Err(FleetError::Refused(format!("image {reference} does not exist on this engine")));
+        };
+        match pushed.get(reference) {
+            Some(Pushed::Done { id, digest }) if *id == image.id => return Ok(digest.clone()),
+            Some(Pushed::Failed { why, at }) if at.elapsed() < FAILED_PUSH_KEPT => {
+                return Err(FleetError::Refused(why.clone()));
+            }
+            _ => {}
+        }
+        let (name, tag) = reference.rsplit_once(':').unwrap_or((reference, "latest"));
+        let repo = format!("{}/{name}", registry.address);
+        let say = |step: &str, detail: String| {
+            let event = FleetEvent::Slot { slot: slot.to_string(), step: step.into(), detail: Some(detail) };
+            self.emit(progress, event);
+        };
+        say("pushing", format!("{reference} to {}", registry.address));
+        let wait = if registry.role.is_some() { REGISTRY_WAIT } else { TOLD_REGISTRY_WAIT };
+        let deadline = tokio::time::Instant::now() + wait;
+        let digest = loop {
+            match self.inner.engine.push(reference, &repo, tag).await {
+                Ok(digest) => break digest,
+                Err(e) if e.is_not_found() || tokio::time::Instant::now() >= deadline => {
+                    let runs = match &registry.role {
+                        Some(role) => format!("its role {role} is not up, or "),
+                        None => String::new(),
+                    };
+                    let why = format!(
+                        "cannot push {reference} to the registry at {} (tried for {}): {e}; {runs}the master's \
+                         engine does not reach it at that address (`registry:` in fleet.yaml)",
+                        registry.address,
+                        render::fleet::scalar::format_duration(wait)
+                    );
+                    let at = tokio::time::Instant::now();
+                    pushed.insert(reference.to_string(), Pushed::Failed { why: why.clone(), at });
+                    return Err(FleetError::Refused(why));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+            }
+        };
+        say("pushed", digest.clone());
+        pushed.insert(reference.to_string(), Pushed::Done { id: image.id, digest: digest.clone() });
+        Ok(digest)
     }
 
     /// The fleet's overlay network, created if missing, with the address containers dial
@@ -145,16 +252,20 @@ impl<E: Engine, H: Host> Controller<E, H> {
         fleet: &str,
         slot: &SlotSpec,
         container: ContainerSpec,
+        progress: &Progress,
     ) -> Result<String> {
         let mut container = container;
         super::placing::with_placement(&mut container, &self.derived_for(&slot.slot));
-        let spec = self.service_spec(fleet, slot, container, slot.spec.update.order).await?;
+        let spec = self.service_spec(fleet, slot, container, slot.spec.update.order, progress).await?;
         Ok(self.inner.engine.create_service(&spec).await?)
     }
 
     /// A swap on Swarm: the slot's service updated to `version` (Swarm replaces its task as
     /// `order` says), then the wait for its minion. A service at `version` already (Swarm
-    /// rolled it back, or a resumed rollout) is only waited for.
+    /// rolled it back, or a resumed rollout) is only waited for. Going `back`, Swarm's own
+    /// rollback puts the service's previous spec back when that spec is at `version` (else
+    /// an update does, as forward).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn swap_service(
         &self,
         slot: &SlotSpec,
@@ -162,6 +273,7 @@ impl<E: Engine, H: Host> Controller<E, H> {
         order: Order,
         policy: &UpdatePolicy,
         network: &FleetNetworks,
+        back: bool,
         progress: &Progress,
     ) -> std::result::Result<(), String> {
         let fleet = network.fleet.clone();
@@ -176,13 +288,27 @@ impl<E: Engine, H: Host> Controller<E, H> {
                 .wait_ready(&slot.slot, current.id.clone(), current.generation(), policy, progress)
                 .await;
         }
+        // Swarm's previous spec is the one this service's last update replaced, unless a
+        // rollback came since (which leaves the spec it left as the previous one)
+        let previous_is_version = current.label(LABEL_REPLACES) == Some(version)
+            && !current.update.as_deref().is_some_and(|u| u.starts_with("rollback"));
+        if back
+            && previous_is_version
+            && let Some(generation) = self.rolled_back(slot, version, progress).await
+        {
+            return self.wait_ready(&slot.slot, current.id.clone(), generation, policy, progress).await;
+        }
         let enrollment: Enrollment = self.inner.host.enroll(&slot.slot).await.map_err(|e| e.to_string())?;
         let generation = self.next_generation();
+        self.inner.host.want(&slot.slot, generation).await;
         let mut container =
             super::slots::container_spec(&fleet, slot, version, generation, &enrollment, network)?;
         // the constraints drover derived when it made the service stay with it
         super::placing::with_placement(&mut container, &super::placing::recorded_placement(&current));
-        let mut spec = self.service_spec(&fleet, slot, container, order).await.map_err(text)?;
+        if let Some(replaced) = current.label(LABEL_VERSION) {
+            container.labels.insert(LABEL_REPLACES.to_string(), replaced.to_string());
+        }
+        let mut spec = self.service_spec(&fleet, slot, container, order, progress).await.map_err(text)?;
         spec.update = service_update(policy, order);
         self.emit(
             progress,

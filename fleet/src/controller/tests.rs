@@ -25,6 +25,8 @@ struct FakeHost {
     saved: Arc<Mutex<Option<FleetRecord>>>,
     events: Arc<Mutex<Vec<String>>>,
     enrolled: Arc<Mutex<BTreeSet<String>>>,
+    /// The generation the controller last said it wants, per slot.
+    wanted: Arc<Mutex<BTreeMap<String, u64>>>,
 }
 
 impl FakeHost {
@@ -81,6 +83,10 @@ impl Host for FakeHost {
             master_port: 4506,
             master_host: None,
         })
+    }
+
+    async fn want(&self, slot: &str, generation: u64) {
+        self.wanted.lock().unwrap().insert(slot.to_string(), generation);
     }
 
     async fn revoke(&self, slot: &str) -> Result<(), HostError> {
@@ -766,6 +772,80 @@ async fn on_swarm_each_slot_is_a_service_with_its_keys_as_secrets() {
     assert!(host.enrolled.lock().unwrap().is_empty());
 }
 
+/// The swarm fleet with a registry its role `reg` runs (port 5000 published, a volume).
+fn registry_file(version: &str) -> FleetFile {
+    let mut reg = role(version, 1);
+    reg.ports = vec![render::fleet::scalar::port("5000:5000").unwrap()];
+    reg.volumes = vec!["/var/lib/docker-registry".into()];
+    let mut f = swarm_file(version, policy(1, Order::StartFirst, OnFailure::Rollback));
+    f.roles.insert("reg".into(), reg);
+    f.registry = Some(render::fleet::Registry { address: "127.0.0.1:5000".into(), role: Some("reg".into()) });
+    f
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_swarm_with_a_registry_services_run_images_by_digest() {
+    let (fleet, engine, _) = setup(&["1", "2"]);
+    engine.set_swarm();
+    // the registry is not up yet for the first pushes: they wait for it
+    engine.fail("push", 3);
+    let outcome = fleet.up(registry_file("1"), "c1".into(), MINUTE, &Progress::none()).await.unwrap();
+    assert!(outcome.ok(), "{outcome:?}");
+    let digest = |slot: &str| engine.service_spec(slot).unwrap().container.image;
+    let v1 = digest("f-web-1");
+    assert!(v1.starts_with("127.0.0.1:5000/app@sha256:"), "{v1}");
+    assert_eq!(digest("f-db-1"), v1, "one image, one digest");
+    // the registry's own service runs the local image, pinned to this engine's node
+    let reg = engine.service_spec("f-reg-1").unwrap();
+    assert_eq!(reg.container.image, "app:1");
+    assert_eq!(reg.container.constraints, ["node.id==fake-node"]);
+    // pushed once however many slots run it (the failed tries, then one that went through)
+    let pushes: Vec<String> = changes(&engine).into_iter().filter(|c| c.starts_with("push")).collect();
+    assert_eq!(pushes.len(), 4, "{pushes:?}");
+    assert!(pushes.iter().all(|p| p == "push app:1 127.0.0.1:5000/app:1"), "{pushes:?}");
+
+    // an upgrade pushes the new version and moves the services to its digest
+    engine.clear_calls();
+    let out =
+        fleet.upgrade(&["web".into()], "2", PolicyOverride::default(), &Progress::none()).await.unwrap();
+    assert!(out.ok(), "{out:?}");
+    let v2 = digest("f-web-3");
+    assert!(v2.starts_with("127.0.0.1:5000/app@sha256:") && v2 != v1, "{v2}");
+    let pushes: Vec<String> = changes(&engine).into_iter().filter(|c| c.starts_with("push")).collect();
+    assert_eq!(pushes, ["push app:2 127.0.0.1:5000/app:2"]);
+    // the registry's own update keeps its pin
+    let out =
+        fleet.upgrade(&["reg".into()], "2", PolicyOverride::default(), &Progress::none()).await.unwrap();
+    assert!(out.ok(), "{out:?}");
+    let reg = engine.service_spec("f-reg-1").unwrap().container;
+    assert_eq!(
+        (reg.image.as_str(), reg.constraints.as_slice()),
+        ("app:2", &["node.id==fake-node".to_string()][..])
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_swarm_a_registry_that_never_answers_fails_the_slot_with_why() {
+    let (fleet, engine, _) = setup(&["1"]);
+    engine.set_swarm();
+    let mut file = swarm_file("1", UpdatePolicy::default());
+    file.registry = Some(render::fleet::Registry { address: "10.9.9.9:5000".into(), role: None });
+    engine.fail("push", usize::MAX);
+    let err = match fleet.up(file, "c1".into(), MINUTE, &Progress::none()).await {
+        Err(e) => e.to_string(),
+        Ok(outcome) => format!("{outcome:?}"),
+    };
+    assert!(
+        err.contains("cannot push app:1 to the registry at 10.9.9.9:5000 (tried for 5s)")
+            && err.contains("does not reach it at that address"),
+        "{err}"
+    );
+    assert!(engine.service_spec("f-web-1").is_none(), "no service runs an image the nodes cannot get");
+    // the four slots waited on one push, not one each: 5 s of tries, once a second
+    let tries = engine.calls().iter().filter(|c| c.starts_with("push")).count();
+    assert!((5..=7).contains(&tries), "{tries} pushes");
+}
+
 #[tokio::test(start_paused = true)]
 async fn on_swarm_extra_networks_are_overlays_the_services_attach_to() {
     let (fleet, engine, _) = setup(&["1"]);
@@ -811,9 +891,69 @@ async fn on_swarm_a_swap_is_a_service_update_and_a_broken_version_goes_back() {
     let rollout = out.rollout.unwrap();
     assert_eq!(rollout.state, RolloutState::RolledBack);
     assert!(rollout.reason.unwrap().contains("f-web-1 failed to become ready at 3: apply failed"));
-    let updates: Vec<String> = changes(&engine).into_iter().filter(|c| c.starts_with("update")).collect();
-    assert_eq!(updates, ["update f-web-1 app:3", "update f-web-1 app:2"]);
-    assert_eq!(engine.service_spec("f-web-1").unwrap().container.labels[LABEL_VERSION], "2");
+    // the failed slot goes back through its service's own rollback, not another update
+    let swaps: Vec<String> = changes(&engine)
+        .into_iter()
+        .filter(|c| c.starts_with("update") || c.starts_with("rollback"))
+        .collect();
+    assert_eq!(swaps, ["update f-web-1 app:3", "rollback-service f-web-1"]);
+    let web1 = engine.service_spec("f-web-1").unwrap().container;
+    assert_eq!((web1.labels[LABEL_VERSION].as_str(), web1.image.as_str()), ("2", "app:2"));
+
+    // undo of the upgrade to 2: Swarm's rollback where the previous spec is 1; web-1's is
+    // the broken 3 it was rolled back from, so it gets an update to 1 instead
+    engine.clear_calls();
+    let out = fleet.undo(&Progress::none()).await.unwrap();
+    assert!(out.ok(), "{out:?}");
+    let swaps: Vec<String> = changes(&engine)
+        .into_iter()
+        .filter(|c| c.starts_with("update") || c.starts_with("rollback"))
+        .collect();
+    assert_eq!(swaps, ["update f-web-1 app:1", "rollback-service f-web-2", "rollback-service f-web-3"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_swarm_undo_is_each_services_own_rollback() {
+    let (fleet, engine, host) = setup(&["1", "2"]);
+    engine.set_swarm();
+    let web = policy(1, Order::StartFirst, OnFailure::Rollback);
+    fleet.up(swarm_file("1", web), "c1".into(), MINUTE, &Progress::none()).await.unwrap();
+    let out =
+        fleet.upgrade(&["web".into()], "2", PolicyOverride::default(), &Progress::none()).await.unwrap();
+    assert!(out.ok(), "{out:?}");
+    let generations: Vec<String> = (1..=3)
+        .map(|n| {
+            engine.service_spec(&format!("f-web-{n}")).unwrap().container.labels[LABEL_GENERATION].clone()
+        })
+        .collect();
+    engine.clear_calls();
+    let out = fleet.undo(&Progress::none()).await.unwrap();
+    assert!(out.ok(), "{out:?}");
+    let swaps: Vec<String> = changes(&engine)
+        .into_iter()
+        .filter(|c| c.starts_with("update") || c.starts_with("rollback"))
+        .collect();
+    assert_eq!(swaps, ["rollback-service f-web-1", "rollback-service f-web-2", "rollback-service f-web-3"]);
+    for n in 1..=3 {
+        let c = engine.service_spec(&format!("f-web-{n}")).unwrap().container;
+        assert_eq!(c.labels[LABEL_VERSION], "1");
+        // the spec Swarm put back is the one version 1 had: an older generation than 2's,
+        // which the master is told the fleet wants
+        let (back, was): (u64, u64) =
+            (c.labels[LABEL_GENERATION].parse().unwrap(), generations[n - 1].parse().unwrap());
+        assert!(back < was, "{back} {was}");
+        let wanted = host.wanted.lock().unwrap()[&format!("f-web-{n}")];
+        assert_eq!(wanted.to_string(), c.labels[LABEL_GENERATION]);
+    }
+    // a slot whose service has no previous spec to go back to is updated instead
+    let out =
+        fleet.upgrade(&["web".into()], "2", PolicyOverride::default(), &Progress::none()).await.unwrap();
+    assert!(out.ok(), "{out:?}");
+    engine.forget_previous("f-web-2");
+    engine.clear_calls();
+    let out = fleet.undo(&Progress::none()).await.unwrap();
+    assert!(out.ok(), "{out:?}");
+    assert!(changes(&engine).contains(&"update f-web-2 app:1".to_string()), "{:?}", changes(&engine));
 }
 
 #[tokio::test(start_paused = true)]

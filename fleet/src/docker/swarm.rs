@@ -8,13 +8,13 @@ use base64::Engine as _;
 use bollard::errors::Error as BollardError;
 use bollard::models::{
     EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum, EndpointSpec,
-    Limit, Mount as DockerMount, MountType, MountVolumeOptions, NetworkAttachmentConfig,
-    NetworkCreateRequest, ResourceObject, SecretSpec, Service, ServiceSpec as SwarmSpec, ServiceSpecMode,
-    ServiceSpecModeReplicated, ServiceSpecRollbackConfig, ServiceSpecRollbackConfigFailureActionEnum,
-    ServiceSpecRollbackConfigOrderEnum, ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum,
-    ServiceSpecUpdateConfigOrderEnum, Task, TaskSpec, TaskSpecContainerSpec, TaskSpecContainerSpecFile,
-    TaskSpecContainerSpecSecrets, TaskSpecPlacement, TaskSpecResources, TaskSpecRestartPolicy,
-    TaskSpecRestartPolicyConditionEnum, TaskState,
+    EndpointSpecModeEnum, Limit, Mount as DockerMount, MountType, MountVolumeOptions,
+    NetworkAttachmentConfig, NetworkCreateRequest, ResourceObject, SecretSpec, Service,
+    ServiceSpec as SwarmSpec, ServiceSpecMode, ServiceSpecModeReplicated, ServiceSpecRollbackConfig,
+    ServiceSpecRollbackConfigFailureActionEnum, ServiceSpecRollbackConfigOrderEnum, ServiceSpecUpdateConfig,
+    ServiceSpecUpdateConfigFailureActionEnum, ServiceSpecUpdateConfigOrderEnum, Task, TaskSpec,
+    TaskSpecContainerSpec, TaskSpecContainerSpecFile, TaskSpecContainerSpecSecrets, TaskSpecPlacement,
+    TaskSpecResources, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum, TaskState,
 };
 use bollard::query_parameters::{
     ListNodesOptions, ListSecretsOptions, ListServicesOptions, ListTasksOptions, UpdateServiceOptions,
@@ -146,7 +146,7 @@ pub(crate) fn swarm_spec(spec: &ServiceSpec, secret_ids: &HashMap<String, String
             }),
             target_port: Some(i64::from(p.container_port)),
             published_port: p.host_port.map(i64::from),
-            publish_mode: Some(EndpointPortConfigPublishModeEnum::INGRESS),
+            publish_mode: Some(EndpointPortConfigPublishModeEnum::HOST),
             ..Default::default()
         })
         .collect();
@@ -185,7 +185,15 @@ pub(crate) fn swarm_spec(spec: &ServiceSpec, secret_ids: &HashMap<String, String
         }),
         update_config: Some(update),
         rollback_config: Some(rollback),
-        endpoint_spec: (!ports.is_empty()).then(|| EndpointSpec { ports: Some(ports), ..Default::default() }),
+        // A slot's service has one task: names resolve to the task's own address (DNS round
+        // robin), not to a virtual address in front of it. A virtual address needs IPVS in
+        // the node's kernel, and without it answers nothing; with one task it balances
+        // nothing either. Its ports are published on the node the task runs on (the routing
+        // mesh needs IPVS too, and DNS round robin refuses it).
+        endpoint_spec: Some(EndpointSpec {
+            mode: Some(EndpointSpecModeEnum::DNSRR),
+            ports: (!ports.is_empty()).then_some(ports),
+        }),
         ..Default::default()
     }
 }
@@ -205,6 +213,16 @@ fn task_state(state: Option<&TaskState>) -> (ContainerState, Health) {
             | TaskState::ORPHANED,
         ) => (ContainerState::Exited, Health::None),
         _ => (ContainerState::Created, Health::None),
+    }
+}
+
+/// A service's image as drover named it: the engine adds `@sha256:…` to a tag it resolved
+/// (`coins:1.0@sha256:…` is shown `coins:1.0`); an image named by digest only (from the
+/// fleet's registry) is shown whole.
+fn shown_image(image: &str) -> String {
+    match image.split_once('@') {
+        Some((name, _)) if name.rsplit('/').next().is_some_and(|last| last.contains(':')) => name.to_string(),
+        _ => image.to_string(),
     }
 }
 
@@ -245,8 +263,7 @@ pub(crate) fn service_info(
     ContainerInfo {
         id: service.id.clone().unwrap_or_default(),
         name: spec.name.clone().unwrap_or_default(),
-        // the engine may add `@sha256:…` when it resolved the tag
-        image: image.split('@').next().unwrap_or_default().to_string(),
+        image: shown_image(&image),
         labels: labels_of(spec.labels),
         state,
         health,
@@ -440,6 +457,27 @@ impl Docker {
         }
     }
 
+    /// `docker service rollback`: the service's current spec posted back with
+    /// `rollback=previous`, on which Swarm puts its previous spec back (bollard's `Service`
+    /// does not carry that spec; the service inspected afterwards does); the labels of the
+    /// spec it went back to.
+    pub(crate) async fn swarm_rollback(&self, name: &str) -> Result<Labels> {
+        let inspect = || async {
+            self.client.inspect_service(name, None).await.map_err(self.error(format!("service {name}")))
+        };
+        let current = inspect().await?;
+        let options = UpdateServiceOptions {
+            version: current.version.and_then(|v| v.index).unwrap_or(0) as i32,
+            rollback: Some("previous".into()),
+            ..Default::default()
+        };
+        self.client
+            .update_service(name, current.spec.unwrap_or_default(), options, None)
+            .await
+            .map_err(self.error(format!("roll back service {name}")))?;
+        Ok(labels_of(inspect().await?.spec.and_then(|s| s.labels)))
+    }
+
     pub(crate) async fn swarm_remove(&self, name: &str) -> Result<()> {
         match self.client.delete_service(name).await {
             Ok(()) | Err(BollardError::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
@@ -527,6 +565,14 @@ mod tests {
     }
 
     #[test]
+    fn an_image_is_shown_as_drover_named_it() {
+        assert_eq!(shown_image("coins:1.0@sha256:ab"), "coins:1.0");
+        assert_eq!(shown_image("127.0.0.1:5000/coins:1.0@sha256:ab"), "127.0.0.1:5000/coins:1.0");
+        assert_eq!(shown_image("127.0.0.1:5000/coins@sha256:ab"), "127.0.0.1:5000/coins@sha256:ab");
+        assert_eq!(shown_image("coins:1.0"), "coins:1.0");
+    }
+
+    #[test]
     fn the_update_policy_becomes_swarm_update_and_rollback_configs() {
         let (update, rollback) = update_config(&spec().update);
         assert_eq!(update.order, Some(ServiceSpecUpdateConfigOrderEnum::START_FIRST));
@@ -583,8 +629,12 @@ mod tests {
             task.placement.unwrap().constraints.unwrap(),
             ["node.labels.zone==a".to_string(), "node.id==n1".to_string()]
         );
-        let port = &s.endpoint_spec.unwrap().ports.unwrap()[0];
+        // names are the task's own address; ports are published on the task's node
+        let endpoint = s.endpoint_spec.unwrap();
+        assert_eq!(endpoint.mode, Some(EndpointSpecModeEnum::DNSRR));
+        let port = &endpoint.ports.unwrap()[0];
         assert_eq!((port.target_port, port.published_port), (Some(80), Some(8080)));
+        assert_eq!(port.publish_mode, Some(EndpointPortConfigPublishModeEnum::HOST));
     }
 
     #[test]

@@ -70,10 +70,13 @@ impl Hub {
     pub(super) fn welcome(&mut self, routing: Vec<u8>, key: PublicKey, hello: Hello) {
         let id = hello.id;
         let generation = hello.generation;
-        // a live session of a higher generation (a newer container of the slot) keeps it
+        // a live session keeps it from a lower generation (an older container of the slot),
+        // unless the fleet wants that one; the one the fleet wants keeps it from any other
+        let wanted = self.wanted.get(&id).copied();
         if let Some(live) = self.sessions.get(&id)
             && live.routing != routing
-            && live.generation > generation
+            && wanted != Some(generation)
+            && (live.generation > generation || wanted == Some(live.generation))
         {
             tracing::debug!(%id, generation, live = live.generation, "a hello of an older generation: superseded");
             self.send(&routing, &ToMinion::Superseded { by: live.generation });

@@ -199,6 +199,38 @@ fn the_higher_generation_has_the_session_and_the_lower_one_takes_it_back_when_it
 }
 
 #[test]
+fn the_generation_the_fleet_wants_has_the_session() {
+    let mut f = fixture();
+    let old = f.accepted("coins-web-1");
+    let new = f.conn(&old);
+    let id = old.id.clone();
+    f.hello(&old, 5);
+    assert!(matches!(f.sent_to(&old), ToMinion::Welcome { .. }));
+    f.hello(&new, 7);
+    assert!(matches!(f.sent_to(&new), ToMinion::Welcome { .. }));
+    assert_eq!(f.sent_to(&old), ToMinion::Superseded { by: 7 });
+    // Swarm's rollback starts the slot's older container while the newer one still runs:
+    // once the fleet wants it, its hello takes the session
+    f.hello(&old, 5);
+    assert_eq!(f.sent_to(&old), ToMinion::Superseded { by: 7 });
+    f.hub.on_command(Command::Want { id: id.clone(), generation: 5 });
+    f.hello(&old, 5);
+    assert!(matches!(f.sent_to(&old), ToMinion::Welcome { .. }));
+    assert_eq!(f.sent_to(&new), ToMinion::Superseded { by: 5 });
+    // and the newer one, still saying hello until Swarm stops it, does not take it back
+    f.hello(&new, 7);
+    assert_eq!(f.sent_to(&new), ToMinion::Superseded { by: 5 });
+    let view = f.views(&[&id]).remove(0);
+    assert_eq!((view.connected, view.generation), (true, Some(5)));
+    // a container the fleet makes next is wanted in its turn
+    let next = f.conn(&old);
+    f.hub.on_command(Command::Want { id: id.clone(), generation: 9 });
+    f.hello(&next, 9);
+    assert!(matches!(f.sent_to(&next), ToMinion::Welcome { .. }));
+    assert_eq!(f.sent_to(&old), ToMinion::Superseded { by: 9 });
+}
+
+#[test]
 fn an_equal_generation_takes_the_session_and_the_other_connection_is_told() {
     let mut f = fixture();
     let a = f.accepted("web-1");

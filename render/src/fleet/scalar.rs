@@ -251,6 +251,27 @@ pub fn batch(text: &str) -> Result<BatchSize, String> {
     }
 }
 
+/// A registry's `host:port`, as an engine names it in an image reference: a DNS name or an
+/// IPv4 address, then a port; no scheme, no path.
+pub fn registry_address(address: &str) -> Result<(), String> {
+    let wrong = |why: &str| {
+        Err(format!(
+            "`{address}` cannot be a registry's address: {why}; expected HOST:PORT, such as `127.0.0.1:5000`"
+        ))
+    };
+    if address.contains("://") {
+        return wrong("an engine names a registry without a scheme");
+    }
+    let Some((host, port)) = address.rsplit_once(':') else { return wrong("no port") };
+    if host.is_empty() || dns_name(host).is_err() && host.parse::<std::net::Ipv4Addr>().is_err() {
+        return wrong("the host is neither a DNS name nor an IPv4 address");
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 && !port.starts_with('0') => Ok(()),
+        _ => wrong("the port is not a number from 1 to 65535"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
