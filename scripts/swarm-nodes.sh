@@ -16,6 +16,9 @@
 #                                        service drover-nodes-registry on node 1, reachable as
 #                                        127.0.0.1:5000 on EVERY node (see "routing mesh" below);
 #                                        127.0.0.0/8 is an insecure registry by default.
+#   scripts/swarm-nodes.sh nat [PORT]    only the NAT part of `registry`: 127.0.0.1:PORT (5000) on
+#                                        nodes 2..N reaches node 1:PORT, for a registry published
+#                                        on node 1 (drover's own `registry: {role: ...}`).
 #   scripts/swarm-nodes.sh env           prints the two export lines again.
 #   scripts/swarm-nodes.sh build [registry]  only builds the node (or registry) image.
 #   scripts/swarm-nodes.sh down          removes the nodes (and their volumes) and the network.
@@ -278,6 +281,27 @@ storage:
 http:
   addr: ":5000"'
 
+# cmd_nat [PORT]: 127.0.0.1:PORT (default 5000) on nodes 2..N reaches node 1:PORT: a DNAT in
+# each node's nat OUTPUT chain (route_localnet is set on every node) and a MASQUERADE of the
+# 127.0.0.1 source. For a registry published on node 1 only (host mode: no routing mesh here)
+# that every node's engine must reach at the address 127.0.0.1:PORT, which it trusts without TLS.
+cmd_nat() {
+    local port=${1:-5000} first ip1 node
+    [[ $port =~ ^[1-9][0-9]*$ ]] || die "nat: PORT must be a number, not '$port'"
+    first=$(running_nodes | head -n1)
+    [[ -n $first ]] || die "no node is running (scripts/swarm-nodes.sh up)"
+    ip1=$(node_ip "$first")
+    for node in $(running_nodes | tail -n +2); do
+        docker exec "$node" sh -c "
+            iptables -t nat -C OUTPUT -d 127.0.0.1/32 -p tcp --dport $port -j DNAT --to-destination $ip1:$port 2>/dev/null ||
+            iptables -t nat -I OUTPUT -d 127.0.0.1/32 -p tcp --dport $port -j DNAT --to-destination $ip1:$port
+            iptables -t nat -C POSTROUTING -s 127.0.0.1/32 -d $ip1/32 -p tcp --dport $port -j MASQUERADE 2>/dev/null ||
+            iptables -t nat -I POSTROUTING -s 127.0.0.1/32 -d $ip1/32 -p tcp --dport $port -j MASQUERADE" ||
+            die "NAT of 127.0.0.1:$port in $node failed"
+    done
+    say "127.0.0.1:$port on every node reaches $first ($ip1:$port)"
+}
+
 cmd_registry() {
     local first ip1 image node service=$PREFIX-registry
     first=$(running_nodes | head -n1)
@@ -298,15 +322,7 @@ cmd_registry() {
                 exec /usr/bin/docker-registry serve /etc/docker/registry/drover.yml" "$REGISTRY_CONFIG" 2>&1) ||
             die "docker service create $service failed: $out"
     fi
-    # 127.0.0.1:5000 on the other nodes: NAT to node 1 (route_localnet is set on every node)
-    for node in $(running_nodes | tail -n +2); do
-        docker exec "$node" sh -c "
-            iptables -t nat -C OUTPUT -d 127.0.0.1/32 -p tcp --dport 5000 -j DNAT --to-destination $ip1:5000 2>/dev/null ||
-            iptables -t nat -I OUTPUT -d 127.0.0.1/32 -p tcp --dport 5000 -j DNAT --to-destination $ip1:5000
-            iptables -t nat -C POSTROUTING -s 127.0.0.1/32 -d $ip1/32 -p tcp --dport 5000 -j MASQUERADE 2>/dev/null ||
-            iptables -t nat -I POSTROUTING -s 127.0.0.1/32 -d $ip1/32 -p tcp --dport 5000 -j MASQUERADE" ||
-            die "NAT of 127.0.0.1:5000 in $node failed"
-    done
+    cmd_nat 5000
     for node in $(running_nodes); do
         wait_for "$SWARM_TIMEOUT" "the registry at 127.0.0.1:5000 in $node" \
             docker exec "$node" bash -c 'exec 3<>/dev/tcp/127.0.0.1/5000 && printf "GET /v2/ HTTP/1.0\r\n\r\n" >&3 && grep -q "200 OK" <&3'
@@ -338,6 +354,7 @@ case ${1:-} in
 up) shift; cmd_up "$@" ;;
 load) shift; cmd_load "$@" ;;
 registry) shift; cmd_registry "$@" ;;
+nat) shift; cmd_nat "$@" ;;
 env) print_env ;;
 down) cmd_down ;;
 build) if [[ ${2:-} == registry ]]; then build_image registry "$REGISTRY_PACKAGES"; else build_image "" "$NODE_PACKAGES"; fi ;;
