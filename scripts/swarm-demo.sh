@@ -72,12 +72,15 @@ drover() { "$BIN/drover" --dir "$WORK/master" "$@"; }
 # the swarm's manager, node 1 (set once the nodes are up)
 d1() { docker -H "$DOCKER1" "$@"; }
 
-# bounded wait: wait_until SECONDS WHAT COMMAND... (every 5 s)
+# bounded wait: wait_until SECONDS WHAT COMMAND... (every 5 s); COMMAND may be a function of
+# this script (`timeout` cannot run those: they bound their own commands)
 wait_until() {
     local limit=$1 what=$2
     shift 2
     local deadline=$((SECONDS + limit))
-    until timeout 60 "$@" >/dev/null 2>&1; do
+    local run=(timeout 60)
+    [[ $(type -t "$1") == function ]] && run=()
+    until "${run[@]}" "$@" >/dev/null 2>&1; do
         ((SECONDS < deadline)) || { echo "timed out after ${limit}s waiting for $what"; return 1; }
         sleep 5
     done
@@ -153,6 +156,7 @@ on_exit() {
     fi
 }
 trap on_exit EXIT
+trap 'exit 143' TERM INT
 
 [[ $(id -u) == 0 ]] || die "needs root (debootstrap for the node and base images)"
 for b in drover drover-master drover-minion; do [[ -x $BIN/$b ]] || die "$BIN/$b is missing"; done
@@ -262,7 +266,7 @@ drover ps >/dev/null || die "not every slot is ready after up"
 slot_nodes >"$WORK/before.txt"
 
 step "webui through lb on node 1, coins mined"
-timeout 10 curl -fsS -o /dev/null -w 'GET http://%{url_effective} -> %{http_code} %{size_download} bytes\n' "http://$IP1:8000/" ||
+timeout 10 curl -fsS -o /dev/null -w 'GET %{url_effective} -> %{http_code} %{size_download} bytes\n' "http://$IP1:8000/" ||
     die "the webui does not answer at http://$IP1:8000/"
 coins_now() { timeout 10 curl -fsS "http://$IP1:8000/json" | jq -r '.hashes'; }
 h1=$(coins_now) || die "no /json"
