@@ -56,6 +56,19 @@ impl Fixture {
         self.conn(&Conn { id, routing: Vec::new(), key })
     }
 
+    /// Two containers of slot `id`, generations 5 then 7: each welcomed in turn, the older
+    /// one told it is superseded.
+    fn two_generations(&mut self, id: &str) -> (Conn, Conn) {
+        let old = self.accepted(id);
+        let new = self.conn(&old);
+        self.hello(&old, 5);
+        assert!(matches!(self.sent_to(&old), ToMinion::Welcome { .. }));
+        self.hello(&new, 7);
+        assert!(matches!(self.sent_to(&new), ToMinion::Welcome { .. }));
+        assert_eq!(self.sent_to(&old), ToMinion::Superseded { by: 7 });
+        (old, new)
+    }
+
     /// Another connection of the same minion, with the same key (another container).
     fn conn(&self, of: &Conn) -> Conn {
         Conn { id: of.id.clone(), routing: wire::routing_id(&of.id).unwrap(), key: of.key.clone() }
@@ -177,16 +190,8 @@ fn job(id: &MinionId) -> (Command, oneshot::Receiver<api::RunResponse>) {
 #[test]
 fn the_higher_generation_has_the_session_and_the_lower_one_takes_it_back_when_it_is_gone() {
     let mut f = fixture();
-    let old = f.accepted("coins-worker-1");
-    let new = f.conn(&old);
+    let (old, new) = f.two_generations("coins-worker-1");
     let id = old.id.clone();
-
-    f.hello(&old, 5);
-    assert!(matches!(f.sent_to(&old), ToMinion::Welcome { .. }));
-    // a newer container of the slot: welcomed, and the old one told
-    f.hello(&new, 7);
-    assert!(matches!(f.sent_to(&new), ToMinion::Welcome { .. }));
-    assert_eq!(f.sent_to(&old), ToMinion::Superseded { by: 7 });
     // the old one says hello again: still superseded, no session for it
     f.hello(&old, 5);
     assert_eq!(f.sent_to(&old), ToMinion::Superseded { by: 7 });
@@ -215,14 +220,8 @@ fn the_higher_generation_has_the_session_and_the_lower_one_takes_it_back_when_it
 #[test]
 fn the_generation_the_fleet_wants_has_the_session() {
     let mut f = fixture();
-    let old = f.accepted("coins-web-1");
-    let new = f.conn(&old);
+    let (old, new) = f.two_generations("coins-web-1");
     let id = old.id.clone();
-    f.hello(&old, 5);
-    assert!(matches!(f.sent_to(&old), ToMinion::Welcome { .. }));
-    f.hello(&new, 7);
-    assert!(matches!(f.sent_to(&new), ToMinion::Welcome { .. }));
-    assert_eq!(f.sent_to(&old), ToMinion::Superseded { by: 7 });
     // Swarm's rollback starts the slot's older container while the newer one still runs:
     // once the fleet wants it, its hello takes the session
     f.hello(&old, 5);
