@@ -9,12 +9,19 @@ use coins::config::{WebuiConfig, WorkerConfig};
 use render::{Files, Minion, Peer, Repo};
 use serde_json::{Map, Value, json};
 
-/// roles/ and states/ of the repository.
+/// roles/ and states/ of the repository (every role's files: the repository is loaded whole).
 fn files() -> Files {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut dirs = vec!["roles".to_string()];
+    for entry in std::fs::read_dir(root.join("states")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            dirs.push(format!("states/{}", path.file_name().unwrap().to_str().unwrap()));
+        }
+    }
     let mut files = Files::new();
-    for dir in ["roles", "states/coins"] {
-        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+    for dir in dirs {
+        for entry in std::fs::read_dir(root.join(&dir)).unwrap() {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_str().unwrap();
             files.insert(format!("{dir}/{name}"), std::fs::read_to_string(&path).unwrap());
