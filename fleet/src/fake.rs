@@ -36,6 +36,9 @@ struct State {
     secrets: BTreeMap<String, Labels>,
     /// The swarm's nodes ([`FakeEngine::set_nodes`]); none set: one, `node-1`.
     nodes: Vec<crate::placement::NodeInfo>,
+    /// The id of the node this engine is, in swarm mode ([`FakeEngine::set_node_id`]);
+    /// `fake-node` unless set.
+    node_id: Option<String>,
 }
 
 /// An engine in memory. Clones share it.
@@ -142,6 +145,11 @@ impl FakeEngine {
         info.update =
             Some("rollback_completed: update rolled back due to failure or early termination".into());
         *spec = before;
+    }
+
+    /// This engine is another node of the swarm from now on (the master moved).
+    pub fn set_node_id(&self, id: &str) {
+        self.lock().node_id = Some(id.to_string());
     }
 
     /// The service keeps no previous spec (as after its creation): Swarm cannot roll it back.
@@ -298,7 +306,10 @@ impl Engine for FakeEngine {
             cpus: 2,
             memory: 4 << 30,
             swarm: if self.lock().swarm { "active" } else { "inactive" }.into(),
-            node_id: if self.lock().swarm { "fake-node".into() } else { String::new() },
+            node_id: match &*self.lock() {
+                s if s.swarm => s.node_id.clone().unwrap_or_else(|| "fake-node".into()),
+                _ => String::new(),
+            },
             name: "fake".into(),
             containers: 0,
             labels: Labels::new(),

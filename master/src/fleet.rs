@@ -123,7 +123,16 @@ impl Host for FleetHost {
                 Err(HostError(format!("{slot}'s minion is not connected")))
             }
             None => {
-                Err(HostError(format!("{slot}'s minion did not answer minion.kill within {KILL_TIMEOUT:?}")))
+                // its return may have died with it (the minion ends half a second after it):
+                // a minion no longer connected was killed all the same
+                let views = self.minions(vec![slot.to_string()]).await;
+                if views.get(slot).is_some_and(|v| v.connected) {
+                    Err(HostError(format!(
+                        "{slot}'s minion did not answer minion.kill within {KILL_TIMEOUT:?}"
+                    )))
+                } else {
+                    Ok(())
+                }
             }
         }
     }

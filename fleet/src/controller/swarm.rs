@@ -142,13 +142,20 @@ impl<E: Engine, H: Host> Controller<E, H> {
                 // the registry runs the image this engine has, on this engine's node
                 let node = self.inner.engine.info().await?.node_id;
                 if !node.is_empty() {
+                    // one pin, to this node: a pin kept from a node the master's engine was on
+                    // before (a master moved to another manager) would conflict with it
                     let pin = format!("node.id=={node}");
+                    let other_pin = |c: &String| c.starts_with("node.id==") && *c != pin;
                     let mut derived = super::placing::recorded_placement_of(&container.labels);
+                    derived.retain(|c| !other_pin(c));
+                    container.constraints.retain(|c| !other_pin(c));
                     if !derived.contains(&pin) {
                         derived.push(pin.clone());
-                        container.constraints.push(pin);
-                        container.labels.insert(LABEL_PLACEMENT.to_string(), derived.join(","));
                     }
+                    if !container.constraints.contains(&pin) {
+                        container.constraints.push(pin);
+                    }
+                    container.labels.insert(LABEL_PLACEMENT.to_string(), derived.join(","));
                 }
             } else {
                 container.image = self.pinned(&registry, &container.image, &slot.slot, progress).await?;

@@ -875,6 +875,14 @@ async fn on_swarm_with_a_registry_services_run_images_by_digest() {
         (reg.image.as_str(), reg.constraints.as_slice()),
         ("app:2", &["node.id==fake-node".to_string()][..])
     );
+    // the master's engine on another node: the registry's next spec is pinned there alone
+    engine.set_node_id("other-node");
+    let out =
+        fleet.upgrade(&["reg".into()], "1", PolicyOverride::default(), &Progress::none()).await.unwrap();
+    assert!(out.ok(), "{out:?}");
+    let reg = engine.service_spec("f-reg-1").unwrap().container;
+    assert_eq!(reg.constraints, ["node.id==other-node"]);
+    assert_eq!(reg.labels[LABEL_PLACEMENT], "node.id==other-node");
 }
 
 #[tokio::test(start_paused = true)]
