@@ -294,7 +294,7 @@ impl FleetFile {
                 located.at(line, col).diag(format!("{message}; expected `<<: *name` to merge a map")),
             ]);
         }
-        let mut reader = Reader { text: located, diags: Vec::new(), registry_role: None };
+        let mut reader = Reader { text: located, diags: Vec::new() };
         let fleet = reader.file(&value, &known_role);
         finish(fleet, reader.diags)
     }
@@ -472,8 +472,6 @@ struct Placed {
 struct Reader<'a> {
     text: Text<'a>,
     diags: Vec<Diagnostic>,
-    /// `registry.role`, with where it is written, until the roles are read.
-    registry_role: Option<(String, At)>,
 }
 
 impl Reader<'_> {
@@ -749,22 +747,22 @@ impl Reader<'_> {
                 self.report(*at, "networks", message);
             }
         }
-        if let Some((registry, at)) = &registry {
-            self.registry_fits(registry, *at, engine, &placed);
+        if let Some(read) = &registry {
+            self.registry_fits(read, engine, &placed);
         }
         let networks = networks.into_iter().map(|(name, _)| name).collect();
-        let registry = registry.map(|(r, _)| r);
+        let registry = registry.map(|(r, ..)| r);
         FleetFile { fleet, engine, network, networks, roles: specs, registry }
     }
 
     /// `registry: HOST:PORT` or `registry: {address: HOST:PORT, role: NAME}`, with where it
-    /// is written.
-    fn registry(&mut self, key: &Key, value: &Value) -> Option<(Registry, At)> {
+    /// is written and where its role is.
+    fn registry(&mut self, key: &Key, value: &Value) -> Option<(Registry, At, Option<At>)> {
         let at = self.text.value_at(key.at);
         const EXAMPLE: &str = "`127.0.0.1:5000` or `{address: 127.0.0.1:5000, role: registry}`";
         if let Value::String(address) = value {
             let address = self.check(key, scalar::registry_address(address).map(|()| address.clone()))?;
-            return Some((Registry { address, role: None }, at));
+            return Some((Registry { address, role: None }, at, None));
         }
         if !matches!(value, Value::Mapping(_)) {
             self.wrong_type(key, value, &format!("a registry's address or a map, such as {EXAMPLE}"));
@@ -792,29 +790,28 @@ impl Reader<'_> {
             );
             return None;
         };
-        let role = match role {
-            Some((name, role_at)) => {
-                self.registry_role = Some((name.clone(), role_at));
-                Some(name)
-            }
-            None => None,
-        };
-        Some((Registry { address, role }, at))
+        let role_at = role.as_ref().map(|(_, role_at)| *role_at);
+        Some((Registry { address, role: role.map(|(name, _)| name) }, at, role_at))
     }
 
     /// A registry is for Swarm, and the role that runs it is one of the fleet's, publishing
     /// the address's port.
-    fn registry_fits(&mut self, registry: &Registry, at: At, engine: EngineKind, placed: &[Placed]) {
+    fn registry_fits(
+        &mut self,
+        (registry, at, role_at): &(Registry, At, Option<At>),
+        engine: EngineKind,
+        placed: &[Placed],
+    ) {
         if engine != EngineKind::Swarm {
             self.report(
-                at,
+                *at,
                 "registry",
                 "a registry carries images to Swarm's nodes, and this fleet runs on one engine, which \
                  has them already; expected `engine: swarm`, or no `registry:`",
             );
         }
-        let Some((name, role_at)) = self.registry_role.take() else { return };
-        let Some(role) = placed.iter().find(|r| r.name == name) else {
+        let (Some(name), Some(role_at)) = (&registry.role, *role_at) else { return };
+        let Some(role) = placed.iter().find(|r| &r.name == name) else {
             let roles = placed.iter().map(|r| format!("`{}`", r.name)).collect::<Vec<_>>().join(", ");
             self.report(
                 role_at,

@@ -180,8 +180,7 @@ impl Drop for Scope {
 /// This project's `images/base/base.yaml`: a config repository holding it builds (once per
 /// engine) the base every Docker test uses.
 pub fn base_yaml() -> String {
-    let path = repo_root().join("images/base/base.yaml");
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+    crate::project_file("images/base/base.yaml")
 }
 
 /// Makes sure the engine has the project's base image, as `drover image build` does (found

@@ -83,12 +83,6 @@ pub fn registry_port() -> u16 {
     })
 }
 
-/// A file of this project, for a test's config repo.
-fn project_file(path: &str) -> String {
-    let path = crate::repo_root().join(path);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-}
-
 /// A master that containers can reach, a config repo with the test fleet (at version 1),
 /// and the images of the fleet's versions asked for. Not up yet: `drover up` brings it up.
 pub struct TestFleet {
@@ -119,9 +113,9 @@ impl TestFleet {
                 ("states/app/kv.yaml", KV_STATE),
                 ("states/app/web.yaml", WEB_STATE),
                 // the project's own registry role (tests/tests/swarm.rs runs it)
-                ("roles/registry.yaml", &project_file("roles/registry.yaml")),
-                ("states/registry/registry.yaml", &project_file("states/registry/registry.yaml")),
-                ("states/registry/config.yml", &project_file("states/registry/config.yml")),
+                ("roles/registry.yaml", &crate::project_file("roles/registry.yaml")),
+                ("states/registry/registry.yaml", &crate::project_file("states/registry/registry.yaml")),
+                ("states/registry/config.yml", &crate::project_file("states/registry/config.yml")),
                 // the project's own base definition: its image is built once per machine
                 ("images/base/base.yaml", &base_yaml()),
             ],

@@ -35,6 +35,12 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace").to_path_buf()
 }
 
+/// A file of this project (`path` from its root), for a test's config repo.
+pub fn project_file(path: &str) -> String {
+    let path = repo_root().join(path);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
 /// Writes `files` (path → contents) under `dir`, making folders as needed.
 pub fn write_files(dir: &Path, files: &[(&str, &str)]) {
     for (path, data) in files {

@@ -156,9 +156,9 @@ pub(crate) struct Inner<E, H> {
     /// The last container generation handed out.
     generation: std::sync::atomic::AtomicU64,
     /// Swarm with a registry, in the operation running: per registry and image reference,
-    /// the local image id pushed and the reference by digest it got, or why the push failed
-    /// and when. Held through a push, so one image is pushed once an operation, and the
-    /// slots waiting on a push that failed fail with it. Emptied as an operation begins.
+    /// the local image id pushed and the reference by digest it got, or why the push failed.
+    /// Held through a push, so one image is pushed once an operation, and the slots waiting
+    /// on a push that failed fail with it. Emptied as an operation begins.
     pub(crate) pushed: tokio::sync::Mutex<BTreeMap<String, Pushed>>,
 }
 
@@ -166,8 +166,8 @@ pub(crate) struct Inner<E, H> {
 pub(crate) enum Pushed {
     /// The local image id pushed, and the reference by digest the registry gave it.
     Done { id: String, digest: String },
-    /// Why it failed, and when (a push asked for soon after fails alike, without waiting).
-    Failed { why: String, at: tokio::time::Instant },
+    /// Why it failed: the slots of the operation that need it fail alike, without waiting.
+    Failed(String),
 }
 
 /// The fleet controller. Clones share it.
@@ -686,13 +686,7 @@ impl<E: Engine, H: Host> Controller<E, H> {
             for name in &names {
                 let view = views.get(name);
                 match (current.get(name.as_str()), view) {
-                    (Some(c), Some(v))
-                        if v.ready()
-                            && v.generation == c.generation()
-                            && c.state == ContainerState::Running =>
-                    {
-                        ready.push(name.clone())
-                    }
+                    (Some(c), Some(v)) if v.ready() && speaks_for(v, c) => ready.push(name.clone()),
                     (c, v) => {
                         not_ready.insert(name.clone(), why_not_ready(c.copied(), v));
                     }
@@ -991,12 +985,7 @@ impl<E: Engine, H: Host> Controller<E, H> {
                     }
                 }
             }
-            // the minion of this very container: a container Swarm moved to another node has
-            // the generation of the one it replaces, whose minion may still be connected
-            // while the new one is only created
-            let live = current.filter(|c| {
-                c.state == ContainerState::Running && view.is_some_and(|v| v.generation == c.generation())
-            });
+            let live = current.filter(|c| view.is_some_and(|v| speaks_for(v, c)));
             let problem = if given_up.contains(&name) {
                 Some(format!(
                     "given up after {} deaths in {} min",
@@ -1137,6 +1126,13 @@ fn slots_of(plan: &plan::Plan, kind: impl Fn(&Action) -> bool) -> Vec<String> {
 
 fn slot_role<'a>(observed: &'a [ContainerInfo], slot: &str) -> Option<&'a str> {
     observed.iter().find(|c| c.label(LABEL_SLOT) == Some(slot)).and_then(|c| c.label(LABEL_ROLE))
+}
+
+/// Whether the minion `view` shows is the one of container `c`: of its generation, and `c`
+/// running. (A task Swarm moves to another node has the generation of the one it replaces,
+/// whose minion may still be connected while the new task is only created.)
+fn speaks_for(view: &MinionView, c: &ContainerInfo) -> bool {
+    c.state == ContainerState::Running && view.generation == c.generation()
 }
 
 /// Why a slot is not ready, in a few words.

@@ -87,13 +87,7 @@ pub(crate) fn with_placement(container: &mut ContainerSpec, derived: &[String]) 
 
 /// The constraints recorded on a slot's service.
 pub(crate) fn recorded_placement(c: &ContainerInfo) -> Vec<String> {
-    recorded_placement_of(&c.labels)
-}
-
-/// The constraints recorded in a service's (or its spec's) labels.
-pub(crate) fn recorded_placement_of(labels: &Labels) -> Vec<String> {
-    labels
-        .get(LABEL_PLACEMENT)
+    c.label(LABEL_PLACEMENT)
         .map(|l| l.split(',').filter(|c| !c.is_empty()).map(String::from).collect())
         .unwrap_or_default()
 }

@@ -48,10 +48,6 @@ const TOLD_REGISTRY_WAIT: Duration = Duration::from_secs(5);
 /// must not hold every other slot of the operation).
 const PUSH_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// How long a failed push stands for the slots that wait on the same image, so that they
-/// fail with it rather than each wait again.
-const FAILED_PUSH_KEPT: Duration = Duration::from_secs(30);
-
 /// A role's update policy as the update configuration of each of its slots' services. A
 /// service holds one task, so parallelism is 1 and the failure ratio 0; the batches and
 /// the role's `max_failure_ratio` stay drover's, across services.
@@ -137,29 +133,9 @@ impl<E: Engine, H: Host> Controller<E, H> {
     ) -> Result<ServiceSpec> {
         container.labels.insert(LABEL_SETTINGS.to_string(), settings_of(&container));
         let registry = self.inner.shared().record.registry().cloned();
-        if let Some(registry) = registry {
-            if registry.role.as_ref() == Some(&slot.role) {
-                // the registry runs the image this engine has, on this engine's node
-                let node = self.inner.engine.info().await?.node_id;
-                if !node.is_empty() {
-                    // one pin, to this node: a pin kept from a node the master's engine was on
-                    // before (a master moved to another manager) would conflict with it
-                    let pin = format!("node.id=={node}");
-                    let other_pin = |c: &String| c.starts_with("node.id==") && *c != pin;
-                    let mut derived = super::placing::recorded_placement_of(&container.labels);
-                    derived.retain(|c| !other_pin(c));
-                    container.constraints.retain(|c| !other_pin(c));
-                    if !derived.contains(&pin) {
-                        derived.push(pin.clone());
-                    }
-                    if !container.constraints.contains(&pin) {
-                        container.constraints.push(pin);
-                    }
-                    container.labels.insert(LABEL_PLACEMENT.to_string(), derived.join(","));
-                }
-            } else {
-                container.image = self.pinned(&registry, &container.image, &slot.slot, progress).await?;
-            }
+        // the registry's own slots run the image the master's engine has (placement_for)
+        if let Some(registry) = registry.filter(|r| r.role.as_ref() != Some(&slot.role)) {
+            container.image = self.pinned(&registry, &container.image, &slot.slot, progress).await?;
         }
         let mut secrets = Vec::new();
         for s in slot_secrets(fleet, &slot.slot, &container.files) {
@@ -173,6 +149,23 @@ impl<E: Engine, H: Host> Controller<E, H> {
             update: service_update(&slot.spec.update, order),
             restart: slot.spec.heal,
         })
+    }
+
+    /// The constraints drover gives a slot's service beyond its role's: `derived` (for
+    /// `spread` and `max_per_node`), and for the fleet's registry role a pin to the node of
+    /// the master's engine alone, whose image it runs (nothing can be pulled before it runs;
+    /// a pin kept from a node the master has left is dropped).
+    async fn placement_for(&self, slot: &SlotSpec, mut derived: Vec<String>) -> Result<Vec<String>> {
+        let registry_role = self.inner.shared().record.registry().and_then(|r| r.role.clone());
+        if registry_role.as_ref() != Some(&slot.role) {
+            return Ok(derived);
+        }
+        let node = self.inner.engine.info().await?.node_id;
+        if !node.is_empty() {
+            derived.retain(|c| !c.starts_with("node.id=="));
+            derived.push(format!("node.id=={node}"));
+        }
+        Ok(derived)
     }
 
     /// Swarm's rollback of the slot's service, whose previous spec is at `version`: that
@@ -198,7 +191,7 @@ impl<E: Engine, H: Host> Controller<E, H> {
     }
 
     /// `reference` (`coins:1.0`) as the services run it: pushed to `registry` (once per
-    /// image this controller has not pushed yet) and named by its digest there.
+    /// image and operation) and named by its digest there.
     async fn pinned(
         &self,
         registry: &render::fleet::Registry,
@@ -213,9 +206,7 @@ impl<E: Engine, H: Host> Controller<E, H> {
         let key = format!("{}/{reference}", registry.address);
         match pushed.get(&key) {
             Some(Pushed::Done { id, digest }) if *id == image.id => return Ok(digest.clone()),
-            Some(Pushed::Failed { why, at }) if at.elapsed() < FAILED_PUSH_KEPT => {
-                return Err(FleetError::Refused(why.clone()));
-            }
+            Some(Pushed::Failed(why)) => return Err(FleetError::Refused(why.clone())),
             _ => {}
         }
         let (name, tag) = reference.rsplit_once(':').unwrap_or((reference, "latest"));
@@ -246,8 +237,7 @@ impl<E: Engine, H: Host> Controller<E, H> {
                         registry.address,
                         render::fleet::scalar::format_duration(wait)
                     );
-                    let at = tokio::time::Instant::now();
-                    pushed.insert(key, Pushed::Failed { why: why.clone(), at });
+                    pushed.insert(key, Pushed::Failed(why.clone()));
                     return Err(FleetError::Refused(why));
                 }
                 Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
@@ -292,7 +282,8 @@ impl<E: Engine, H: Host> Controller<E, H> {
         progress: &Progress,
     ) -> Result<String> {
         let mut container = container;
-        super::placing::with_placement(&mut container, &self.derived_for(&slot.slot));
+        let placement = self.placement_for(slot, self.derived_for(&slot.slot)).await?;
+        super::placing::with_placement(&mut container, &placement);
         let spec = self.service_spec(fleet, slot, container, slot.spec.update.order, progress).await?;
         Ok(self.inner.engine.create_service(&spec).await?)
     }
@@ -332,7 +323,9 @@ impl<E: Engine, H: Host> Controller<E, H> {
         let mut container =
             super::slots::container_spec(&fleet, slot, version, generation, &enrollment, network)?;
         // the constraints drover derived when it made the service stay with it
-        super::placing::with_placement(&mut container, &super::placing::recorded_placement(&current));
+        let placement =
+            self.placement_for(slot, super::placing::recorded_placement(&current)).await.map_err(text)?;
+        super::placing::with_placement(&mut container, &placement);
         // Swarm's previous spec is the one this service's last update replaced, unless a
         // rollback came since (which leaves the spec it left as the previous one); going
         // back to it is going back only when it is at `version` with the settings the slot

@@ -445,11 +445,34 @@ impl Docker {
         Ok(created.id.unwrap_or_default())
     }
 
-    /// The service's spec replaced; tried again when Swarm changed it meanwhile (its own
-    /// rollback, say) and the version given is out of date.
+    /// The service's spec replaced.
     pub(crate) async fn swarm_update(&self, spec: &ServiceSpec) -> Result<()> {
-        let name = &spec.container.name;
         let ids = self.secret_ids(spec).await?;
+        self.update_at_version(&spec.container.name, "update", None, |_| swarm_spec(spec, &ids)).await
+    }
+
+    /// `docker service rollback`: the service's current spec posted back with
+    /// `rollback=previous`, on which Swarm puts its previous spec back (bollard's `Service`
+    /// does not carry that spec; the service inspected afterwards does); the labels of the
+    /// spec it went back to.
+    pub(crate) async fn swarm_rollback(&self, name: &str) -> Result<Labels> {
+        let current = |s: &Service| s.spec.clone().unwrap_or_default();
+        self.update_at_version(name, "roll back", Some("previous"), current).await?;
+        let service =
+            self.client.inspect_service(name, None).await.map_err(self.error(format!("service {name}")))?;
+        Ok(labels_of(service.spec.and_then(|s| s.labels)))
+    }
+
+    /// Posts the spec `body` makes of the service as it is, at its current version (Swarm
+    /// refuses an update at another); tried again when Swarm changed it meanwhile (its own
+    /// update state, a rollback) and the version given is out of date.
+    async fn update_at_version(
+        &self,
+        name: &str,
+        doing: &str,
+        rollback: Option<&str>,
+        body: impl Fn(&Service) -> SwarmSpec,
+    ) -> Result<()> {
         let mut tries = 0;
         loop {
             tries += 1;
@@ -458,49 +481,21 @@ impl Docker {
                 .inspect_service(name, None)
                 .await
                 .map_err(self.error(format!("service {name}")))?;
-            let version = current.version.and_then(|v| v.index).unwrap_or(0);
-            let options = UpdateServiceOptions { version: version as i32, ..Default::default() };
-            match self.client.update_service(name, swarm_spec(spec, &ids), options, None).await {
+            let options = UpdateServiceOptions {
+                version: current.version.as_ref().and_then(|v| v.index).unwrap_or(0) as i32,
+                rollback: rollback.map(String::from),
+                ..Default::default()
+            };
+            match self.client.update_service(name, body(&current), options, None).await {
                 Ok(_) => return Ok(()),
                 Err(BollardError::DockerResponseServerError { message, .. })
                     if tries < 5 && message.contains("out of sequence") =>
                 {
                     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 }
-                Err(e) => return Err(self.error(format!("update service {name}"))(e)),
+                Err(e) => return Err(self.error(format!("{doing} service {name}"))(e)),
             }
         }
-    }
-
-    /// `docker service rollback`: the service's current spec posted back with
-    /// `rollback=previous`, on which Swarm puts its previous spec back (bollard's `Service`
-    /// does not carry that spec; the service inspected afterwards does); the labels of the
-    /// spec it went back to.
-    pub(crate) async fn swarm_rollback(&self, name: &str) -> Result<Labels> {
-        let inspect = || async {
-            self.client.inspect_service(name, None).await.map_err(self.error(format!("service {name}")))
-        };
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            let current = inspect().await?;
-            let options = UpdateServiceOptions {
-                version: current.version.and_then(|v| v.index).unwrap_or(0) as i32,
-                rollback: Some("previous".into()),
-                ..Default::default()
-            };
-            match self.client.update_service(name, current.spec.unwrap_or_default(), options, None).await {
-                Ok(_) => break,
-                // changed meanwhile (Swarm's own update state, say): again, as swarm_update
-                Err(BollardError::DockerResponseServerError { message, .. })
-                    if tries < 5 && message.contains("out of sequence") =>
-                {
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                }
-                Err(e) => return Err(self.error(format!("roll back service {name}"))(e)),
-            }
-        }
-        Ok(labels_of(inspect().await?.spec.and_then(|s| s.labels)))
     }
 
     pub(crate) async fn swarm_remove(&self, name: &str) -> Result<()> {
