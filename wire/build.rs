@@ -33,6 +33,7 @@ fn main() {
     // for unrelated crates is not fixed, so an unoptimised build could miss `zmq_*`
     // symbols the `zmq` crate references later. Its lines are discarded and replaced by
     // unbundled ones below, which rustc passes after every Rust library.
+    tune_libzmq(&out, &target);
     silenced(&out.join("zeromq-src.out"), || {
         zeromq_src::Build::new()
             .with_libsodium(Some(zeromq_src::LibLocation::new(&sodium_lib, &sodium_include)))
@@ -48,6 +49,46 @@ fn main() {
     let stdcpp = static_libstdcpp(&out);
     println!("cargo:rustc-link-search=native={}", stdcpp.display());
     println!("cargo:rustc-link-lib=static:-bundle=stdc++");
+}
+
+/// Messages a libzmq message pipe grows by: one chunk of this many 64-byte message slots.
+/// libzmq's own is 256 (16 KiB), tuned for throughput. A master holds two pipes for every
+/// connected minion, each with a chunk and a spare that fill as messages flow, so at
+/// 10,000 minions those chunks were most of its memory per minion (issue 7: 70.7 KiB a
+/// minion against 45). 32 messages (2 KiB) cost one allocation every 32 messages instead
+/// of 256; drover's messages are few per connection (a job, its return, a heartbeat).
+const MESSAGE_PIPE_GRANULARITY: u32 = 32;
+
+/// Changes libzmq's compile-time [`MESSAGE_PIPE_GRANULARITY`]. It is a constant of an enum
+/// in libzmq's `config.hpp`, not a macro, and `zeromq-src` builds from the sources in its
+/// own crate, so it cannot be passed as a define: a header forced in front of every source
+/// file (`-include`, through the C++ flags `cc` reads for this target) reads `config.hpp`
+/// first with the constant under another name, then makes the constant's name a macro for
+/// the new value. `config.hpp`'s include guard keeps the sources from reading it again.
+#[allow(unsafe_code)] // set_var: see the SAFETY note
+fn tune_libzmq(out: &Path, target: &str) {
+    let header = "drover-libzmq-tuning.hpp";
+    let text = format!(
+        "// Written by wire/build.rs: see MESSAGE_PIPE_GRANULARITY there.\n\
+         #if defined(__cplusplus) && !defined(DROVER_LIBZMQ_TUNING_HPP)\n\
+         #define DROVER_LIBZMQ_TUNING_HPP\n\
+         #define message_pipe_granularity libzmq_own_message_pipe_granularity\n\
+         #include \"config.hpp\"\n\
+         #undef message_pipe_granularity\n\
+         #define message_pipe_granularity {MESSAGE_PIPE_GRANULARITY}\n\
+         #endif\n"
+    );
+    fs::write(out.join(header), text).expect("write the libzmq tuning header to OUT_DIR");
+    // zeromq-src puts OUT_DIR on the include path (for its platform.hpp), where `-include`
+    // finds the header. cc adds up the flags of every CXXFLAGS variable; this one is the
+    // target's own, kept with whatever it held.
+    let var = format!("CXXFLAGS_{target}");
+    let flags = match env::var(&var) {
+        Ok(own) => format!("{own} -include {header}"),
+        Err(_) => format!("-include {header}"),
+    };
+    // SAFETY: a build script's single thread; nothing else reads the environment meanwhile.
+    unsafe { env::set_var(&var, flags) };
 }
 
 /// libsodium's library and include folders, from pkg-config; the static library must be
