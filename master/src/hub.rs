@@ -40,7 +40,7 @@ use crate::assign::{Applied, Planned};
 use crate::autosign::Autosign;
 use crate::limits::{DROPS_INTERVAL, Drops, MAX_PENDING, MinionLimits, NewKeys, Reason};
 use crate::metrics::Metrics;
-use crate::pki::KeyStore;
+use crate::pki::{KeyIndex, KeyStore};
 use crate::roles::{Out, PlanDone, RoleState, RolesInput};
 use crate::store::{Store, Stored};
 use crate::transport::{Incoming, Outgoing};
@@ -168,7 +168,9 @@ const FETCH_SERVE_BYTES: usize = 4 << 20;
 const LIMITS_GC: Duration = Duration::from_secs(10);
 
 pub struct Hub {
-    keys: KeyStore,
+    /// The key files of `pki/`, as the key-files thread last told ([`keys::KeyFilesThread`]).
+    keys: KeyIndex,
+    master_fingerprint: String,
     store: Store,
     out: Outgoing,
     heartbeat: Duration,
@@ -180,8 +182,6 @@ pub struct Hub {
     wanted: HashMap<MinionId, u64>,
     /// Every live connection (routing id) → the minion it said it is.
     routes: HashMap<Vec<u8>, Route>,
-    /// When `pki/` was last looked at, and what its folders' times were then.
-    pki_checked: (Instant, Vec<Option<std::time::SystemTime>>),
     /// Connections of minions whose key waits in `pending/`, to nudge them on accept.
     pending_routes: HashMap<MinionId, Vec<u8>>,
     /// Last grains and last-seen time of every minion ever seen (from the store at start).
@@ -203,10 +203,14 @@ pub struct Hub {
     roles: RoleState,
     /// Finished plans of `roles`; taken by `run`.
     plans: Option<mpsc::UnboundedReceiver<PlanDone>>,
-    /// Writes new keys to `pki/` on a thread of its own ([`keys::KeyWriter`]).
-    key_writer: keys::KeyWriter,
-    /// Keys it wrote, each with the hello that waits for it; taken by `run`.
-    written: Option<mpsc::UnboundedReceiver<keys::KeyWritten>>,
+    /// Reads and writes `pki/` on a thread of its own.
+    key_files: keys::KeyFilesThread,
+    /// What it did (keys written, each with the hello that waits for it; key actions;
+    /// `pki/` read again); taken by `run`.
+    key_news: Option<mpsc::UnboundedReceiver<keys::KeyNews>>,
+    /// The id and key the key-files thread just found no file for ([`keys::Written::Absent`]),
+    /// while their hello goes on.
+    looked: Option<(MinionId, PublicKey)>,
     /// Ids whose new key is being written, with that key.
     writing: HashMap<MinionId, PublicKey>,
     metrics: Arc<Metrics>,
@@ -222,12 +226,16 @@ impl Hub {
         known: HashMap<MinionId, (Value, u64)>,
         roles: (RoleState, mpsc::UnboundedReceiver<PlanDone>),
     ) -> Self {
-        let (written_tx, written) = mpsc::unbounded_channel();
+        let (news_tx, news) = mpsc::unbounded_channel();
+        let files = keys.files();
         Self {
-            key_writer: keys::KeyWriter::start(keys.files(), written_tx),
-            written: Some(written),
+            // read once here, at start; the thread reads it again when `pki/` changes
+            keys: files.index(),
+            master_fingerprint: keys.master().public.fingerprint(),
+            key_files: keys::KeyFilesThread::start(files, news_tx),
+            key_news: Some(news),
             writing: HashMap::new(),
-            keys,
+            looked: None,
             store,
             out,
             heartbeat,
@@ -236,7 +244,6 @@ impl Hub {
             sessions: HashMap::new(),
             wanted: HashMap::new(),
             routes: HashMap::new(),
-            pki_checked: (Instant::now(), Vec::new()),
             pending_routes: HashMap::new(),
             known,
             jobs: HashMap::new(),
@@ -276,7 +283,7 @@ impl Hub {
         let mut tick = tokio::time::interval(Duration::from_millis(50));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut plans = self.plans.take().expect("run once");
-        let mut written = self.written.take().expect("run once");
+        let mut key_news = self.key_news.take().expect("run once");
         loop {
             tokio::select! {
                 // minions' messages first: after a stall, heartbeats that waited in the
@@ -295,7 +302,7 @@ impl Hub {
                     let out = self.roles.planned(done);
                     self.deliver(out);
                 }
-                Some(done) = written.recv() => self.on_key_written(done),
+                Some(news) = key_news.recv() => self.on_key_news(news),
                 _ = tick.tick() => self.on_tick(),
                 else => break,
             }
@@ -496,7 +503,6 @@ impl Hub {
         let now = Instant::now();
         self.time_out_jobs(now);
         self.end_silent_sessions(now);
-        self.recheck_keys(now);
         self.roles.tick(now);
         let due: Vec<(MinionId, Vec<String>)> = self
             .limits
@@ -538,12 +544,12 @@ impl Hub {
             }
             Command::Keys { reply } => {
                 let _ = reply.send(KeyList {
-                    master_fingerprint: self.keys.master().public.fingerprint(),
+                    master_fingerprint: self.master_fingerprint.clone(),
                     keys: self.keys.list(),
                 });
             }
             Command::KeyAction { req, reply } => {
-                let _ = reply.send(self.key_action(req));
+                self.key_action(req, reply);
             }
             Command::Minions { reply } => {
                 let _ = reply.send(self.minions());

@@ -153,6 +153,10 @@ fn pending_keys_are_capped_and_a_refused_minion_says_why() {
         let key = wire::KeyPair::generate().unwrap().public;
         std::fs::write(pending.join(format!("p{i:04}")), format!("{key}\n")).unwrap();
     }
+    // keys put by hand are read within a second of their folder changing
+    wait_until(LIMIT, "the master to list the keys put by hand", || {
+        String::from_utf8_lossy(&master.drover(&["key", "list"]).stdout).contains("p0999")
+    });
     let late = tests::Minion::start(&master, "late", &[]);
     wait_until(LIMIT, "the late minion to log why it is refused", || {
         late.log().contains("keys waiting for acceptance (its limit is 1000)")

@@ -1,19 +1,28 @@
 //! Keys: what a hello is answered by the key files of `pki/` (welcome, pending, refused),
 //! new keys (capped, rate-limited, autosigned by a grain), key actions from the API, and
 //! sessions ended when their key file changes by hand.
+//!
+//! The hub reads no key file itself: it answers from a [`KeyIndex`], and every read and
+//! write of `pki/` is made by the key-files thread ([`KeyFilesThread`]), one at a time, in
+//! the order asked. What the thread did comes back to the hub as [`KeyNews`], in that same
+//! order, each with what the files of the ids it touched hold now; so the index never
+//! says less than what the hub itself asked for, and a hand edit is in it within a second.
 
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 use api::{KeyAction, KeyActionRequest, KeyActionResponse, KeyState};
 use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
 use wire::{Hello, MinionId, PublicKey, ToMinion};
-
-use tokio::sync::mpsc;
 
 use super::Hub;
 use crate::autosign::Signed;
 use crate::limits::{KeyRefusal, Reason};
-use crate::pki::KeyFiles;
+use crate::pki::{KeyFiles, KeyIndex, Known, PkiError};
+
+/// How often the key-files thread looks whether a folder of `pki/` changed.
+const RECHECK: Duration = Duration::from_secs(1);
 
 /// A new key to record, with the hello that brought it.
 pub(crate) struct KeyWrite {
@@ -23,64 +32,152 @@ pub(crate) struct KeyWrite {
     state: KeyState,
     /// The autosign file and grain that accepted it, if one did.
     signed: Option<Signed>,
-    /// What the files held for its id when the hello came: the writer writes only if they
-    /// still do (a key action or a hand edit meanwhile wins).
+    /// What the index held for its id when the hello came: the thread writes only if the
+    /// files still do (a key action, a hand edit or a key the index did not know yet wins).
     known: Option<(KeyState, PublicKey)>,
+    /// Only look whether the files hold what the index does for the id
+    /// ([`Written::Same`] if they do); write nothing.
+    look: bool,
 }
 
-/// A key the writer recorded, or not.
-pub(crate) struct KeyWritten {
-    write: KeyWrite,
-    result: Written,
+/// A key action for the thread: on `ids`, or every id its files hold in `all`'s states.
+pub(crate) struct KeyActionWork {
+    action: KeyAction,
+    ids: Targets,
+    reply: oneshot::Sender<Result<KeyActionResponse, String>>,
 }
 
-enum Written {
+enum Targets {
+    One(MinionId),
+    /// `--all`: pending keys to accept or reject; every key to delete.
+    All,
+}
+
+enum KeyWork {
+    Write(KeyWrite),
+    Act(KeyActionWork),
+}
+
+/// What the key-files thread did, for the hub ([`Hub::on_key_news`]).
+pub(crate) enum KeyNews {
+    /// A new key recorded, or not; with what its id's files hold now.
+    Written { write: Box<KeyWrite>, result: Written, now: Known },
+    /// A key action made: the ids it changed, with what their files hold now, then the
+    /// error that stopped it, if one did.
+    Acted { work: KeyActionWork, changed: Vec<(MinionId, Known)>, error: Option<String> },
+    /// A folder of `pki/` changed: every key file, read again.
+    Read(KeyIndex),
+}
+
+pub(crate) enum Written {
     Done,
+    /// Looked ([`KeyWrite::look`]): the files hold what the index did.
+    Same,
     /// The files changed since the hello: nothing written.
     Changed,
     Failed(String),
 }
 
-/// The thread that writes new keys to `pki/`, one at a time (each write is synced to disk),
-/// so that a storm of new minions never has the hub wait on the disk. Each key comes back
-/// to the hub as a [`KeyWritten`]. It ends with the hub.
-pub(crate) struct KeyWriter {
-    tx: std::sync::mpsc::Sender<KeyWrite>,
+/// The thread that reads and writes `pki/` for the hub (each write synced to disk), so
+/// that no hello, storm of new minions or `drover key` waits on the disk on the hub's
+/// task. It ends with the hub.
+pub(crate) struct KeyFilesThread {
+    tx: std::sync::mpsc::Sender<KeyWork>,
 }
 
-impl KeyWriter {
-    pub(crate) fn start(files: KeyFiles, done: mpsc::UnboundedSender<KeyWritten>) -> KeyWriter {
-        let (tx, rx) = std::sync::mpsc::channel::<KeyWrite>();
+impl KeyFilesThread {
+    pub(crate) fn start(files: KeyFiles, news: mpsc::UnboundedSender<KeyNews>) -> KeyFilesThread {
+        let (tx, rx) = std::sync::mpsc::channel::<KeyWork>();
         std::thread::Builder::new()
-            .name("key-writer".into())
+            .name("key-files".into())
             .spawn(move || {
-                for write in rx {
-                    let result = if files.lookup(&write.hello.id) != write.known {
-                        Written::Changed
-                    } else {
-                        match files.put(write.state, &write.hello.id, &write.key) {
-                            Ok(()) => Written::Done,
-                            Err(e) => Written::Failed(e.to_string()),
-                        }
+                let mut stamp = files.stamp();
+                let mut checked = Instant::now();
+                loop {
+                    let said = match rx.recv_timeout(RECHECK.saturating_sub(checked.elapsed())) {
+                        Ok(work) => news.send(do_work(&files, work)),
+                        Err(RecvTimeoutError::Timeout) => Ok(()),
+                        Err(RecvTimeoutError::Disconnected) => break,
                     };
-                    if done.send(KeyWritten { write, result }).is_err() {
+                    if checked.elapsed() >= RECHECK {
+                        checked = Instant::now();
+                        let now = files.stamp();
+                        if now != stamp {
+                            stamp = now;
+                            if news.send(KeyNews::Read(files.index())).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    if said.is_err() {
                         break;
                     }
                 }
             })
-            .expect("a thread for the key writer");
-        KeyWriter { tx }
+            .expect("a thread for the key files");
+        KeyFilesThread { tx }
     }
 
-    fn write(&self, write: KeyWrite) {
+    fn send(&self, work: KeyWork) {
         // the thread ends only with the hub, which owns this sender
-        let _ = self.tx.send(write);
+        let _ = self.tx.send(work);
+    }
+}
+
+fn do_work(files: &KeyFiles, work: KeyWork) -> KeyNews {
+    match work {
+        KeyWork::Write(write) => {
+            let id = write.hello.id.clone();
+            let result = if files.lookup(&id) != write.known {
+                Written::Changed
+            } else if write.look {
+                Written::Same
+            } else {
+                match files.put(write.state, &id, &write.key) {
+                    Ok(()) => Written::Done,
+                    Err(e) => Written::Failed(e.to_string()),
+                }
+            };
+            KeyNews::Written { write: Box::new(write), result, now: files.known(&id) }
+        }
+        KeyWork::Act(work) => {
+            let ids = match &work.ids {
+                Targets::One(id) if files.lookup(id).is_none() => {
+                    let error = Some(PkiError::UnknownId(id.to_string()).to_string());
+                    return KeyNews::Acted { work, changed: Vec::new(), error };
+                }
+                Targets::One(id) => vec![id.clone()],
+                Targets::All => match work.action {
+                    KeyAction::Accept | KeyAction::Reject => files.ids(KeyState::Pending),
+                    KeyAction::Delete => files.all_ids(),
+                },
+            };
+            let (mut changed, mut error) = (Vec::new(), None);
+            for id in ids {
+                let done = match work.action {
+                    KeyAction::Accept => files.transition(&id, KeyState::Accepted),
+                    KeyAction::Reject => files.transition(&id, KeyState::Rejected),
+                    KeyAction::Delete => files.delete(&id),
+                };
+                match done {
+                    Ok(true) => changed.push((id.clone(), files.known(&id))),
+                    Ok(false) => {}
+                    Err(e) => {
+                        error = Some(e.to_string());
+                        break;
+                    }
+                }
+            }
+            KeyNews::Acted { work, changed, error }
+        }
     }
 }
 
 impl Hub {
     pub(super) fn on_hello(&mut self, routing: Vec<u8>, key: PublicKey, hello: Hello) {
         let id = hello.id.clone();
+        // the key-files thread just found the files as the index says ([`Written::Same`])
+        let verified = self.looked.take().is_some_and(|(i, k)| i == id && k == key);
         if self.stalled.contains_key(&id) {
             let reason =
                 "the master still holds what it sent this minion on a connection that did not read it; \
@@ -91,6 +188,7 @@ impl Hub {
         }
         if let Some(path) = self.keys.broken(&id) {
             tracing::error!(%id, path = %path.display(), "refused a minion whose key file is unreadable");
+            let path = path.to_path_buf();
             let reason = format!("the master cannot read {}: fix or delete that file", path.display());
             self.send(&routing, &ToMinion::Refused { reason });
             return;
@@ -98,6 +196,14 @@ impl Hub {
         let known = self.keys.lookup(&id);
         match known {
             Some((KeyState::Accepted, k)) if k == key => self.welcome(routing, key, hello),
+            // a refusal goes by the files: the index may not have read a change yet (a fleet
+            // slot enrolled again with a new key a moment ago)
+            Some(_)
+                if !verified
+                    && self.keys.lookup(&id).is_some_and(|(s, k)| k != key || s == KeyState::Rejected) =>
+            {
+                self.look(routing, key, hello, known);
+            }
             Some((state, k)) if k != key && state != KeyState::Rejected => {
                 tracing::warn!(
                     %id, presented = %key.fingerprint(), expected = %k.fingerprint(),
@@ -143,10 +249,16 @@ impl Hub {
                     if self.auto_accept || signed.is_some() { KeyState::Accepted } else { KeyState::Pending };
                 // a key never seen waits in pending/ only if the cap and the rate allow
                 if known.is_none() && state == KeyState::Pending {
+                    // the files may hold a key the index has not read yet (a fleet slot's,
+                    // one put by hand): the thread looks before it counts as new
+                    if !verified {
+                        self.writing.insert(id, key.clone());
+                        return self.look(routing, key, hello, known);
+                    }
                     // the keys being written count as pending already
                     let (keys, writing) = (&self.keys, self.writing.len());
                     if let Err(refusal) =
-                        self.new_keys.admit(Instant::now(), || keys.ids(KeyState::Pending).len() + writing)
+                        self.new_keys.admit(Instant::now(), || keys.count(KeyState::Pending) + writing)
                     {
                         let reason = match refusal {
                             KeyRefusal::Full { .. } => Reason::PendingFull,
@@ -165,22 +277,59 @@ impl Hub {
                 }
                 // written off the hub's task (synced to disk); the hello goes on once it is
                 self.writing.insert(id, key.clone());
-                self.key_writer.write(KeyWrite { routing, key, hello, state, signed, known });
+                let write = KeyWrite { routing, key, hello, state, signed, known, look: false };
+                self.key_files.send(KeyWork::Write(write));
             }
             Some((KeyState::Accepted, _)) => unreachable!("matched above"),
         }
     }
 
-    /// A key the writer thread recorded (or could not): the events of a new key, then the
-    /// hello that brought it goes on as if it came now, from the files (the truth, which
-    /// may have changed meanwhile by hand or by `drover key`).
-    pub(super) fn on_key_written(&mut self, done: KeyWritten) {
-        let KeyWritten { write: KeyWrite { routing, key, hello, state, signed, known }, result } = done;
+    /// Asks the key-files thread whether the files hold what the index does for the id,
+    /// before a hello is refused or counted as a new key by the index; the hello goes on
+    /// when it answers ([`Hub::on_key_written`]).
+    fn look(&mut self, routing: Vec<u8>, key: PublicKey, hello: Hello, known: Option<(KeyState, PublicKey)>) {
+        let state = KeyState::Pending; // not written
+        let look = KeyWrite { routing, key, hello, state, signed: None, known, look: true };
+        self.key_files.send(KeyWork::Write(look));
+    }
+
+    /// What the key-files thread did, in the order it did it.
+    pub(super) fn on_key_news(&mut self, news: KeyNews) {
+        match news {
+            KeyNews::Written { write, result, now } => {
+                self.keys.set(write.hello.id.clone(), now);
+                self.on_key_written(*write, result);
+            }
+            KeyNews::Acted { work, changed, error } => self.on_key_acted(work, changed, error),
+            KeyNews::Read(index) => {
+                self.keys = index;
+                self.recheck_sessions();
+            }
+        }
+    }
+
+    /// A new key the thread recorded (or could not): the events of a new key, then the
+    /// hello that brought it goes on as if it came now, by the files (which may have
+    /// changed meanwhile by hand or by `drover key`).
+    fn on_key_written(&mut self, write: KeyWrite, result: Written) {
+        let KeyWrite { routing, key, hello, state, signed, known, .. } = write;
         let id = hello.id.clone();
-        self.writing.remove(&id);
+        // (a look for a refusal did not mark the id: another key's write may have)
+        if self.writing.get(&id) == Some(&key) {
+            self.writing.remove(&id);
+        }
         match result {
             Written::Done => {}
-            // a key action or a hand edit came first: the hello goes by the files as they are
+            // the index was right: the hello goes on by it (to its refusal, or to the cap
+            // and the rate of new keys, then the write)
+            Written::Same => {
+                self.looked = Some((id, key.clone()));
+                self.on_hello(routing, key, hello);
+                self.looked = None;
+                return;
+            }
+            // a key action, a hand edit or a file the index did not know yet came first:
+            // the hello goes by the files as they are
             Written::Changed => return self.on_hello(routing, key, hello),
             Written::Failed(e) => {
                 tracing::error!(%id, error = %e, "cannot record a minion key");
@@ -213,18 +362,9 @@ impl Hub {
         self.on_hello(routing, key, hello);
     }
 
-    /// Key files are the truth: when a folder of `pki/` changed (a key moved or removed by
-    /// hand), every session is checked against the files again, at most once a second.
-    pub(super) fn recheck_keys(&mut self, now: Instant) {
-        if now.duration_since(self.pki_checked.0) < Duration::from_secs(1) {
-            return;
-        }
-        let stamp = self.keys.stamp();
-        let changed = stamp != self.pki_checked.1;
-        self.pki_checked = (now, stamp);
-        if !changed {
-            return;
-        }
+    /// Key files are the truth: when the thread read `pki/` again (a folder changed, a key
+    /// moved or removed by hand), every session is checked against them.
+    fn recheck_sessions(&mut self) {
         let revoked: Vec<MinionId> = self
             .sessions
             .iter()
@@ -248,50 +388,39 @@ impl Hub {
         }
     }
 
-    pub(super) fn key_action(&mut self, req: KeyActionRequest) -> Result<KeyActionResponse, String> {
-        let ids: Vec<MinionId> = match (&req.id, req.all) {
-            (Some(_), true) => return Err("give an id or --all, not both".into()),
-            (None, false) => return Err("give a minion id or --all".into()),
-            (Some(id), false) => {
-                let id = MinionId::new(id.as_str()).map_err(|e| e.to_string())?;
-                if self.writing.contains_key(&id) {
-                    return Err(format!(
-                        "the key of '{id}' is being recorded (its minion just said hello): try again in a moment"
-                    ));
-                }
-                if self.keys.lookup(&id).is_none() {
-                    return Err(format!("no key for minion '{id}' (see 'drover key list')"));
-                }
-                vec![id]
-            }
-            (None, true) => match req.action {
-                KeyAction::Accept | KeyAction::Reject => self.keys.ids(KeyState::Pending),
-                KeyAction::Delete => [KeyState::Accepted, KeyState::Pending, KeyState::Rejected]
-                    .into_iter()
-                    .flat_map(|s| self.keys.ids(s))
-                    .collect(),
-            },
+    /// `drover key accept|reject|delete`: checked here, made by the key-files thread, its
+    /// effects on sessions applied when it is done ([`Hub::on_key_acted`]), which answers.
+    pub(super) fn key_action(
+        &mut self,
+        req: KeyActionRequest,
+        reply: oneshot::Sender<Result<KeyActionResponse, String>>,
+    ) {
+        let ids = match (&req.id, req.all) {
+            (Some(_), true) => Err("give an id or --all, not both".to_string()),
+            (None, false) => Err("give a minion id or --all".to_string()),
+            (Some(id), false) => MinionId::new(id.as_str()).map(Targets::One).map_err(|e| e.to_string()),
+            (None, true) => Ok(Targets::All),
         };
-        let mut changed = Vec::new();
-        // a key being recorded is left to its write (its next hello shows it)
-        for id in ids.into_iter().filter(|id| !self.writing.contains_key(id)) {
-            let done = match req.action {
-                KeyAction::Accept => self.keys.transition(&id, KeyState::Accepted),
-                KeyAction::Reject => self.keys.transition(&id, KeyState::Rejected),
-                KeyAction::Delete => self.keys.delete(&id),
+        match ids {
+            Ok(ids) => self.key_files.send(KeyWork::Act(KeyActionWork { action: req.action, ids, reply })),
+            Err(e) => {
+                let _ = reply.send(Err(e));
             }
-            .map_err(|e| e.to_string())?;
-            if !done {
-                continue;
-            }
-            let tag = match req.action {
-                KeyAction::Accept => "accept",
-                KeyAction::Reject => "reject",
-                KeyAction::Delete => "delete",
-            };
+        }
+    }
+
+    fn on_key_acted(&mut self, work: KeyActionWork, changed: Vec<(MinionId, Known)>, error: Option<String>) {
+        let tag = match work.action {
+            KeyAction::Accept => "accept",
+            KeyAction::Reject => "reject",
+            KeyAction::Delete => "delete",
+        };
+        let mut ids = Vec::with_capacity(changed.len());
+        for (id, now) in changed {
+            self.keys.set(id.clone(), now);
             tracing::info!(%id, action = tag, "key changed");
             self.event(&id, &format!("drover/key/{tag}"), json!({"id": id}));
-            match req.action {
+            match work.action {
                 // A waiting minion says hello again and is welcomed at once.
                 KeyAction::Accept => {
                     if let Some(routing) = self.pending_routes.remove(&id) {
@@ -316,8 +445,12 @@ impl Hub {
                     self.pending_routes.remove(&id);
                 }
             }
-            changed.push(id.to_string());
+            ids.push(id.to_string());
         }
-        Ok(KeyActionResponse { changed })
+        let _ = work.reply.send(match error {
+            None => Ok(KeyActionResponse { changed: ids }),
+            Some(e) if ids.is_empty() => Err(e),
+            Some(e) => Err(format!("{e} (changed before it: {})", ids.join(", "))),
+        });
     }
 }

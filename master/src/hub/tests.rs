@@ -13,13 +13,15 @@ use wire::{Converged, Health, Hello, Jid, Job, JobReturn, KeyPair, MinionId, Pub
 use super::*;
 use crate::assign::tests::{CLOUD, commit};
 use crate::assign::{self, Applied};
-use crate::pki::KeyStore;
+use crate::pki::{KeyFiles, KeyStore};
 use crate::roles::RoleState;
 use crate::store::{RolesRecord, Store, Stored};
 use crate::transport::{Incoming, Outgoing};
 
 struct Fixture {
     hub: Hub,
+    /// The hub's `pki/`, to change by hand.
+    files: KeyFiles,
     sent: zmq::Socket,
     /// What the store committed, as the hub would be told.
     stored: mpsc::UnboundedReceiver<Vec<Stored>>,
@@ -37,6 +39,7 @@ struct Conn {
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let keys = KeyStore::open(&dir.path().join("pki")).unwrap();
+    let files = keys.files();
     let (stored_tx, stored) = mpsc::unbounded_channel();
     let store = Store::open(&dir.path().join("drover.db"), stored_tx).unwrap();
     let ctx = zmq::Context::new();
@@ -44,7 +47,7 @@ fn fixture() -> Fixture {
     sent.set_rcvtimeo(20_000).unwrap();
     let roles = RoleState::new(store.clone(), RolesRecord::default(), None);
     let hub = Hub::new(keys, store, out, Duration::from_secs(5), false, HashMap::new(), roles);
-    Fixture { hub, sent, stored, _ctx: ctx, _dir: dir }
+    Fixture { hub, files, sent, stored, _ctx: ctx, _dir: dir }
 }
 
 impl Fixture {
@@ -52,7 +55,8 @@ impl Fixture {
     fn accepted(&mut self, id: &str) -> Conn {
         let id = MinionId::new(id).unwrap();
         let key = KeyPair::generate().unwrap().public;
-        self.hub.keys.put(KeyState::Accepted, &id, &key).unwrap();
+        self.files.put(KeyState::Accepted, &id, &key).unwrap();
+        self.hub.keys.set(id.clone(), self.files.known(&id));
         self.conn(&Conn { id, routing: Vec::new(), key })
     }
 
@@ -99,18 +103,35 @@ impl Fixture {
         Conn { routing: wire::routing_id(&id).unwrap(), key: KeyPair::generate().unwrap().public, id }
     }
 
-    /// Lets the hub go on with the key its writer thread recorded next (a new key's hello
-    /// waits for it), as `Hub::run` does.
+    /// Lets the hub go on with the next key or key action its key-files thread made (a new
+    /// key's hello waits for it), as `Hub::run` does; the thread's readings of `pki/` on
+    /// the way are passed on too.
     fn settle(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(10);
-        let written = self.hub.written.as_mut().expect("not taken: no run");
         loop {
-            match written.try_recv() {
-                Ok(done) => return self.hub.on_key_written(done),
+            let news = self.hub.key_news.as_mut().expect("not taken: no run").try_recv();
+            match news {
+                Ok(news @ keys::KeyNews::Read(_)) => self.hub.on_key_news(news),
+                Ok(news) => return self.hub.on_key_news(news),
                 Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
-                Err(e) => panic!("the key writer wrote nothing: {e}"),
+                Err(e) => panic!("the key-files thread did nothing: {e}"),
             }
         }
+    }
+
+    /// A key action, answered once the thread made it.
+    fn act(&mut self, action: api::KeyAction, id: &MinionId) -> Result<api::KeyActionResponse, String> {
+        let (tx, mut answer) = oneshot::channel();
+        self.hub.key_action(api::KeyActionRequest { action, id: Some(id.to_string()), all: false }, tx);
+        self.settle();
+        answer.try_recv().expect("answered once made")
+    }
+
+    /// Moves `conn`'s key to `state` by hand, and lets the hub see `pki/` as the thread
+    /// reads it when a folder changed.
+    fn by_hand(&mut self, state: KeyState, conn: &Conn) {
+        self.files.put(state, &conn.id, &conn.key).unwrap();
+        self.hub.on_key_news(keys::KeyNews::Read(self.files.index()));
     }
 
     /// Passes on to the hub what the store committed next (it answers every queued return).
@@ -419,6 +440,9 @@ fn only_a_hello_with_the_accepted_key_gets_a_session() {
     // another key for an accepted id: refused, told what to do, nothing else
     let impostor = f.stranger("web-1");
     f.hello(&impostor, 0);
+    // (a refusal goes by the files: the key-files thread looks first)
+    assert!(f.silent());
+    f.settle();
     let ToMinion::Refused { reason } = f.sent_to(&impostor) else { panic!("expected a refusal") };
     assert!(reason.contains("drover key delete web-1"), "{reason}");
     assert!(!f.hub.sessions.contains_key(&web.id));
@@ -440,11 +464,9 @@ fn only_a_hello_with_the_accepted_key_gets_a_session() {
     f.hello(&other, 0);
     let ToMinion::Refused { reason } = f.sent_to(&other) else { panic!("expected a refusal") };
     assert!(reason.contains("another key is being registered for 'db-1'"), "{reason}");
-    // and a key action on it waits for that write too, so the write cannot undo it
-    let reject =
-        api::KeyActionRequest { action: api::KeyAction::Reject, id: Some("db-1".into()), all: false };
-    let refused = f.hub.key_action(reject).unwrap_err();
-    assert!(refused.contains("the key of 'db-1' is being recorded"), "{refused}");
+    // the thread looks whether the files hold a key the index has not read, then writes
+    f.settle();
+    assert!(f.silent());
     f.settle();
     assert_eq!(f.sent_to(&new), ToMinion::Pending);
     assert_eq!(f.hub.keys.lookup(&new.id), Some((KeyState::Pending, new.key.clone())));
@@ -460,9 +482,11 @@ fn only_a_hello_with_the_accepted_key_gets_a_session() {
     assert_eq!(answer.try_recv().unwrap().not_connected, ["db-1"]);
     assert!(f.silent());
 
-    // a rejected key: refused, and it stays rejected
-    f.hub.keys.put(KeyState::Rejected, &new.id, &new.key).unwrap();
+    // a rejected key (`drover key reject`): refused, and it stays rejected
+    assert_eq!(f.act(api::KeyAction::Reject, &new.id).unwrap().changed, ["db-1"]);
+    assert_eq!(f.files.lookup(&new.id), Some((KeyState::Rejected, new.key.clone())));
     f.hello(&new, 0);
+    f.settle();
     let ToMinion::Refused { reason } = f.sent_to(&new) else { panic!("expected a refusal") };
     assert!(reason.contains("rejected"), "{reason}");
     assert!(!f.hub.sessions.contains_key(&new.id));
@@ -470,15 +494,54 @@ fn only_a_hello_with_the_accepted_key_gets_a_session() {
     // the accepted key: welcomed; its key file moved to rejected/ by hand ends the session
     f.hello(&web, 0);
     assert!(matches!(f.sent_to(&web), ToMinion::Welcome { .. }));
-    f.hub.keys.put(KeyState::Rejected, &web.id, &web.key).unwrap();
-    f.hub.pki_checked.0 = Instant::now().checked_sub(Duration::from_secs(2)).unwrap();
-    f.hub.pki_checked.1.clear();
-    f.hub.on_tick();
+    f.by_hand(KeyState::Rejected, &web);
     assert_eq!(f.sent_to(&web), ToMinion::Rehello);
     assert!(!f.hub.sessions.contains_key(&web.id));
     f.hello(&web, 0);
+    f.settle();
     assert!(matches!(f.sent_to(&web), ToMinion::Refused { .. }));
     assert!(f.hub.resolve("*", TargetType::Glob).unwrap().is_empty(), "rejected keys are not targets");
+}
+
+#[test]
+fn key_actions_are_made_in_the_order_asked_after_the_writes_before_them() {
+    let mut f = fixture();
+    let new = f.stranger("db-1");
+    f.hello(&new, 0);
+    f.settle();
+    assert!(f.silent(), "its key is being written");
+    // asked while the key is written: made after that write, so the write cannot undo it
+    let (tx, mut answer) = oneshot::channel();
+    f.hub.key_action(
+        api::KeyActionRequest { action: api::KeyAction::Reject, id: Some("db-1".into()), all: false },
+        tx,
+    );
+    assert!(answer.try_recv().is_err(), "answered once made");
+    f.settle();
+    assert_eq!(f.sent_to(&new), ToMinion::Pending);
+    f.settle();
+    assert_eq!(answer.try_recv().unwrap().unwrap().changed, ["db-1"]);
+    assert_eq!(f.hub.keys.lookup(&new.id), Some((KeyState::Rejected, new.key.clone())));
+    assert_eq!(f.files.lookup(&new.id), Some((KeyState::Rejected, new.key.clone())));
+    // an id without a key: nothing changes, the answer says why
+    let nobody = MinionId::new("nobody").unwrap();
+    let refused = f.act(api::KeyAction::Accept, &nobody).unwrap_err();
+    assert!(refused.contains("no key for minion 'nobody'"), "{refused}");
+    // a key the index does not know yet (put there by hand, not read again): its hello
+    // finds it through the thread, which writes nothing over it
+    let web = f.stranger("web-1");
+    f.files.put(KeyState::Accepted, &web.id, &web.key).unwrap();
+    f.hello(&web, 0);
+    f.settle();
+    assert!(matches!(f.sent_to(&web), ToMinion::Welcome { .. }));
+    assert_eq!(f.files.lookup(&web.id), Some((KeyState::Accepted, web.key.clone())));
+    // an id enrolled again with a new key a moment ago (a fleet slot made anew), before the
+    // thread read the folder again: not refused by the index's old key, welcomed by the files
+    let anew = f.stranger("web-1");
+    f.files.put(KeyState::Accepted, &anew.id, &anew.key).unwrap();
+    f.hello(&anew, 0);
+    f.settle();
+    assert!(matches!(f.sent_to(&anew), ToMinion::Welcome { .. }));
 }
 
 #[test]
@@ -506,6 +569,7 @@ fn a_route_speaks_for_the_minion_its_routing_id_names_and_only_with_its_key() {
     assert_eq!(answer.try_recv().unwrap().not_connected, ["web-1"]);
     // its hello is refused too: another key is registered for web-1
     f.hello(&thief, 0);
+    f.settle();
     assert!(matches!(f.sent_to(&thief), ToMinion::Refused { .. }));
     assert!(f.silent());
 
