@@ -173,6 +173,7 @@ impl Host for FleetHost {
         let id = Self::id(slot)?;
         let (pki, keys) = (self.pki.clone(), self.keys.clone());
         let slot = slot.to_string();
+        let enrolled = id.clone();
         let files = tokio::task::spawn_blocking(move || -> Result<Vec<FileIn>, HostError> {
             let (pair, _) = KeyPair::load_or_create(&keys, &slot).map_err(host_error)?;
             let store = KeyStore::open(&pki).map_err(host_error)?;
@@ -202,6 +203,7 @@ impl Host for FleetHost {
         })
         .await
         .map_err(host_error)??;
+        let _ = self.hub.send(Command::KeyFilesChanged { id: enrolled }).await;
         Ok(Enrollment {
             files,
             master_key: self.master_key.clone(),
@@ -214,8 +216,9 @@ impl Host for FleetHost {
         let id = Self::id(slot)?;
         let (pki, keys) = (self.pki.clone(), self.keys.clone());
         let slot = slot.to_string();
-        tokio::task::spawn_blocking(move || -> Result<(), HostError> {
-            KeyStore::open(&pki).map_err(host_error)?.delete(&id).map_err(host_error)?;
+        let removed = id.clone();
+        let done = tokio::task::spawn_blocking(move || -> Result<(), HostError> {
+            KeyStore::open(&pki).map_err(host_error)?.delete(&removed).map_err(host_error)?;
             for ext in ["key", "pub"] {
                 let path = keys.join(format!("{slot}.{ext}"));
                 match std::fs::remove_file(&path) {
@@ -227,7 +230,9 @@ impl Host for FleetHost {
             Ok(())
         })
         .await
-        .map_err(host_error)?
+        .map_err(host_error)?;
+        let _ = self.hub.send(Command::KeyFilesChanged { id }).await;
+        done
     }
 
     fn event(&self, fleet: &str, event: &FleetEvent) {

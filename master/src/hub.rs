@@ -109,6 +109,11 @@ pub enum Command {
         ids: Vec<MinionId>,
         reply: oneshot::Sender<Vec<MinionView>>,
     },
+    /// The fleet wrote or removed the key files of slot `id` (enrolled or revoked it): the
+    /// hub's index reads them again at once, and a session whose key is gone ends.
+    KeyFilesChanged {
+        id: MinionId,
+    },
     /// The container of slot `id` the fleet wants now has `generation`: its hello takes the
     /// session from any other container of the slot, and no other takes it back while it
     /// has it. Without one, the higher generation has the session; Swarm's rollback puts a
@@ -211,6 +216,8 @@ pub struct Hub {
     /// The id and key the key-files thread just found no file for ([`keys::Written::Absent`]),
     /// while their hello goes on.
     looked: Option<(MinionId, PublicKey)>,
+    /// Ids whose key the key-files thread looks up before their hello goes on, with it.
+    looking: HashMap<MinionId, PublicKey>,
     /// Ids whose new key is being written, with that key.
     writing: HashMap<MinionId, PublicKey>,
     metrics: Arc<Metrics>,
@@ -228,14 +235,17 @@ impl Hub {
     ) -> Self {
         let (news_tx, news) = mpsc::unbounded_channel();
         let files = keys.files();
+        // the folders' times before the reading: a change meanwhile is read again
+        let stamp = files.stamp();
         Self {
             // read once here, at start; the thread reads it again when `pki/` changes
             keys: files.index(),
             master_fingerprint: keys.master().public.fingerprint(),
-            key_files: keys::KeyFilesThread::start(files, news_tx),
+            key_files: keys::KeyFilesThread::start(files, stamp, news_tx),
             key_news: Some(news),
             writing: HashMap::new(),
             looked: None,
+            looking: HashMap::new(),
             store,
             out,
             heartbeat,
@@ -551,6 +561,7 @@ impl Hub {
             Command::KeyAction { req, reply } => {
                 self.key_action(req, reply);
             }
+            Command::KeyFilesChanged { id } => self.key_files_changed(id),
             Command::Minions { reply } => {
                 let _ = reply.send(self.minions());
             }

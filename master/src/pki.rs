@@ -238,6 +238,11 @@ impl KeyIndex {
         self.ids.get(id).and_then(|k| k.key.clone())
     }
 
+    /// What the index holds for `id` (nothing: the default).
+    pub fn known(&self, id: &MinionId) -> Known {
+        self.ids.get(id).cloned().unwrap_or_default()
+    }
+
     pub fn broken(&self, id: &MinionId) -> Option<&Path> {
         self.ids.get(id).and_then(|k| k.broken.as_deref())
     }

@@ -24,6 +24,10 @@ use crate::pki::{KeyFiles, KeyIndex, Known, PkiError};
 /// How often the key-files thread looks whether a folder of `pki/` changed.
 const RECHECK: Duration = Duration::from_secs(1);
 
+/// How often it reads `pki/` again whatever the folders' times say: a key file rewritten in
+/// place changes no folder, and two changes within a folder's time resolution look like one.
+const REREAD: Duration = Duration::from_secs(10);
+
 /// A new key to record, with the hello that brought it.
 pub(crate) struct KeyWrite {
     routing: Vec<u8>,
@@ -34,7 +38,7 @@ pub(crate) struct KeyWrite {
     signed: Option<Signed>,
     /// What the index held for its id when the hello came: the thread writes only if the
     /// files still do (a key action, a hand edit or a key the index did not know yet wins).
-    known: Option<(KeyState, PublicKey)>,
+    indexed: Known,
     /// Only look whether the files hold what the index does for the id
     /// ([`Written::Same`] if they do); write nothing.
     look: bool,
@@ -54,8 +58,11 @@ enum Targets {
 }
 
 enum KeyWork {
-    Write(KeyWrite),
+    Write(Box<KeyWrite>),
     Act(KeyActionWork),
+    /// Read the files of one id again: another part of the master changed them (the
+    /// fleet enrolling or revoking a slot's key).
+    Reread(MinionId),
 }
 
 /// What the key-files thread did, for the hub ([`Hub::on_key_news`]).
@@ -65,8 +72,10 @@ pub(crate) enum KeyNews {
     /// A key action made: the ids it changed, with what their files hold now, then the
     /// error that stopped it, if one did.
     Acted { work: KeyActionWork, changed: Vec<(MinionId, Known)>, error: Option<String> },
-    /// A folder of `pki/` changed: every key file, read again.
+    /// A folder of `pki/` changed (or [`REREAD`] passed): every key file, read again.
     Read(KeyIndex),
+    /// What the files of one id hold now ([`KeyWork::Reread`]).
+    Reread { id: MinionId, now: Known },
 }
 
 pub(crate) enum Written {
@@ -86,13 +95,17 @@ pub(crate) struct KeyFilesThread {
 }
 
 impl KeyFilesThread {
-    pub(crate) fn start(files: KeyFiles, news: mpsc::UnboundedSender<KeyNews>) -> KeyFilesThread {
+    /// `stamp` is the folders' times from before the hub read the index it starts with.
+    pub(crate) fn start(
+        files: KeyFiles,
+        mut stamp: Vec<Option<std::time::SystemTime>>,
+        news: mpsc::UnboundedSender<KeyNews>,
+    ) -> KeyFilesThread {
         let (tx, rx) = std::sync::mpsc::channel::<KeyWork>();
         std::thread::Builder::new()
             .name("key-files".into())
             .spawn(move || {
-                let mut stamp = files.stamp();
-                let mut checked = Instant::now();
+                let (mut checked, mut read) = (Instant::now(), Instant::now());
                 loop {
                     let said = match rx.recv_timeout(RECHECK.saturating_sub(checked.elapsed())) {
                         Ok(work) => news.send(do_work(&files, work)),
@@ -102,8 +115,8 @@ impl KeyFilesThread {
                     if checked.elapsed() >= RECHECK {
                         checked = Instant::now();
                         let now = files.stamp();
-                        if now != stamp {
-                            stamp = now;
+                        if now != stamp || read.elapsed() >= REREAD {
+                            (stamp, read) = (now, Instant::now());
                             if news.send(KeyNews::Read(files.index())).is_err() {
                                 break;
                             }
@@ -128,7 +141,7 @@ fn do_work(files: &KeyFiles, work: KeyWork) -> KeyNews {
     match work {
         KeyWork::Write(write) => {
             let id = write.hello.id.clone();
-            let result = if files.lookup(&id) != write.known {
+            let result = if files.known(&id) != write.indexed {
                 Written::Changed
             } else if write.look {
                 Written::Same
@@ -138,7 +151,7 @@ fn do_work(files: &KeyFiles, work: KeyWork) -> KeyNews {
                     Err(e) => Written::Failed(e.to_string()),
                 }
             };
-            KeyNews::Written { write: Box::new(write), result, now: files.known(&id) }
+            KeyNews::Written { write, result, now: files.known(&id) }
         }
         KeyWork::Act(work) => {
             let ids = match &work.ids {
@@ -170,6 +183,7 @@ fn do_work(files: &KeyFiles, work: KeyWork) -> KeyNews {
             }
             KeyNews::Acted { work, changed, error }
         }
+        KeyWork::Reread(id) => KeyNews::Reread { now: files.known(&id), id },
     }
 }
 
@@ -187,6 +201,10 @@ impl Hub {
             return;
         }
         if let Some(path) = self.keys.broken(&id) {
+            // (fixed in place since the index read it? the thread looks first)
+            if !verified {
+                return self.look(routing, key, hello);
+            }
             tracing::error!(%id, path = %path.display(), "refused a minion whose key file is unreadable");
             let path = path.to_path_buf();
             let reason = format!("the master cannot read {}: fix or delete that file", path.display());
@@ -202,7 +220,7 @@ impl Hub {
                 if !verified
                     && self.keys.lookup(&id).is_some_and(|(s, k)| k != key || s == KeyState::Rejected) =>
             {
-                self.look(routing, key, hello, known);
+                self.look(routing, key, hello);
             }
             Some((state, k)) if k != key && state != KeyState::Rejected => {
                 tracing::warn!(
@@ -231,7 +249,7 @@ impl Hub {
                 self.send(&routing, &ToMinion::Refused { reason });
             }
             Some((KeyState::Pending, _)) | None => {
-                match self.writing.get(&id) {
+                match self.writing.get(&id).or_else(|| self.looking.get(&id)) {
                     // its key is being written: the hello it sends again finds the file
                     Some(k) if *k == key => return,
                     Some(_) => {
@@ -252,8 +270,8 @@ impl Hub {
                     // the files may hold a key the index has not read yet (a fleet slot's,
                     // one put by hand): the thread looks before it counts as new
                     if !verified {
-                        self.writing.insert(id, key.clone());
-                        return self.look(routing, key, hello, known);
+                        self.looking.insert(id, key.clone());
+                        return self.look(routing, key, hello);
                     }
                     // the keys being written count as pending already
                     let (keys, writing) = (&self.keys, self.writing.len());
@@ -276,9 +294,10 @@ impl Hub {
                     return;
                 }
                 // written off the hub's task (synced to disk); the hello goes on once it is
+                let indexed = self.keys.known(&id);
                 self.writing.insert(id, key.clone());
-                let write = KeyWrite { routing, key, hello, state, signed, known, look: false };
-                self.key_files.send(KeyWork::Write(write));
+                let write = KeyWrite { routing, key, hello, state, signed, indexed, look: false };
+                self.key_files.send(KeyWork::Write(Box::new(write)));
             }
             Some((KeyState::Accepted, _)) => unreachable!("matched above"),
         }
@@ -287,10 +306,11 @@ impl Hub {
     /// Asks the key-files thread whether the files hold what the index does for the id,
     /// before a hello is refused or counted as a new key by the index; the hello goes on
     /// when it answers ([`Hub::on_key_written`]).
-    fn look(&mut self, routing: Vec<u8>, key: PublicKey, hello: Hello, known: Option<(KeyState, PublicKey)>) {
+    fn look(&mut self, routing: Vec<u8>, key: PublicKey, hello: Hello) {
         let state = KeyState::Pending; // not written
-        let look = KeyWrite { routing, key, hello, state, signed: None, known, look: true };
-        self.key_files.send(KeyWork::Write(look));
+        let indexed = self.keys.known(&hello.id);
+        let look = KeyWrite { routing, key, hello, state, signed: None, indexed, look: true };
+        self.key_files.send(KeyWork::Write(Box::new(look)));
     }
 
     /// What the key-files thread did, in the order it did it.
@@ -305,6 +325,10 @@ impl Hub {
                 self.keys = index;
                 self.recheck_sessions();
             }
+            KeyNews::Reread { id, now } => {
+                self.keys.set(id, now);
+                self.recheck_sessions();
+            }
         }
     }
 
@@ -312,11 +336,12 @@ impl Hub {
     /// hello that brought it goes on as if it came now, by the files (which may have
     /// changed meanwhile by hand or by `drover key`).
     fn on_key_written(&mut self, write: KeyWrite, result: Written) {
-        let KeyWrite { routing, key, hello, state, signed, known, .. } = write;
+        let KeyWrite { routing, key, hello, state, signed, indexed, look } = write;
         let id = hello.id.clone();
-        // (a look for a refusal did not mark the id: another key's write may have)
-        if self.writing.get(&id) == Some(&key) {
-            self.writing.remove(&id);
+        // (a look for a refusal marked nothing: another key's write or look may have)
+        let marks = if look { &mut self.looking } else { &mut self.writing };
+        if marks.get(&id) == Some(&key) {
+            marks.remove(&id);
         }
         match result {
             Written::Done => {}
@@ -338,7 +363,7 @@ impl Hub {
                 return;
             }
         }
-        if known.is_none() {
+        if indexed.key.is_none() {
             tracing::info!(%id, fingerprint = %key.fingerprint(), ?state, "new minion key");
             self.event(
                 &id,
@@ -386,6 +411,11 @@ impl Hub {
                 self.send(&s.routing, &ToMinion::Rehello);
             }
         }
+    }
+
+    /// Another part of the master changed the key files of `id` ([`super::Command::KeyFilesChanged`]).
+    pub(super) fn key_files_changed(&mut self, id: MinionId) {
+        self.key_files.send(KeyWork::Reread(id));
     }
 
     /// `drover key accept|reject|delete`: checked here, made by the key-files thread, its

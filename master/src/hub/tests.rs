@@ -545,6 +545,59 @@ fn key_actions_are_made_in_the_order_asked_after_the_writes_before_them() {
 }
 
 #[test]
+fn the_pending_cap_counts_keys_written_not_keys_looked_up() {
+    let mut f = fixture();
+    f.hub.new_keys = crate::limits::NewKeys::new(3, Instant::now());
+    let waiting = f.stranger("w-0");
+    f.files.put(KeyState::Pending, &waiting.id, &waiting.key).unwrap();
+    f.hub.on_key_news(keys::KeyNews::Read(f.files.index()));
+    // three new minions at once: each is looked up in the files first, which counts for nothing
+    let new: Vec<Conn> = (1..=3).map(|i| f.stranger(&format!("w-{i}"))).collect();
+    for conn in &new {
+        f.hello(conn, 0);
+    }
+    assert!(f.silent());
+    // the looks come back (nothing on disk): two fit under the cap with the one waiting
+    for _ in 0..3 {
+        f.settle();
+    }
+    let ToMinion::Refused { reason } = f.sent_to(&new[2]) else { panic!("expected a refusal") };
+    assert!(reason.contains("already has 3 keys waiting for acceptance (its limit is 3)"), "{reason}");
+    // then their writes
+    f.settle();
+    f.settle();
+    assert_eq!(f.sent_to(&new[0]), ToMinion::Pending);
+    assert_eq!(f.sent_to(&new[1]), ToMinion::Pending);
+    assert_eq!(f.files.ids(KeyState::Pending).len(), 3);
+}
+
+#[test]
+fn key_files_changed_elsewhere_are_read_before_they_count() {
+    let mut f = fixture();
+    // an unreadable key file: refused by the files, then welcomed once fixed in place
+    let web = f.stranger("web-1");
+    let path = f._dir.path().join("pki/accepted/web-1");
+    std::fs::write(&path, "not a key\n").unwrap();
+    f.hub.on_key_news(keys::KeyNews::Read(f.files.index()));
+    f.hello(&web, 0);
+    f.settle();
+    let ToMinion::Refused { reason } = f.sent_to(&web) else { panic!("expected a refusal") };
+    assert!(reason.contains("cannot read") && reason.contains("accepted/web-1"), "{reason}");
+    std::fs::write(&path, format!("{}\n", web.key)).unwrap();
+    f.hello(&web, 0);
+    f.settle();
+    assert!(matches!(f.sent_to(&web), ToMinion::Welcome { .. }));
+    // the fleet revokes its key (files removed by the fleet, then the hub told): the index
+    // reads that id again at once and the session ends
+    f.files.delete(&web.id).unwrap();
+    f.hub.on_command(Command::KeyFilesChanged { id: web.id.clone() });
+    f.settle();
+    assert_eq!(f.sent_to(&web), ToMinion::Rehello);
+    assert!(!f.hub.sessions.contains_key(&web.id));
+    assert_eq!(f.hub.keys.lookup(&web.id), None);
+}
+
+#[test]
 fn a_route_speaks_for_the_minion_its_routing_id_names_and_only_with_its_key() {
     let mut f = fixture();
     let web = f.accepted("web-1");
