@@ -59,19 +59,46 @@ fn main() {
 /// of 256; drover's messages are few per connection (a job, its return, a heartbeat).
 const MESSAGE_PIPE_GRANULARITY: u32 = 32;
 
-/// Changes libzmq's compile-time [`MESSAGE_PIPE_GRANULARITY`]. It is a constant of an enum
-/// in libzmq's `config.hpp`, not a macro, and `zeromq-src` builds from the sources in its
-/// own crate, so it cannot be passed as a define: a header forced in front of every source
-/// file (`-include`, through the C++ flags `cc` reads for this target) reads `config.hpp`
-/// first with the constant under another name, then makes the constant's name a macro for
-/// the new value. `config.hpp`'s include guard keeps the sources from reading it again.
+/// What libzmq's own build (CMake, autotools) finds on Linux and zeromq-src leaves out:
+/// its `platform.hpp` is empty and it defines only a few `ZMQ_HAVE_*` itself. Without
+/// these, libzmq silently ignores every TCP keepalive option (the master relies on the
+/// kernel's keepalive to end dead connections), signals its mailboxes through a pair of
+/// Unix sockets instead of one eventfd (two descriptors per zmq socket, and slower), and
+/// makes its sockets and epoll instances close-on-exec only after the fact, if at all
+/// (the minion forks daemons).
+const LINUX_FEATURES: &[&str] = &[
+    "ZMQ_HAVE_LINUX",
+    "ZMQ_HAVE_SO_KEEPALIVE",
+    "ZMQ_HAVE_TCP_KEEPCNT",
+    "ZMQ_HAVE_TCP_KEEPIDLE",
+    "ZMQ_HAVE_TCP_KEEPINTVL",
+    "ZMQ_HAVE_EVENTFD",
+    "ZMQ_HAVE_EVENTFD_CLOEXEC",
+    "ZMQ_HAVE_SOCK_CLOEXEC",
+    "ZMQ_HAVE_O_CLOEXEC",
+    "HAVE_ACCEPT4",
+    "ZMQ_IOTHREAD_POLLER_USE_EPOLL_CLOEXEC",
+    "HAVE_CLOCK_GETTIME",
+];
+
+/// Settles what zeromq-src cannot be told: [`LINUX_FEATURES`] and
+/// [`MESSAGE_PIPE_GRANULARITY`], through a header forced in front of every source file
+/// (`-include`, through the C++ flags `cc` reads for this target). The granularity is a
+/// constant of an enum in libzmq's `config.hpp`, not a macro, so it cannot be passed as a
+/// define: the header reads `config.hpp` first with the constant under another name, then
+/// makes the constant's name a macro for the new value; `config.hpp`'s include guard
+/// keeps the sources from reading it again.
 #[allow(unsafe_code)] // set_var: see the SAFETY note
 fn tune_libzmq(out: &Path, target: &str) {
     let header = "drover-libzmq-tuning.hpp";
+    let features: String = LINUX_FEATURES.iter().map(|f| format!("#define {f} 1\n")).collect();
     let text = format!(
-        "// Written by wire/build.rs: see MESSAGE_PIPE_GRANULARITY there.\n\
+        "// Written by wire/build.rs: see LINUX_FEATURES and MESSAGE_PIPE_GRANULARITY there.\n\
          #if defined(__cplusplus) && !defined(DROVER_LIBZMQ_TUNING_HPP)\n\
          #define DROVER_LIBZMQ_TUNING_HPP\n\
+         #ifdef __linux__\n\
+         {features}\
+         #endif\n\
          #define message_pipe_granularity libzmq_own_message_pipe_granularity\n\
          #include \"config.hpp\"\n\
          #undef message_pipe_granularity\n\

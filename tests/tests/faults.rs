@@ -228,3 +228,37 @@ fn a_connection_is_only_the_minion_its_routing_id_names() {
     let ids: Vec<&str> = keys["keys"].as_array().unwrap().iter().filter_map(|k| k["id"].as_str()).collect();
     assert_eq!(ids, ["good"], "{keys}");
 }
+
+/// A minion's host gone without a word (power, a partition) leaves its connection open on
+/// the master until the kernel's TCP keepalive ends it: the master's connections carry it.
+/// (libzmq applies its keepalive options only when built knowing the platform has them,
+/// which wire/build.rs tells it; it once did not, and the options did nothing.)
+#[test]
+fn the_master_s_minion_connections_carry_tcp_keepalive() {
+    let master = Master::start(&["--auto-accept"]);
+    let _m = Minion::start(&master, "m1", &[]);
+    master.wait_for_minions(1);
+    // /proc/net/tcp: local address (hex) ends with the port, state 01 is established, and
+    // the timer field `tr:when` starts with 02 while the keepalive timer is armed (01, the
+    // retransmit timer, while data is unacknowledged)
+    let port = format!(":{:04X}", master.port);
+    let timers = || -> Vec<String> {
+        let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+        table
+            .lines()
+            .skip(1)
+            .filter_map(|line| {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                (f.len() > 5 && f[1].ends_with(&port) && f[3] == "01").then(|| f[5].to_string())
+            })
+            .collect()
+    };
+    wait_until(
+        Duration::from_secs(10),
+        "the minion's connection on the master with its keepalive timer",
+        || {
+            let t = timers();
+            !t.is_empty() && t.iter().all(|t| t.starts_with("02:"))
+        },
+    );
+}
