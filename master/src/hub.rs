@@ -517,6 +517,8 @@ impl Hub {
         let due: Vec<(MinionId, Vec<String>)> = self
             .limits
             .iter_mut()
+            // (the cheap test first: this runs over every minion at every tick)
+            .filter(|(_, l)| l.has_deferred())
             .filter(|(id, _)| self.sessions.get(*id).is_some_and(|s| !self.busy.contains(&s.routing)))
             .filter_map(|(id, l)| l.due_fetch(now).map(|w| (id.clone(), w)))
             .collect();

@@ -143,6 +143,11 @@ impl MinionLimits {
         }
     }
 
+    /// Whether a fetch waits for the budget.
+    pub fn has_deferred(&self) -> bool {
+        !self.deferred.is_empty()
+    }
+
     /// The deferred fetch, once the budget allows answering it.
     pub fn due_fetch(&mut self, now: Instant) -> Option<Vec<String>> {
         if self.deferred.is_empty() || !self.fetch_bytes.available(now) {

@@ -54,10 +54,8 @@ pub(super) fn insert_event(
     minion: &Option<String>,
     data: &Value,
 ) -> rusqlite::Result<u64> {
-    tx.execute(
-        "INSERT INTO events (time_ms, tag, minion, data) VALUES (?1, ?2, ?3, ?4)",
-        params![time_ms as i64, tag, minion, data.to_string()],
-    )?;
+    tx.prepare_cached("INSERT INTO events (time_ms, tag, minion, data) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![time_ms as i64, tag, minion, data.to_string()])?;
     Ok(tx.last_insert_rowid() as u64)
 }
 

@@ -111,11 +111,15 @@ pub(super) fn targeted(tx: &rusqlite::Transaction, jid: &Jid, id: &MinionId) -> 
 /// Keeps a return; false if one for the same (jid, minion) was kept before. A killed
 /// return marks its job killed (as `drover jobs kill` does), whoever killed it.
 pub(super) fn insert_return(tx: &rusqlite::Transaction, r: &JobReturn) -> rusqlite::Result<bool> {
-    let inserted = tx.execute(
-        "INSERT OR IGNORE INTO returns
-         (jid, minion, fun, success, retcode, ret, started_ms, finished_ms, received_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        params![
+    // cached: a job to 10,000 minions is 10,000 of these, and parsing the SQL each time was
+    // a third of the store thread's time
+    let inserted = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO returns
+             (jid, minion, fun, success, retcode, ret, started_ms, finished_ms, received_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?
+        .execute(params![
             r.jid.as_str(),
             r.id.as_str(),
             r.fun,
@@ -125,8 +129,7 @@ pub(super) fn insert_return(tx: &rusqlite::Transaction, r: &JobReturn) -> rusqli
             r.started_ms as i64,
             r.finished_ms as i64,
             wire::msg::now_ms() as i64,
-        ],
-    )?;
+        ])?;
     if inserted == 1 && r.killed {
         kill(tx, &r.jid, wire::msg::now_ms())?;
     }
