@@ -237,11 +237,12 @@ impl Hub {
         let files = keys.files();
         // the folders' times before the reading: a change meanwhile is read again
         let stamp = files.stamp();
+        // read once here, at start; the thread reads it again when `pki/` changes
+        let index = files.index();
         Self {
-            // read once here, at start; the thread reads it again when `pki/` changes
-            keys: files.index(),
+            key_files: keys::KeyFilesThread::start(files, stamp, index.clone(), news_tx),
+            keys: index,
             master_fingerprint: keys.master().public.fingerprint(),
-            key_files: keys::KeyFilesThread::start(files, stamp, news_tx),
             key_news: Some(news),
             writing: HashMap::new(),
             looked: None,

@@ -95,10 +95,12 @@ pub(crate) struct KeyFilesThread {
 }
 
 impl KeyFilesThread {
-    /// `stamp` is the folders' times from before the hub read the index it starts with.
+    /// `told` is the index the hub starts with, `stamp` the folders' times from before it
+    /// was read.
     pub(crate) fn start(
         files: KeyFiles,
         mut stamp: Vec<Option<std::time::SystemTime>>,
+        mut told: KeyIndex,
         news: mpsc::UnboundedSender<KeyNews>,
     ) -> KeyFilesThread {
         let (tx, rx) = std::sync::mpsc::channel::<KeyWork>();
@@ -106,9 +108,24 @@ impl KeyFilesThread {
             .name("key-files".into())
             .spawn(move || {
                 let (mut checked, mut read) = (Instant::now(), Instant::now());
+                // `told` follows what the hub's index holds (all of it comes from here), so
+                // that a reading which finds nothing new is not sent
                 loop {
                     let said = match rx.recv_timeout(RECHECK.saturating_sub(checked.elapsed())) {
-                        Ok(work) => news.send(do_work(&files, work)),
+                        Ok(work) => {
+                            let done = do_work(&files, work);
+                            match &done {
+                                KeyNews::Written { write, now, .. } => {
+                                    told.set(write.hello.id.clone(), now.clone())
+                                }
+                                KeyNews::Acted { changed, .. } => {
+                                    changed.iter().for_each(|(id, now)| told.set(id.clone(), now.clone()))
+                                }
+                                KeyNews::Reread { id, now } => told.set(id.clone(), now.clone()),
+                                KeyNews::Read(_) => {}
+                            }
+                            news.send(done)
+                        }
                         Err(RecvTimeoutError::Timeout) => Ok(()),
                         Err(RecvTimeoutError::Disconnected) => break,
                     };
@@ -117,8 +134,12 @@ impl KeyFilesThread {
                         let now = files.stamp();
                         if now != stamp || read.elapsed() >= REREAD {
                             (stamp, read) = (now, Instant::now());
-                            if news.send(KeyNews::Read(files.index())).is_err() {
-                                break;
+                            let index = files.index();
+                            if index != told {
+                                told = index.clone();
+                                if news.send(KeyNews::Read(index)).is_err() {
+                                    break;
+                                }
                             }
                         }
                     }
