@@ -6,7 +6,8 @@
 //! write of `pki/` is made by the key-files thread ([`KeyFilesThread`]), one at a time, in
 //! the order asked. What the thread did comes back to the hub as [`KeyNews`], in that same
 //! order, each with what the files of the ids it touched hold now; so the index never
-//! says less than what the hub itself asked for, and a hand edit is in it within a second.
+//! says less than what the hub itself asked for. A hand edit is in it within a second of
+//! its folder changing, ten at most (a file rewritten in place changes no folder).
 
 use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
@@ -44,7 +45,7 @@ pub(crate) struct KeyWrite {
     look: bool,
 }
 
-/// A key action for the thread: on `ids`, or every id its files hold in `all`'s states.
+/// A key action for the thread, with the API's answer to give once it is made.
 pub(crate) struct KeyActionWork {
     action: KeyAction,
     ids: Targets,
