@@ -213,8 +213,8 @@ pub struct Hub {
     /// What it did (keys written, each with the hello that waits for it; key actions;
     /// `pki/` read again); taken by `run`.
     key_news: Option<mpsc::UnboundedReceiver<keys::KeyNews>>,
-    /// The id and key the key-files thread just found no file for ([`keys::Written::Absent`]),
-    /// while their hello goes on.
+    /// The id and key whose files the key-files thread just found as the index says
+    /// ([`keys::Written::Same`]), while their hello goes on.
     looked: Option<(MinionId, PublicKey)>,
     /// Ids whose key the key-files thread looks up before their hello goes on, with it.
     looking: HashMap<MinionId, PublicKey>,
