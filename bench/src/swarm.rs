@@ -3,9 +3,10 @@
 //! else fails as "not available in the swarm".
 //!
 //! Sockets are spread over several ZeroMQ contexts (libzmq allows 1,023 sockets per
-//! context by default) and served by one thread per 500 minions, woken by epoll. A swarm of more than
-//! [`PER_PROCESS`] minions runs in child processes (`drover-bench swarm --report`), since
-//! each minion holds two file descriptors and a process often may not hold more than 20,000.
+//! context by default) and served by one thread per 500 minions, woken by epoll. A swarm
+//! of more than [`PER_PROCESS`] minions runs in child processes (`drover-bench swarm
+//! --report`), since each minion holds two file descriptors (its connection and its
+//! socket's mailbox) and a process often may not hold more than 20,000.
 
 use std::io::{BufRead, BufReader};
 use std::os::fd::BorrowedFd;
