@@ -34,15 +34,14 @@ pub(crate) struct KeyWrite {
     routing: Vec<u8>,
     key: PublicKey,
     hello: Hello,
-    state: KeyState,
+    /// The state to record the key in; none: only look whether the files hold what the
+    /// index does for the id ([`Written::Same`] if they do), and write nothing.
+    state: Option<KeyState>,
     /// The autosign file and grain that accepted it, if one did.
     signed: Option<Signed>,
     /// What the index held for its id when the hello came: the thread writes only if the
     /// files still do (a key action, a hand edit or a key the index did not know yet wins).
     indexed: Known,
-    /// Only look whether the files hold what the index does for the id
-    /// ([`Written::Same`] if they do); write nothing.
-    look: bool,
 }
 
 /// A key action for the thread, with the API's answer to give once it is made.
@@ -81,7 +80,7 @@ pub(crate) enum KeyNews {
 
 pub(crate) enum Written {
     Done,
-    /// Looked ([`KeyWrite::look`]): the files hold what the index did.
+    /// Looked (no [`KeyWrite::state`]): the files hold what the index did.
     Same,
     /// The files changed since the hello: nothing written.
     Changed,
@@ -163,15 +162,13 @@ fn do_work(files: &KeyFiles, work: KeyWork) -> KeyNews {
     match work {
         KeyWork::Write(write) => {
             let id = write.hello.id.clone();
-            let result = if files.known(&id) != write.indexed {
-                Written::Changed
-            } else if write.look {
-                Written::Same
-            } else {
-                match files.put(write.state, &id, &write.key) {
+            let result = match write.state {
+                _ if files.known(&id) != write.indexed => Written::Changed,
+                None => Written::Same,
+                Some(state) => match files.put(state, &id, &write.key) {
                     Ok(()) => Written::Done,
                     Err(e) => Written::Failed(e.to_string()),
-                }
+                },
             };
             KeyNews::Written { write, result, now: files.known(&id) }
         }
@@ -234,16 +231,14 @@ impl Hub {
             return;
         }
         let known = self.keys.lookup(&id);
+        // a refusal goes by the files: the index may not have read a change yet (a fleet
+        // slot enrolled again with a new key a moment ago)
+        let refused = known.as_ref().is_some_and(|(s, k)| *k != key || *s == KeyState::Rejected);
+        if refused && !verified {
+            return self.look(routing, key, hello);
+        }
         match known {
             Some((KeyState::Accepted, k)) if k == key => self.welcome(routing, key, hello),
-            // a refusal goes by the files: the index may not have read a change yet (a fleet
-            // slot enrolled again with a new key a moment ago)
-            Some(_)
-                if !verified
-                    && self.keys.lookup(&id).is_some_and(|(s, k)| k != key || s == KeyState::Rejected) =>
-            {
-                self.look(routing, key, hello);
-            }
             Some((state, k)) if k != key && state != KeyState::Rejected => {
                 tracing::warn!(
                     %id, presented = %key.fingerprint(), expected = %k.fingerprint(),
@@ -318,7 +313,7 @@ impl Hub {
                 // written off the hub's task (synced to disk); the hello goes on once it is
                 let indexed = self.keys.known(&id);
                 self.writing.insert(id, key.clone());
-                let write = KeyWrite { routing, key, hello, state, signed, indexed, look: false };
+                let write = KeyWrite { routing, key, hello, state: Some(state), signed, indexed };
                 self.key_files.send(KeyWork::Write(Box::new(write)));
             }
             Some((KeyState::Accepted, _)) => unreachable!("matched above"),
@@ -329,9 +324,8 @@ impl Hub {
     /// before a hello is refused or counted as a new key by the index; the hello goes on
     /// when it answers ([`Hub::on_key_written`]).
     fn look(&mut self, routing: Vec<u8>, key: PublicKey, hello: Hello) {
-        let state = KeyState::Pending; // not written
         let indexed = self.keys.known(&hello.id);
-        let look = KeyWrite { routing, key, hello, state, signed: None, indexed, look: true };
+        let look = KeyWrite { routing, key, hello, state: None, signed: None, indexed };
         self.key_files.send(KeyWork::Write(Box::new(look)));
     }
 
@@ -358,10 +352,10 @@ impl Hub {
     /// hello that brought it goes on as if it came now, by the files (which may have
     /// changed meanwhile by hand or by `drover key`).
     fn on_key_written(&mut self, write: KeyWrite, result: Written) {
-        let KeyWrite { routing, key, hello, state, signed, indexed, look } = write;
+        let KeyWrite { routing, key, hello, state, signed, indexed } = write;
         let id = hello.id.clone();
         // (a look for a refusal marked nothing: another key's write or look may have)
-        let marks = if look { &mut self.looking } else { &mut self.writing };
+        let marks = if state.is_none() { &mut self.looking } else { &mut self.writing };
         if marks.get(&id) == Some(&key) {
             marks.remove(&id);
         }
@@ -385,7 +379,8 @@ impl Hub {
                 return;
             }
         }
-        if indexed.key.is_none() {
+        // (written: the state is there)
+        if let (None, Some(state)) = (&indexed.key, state) {
             tracing::info!(%id, fingerprint = %key.fingerprint(), ?state, "new minion key");
             self.event(
                 &id,

@@ -63,13 +63,19 @@ impl Fixture {
     /// Two containers of slot `id`, generations 5 then 7: each welcomed in turn, the older
     /// one told it is superseded.
     fn two_generations(&mut self, id: &str) -> (Conn, Conn) {
+        self.generations(id, 5, 7)
+    }
+
+    /// Two containers of slot `id`, generation `first` then `second` (not lower): each
+    /// welcomed in turn, the first told it is superseded.
+    fn generations(&mut self, id: &str, first: u64, second: u64) -> (Conn, Conn) {
         let old = self.accepted(id);
         let new = self.conn(&old);
-        self.hello(&old, 5);
+        self.hello(&old, first);
         assert!(matches!(self.sent_to(&old), ToMinion::Welcome { .. }));
-        self.hello(&new, 7);
+        self.hello(&new, second);
         assert!(matches!(self.sent_to(&new), ToMinion::Welcome { .. }));
-        assert_eq!(self.sent_to(&old), ToMinion::Superseded { by: 7 });
+        assert_eq!(self.sent_to(&old), ToMinion::Superseded { by: second });
         (old, new)
     }
 
@@ -267,14 +273,8 @@ fn the_generation_the_fleet_wants_has_the_session() {
 #[test]
 fn an_equal_generation_takes_the_session_and_the_other_connection_is_told() {
     let mut f = fixture();
-    let a = f.accepted("web-1");
-    let b = f.conn(&a);
-    f.hello(&a, 3);
-    assert!(matches!(f.sent_to(&a), ToMinion::Welcome { .. }));
     // e.g. the same minion again on a new socket after a half-open connection
-    f.hello(&b, 3);
-    assert!(matches!(f.sent_to(&b), ToMinion::Welcome { .. }));
-    assert_eq!(f.sent_to(&a), ToMinion::Superseded { by: 3 });
+    let (a, b) = f.generations("web-1", 3, 3);
     // a hello again on the connection that has the session changes nothing
     f.hello(&b, 3);
     assert!(matches!(f.sent_to(&b), ToMinion::Welcome { .. }));
